@@ -1,0 +1,1 @@
+//! raftmq node library
