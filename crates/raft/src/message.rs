@@ -30,9 +30,14 @@ pub enum Body {
     /// Leader → follower: an empty append that only asserts leadership and
     /// advances the commit index up to what the follower is known to hold.
     /// `read_seq` lets ReadIndex confirm leadership with one heartbeat round.
-    Heartbeat { commit: Index, read_seq: u64 },
+    Heartbeat {
+        commit: Index,
+        read_seq: u64,
+    },
     /// Follower → leader: the answer to `Heartbeat`, echoing `read_seq`.
-    HeartbeatResponse { read_seq: u64 },
+    HeartbeatResponse {
+        read_seq: u64,
+    },
     /// Candidate → all: asks for a vote (§5.2). With `pre_vote` it only asks
     /// whether a vote *would* be granted, in term `term`, without anyone
     /// changing their term (dissertation §9.6).
@@ -44,10 +49,15 @@ pub enum Body {
         /// grant it even though they heard from a leader recently.
         transfer: bool,
     },
-    VoteResponse { pre_vote: bool, granted: bool },
+    VoteResponse {
+        pre_vote: bool,
+        granted: bool,
+    },
     /// Leader → follower whose next entry is compacted away: the whole
     /// state up to the snapshot's index. The transport may chunk `data`.
-    InstallSnapshot { snapshot: Snapshot },
+    InstallSnapshot {
+        snapshot: Snapshot,
+    },
     /// Leader → transfer target: start an election now, ignoring the timer
     /// (dissertation §3.10).
     TimeoutNow,
