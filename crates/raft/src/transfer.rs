@@ -1,0 +1,51 @@
+//! Leadership transfer (dissertation §3.10): the leader brings the target's
+//! log up to date, then sends it TimeoutNow so it starts an election at once,
+//! which it wins because its log is the most up to date. Proposals are
+//! refused meanwhile (they would make the target fall behind again), and the
+//! transfer is abandoned after an election timeout.
+
+use crate::error::ProposeError;
+use crate::message::Body;
+use crate::raft::{Raft, Transfer};
+use crate::ready::{Event, Role};
+use crate::types::NodeId;
+
+impl Raft {
+    pub fn transfer_leader(&mut self, to: NodeId) -> Result<(), ProposeError> {
+        if self.role != Role::Leader {
+            return Err(ProposeError::NotLeader { leader: self.leader });
+        }
+        if to == self.config.id {
+            return Ok(());
+        }
+        if !self.membership.is_voter(to) {
+            return Err(ProposeError::InvalidMembershipChange(format!(
+                "node {to} is not a voter, so it cannot become leader"
+            )));
+        }
+        if let Some(current) = self.transfer {
+            if current.to == to {
+                return Ok(());
+            }
+            self.event(Event::TransferAborted { to: current.to, term: self.term });
+        }
+        self.transfer = Some(Transfer { to, elapsed: 0 });
+        self.event(Event::TransferStarted { to, term: self.term });
+        if !self.maybe_finish_transfer(to) {
+            self.send_append(to, false);
+        }
+        Ok(())
+    }
+
+    /// Sends TimeoutNow once the target has every entry. Returns whether sent.
+    pub(crate) fn maybe_finish_transfer(&mut self, from: NodeId) -> bool {
+        let Some(transfer) = self.transfer else { return false };
+        let up_to_date =
+            self.progress.get(&from).is_some_and(|p| p.matched == self.log.last_index());
+        if transfer.to == from && up_to_date {
+            self.send(from, Body::TimeoutNow);
+            return true;
+        }
+        false
+    }
+}
