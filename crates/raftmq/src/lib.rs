@@ -1,1 +1,3 @@
 //! raftmq node library
+pub mod codec;
+pub mod state_machine;

@@ -1,0 +1,121 @@
+//! The member address book: node id → the addresses a node is reachable at.
+//!
+//! Raft's membership entries carry only node ids; raftmq puts each joining member's addresses
+//! (an encoded [`MemberInfo`]) in the entry's `context`. Keeping them in the state machine —
+//! and so in its snapshots — means every node, including one restored from a snapshot, knows
+//! how to reach every member without any side channel.
+
+use std::collections::BTreeMap;
+
+use prost::Message as _;
+use raftmq_proto::client::MemberInfo;
+use raftmq_raft::{ConfChange, ConfChangeKind, NodeId};
+
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Members {
+    book: BTreeMap<NodeId, MemberInfo>,
+}
+
+impl Members {
+    pub(crate) fn book(&self) -> &BTreeMap<NodeId, MemberInfo> {
+        &self.book
+    }
+
+    /// Applies a committed membership change. An add or promote/demote with addresses in its
+    /// context records them (the change's node id wins over the one in the context); one with
+    /// an empty or undecodable context keeps whatever was known. A removal forgets the node.
+    pub(crate) fn apply(&mut self, change: &ConfChange) {
+        match change.kind {
+            ConfChangeKind::Remove => {
+                self.book.remove(&change.node);
+            }
+            ConfChangeKind::AddVoter | ConfChangeKind::AddLearner => {
+                if change.context.is_empty() {
+                    return;
+                }
+                if let Ok(mut info) = MemberInfo::decode(change.context.as_ref()) {
+                    info.node_id = change.node;
+                    self.book.insert(change.node, info);
+                }
+            }
+        }
+    }
+
+    /// The snapshot form, ordered by node id.
+    pub(crate) fn to_proto(&self) -> Vec<MemberInfo> {
+        self.book.values().cloned().collect()
+    }
+
+    /// Rebuilds the book from its snapshot form, refusing node id 0 and duplicates.
+    pub(crate) fn from_proto(members: Vec<MemberInfo>) -> Result<Self, String> {
+        let mut book = BTreeMap::new();
+        for info in members {
+            if info.node_id == 0 {
+                return Err("member with node id 0".into());
+            }
+            let node_id = info.node_id;
+            if book.insert(node_id, info).is_some() {
+                return Err(format!("member {node_id} appears twice"));
+            }
+        }
+        Ok(Self { book })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+
+    fn info(node_id: NodeId, raft_addr: &str) -> MemberInfo {
+        MemberInfo {
+            node_id,
+            raft_addr: raft_addr.into(),
+            client_addr: format!("{raft_addr}-http"),
+        }
+    }
+
+    fn change(kind: ConfChangeKind, node: NodeId, context: Bytes) -> ConfChange {
+        ConfChange { kind, node, context }
+    }
+
+    #[test]
+    fn adds_keep_addresses_and_removes_drop_them() {
+        let mut members = Members::default();
+        let context = Bytes::from(info(2, "n2:1").encode_to_vec());
+        members.apply(&change(ConfChangeKind::AddLearner, 2, context));
+        assert_eq!(members.book().get(&2), Some(&info(2, "n2:1")));
+
+        // A promotion without context keeps the known addresses.
+        members.apply(&change(ConfChangeKind::AddVoter, 2, Bytes::new()));
+        assert_eq!(members.book().get(&2), Some(&info(2, "n2:1")));
+
+        // New addresses replace old ones.
+        let moved = Bytes::from(info(2, "n2:9").encode_to_vec());
+        members.apply(&change(ConfChangeKind::AddVoter, 2, moved));
+        assert_eq!(members.book().get(&2), Some(&info(2, "n2:9")));
+
+        members.apply(&change(ConfChangeKind::Remove, 2, Bytes::new()));
+        assert!(members.book().is_empty());
+    }
+
+    #[test]
+    fn the_change_decides_the_node_id_and_garbage_context_is_ignored() {
+        let mut members = Members::default();
+        let wrong_id = Bytes::from(info(7, "n3:1").encode_to_vec());
+        members.apply(&change(ConfChangeKind::AddVoter, 3, wrong_id));
+        assert_eq!(members.book().get(&3).map(|info| info.node_id), Some(3));
+
+        members.apply(&change(ConfChangeKind::AddVoter, 4, Bytes::from_static(&[0xff, 0xff])));
+        assert!(!members.book().contains_key(&4));
+    }
+
+    #[test]
+    fn snapshot_form_refuses_zero_and_duplicates() {
+        assert!(Members::from_proto(vec![info(0, "a")]).is_err());
+        assert!(Members::from_proto(vec![info(1, "a"), info(1, "b")]).is_err());
+        let restored = Members::from_proto(vec![info(2, "b"), info(1, "a")]);
+        assert_eq!(restored.map(|m| m.to_proto()), Ok(vec![info(1, "a"), info(2, "b")]));
+    }
+}

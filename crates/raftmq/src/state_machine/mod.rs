@@ -1,0 +1,262 @@
+//! The replicated state machine: what every committed log entry does to a node's state.
+//!
+//! Raft guarantees that every node applies the same entries in the same order; the state
+//! machine must turn that into the same state on every node. So it is deterministic — no I/O,
+//! no clock, no randomness, no iteration over hash maps — and its only notion of time is the
+//! `timestamp_ms` the leader stamps on each command. It is also total: any bytes at all, even
+//! garbage, produce a result rather than a panic, because a panic on a committed entry would
+//! crash every replica at the same index, forever.
+//!
+//! The state (one concept per module):
+//! - [`queues`]: topics in creation order, each a FIFO queue whose messages are consumed once;
+//! - [`sessions`]: per-client last `seq` and result, for exactly-once retries;
+//! - [`members`]: the member address book, from membership entries;
+//! - the applied index/term, the log clock and a count of opaque operations (executed by the
+//!   replicators, not here).
+//!
+//! [`snapshot`] encodes all of it as a `raftmq.v1.StateSnapshot` and restores it; [`results`]
+//! builds the `CommandResult`s the commands answer with.
+
+pub mod members;
+pub mod queues;
+pub mod results;
+pub mod sessions;
+pub mod snapshot;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+
+use prost::Message as _;
+use raftmq_proto::client::{command, Command, CommandResult, ErrorCode, MemberInfo};
+use raftmq_raft::{ConfChange, Index, NodeId, Term};
+
+pub use queues::MAX_TOPIC_NAME_BYTES;
+pub use sessions::MAX_CLIENT_ID_BYTES;
+pub use snapshot::{SnapshotError, SNAPSHOT_FORMAT_VERSION};
+
+use members::Members;
+use queues::{QueueError, Topics};
+use sessions::{SessionCheck, Sessions};
+
+/// The whole replicated state of a node, advanced one committed entry at a time.
+#[derive(Clone, Debug)]
+pub struct StateMachine {
+    applied_index: Index,
+    applied_term: Term,
+    /// The largest `Command.timestamp_ms` applied: the log's clock. It only moves forward, even
+    /// if a new leader's wall clock is behind the old one's.
+    clock_ms: u64,
+    /// How many `Operation` commands were applied.
+    operation_count: u64,
+    topics: Topics,
+    sessions: Sessions,
+    members: Members,
+}
+
+impl StateMachine {
+    /// An empty state machine whose client sessions expire after `session_ttl_ms` of log time
+    /// without a command (`u64::MAX`: never).
+    pub fn new(session_ttl_ms: u64) -> Self {
+        Self {
+            applied_index: 0,
+            applied_term: 0,
+            clock_ms: 0,
+            operation_count: 0,
+            topics: Topics::default(),
+            sessions: Sessions::new(session_ttl_ms),
+            members: Members::default(),
+        }
+    }
+
+    /// Applies one committed command entry at (`index`, `term`) and returns its result.
+    ///
+    /// Never panics, whatever `command` holds: bytes that are not a `raftmq.v1.Command` answer
+    /// `INVALID` and change nothing but the applied index. An `index` at or below the applied
+    /// index (an entry replayed after a snapshot restore) answers `INVALID` and changes nothing
+    /// at all.
+    pub fn apply_command(&mut self, index: Index, term: Term, command: &[u8]) -> CommandResult {
+        if !self.advance(index, term) {
+            return self.already_applied(index);
+        }
+        let command = match Command::decode(command) {
+            Ok(command) => command,
+            Err(error) => {
+                return results::error(
+                    ErrorCode::Invalid,
+                    format!("the entry is not a raftmq.v1.Command: {error}"),
+                )
+            }
+        };
+        self.clock_ms = self.clock_ms.max(command.timestamp_ms);
+        self.sessions.expire_idle(self.clock_ms);
+
+        if command.client_id.is_empty() {
+            return self.execute(command.kind);
+        }
+        if command.client_id.len() > MAX_CLIENT_ID_BYTES {
+            return results::error(
+                ErrorCode::Invalid,
+                format!("a client id must be at most {MAX_CLIENT_ID_BYTES} bytes"),
+            );
+        }
+        match self.sessions.check(&command.client_id, command.seq) {
+            SessionCheck::Duplicate(saved) => return saved.clone(),
+            SessionCheck::Stale { last_seq } => {
+                return results::error(
+                    ErrorCode::Invalid,
+                    format!(
+                        "stale sequence: client {:?} sent seq {} but seq {last_seq} was already \
+                         applied",
+                        command.client_id, command.seq
+                    ),
+                )
+            }
+            SessionCheck::New => {}
+        }
+        let result = self.execute(command.kind);
+        self.sessions.record(&command.client_id, command.seq, result.clone(), self.clock_ms);
+        result
+    }
+
+    /// Applies a no-op entry (a new leader's first entry): it only advances the applied
+    /// index and term.
+    pub fn apply_noop(&mut self, index: Index, term: Term) {
+        self.advance(index, term);
+    }
+
+    /// Applies a committed membership change: advances the applied index and term, and keeps
+    /// the member address book in step (addresses from the change's `MemberInfo` context; a
+    /// removal drops the member).
+    pub fn apply_membership(&mut self, index: Index, term: Term, change: &ConfChange) {
+        if self.advance(index, term) {
+            self.members.apply(change);
+        }
+    }
+
+    /// The index of the last entry applied (0 before any).
+    pub fn applied_index(&self) -> Index {
+        self.applied_index
+    }
+
+    /// The term of the last entry applied (0 before any).
+    pub fn applied_term(&self) -> Term {
+        self.applied_term
+    }
+
+    /// Every topic name, in creation order.
+    pub fn topics(&self) -> Vec<String> {
+        self.topics.names().map(str::to_owned).collect()
+    }
+
+    /// The member address book, by node id.
+    pub fn members(&self) -> &BTreeMap<NodeId, MemberInfo> {
+        self.members.book()
+    }
+
+    /// The number of messages waiting in `topic`, or `None` if there is no such topic.
+    pub fn queue_len(&self, topic: &str) -> Option<usize> {
+        self.topics.queue_len(topic)
+    }
+
+    /// How many `Operation` commands were applied (replicators execute them).
+    pub fn operation_count(&self) -> u64 {
+        self.operation_count
+    }
+
+    /// The number of live client sessions.
+    pub fn session_count(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// The log's clock: the largest command timestamp applied, in ms since the Unix epoch.
+    pub fn clock_ms(&self) -> u64 {
+        self.clock_ms
+    }
+
+    /// The whole state, encoded as a `raftmq.v1.StateSnapshot`.
+    pub fn snapshot(&self) -> Vec<u8> {
+        snapshot::encode(self)
+    }
+
+    /// Rebuilds a state machine from [`StateMachine::snapshot`]'s bytes. The TTL is
+    /// configuration, not state, so it is given again.
+    pub fn restore(data: &[u8], session_ttl_ms: u64) -> Result<Self, SnapshotError> {
+        snapshot::decode(data, session_ttl_ms)
+    }
+
+    /// A stable 64-bit hash of the whole state (including the applied index and term): equal
+    /// on two nodes exactly when their snapshots are equal.
+    pub fn digest(&self) -> u64 {
+        snapshot::fnv1a_64(&self.snapshot())
+    }
+
+    /// Moves the applied position to (`index`, `term`); `false` (and nothing moves) if `index`
+    /// was already applied.
+    fn advance(&mut self, index: Index, term: Term) -> bool {
+        if index <= self.applied_index {
+            return false;
+        }
+        self.applied_index = index;
+        self.applied_term = term;
+        true
+    }
+
+    fn already_applied(&self, index: Index) -> CommandResult {
+        results::error(
+            ErrorCode::Invalid,
+            format!(
+                "entry {index} was already applied (applied index {}); it is not applied again",
+                self.applied_index
+            ),
+        )
+    }
+
+    /// Carries out a command's kind against the state. Session bookkeeping is the caller's.
+    fn execute(&mut self, kind: Option<command::Kind>) -> CommandResult {
+        match kind {
+            // Also what a command kind added by a newer raftmq decodes to.
+            None => results::error(
+                ErrorCode::Invalid,
+                "the command has no kind this raftmq version knows",
+            ),
+            Some(command::Kind::CreateTopic(create)) => match self.topics.create(&create.name) {
+                Ok(()) => results::ok(),
+                Err(error) => queue_error(error, &create.name),
+            },
+            Some(command::Kind::PutMessage(put)) => {
+                match self.topics.put(&put.topic, put.message) {
+                    Ok(()) => results::ok(),
+                    Err(error) => queue_error(error, &put.topic),
+                }
+            }
+            Some(command::Kind::ConsumeMessage(consume)) => {
+                match self.topics.consume(&consume.topic) {
+                    Ok(message) => results::consumed(message),
+                    Err(error) => queue_error(error, &consume.topic),
+                }
+            }
+            Some(command::Kind::Operation(_)) => {
+                self.operation_count += 1;
+                results::ok()
+            }
+        }
+    }
+}
+
+/// The result a failed queue operation answers with.
+fn queue_error(error: QueueError, topic: &str) -> CommandResult {
+    match error {
+        QueueError::TopicExists => {
+            results::error(ErrorCode::TopicExists, format!("topic {topic:?} already exists"))
+        }
+        QueueError::TopicNotFound => {
+            results::error(ErrorCode::TopicNotFound, format!("no topic {topic:?}"))
+        }
+        QueueError::QueueEmpty => {
+            results::error(ErrorCode::QueueEmpty, format!("topic {topic:?} has no message"))
+        }
+        QueueError::InvalidName(reason) => results::error(ErrorCode::Invalid, reason),
+    }
+}

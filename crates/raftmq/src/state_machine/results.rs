@@ -1,0 +1,44 @@
+//! Building and reading [`CommandResult`]s, the state machine's answers.
+//!
+//! A result is what a client gets back and what a session saves for retries, so it is the
+//! protobuf message itself rather than a Rust enum: it goes over the wire and into snapshots
+//! unchanged.
+
+use raftmq_proto::client::{command_result::Outcome, CommandResult, Error, ErrorCode, Success};
+
+/// The command was applied and has nothing to return.
+pub fn ok() -> CommandResult {
+    CommandResult { outcome: Some(Outcome::Ok(Success {})) }
+}
+
+/// The command failed; nothing changed.
+pub fn error(code: ErrorCode, detail: impl Into<String>) -> CommandResult {
+    CommandResult {
+        outcome: Some(Outcome::Error(Error { code: code.into(), detail: detail.into() })),
+    }
+}
+
+/// A consume removed `message` from its topic.
+pub fn consumed(message: String) -> CommandResult {
+    CommandResult { outcome: Some(Outcome::Message(message)) }
+}
+
+/// The error code of a failed result; `None` for a success or a consumed message. An error
+/// code this build does not know reads as [`ErrorCode::Unspecified`].
+pub fn error_code(result: &CommandResult) -> Option<ErrorCode> {
+    match &result.outcome {
+        Some(Outcome::Error(error)) => {
+            Some(ErrorCode::try_from(error.code).unwrap_or(ErrorCode::Unspecified))
+        }
+        Some(Outcome::Ok(_)) | Some(Outcome::Message(_)) => None,
+        None => Some(ErrorCode::Unspecified),
+    }
+}
+
+/// The message a consume returned, if `result` is one.
+pub fn consumed_message(result: &CommandResult) -> Option<&str> {
+    match &result.outcome {
+        Some(Outcome::Message(message)) => Some(message),
+        _ => None,
+    }
+}

@@ -1,0 +1,419 @@
+//! Behaviour tests of the whole state machine: commands in, results and state out.
+
+use bytes::Bytes;
+use proptest::prelude::*;
+use prost::Message as _;
+use raftmq_proto::client::{
+    command::Kind, Command, CommandResult, ConsumeMessage, CreateTopic, ErrorCode, MemberInfo,
+    Operation, PutMessage,
+};
+use raftmq_raft::{ConfChange, ConfChangeKind};
+
+use super::results::{consumed, consumed_message, error_code, ok};
+use super::{SnapshotError, StateMachine};
+
+const TTL_MS: u64 = 60_000;
+
+fn create(name: &str) -> Kind {
+    Kind::CreateTopic(CreateTopic { name: name.into() })
+}
+
+fn put(topic: &str, message: &str) -> Kind {
+    Kind::PutMessage(PutMessage { topic: topic.into(), message: message.into() })
+}
+
+fn consume(topic: &str) -> Kind {
+    Kind::ConsumeMessage(ConsumeMessage { topic: topic.into() })
+}
+
+fn operation(operation: &str) -> Kind {
+    Kind::Operation(Operation { operation: operation.into() })
+}
+
+fn encode(client_id: &str, seq: u64, timestamp_ms: u64, kind: Option<Kind>) -> Vec<u8> {
+    Command { client_id: client_id.into(), seq, timestamp_ms, kind }.encode_to_vec()
+}
+
+/// A state machine plus the next index to apply, so tests read as a list of commands.
+struct Harness {
+    machine: StateMachine,
+    next_index: u64,
+}
+
+impl Harness {
+    fn new() -> Self {
+        Self { machine: StateMachine::new(TTL_MS), next_index: 1 }
+    }
+
+    fn apply_bytes(&mut self, bytes: &[u8]) -> CommandResult {
+        let index = self.next_index;
+        self.next_index += 1;
+        self.machine.apply_command(index, 1, bytes)
+    }
+
+    /// A command without a session.
+    fn run(&mut self, kind: Kind) -> CommandResult {
+        self.apply_bytes(&encode("", 0, 0, Some(kind)))
+    }
+
+    /// A command in `client`'s session.
+    fn run_as(&mut self, client: &str, seq: u64, at_ms: u64, kind: Kind) -> CommandResult {
+        self.apply_bytes(&encode(client, seq, at_ms, Some(kind)))
+    }
+}
+
+#[test]
+fn messages_are_consumed_in_fifo_order_and_only_once() {
+    let mut h = Harness::new();
+    assert_eq!(h.run(create("t")), ok());
+    for message in ["one", "two", "three"] {
+        assert_eq!(h.run(put("t", message)), ok());
+    }
+    assert_eq!(h.machine.queue_len("t"), Some(3));
+    assert_eq!(h.run(consume("t")), consumed("one".into()));
+    assert_eq!(h.run(consume("t")), consumed("two".into()));
+    assert_eq!(h.run(put("t", "four")), ok());
+    assert_eq!(h.run(consume("t")), consumed("three".into()));
+    assert_eq!(h.run(consume("t")), consumed("four".into()));
+    assert_eq!(error_code(&h.run(consume("t"))), Some(ErrorCode::QueueEmpty));
+    assert_eq!(h.machine.queue_len("t"), Some(0));
+}
+
+#[test]
+fn topics_are_listed_in_creation_order_and_queues_are_separate() {
+    let mut h = Harness::new();
+    for name in ["b", "a", "c"] {
+        assert_eq!(h.run(create(name)), ok());
+    }
+    assert_eq!(h.machine.topics(), ["b", "a", "c"]);
+    assert_eq!(h.run(put("a", "for a")), ok());
+    assert_eq!(h.machine.queue_len("b"), Some(0));
+    assert_eq!(h.machine.queue_len("nope"), None);
+    assert_eq!(h.run(consume("a")), consumed("for a".into()));
+}
+
+#[test]
+fn every_error_code() {
+    let mut h = Harness::new();
+    assert_eq!(h.run(create("t")), ok());
+    assert_eq!(error_code(&h.run(create("t"))), Some(ErrorCode::TopicExists));
+    assert_eq!(error_code(&h.run(create(""))), Some(ErrorCode::Invalid));
+    assert_eq!(error_code(&h.run(create(&"n".repeat(256)))), Some(ErrorCode::Invalid));
+    assert_eq!(h.run(create(&"n".repeat(255))), ok());
+    assert_eq!(error_code(&h.run(put("missing", "m"))), Some(ErrorCode::TopicNotFound));
+    assert_eq!(error_code(&h.run(consume("missing"))), Some(ErrorCode::TopicNotFound));
+    assert_eq!(error_code(&h.run(consume("t"))), Some(ErrorCode::QueueEmpty));
+    // A command without a kind, and one with an over-long client id.
+    assert_eq!(error_code(&h.apply_bytes(&encode("", 0, 0, None))), Some(ErrorCode::Invalid));
+    let long_id = "c".repeat(256);
+    assert_eq!(error_code(&h.run_as(&long_id, 1, 0, create("x"))), Some(ErrorCode::Invalid));
+    assert_eq!(h.machine.topics(), ["t".to_string(), "n".repeat(255)]);
+    assert_eq!(h.machine.session_count(), 0);
+}
+
+#[test]
+fn operations_are_acknowledged_and_counted() {
+    let mut h = Harness::new();
+    assert_eq!(h.run(operation("operation-1")), ok());
+    assert_eq!(h.run(operation("operation-2")), ok());
+    assert_eq!(h.machine.operation_count(), 2);
+}
+
+#[test]
+fn garbage_bytes_answer_invalid_and_still_count_as_applied() {
+    let mut h = Harness::new();
+    let before = h.machine.topics();
+    for garbage in [&[0xff_u8, 0xff, 0xff][..], &[0x0a, 0x10, 0x01], &[0x0a, 0x02, 0xc3, 0x28]] {
+        assert_eq!(error_code(&h.apply_bytes(garbage)), Some(ErrorCode::Invalid));
+    }
+    assert_eq!(h.machine.applied_index(), 3);
+    assert_eq!(h.machine.topics(), before);
+}
+
+#[test]
+fn entries_at_or_below_the_applied_index_are_not_applied_again() {
+    let mut machine = StateMachine::new(TTL_MS);
+    let put_a = encode("", 0, 0, Some(put("t", "a")));
+    assert_eq!(machine.apply_command(1, 1, &encode("", 0, 0, Some(create("t")))), ok());
+    assert_eq!(machine.apply_command(2, 1, &put_a), ok());
+    assert_eq!(error_code(&machine.apply_command(2, 1, &put_a)), Some(ErrorCode::Invalid));
+    assert_eq!(error_code(&machine.apply_command(0, 0, &put_a)), Some(ErrorCode::Invalid));
+    machine.apply_noop(1, 1);
+    assert_eq!((machine.applied_index(), machine.applied_term()), (2, 1));
+    assert_eq!(machine.queue_len("t"), Some(1));
+}
+
+#[test]
+fn noop_and_membership_entries_advance_the_applied_position() {
+    let mut machine = StateMachine::new(TTL_MS);
+    machine.apply_noop(1, 2);
+    assert_eq!((machine.applied_index(), machine.applied_term()), (1, 2));
+    let info = MemberInfo { node_id: 5, raft_addr: "h:1".into(), client_addr: "h:2".into() };
+    let add = ConfChange {
+        kind: ConfChangeKind::AddVoter,
+        node: 5,
+        context: Bytes::from(info.encode_to_vec()),
+    };
+    machine.apply_membership(2, 3, &add);
+    assert_eq!((machine.applied_index(), machine.applied_term()), (2, 3));
+    assert_eq!(machine.members().get(&5), Some(&info));
+    let remove = ConfChange { kind: ConfChangeKind::Remove, node: 5, context: Bytes::new() };
+    machine.apply_membership(3, 3, &remove);
+    assert!(machine.members().is_empty());
+    // A replayed membership entry does nothing.
+    machine.apply_membership(2, 3, &add);
+    assert!(machine.members().is_empty());
+}
+
+#[test]
+fn a_retried_write_is_applied_once_and_answers_the_same() {
+    let mut h = Harness::new();
+    assert_eq!(h.run_as("c", 1, 10, create("t")), ok());
+    assert_eq!(h.run_as("c", 2, 20, put("t", "m")), ok());
+    assert_eq!(h.run_as("c", 2, 30, put("t", "m")), ok()); // the retry
+    assert_eq!(h.machine.queue_len("t"), Some(1));
+    // The saved answer is returned even if it was an error.
+    assert_eq!(error_code(&h.run_as("c", 3, 40, create("t"))), Some(ErrorCode::TopicExists));
+    assert_eq!(error_code(&h.run_as("c", 3, 50, create("t"))), Some(ErrorCode::TopicExists));
+}
+
+#[test]
+fn a_retried_consume_returns_the_same_message_and_leaves_the_next() {
+    let mut h = Harness::new();
+    assert_eq!(h.run(create("t")), ok());
+    assert_eq!(h.run(put("t", "first")), ok());
+    assert_eq!(h.run(put("t", "second")), ok());
+    let answer = h.run_as("consumer", 7, 100, consume("t"));
+    assert_eq!(consumed_message(&answer), Some("first"));
+    assert_eq!(h.run_as("consumer", 7, 200, consume("t")), answer);
+    assert_eq!(h.machine.queue_len("t"), Some(1));
+    assert_eq!(h.run(consume("t")), consumed("second".into()));
+}
+
+#[test]
+fn an_older_sequence_is_refused_as_stale_and_changes_nothing() {
+    let mut h = Harness::new();
+    assert_eq!(h.run(create("t")), ok());
+    assert_eq!(h.run_as("c", 5, 10, put("t", "five")), ok());
+    let stale = h.run_as("c", 4, 20, put("t", "four"));
+    assert_eq!(error_code(&stale), Some(ErrorCode::Invalid));
+    assert!(format!("{stale:?}").contains("stale sequence"));
+    assert_eq!(h.machine.queue_len("t"), Some(1));
+    // The session still holds seq 5's answer.
+    assert_eq!(h.run_as("c", 5, 30, put("t", "five")), ok());
+    assert_eq!(h.machine.queue_len("t"), Some(1));
+}
+
+#[test]
+fn sessions_are_independent_per_client() {
+    let mut h = Harness::new();
+    assert_eq!(h.run(create("t")), ok());
+    assert_eq!(h.run_as("a", 1, 0, put("t", "from a")), ok());
+    assert_eq!(h.run_as("b", 1, 0, put("t", "from b")), ok());
+    assert_eq!(h.machine.queue_len("t"), Some(2));
+    assert_eq!(h.machine.session_count(), 2);
+}
+
+#[test]
+fn idle_sessions_expire_by_log_time() {
+    let mut h = Harness::new();
+    assert_eq!(h.run(create("t")), ok());
+    assert_eq!(h.run_as("idle", 1, 1_000, put("t", "x")), ok());
+    assert_eq!(h.run_as("busy", 1, 1_000 + TTL_MS, put("t", "y")), ok());
+    assert_eq!(h.machine.session_count(), 2); // "idle" is exactly TTL old: kept
+    assert_eq!(h.run_as("busy", 2, 1_001 + TTL_MS, put("t", "z")), ok());
+    assert_eq!(h.machine.session_count(), 1); // now longer than TTL: expired
+                                              // With its session gone, the same (client, seq) is a new command again.
+    assert_eq!(h.run_as("idle", 1, 1_001 + TTL_MS, put("t", "x")), ok());
+    assert_eq!(h.machine.queue_len("t"), Some(4));
+}
+
+#[test]
+fn the_log_clock_never_runs_backwards() {
+    let mut h = Harness::new();
+    assert_eq!(h.run(create("t")), ok());
+    assert_eq!(h.run_as("a", 1, 5_000, put("t", "m")), ok());
+    // A new leader with a slow clock stamps an earlier time: the clock stays at 5000.
+    assert_eq!(h.run_as("b", 1, 10, put("t", "m")), ok());
+    assert_eq!(h.machine.clock_ms(), 5_000);
+    // Commands without a timestamp do not move the clock either.
+    assert_eq!(h.run(put("t", "m")), ok());
+    assert_eq!(h.machine.clock_ms(), 5_000);
+}
+
+/// Runs a mixed workload that touches every part of the state.
+fn busy_harness() -> Harness {
+    let mut h = Harness::new();
+    h.machine.apply_noop(1, 1);
+    h.next_index = 2;
+    let info = MemberInfo { node_id: 2, raft_addr: "n2:1".into(), client_addr: "n2:2".into() };
+    let add = ConfChange {
+        kind: ConfChangeKind::AddLearner,
+        node: 2,
+        context: Bytes::from(info.encode_to_vec()),
+    };
+    h.machine.apply_membership(2, 1, &add);
+    h.next_index = 3;
+    for (seq, topic) in ["orders", "events"].into_iter().enumerate() {
+        assert_eq!(h.run_as("admin", seq as u64 + 1, 100, create(topic)), ok());
+    }
+    for i in 0..5 {
+        assert_eq!(h.run(put("orders", &format!("order-{i}"))), ok());
+    }
+    assert_eq!(consumed_message(&h.run_as("worker", 1, 200, consume("orders"))), Some("order-0"));
+    assert_eq!(h.run(operation("operation-1")), ok());
+    h
+}
+
+#[test]
+fn restore_gives_the_same_digest_and_the_same_behaviour() {
+    let mut original = busy_harness();
+    let data = original.machine.snapshot();
+    let restored = StateMachine::restore(&data, TTL_MS).expect("a snapshot we just took restores");
+    assert_eq!(restored.digest(), original.machine.digest());
+    assert_eq!(restored.topics(), original.machine.topics());
+    assert_eq!(restored.members(), original.machine.members());
+    assert_eq!(restored.applied_index(), original.machine.applied_index());
+    assert_eq!(restored.applied_term(), original.machine.applied_term());
+    assert_eq!(restored.operation_count(), original.machine.operation_count());
+    assert_eq!(restored.snapshot(), data);
+
+    let mut copy = Harness { machine: restored, next_index: original.next_index };
+    // The same commands from here on, including session retries, give the same answers.
+    // (client, seq, timestamp, command); client "" is a command without a session.
+    let script = [
+        ("worker", 1, 300, consume("orders")), // a retry: the same message again
+        ("worker", 2, 300, consume("orders")),
+        ("admin", 1, 300, create("x")), // stale
+        ("", 0, 0, create("events")),
+        ("", 0, 0, consume("events")),
+        ("late", 1, 300 + 2 * TTL_MS, operation("op")), // expires every other session
+        ("worker", 2, 300 + 2 * TTL_MS, consume("orders")), // so this is new again
+    ];
+    for (client, seq, at_ms, kind) in script {
+        let command = encode(client, seq, at_ms, Some(kind));
+        assert_eq!(copy.apply_bytes(&command), original.apply_bytes(&command));
+        assert_eq!(copy.machine.digest(), original.machine.digest());
+    }
+    assert_eq!(copy.machine.session_count(), 2);
+}
+
+#[test]
+fn different_states_have_different_digests() {
+    let mut h = Harness::new();
+    let empty = h.machine.digest();
+    assert_eq!(h.run(create("t")), ok());
+    let with_topic = h.machine.digest();
+    assert_ne!(empty, with_topic);
+    assert_eq!(h.run(put("t", "m")), ok());
+    assert_ne!(h.machine.digest(), with_topic);
+}
+
+#[test]
+fn inconsistent_snapshots_are_refused() {
+    use raftmq_proto::client::{StateSnapshot, TopicQueue};
+    let topic = TopicQueue { name: "t".into(), messages: vec![] };
+    let duplicate = StateSnapshot {
+        format_version: super::SNAPSHOT_FORMAT_VERSION,
+        topics: vec![topic.clone(), topic],
+        ..Default::default()
+    };
+    assert!(matches!(
+        StateMachine::restore(&duplicate.encode_to_vec(), TTL_MS),
+        Err(SnapshotError::Inconsistent(_))
+    ));
+    assert!(matches!(StateMachine::restore(&[0xff, 0x01], TTL_MS), Err(SnapshotError::Decode(_))));
+}
+
+/// One step of a random workload, over a few topics and clients so that collisions (existing
+/// topics, empty queues, retries, stale seqs, expiry) are common.
+#[derive(Clone, Debug)]
+enum Step {
+    Command { client: Option<u8>, seq: u64, advance_ms: u64, kind: Kind },
+    Garbage(Vec<u8>),
+    Noop,
+    Membership { add: bool, node: u64 },
+}
+
+fn arb_kind() -> impl Strategy<Value = Kind> {
+    let topic = prop_oneof![Just("a"), Just("b"), Just("c"), Just("")];
+    prop_oneof![
+        topic.clone().prop_map(create),
+        (topic.clone(), "[a-z]{0,4}").prop_map(|(topic, message)| put(topic, &message)),
+        topic.prop_map(consume),
+        "op-[0-9]".prop_map(|op| operation(&op)),
+    ]
+}
+
+fn arb_step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        8 => (proptest::option::of(0u8..3), 0u64..6, 0u64..40, arb_kind()).prop_map(
+            |(client, seq, advance_ms, kind)| Step::Command { client, seq, advance_ms, kind }
+        ),
+        1 => proptest::collection::vec(any::<u8>(), 0..12).prop_map(Step::Garbage),
+        1 => Just(Step::Noop),
+        1 => (any::<bool>(), 1u64..4).prop_map(|(add, node)| Step::Membership { add, node }),
+    ]
+}
+
+/// Applies `step` as entry `index`; `clock` is the workload's wall clock.
+fn apply_step(machine: &mut StateMachine, index: u64, clock: &mut u64, step: &Step) {
+    match step {
+        Step::Command { client, seq, advance_ms, kind } => {
+            *clock += advance_ms;
+            let client_id = client.map(|c| format!("client-{c}")).unwrap_or_default();
+            machine.apply_command(index, 1, &encode(&client_id, *seq, *clock, Some(kind.clone())));
+        }
+        Step::Garbage(bytes) => {
+            machine.apply_command(index, 1, bytes);
+        }
+        Step::Noop => machine.apply_noop(index, 2),
+        Step::Membership { add, node } => {
+            let info =
+                MemberInfo { node_id: *node, raft_addr: format!("n{node}"), ..Default::default() };
+            let change = ConfChange {
+                kind: if *add { ConfChangeKind::AddVoter } else { ConfChangeKind::Remove },
+                node: *node,
+                context: Bytes::from(info.encode_to_vec()),
+            };
+            machine.apply_membership(index, 2, &change);
+        }
+    }
+}
+
+proptest! {
+    /// Two replicas apply the same random log; one is snapshotted and restored midway. They
+    /// must end (and stay, at every step after the restore) identical.
+    #[test]
+    fn a_restored_replica_stays_identical(
+        steps in proptest::collection::vec(arb_step(), 1..80),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        const TTL: u64 = 50;
+        let cut = cut.index(steps.len());
+        let mut replica = StateMachine::new(TTL);
+        let mut restored = StateMachine::new(TTL);
+        let (mut clock_a, mut clock_b) = (0, 0);
+        for (position, step) in steps.iter().enumerate() {
+            if position == cut {
+                restored = StateMachine::restore(&restored.snapshot(), TTL)
+                    .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                prop_assert_eq!(restored.digest(), replica.digest());
+            }
+            let index = position as u64 + 1;
+            apply_step(&mut replica, index, &mut clock_a, step);
+            apply_step(&mut restored, index, &mut clock_b, step);
+            prop_assert_eq!(restored.digest(), replica.digest());
+        }
+        prop_assert_eq!(restored.topics(), replica.topics());
+        prop_assert_eq!(restored.snapshot(), replica.snapshot());
+    }
+
+    /// No bytes at all make the state machine panic, and each counts as applied.
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+        let mut machine = StateMachine::new(TTL_MS);
+        machine.apply_command(1, 1, &bytes);
+        prop_assert_eq!(machine.applied_index(), 1);
+    }
+}
