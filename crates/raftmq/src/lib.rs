@@ -1,3 +1,24 @@
-//! raftmq node library
+//! raftmq: a Raft-replicated metadata quorum and message queue.
+//!
+//! The consensus core is the `raftmq-raft` crate and the durable log is
+//! `raftmq-storage`; this crate turns them into a node:
+//!
+//! - [`node`]: the driver task that owns the core, the WAL writer thread, and
+//!   the [`node::NodeHandle`] the APIs use (forwarding to the leader,
+//!   linearizable reads);
+//! - [`transport`]: Raft messages between nodes over gRPC;
+//! - [`state_machine`]: topics with FIFO queues, client sessions, members;
+//! - [`api`]: the REST API (RRMQ routes and `/v1`);
+//! - [`client_service`]: the public gRPC service;
+//! - [`cli`]: the `raftmq` command.
+
+pub mod api;
+pub mod cli;
+pub mod client_service;
 pub mod codec;
+pub mod config;
+pub mod events;
+pub mod node;
+pub mod server;
 pub mod state_machine;
+pub mod transport;

@@ -1,0 +1,65 @@
+//! How failures become HTTP answers. A route keeps its body shape on failure
+//! (RRMQ clients compare whole bodies); the status code says what happened
+//! and the `x-raftmq-error` header says why in words.
+
+use axum::http::{header, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use raftmq_raft::ProposeError;
+use serde_json::json;
+
+use crate::node::NodeError;
+
+/// A failed request: a status, a reason, and the body to send.
+pub struct ApiError {
+    pub status: StatusCode,
+    pub reason: String,
+    pub body: serde_json::Value,
+    /// For 307 redirects to the leader.
+    pub location: Option<String>,
+}
+
+impl ApiError {
+    /// A failure with RRMQ's `{"success": false}` body.
+    pub fn rrmq(status: StatusCode, reason: impl Into<String>) -> Self {
+        Self { status, reason: reason.into(), body: json!({"success": false}), location: None }
+    }
+
+    pub fn from_node(e: &NodeError) -> Self {
+        Self::rrmq(status_of(e), e.to_string())
+    }
+}
+
+/// The HTTP status a node error stands for.
+pub fn status_of(e: &NodeError) -> StatusCode {
+    match e {
+        NodeError::NoLeader | NodeError::NotLeader { .. } | NodeError::LeadershipLost => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        NodeError::Timeout(_) | NodeError::Unreachable(_) => StatusCode::GATEWAY_TIMEOUT,
+        NodeError::Refused(ProposeError::MembershipChangePending { .. }) => StatusCode::CONFLICT,
+        NodeError::Refused(ProposeError::InvalidMembershipChange(_)) => StatusCode::BAD_REQUEST,
+        NodeError::Refused(_) | NodeError::Shutdown => StatusCode::SERVICE_UNAVAILABLE,
+        NodeError::Invalid(_) => StatusCode::BAD_REQUEST,
+        NodeError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, Json(self.body)).into_response();
+        let reason: String = self.reason.chars().filter(|c| !c.is_control()).take(500).collect();
+        if let Ok(value) = HeaderValue::from_str(&reason) {
+            response.headers_mut().insert("x-raftmq-error", value);
+        }
+        if let Some(location) = self.location.and_then(|l| HeaderValue::from_str(&l).ok()) {
+            response.headers_mut().insert(header::LOCATION, location);
+        }
+        response
+    }
+}
+
+pub async fn not_found(uri: Uri) -> Response {
+    let body = json!({"success": false, "error": format!("no route for {}", uri.path())});
+    (StatusCode::NOT_FOUND, Json(body)).into_response()
+}

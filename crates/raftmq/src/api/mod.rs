@@ -1,0 +1,38 @@
+//! The REST API on a node's client port (axum).
+//!
+//! - the RRMQ routes (`../shared/specs/rrmq.md`), with exactly its bodies:
+//!   `PUT /topic`, `GET /topic`, `PUT /message`, `GET /message/<topic>`,
+//!   `GET /status`, and `GET /` for liveness probes;
+//! - `/v1/...`: the node's own API (events, ...).
+//!
+//! Any node answers any request: writes are forwarded to the leader (or, with
+//! `--redirect`, answered with 307 to the leader), reads are linearizable
+//! unless `?stale=true`. Failures keep the route's body shape and carry the
+//! reason in the `x-raftmq-error` header.
+
+mod errors;
+mod rrmq;
+mod v1;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, put};
+use axum::Router;
+
+pub use errors::ApiError;
+
+use crate::node::NodeHandle;
+
+pub fn router(node: NodeHandle) -> Router {
+    let limit = node.config().max_body_bytes;
+    Router::new()
+        .route("/", get(rrmq::root))
+        .route("/topic", put(rrmq::create_topic).get(rrmq::list_topics))
+        .route("/message", put(rrmq::put_message))
+        .route("/message/{topic}", get(rrmq::consume_message))
+        .route("/status", get(rrmq::status))
+        .route("/v1/events", get(v1::events))
+        .route("/v1/status", get(v1::status))
+        .fallback(errors::not_found)
+        .layer(DefaultBodyLimit::max(limit))
+        .with_state(node)
+}

@@ -1,0 +1,56 @@
+//! Command-line interface (clap): one subcommand a file.
+
+mod client;
+mod dev;
+mod node;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "raftmq", version, about = "A Raft-replicated metadata quorum and message queue")]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one node.
+    Node(node::NodeArgs),
+    /// Run a local cluster of real node processes on loopback; Ctrl-C stops it.
+    Dev(dev::DevArgs),
+    /// Show a node's status.
+    Status(client::Target),
+    /// Create or list topics.
+    #[command(subcommand)]
+    Topic(client::TopicCommand),
+    /// Put a message on a topic.
+    Put(client::PutArgs),
+    /// Consume the oldest message of a topic.
+    Get(client::GetArgs),
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Node(args) => node::run(args),
+        Command::Dev(args) => dev::run(args),
+        Command::Status(target) => client::status(target),
+        Command::Topic(command) => client::topic(command),
+        Command::Put(args) => client::put(args),
+        Command::Get(args) => client::get(args),
+    }
+}
+
+/// Logs to stderr; `RUST_LOG` overrides the level (default: info).
+pub fn init_logging(node: Option<u64>) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,h2=warn,tower=warn,hyper=warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let _ = node;
+    let _ = builder.try_init();
+}

@@ -1,0 +1,154 @@
+//! `raftmq node`: runs one node until SIGINT/SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::bail;
+use clap::Args;
+
+use crate::config::{self, NodeConfig};
+
+#[derive(Args)]
+pub struct NodeArgs {
+    /// An RRMQ config file ({"addresses": [{"ip", "port", "internal_port"}, ...]}).
+    #[arg(long, requires = "index", conflicts_with_all = ["id", "listen", "raft_listen", "peers"])]
+    config: Option<PathBuf>,
+    /// This node's position in the config file (0-based; node id = index + 1).
+    #[arg(long)]
+    index: Option<usize>,
+    /// Node id (≥ 1).
+    #[arg(long)]
+    id: Option<u64>,
+    /// REST address (host:port).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// gRPC address for peers and gRPC clients (host:port).
+    #[arg(long)]
+    raft_listen: Option<SocketAddr>,
+    /// The founding members, this node included: <id>=<raft host:port>,...
+    #[arg(long)]
+    peers: Option<String>,
+    /// Data directory (default: raftmq-data/<raft ip>-<raft port>).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Milliseconds per tick of the Raft clock.
+    #[arg(long, default_value_t = 25)]
+    tick_ms: u64,
+    /// Ticks between leader heartbeats.
+    #[arg(long, default_value_t = 2)]
+    heartbeat_ticks: u64,
+    /// Minimum election timeout in ticks (randomized up to twice that).
+    #[arg(long, default_value_t = 8)]
+    election_ticks: u64,
+    /// Milliseconds a write waits for commit before answering 504.
+    #[arg(long, default_value_t = 5000)]
+    commit_timeout_ms: u64,
+    /// Answer 307 to the leader instead of forwarding requests to it.
+    #[arg(long)]
+    redirect: bool,
+    /// Log every RPC on both ends (seed 003's format).
+    #[arg(long)]
+    trace_rpc: bool,
+    /// Snapshot the state machine after this many entries.
+    #[arg(long, default_value_t = 100_000)]
+    snapshot_entries: u64,
+    /// Seconds an idle client session is kept for exactly-once retries.
+    #[arg(long, default_value_t = 600)]
+    session_ttl_secs: u64,
+    /// Largest request body in bytes.
+    #[arg(long, default_value_t = 1 << 20)]
+    max_body_bytes: usize,
+    /// Do not fsync the log (an acknowledged write can then be lost: experiments only).
+    #[arg(long)]
+    no_fsync: bool,
+}
+
+pub fn run(args: NodeArgs) -> anyhow::Result<()> {
+    let config = build(args)?;
+    super::init_logging(Some(config.id));
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        let id = config.id;
+        tokio::select! {
+            result = crate::server::run(config) => result,
+            _ = shutdown_signal() => {
+                tracing::info!(node = id, "node {id} stopping on signal");
+                Ok(())
+            }
+        }
+    })
+}
+
+fn build(args: NodeArgs) -> anyhow::Result<NodeConfig> {
+    let mut config = if let Some(path) = &args.config {
+        let index = args.index.expect("clap requires --index with --config");
+        config::from_rrmq_file(path, index)?
+    } else {
+        let (Some(id), Some(listen), Some(raft_listen)) = (args.id, args.listen, args.raft_listen)
+        else {
+            bail!("give either --config <file> --index <i>, or --id, --listen and --raft-listen");
+        };
+        if id == 0 {
+            bail!("--id must be 1 or more");
+        }
+        let mut config = NodeConfig::new(id, listen, raft_listen);
+        config.peers = match &args.peers {
+            Some(peers) => config::parse_peers(peers)?,
+            None => Default::default(),
+        };
+        // A lone first node is a cluster of one.
+        if config.peers.is_empty() {
+            config.peers.insert(
+                id,
+                config::PeerAddr { raft: raft_listen.to_string(), client: listen.to_string() },
+            );
+        }
+        // Every founding member must write identical first entries, so with
+        // --peers they carry only what all of them know: ids and raft
+        // addresses (client addresses are then learned over gRPC Status).
+        match config.peers.get(&id) {
+            Some(me) if me.raft != raft_listen.to_string() => {
+                bail!(
+                    "--peers gives node {id} the address {}, but --raft-listen is {raft_listen}",
+                    me.raft
+                );
+            }
+            Some(_) => {}
+            None => bail!("--peers must include this node ({id}={raft_listen})"),
+        }
+        config
+    };
+    if let Some(dir) = args.data_dir {
+        config.data_dir = dir;
+    }
+    config.tick = Duration::from_millis(args.tick_ms.max(1));
+    config.heartbeat_ticks = args.heartbeat_ticks;
+    config.election_ticks = args.election_ticks;
+    config.commit_timeout = Duration::from_millis(args.commit_timeout_ms);
+    config.redirect = args.redirect;
+    config.trace_rpc = args.trace_rpc;
+    config.snapshot_entries = args.snapshot_entries.max(1);
+    config.session_ttl = Duration::from_secs(args.session_ttl_secs);
+    config.max_body_bytes = args.max_body_bytes;
+    config.fsync = !args.no_fsync;
+    if config.election_ticks <= config.heartbeat_ticks {
+        bail!("--election-ticks must be greater than --heartbeat-ticks");
+    }
+    Ok(config)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("a SIGTERM handler can be installed");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

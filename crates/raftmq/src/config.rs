@@ -1,0 +1,220 @@
+//! How a node is configured: its identity, its addresses, its peers, where its
+//! data lives, and its timing. Built from command-line flags or from an RRMQ
+//! config file (`{"addresses": [{"ip", "port", "internal_port"}, ...]}`).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use raftmq_raft::NodeId;
+use serde::Deserialize;
+
+/// Where a member of the cluster can be reached.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerAddr {
+    /// The gRPC (raft) address, `host:port`.
+    pub raft: String,
+    /// The REST address, `host:port`, when known.
+    pub client: String,
+}
+
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub id: NodeId,
+    /// REST API address.
+    pub listen: SocketAddr,
+    /// gRPC address for peers (raft) and for the public gRPC client service.
+    pub raft_listen: SocketAddr,
+    /// The founding members, this node included, by id. Empty when joining.
+    pub peers: BTreeMap<NodeId, PeerAddr>,
+    /// Raft addresses of members to ask to be added (`--join`).
+    pub join: Vec<String>,
+    /// Join as a learner and stay one.
+    pub learner: bool,
+    pub data_dir: PathBuf,
+    pub tick: Duration,
+    pub heartbeat_ticks: u64,
+    pub election_ticks: u64,
+    /// How long a write waits for commit before answering 504.
+    pub commit_timeout: Duration,
+    /// Answer 307 to the leader instead of forwarding.
+    pub redirect: bool,
+    /// Log every RPC in seed 003's format.
+    pub trace_rpc: bool,
+    /// Take a snapshot after this many entries since the last one.
+    pub snapshot_entries: u64,
+    pub session_ttl: Duration,
+    pub max_body_bytes: usize,
+    /// fsync the log (off only for throwaway experiments).
+    pub fsync: bool,
+}
+
+impl NodeConfig {
+    pub fn new(id: NodeId, listen: SocketAddr, raft_listen: SocketAddr) -> Self {
+        Self {
+            id,
+            listen,
+            raft_listen,
+            peers: BTreeMap::new(),
+            join: Vec::new(),
+            learner: false,
+            data_dir: default_data_dir(&raft_listen),
+            tick: Duration::from_millis(25),
+            heartbeat_ticks: 2,
+            election_ticks: 8,
+            commit_timeout: Duration::from_secs(5),
+            redirect: false,
+            trace_rpc: false,
+            snapshot_entries: 100_000,
+            session_ttl: Duration::from_secs(600),
+            max_body_bytes: 1 << 20,
+            fsync: true,
+        }
+    }
+
+    /// The cluster id founding members agree on without talking: a hash of
+    /// the founding members' ids and raft addresses. A data dir written by a
+    /// different cluster is refused, so two clusters on one machine never mix.
+    pub fn cluster_id(&self) -> String {
+        let mut text = String::new();
+        for (id, addr) in &self.peers {
+            text.push_str(&format!("{id}={};", addr.raft));
+        }
+        format!("{:016x}", fnv1a(text.as_bytes()))
+    }
+
+    pub fn raft_config(&self) -> raftmq_raft::Config {
+        let mut config = raftmq_raft::Config::new(self.id);
+        config.heartbeat_ticks = self.heartbeat_ticks;
+        config.election_ticks = self.election_ticks;
+        // Different seeds on every start, so restarted nodes do not keep
+        // colliding; the core stays deterministic for a given seed.
+        config.seed = self.id ^ std::process::id() as u64 ^ now_ms();
+        config
+    }
+}
+
+/// `raftmq-data/<host>-<port>` beside the working directory: derived from the
+/// raft address, so two nodes or two clusters on one machine never share one.
+pub fn default_data_dir(raft_listen: &SocketAddr) -> PathBuf {
+    PathBuf::from("raftmq-data").join(format!("{}-{}", raft_listen.ip(), raft_listen.port()))
+}
+
+/// Parses `--peers 1=127.0.0.1:8001,2=127.0.0.1:8002`.
+pub fn parse_peers(text: &str) -> anyhow::Result<BTreeMap<NodeId, PeerAddr>> {
+    let mut peers = BTreeMap::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (id, addr) = part
+            .split_once('=')
+            .or_else(|| part.split_once('/'))
+            .ok_or_else(|| anyhow!("peer `{part}` must look like <id>=<host:port>"))?;
+        let id: NodeId = id.parse().with_context(|| format!("peer id `{id}` is not a number"))?;
+        if id == 0 {
+            bail!("peer id 0 is reserved; ids start at 1");
+        }
+        if peers.insert(id, PeerAddr { raft: addr.to_string(), client: String::new() }).is_some() {
+            bail!("peer id {id} is given twice");
+        }
+    }
+    Ok(peers)
+}
+
+#[derive(Deserialize)]
+struct RrmqConfigFile {
+    addresses: Vec<RrmqAddress>,
+}
+
+#[derive(Deserialize)]
+struct RrmqAddress {
+    ip: String,
+    port: u16,
+    internal_port: u16,
+}
+
+/// Reads an RRMQ config file; node `index` (0-based) gets id `index + 1`.
+pub fn from_rrmq_file(path: &Path, index: usize) -> anyhow::Result<NodeConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read config file {}", path.display()))?;
+    let file: RrmqConfigFile = serde_json::from_str(&text).with_context(|| {
+        format!("{} is not an RRMQ config ({{\"addresses\": [{{\"ip\", \"port\", \"internal_port\"}}]}})", path.display())
+    })?;
+    if index >= file.addresses.len() {
+        bail!(
+            "index {index} is out of range: {} has {} addresses",
+            path.display(),
+            file.addresses.len()
+        );
+    }
+    let mut peers = BTreeMap::new();
+    for (i, a) in file.addresses.iter().enumerate() {
+        peers.insert(
+            i as NodeId + 1,
+            PeerAddr {
+                raft: format!("{}:{}", a.ip, a.internal_port),
+                client: format!("{}:{}", a.ip, a.port),
+            },
+        );
+    }
+    let me = &file.addresses[index];
+    let listen = format!("{}:{}", me.ip, me.port).parse().context("bad ip/port in config")?;
+    let raft_listen = format!("{}:{}", me.ip, me.internal_port)
+        .parse()
+        .context("bad ip/internal_port in config")?;
+    let mut config = NodeConfig::new(index as NodeId + 1, listen, raft_listen);
+    config.peers = peers;
+    Ok(config)
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf29ce484222325;
+    for b in bytes {
+        hash ^= *b as u64;
+        hash = hash.wrapping_mul(0x100000001b3);
+    }
+    hash
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn peers_parse_both_styles() {
+        let peers = parse_peers("1=127.0.0.1:8001, 2/127.0.0.1:8002").unwrap();
+        assert_eq!(peers[&2].raft, "127.0.0.1:8002");
+        assert!(parse_peers("x=1").is_err());
+        assert!(parse_peers("0=a:1").is_err());
+        assert!(parse_peers("1=a:1,1=b:2").is_err());
+    }
+
+    #[test]
+    fn rrmq_file_gives_ids_from_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.json");
+        std::fs::write(&path, r#"{"addresses":[{"ip":"127.0.0.1","port":9001,"internal_port":9101},{"ip":"127.0.0.1","port":9002,"internal_port":9102}]}"#).unwrap();
+        let c = from_rrmq_file(&path, 1).unwrap();
+        assert_eq!(c.id, 2);
+        assert_eq!(c.listen.port(), 9002);
+        assert_eq!(c.peers[&1].client, "127.0.0.1:9001");
+        assert!(from_rrmq_file(&path, 2).is_err());
+    }
+
+    #[test]
+    fn cluster_id_depends_on_members() {
+        let mut a =
+            NodeConfig::new(1, "127.0.0.1:1".parse().unwrap(), "127.0.0.1:2".parse().unwrap());
+        a.peers = parse_peers("1=h:1,2=h:2").unwrap();
+        let mut b = a.clone();
+        b.peers = parse_peers("1=h:1,2=h:3").unwrap();
+        assert_ne!(a.cluster_id(), b.cluster_id());
+    }
+}

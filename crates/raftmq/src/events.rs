@@ -1,0 +1,99 @@
+//! The node's event log (seed 000): role changes, elections, terms, leaders,
+//! snapshots and membership changes, with time and term. Each event is
+//! printed as a readable log line and the newest ones are kept in a ring
+//! buffer served at `GET /v1/events`.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use raftmq_raft::{Event, NodeId};
+use serde::Serialize;
+
+const KEEP: usize = 1000;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct EventRecord {
+    pub time_ms: u64,
+    pub node: NodeId,
+    pub term: u64,
+    pub kind: &'static str,
+    pub text: String,
+}
+
+#[derive(Clone, Default)]
+pub struct EventLog {
+    ring: Arc<Mutex<VecDeque<EventRecord>>>,
+}
+
+impl EventLog {
+    pub fn record(&self, node: NodeId, term: u64, event: &Event) {
+        let (kind, text) = describe(event);
+        tracing::info!(target: "raftmq::events", node, term, "{text}");
+        self.push(EventRecord { time_ms: crate::config::now_ms(), node, term, kind, text });
+    }
+
+    /// Records an event of the runtime (start, join, shutdown).
+    pub fn note(&self, node: NodeId, term: u64, kind: &'static str, text: String) {
+        tracing::info!(target: "raftmq::events", node, term, "{text}");
+        self.push(EventRecord { time_ms: crate::config::now_ms(), node, term, kind, text });
+    }
+
+    fn push(&self, record: EventRecord) {
+        let mut ring = self.ring.lock().expect("event log lock is never poisoned");
+        if ring.len() == KEEP {
+            ring.pop_front();
+        }
+        ring.push_back(record);
+    }
+
+    /// The newest `n` events, oldest first.
+    pub fn latest(&self, n: usize) -> Vec<EventRecord> {
+        let ring = self.ring.lock().expect("event log lock is never poisoned");
+        ring.iter().skip(ring.len().saturating_sub(n)).cloned().collect()
+    }
+}
+
+fn describe(event: &Event) -> (&'static str, String) {
+    match event {
+        Event::RoleChanged { role, term } => ("role", format!("became {role} in term {term}")),
+        Event::TermChanged { term } => ("term", format!("term is now {term}")),
+        Event::LeaderChanged { leader: Some(l), term } => {
+            ("leader", format!("leader is node {l} in term {term}"))
+        }
+        Event::LeaderChanged { leader: None, term } => {
+            ("leader", format!("no known leader in term {term}"))
+        }
+        Event::ElectionStarted { term, pre_vote: true } => {
+            ("election", format!("pre-vote started for term {term}"))
+        }
+        Event::ElectionStarted { term, pre_vote: false } => {
+            ("election", format!("election started in term {term}"))
+        }
+        Event::ElectionWon { term, votes } => {
+            ("election", format!("election won in term {term} with {votes} votes"))
+        }
+        Event::ElectionLost { term, rejections } => {
+            ("election", format!("election lost in term {term} ({rejections} rejections)"))
+        }
+        Event::SteppedDown { term, reason } => {
+            ("role", format!("stepped down in term {term}: {reason}"))
+        }
+        Event::MembershipChanged { index, membership } => (
+            "membership",
+            format!(
+                "membership at index {index}: voters {:?}, learners {:?}",
+                membership.voters, membership.learners
+            ),
+        ),
+        Event::SnapshotInstalled { index, term } => {
+            ("snapshot", format!("installed snapshot at index {index} (term {term})"))
+        }
+        Event::Compacted { index } => ("snapshot", format!("log compacted up to index {index}")),
+        Event::TransferStarted { to, term } => {
+            ("transfer", format!("leadership transfer to node {to} started in term {term}"))
+        }
+        Event::TransferAborted { to, term } => {
+            ("transfer", format!("leadership transfer to node {to} abandoned in term {term}"))
+        }
+    }
+}

@@ -1,0 +1,376 @@
+//! The driver: the one task that owns the Raft core. It feeds the core ticks,
+//! peer messages and client requests, and carries out each `Ready` in the
+//! order the core's contract asks: messages out at once, writes to the WAL
+//! writer thread, persisted messages only once the WAL says durable,
+//! committed entries applied to the state machine, and clients answered only
+//! after their entry is applied.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use prost::Message as _;
+use raftmq_proto::client::{Command, CommandResult};
+use raftmq_raft::{ConfChange, Index, Message, NodeId, Payload, Raft, Ready, Role, Snapshot, Term};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::MissedTickBehavior;
+
+use super::error::NodeError;
+use super::status::{MemberProgress, NodeStatus};
+use super::wal_writer::{WalDone, WalRequest, WriteBatch};
+use crate::config::{now_ms, NodeConfig};
+use crate::events::EventLog;
+use crate::state_machine::{results, StateMachine};
+use crate::transport::Transport;
+
+/// A command's outcome once applied.
+#[derive(Clone, Debug)]
+pub struct Applied {
+    pub index: Index,
+    pub term: Term,
+    pub result: CommandResult,
+}
+
+pub type Reply<T> = oneshot::Sender<Result<T, NodeError>>;
+
+/// What the rest of the node asks of the driver.
+pub enum Request {
+    Propose {
+        command: Command,
+        reply: Reply<Applied>,
+    },
+    ChangeMembership {
+        change: ConfChange,
+        reply: Reply<Applied>,
+    },
+    /// Confirms leadership; answers the index a linearizable read must wait for.
+    ReadIndex {
+        reply: Reply<Index>,
+    },
+    TransferLeader {
+        to: NodeId,
+        reply: Reply<()>,
+    },
+}
+
+pub struct Driver {
+    pub raft: Raft,
+    pub config: NodeConfig,
+    pub sm: Arc<RwLock<StateMachine>>,
+    pub wal: std::sync::mpsc::Sender<WalRequest>,
+    pub wal_done: mpsc::UnboundedReceiver<WalDone>,
+    pub inbound: mpsc::Receiver<Message>,
+    pub requests: mpsc::Receiver<Request>,
+    pub snapshot_status: mpsc::UnboundedReceiver<(NodeId, bool)>,
+    pub transport: Transport,
+    pub status: watch::Sender<NodeStatus>,
+    pub applied_tx: watch::Sender<Index>,
+    pub events: EventLog,
+    pub shutdown: watch::Receiver<bool>,
+    /// Proposals waiting for their entry to be applied: index → (term, reply).
+    pub pending: HashMap<Index, (Term, PendingReply)>,
+    /// Read rounds waiting for the core's confirmation: ctx → reply.
+    pub reads: HashMap<u64, Reply<Index>>,
+    pub next_read_ctx: u64,
+    /// WAL batches sent and not yet durable.
+    pub wal_outstanding: usize,
+    pub snapshot_in_progress: bool,
+}
+
+pub enum PendingReply {
+    Command(Reply<Applied>),
+}
+
+/// Most inputs taken in one go before the core's output is processed, so a
+/// burst of proposals becomes one batch without starving the timer.
+const BATCH: usize = 512;
+
+impl Driver {
+    pub async fn run(mut self) -> Result<(), NodeError> {
+        let mut ticker = tokio::time::interval(self.config.tick);
+        ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        self.process_ready()?;
+        loop {
+            tokio::select! {
+                biased;
+                done = self.wal_done.recv() => {
+                    let done = done.ok_or(NodeError::Internal("the WAL writer stopped".into()))?;
+                    self.on_wal_done(done)?;
+                    while let Ok(done) = self.wal_done.try_recv() {
+                        self.on_wal_done(done)?;
+                    }
+                }
+                Some(msg) = self.inbound.recv() => {
+                    self.raft.step(msg);
+                    for _ in 0..BATCH {
+                        match self.inbound.try_recv() {
+                            Ok(msg) => self.raft.step(msg),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Some(request) = self.requests.recv() => {
+                    self.on_request(request);
+                    for _ in 0..BATCH {
+                        match self.requests.try_recv() {
+                            Ok(request) => self.on_request(request),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                Some((to, delivered)) = self.snapshot_status.recv() => {
+                    self.raft.snapshot_status(to, delivered);
+                }
+                _ = ticker.tick() => self.raft.tick(),
+                _ = self.shutdown.changed() => return Err(NodeError::Shutdown),
+            }
+            self.process_ready()?;
+        }
+    }
+
+    fn on_request(&mut self, request: Request) {
+        match request {
+            Request::Propose { mut command, reply } => {
+                // The leader stamps the time, so every node applies the same
+                // clock (session expiry, metadata timestamps).
+                command.timestamp_ms = now_ms();
+                match self.raft.propose(Bytes::from(command.encode_to_vec())) {
+                    Ok(index) => {
+                        self.pending
+                            .insert(index, (self.raft.term(), PendingReply::Command(reply)));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e.into()));
+                    }
+                }
+            }
+            Request::ChangeMembership { change, reply } => {
+                match self.raft.propose_membership(change) {
+                    Ok(index) => {
+                        self.pending
+                            .insert(index, (self.raft.term(), PendingReply::Command(reply)));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e.into()));
+                    }
+                }
+            }
+            Request::ReadIndex { reply } => {
+                self.next_read_ctx += 1;
+                let ctx = self.next_read_ctx;
+                match self.raft.read_index(Bytes::copy_from_slice(&ctx.to_le_bytes())) {
+                    Ok(()) => {
+                        self.reads.insert(ctx, reply);
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(e.into()));
+                    }
+                }
+            }
+            Request::TransferLeader { to, reply } => {
+                let _ = reply.send(self.raft.transfer_leader(to).map_err(NodeError::from));
+            }
+        }
+    }
+
+    fn on_wal_done(&mut self, done: WalDone) -> Result<(), NodeError> {
+        match done {
+            WalDone::Written { last, persisted_messages } => {
+                self.wal_outstanding -= 1;
+                for msg in persisted_messages {
+                    self.transport.send(msg);
+                }
+                if let Some((index, term)) = last {
+                    self.raft.persisted(index, term);
+                }
+            }
+            WalDone::SnapshotSaved(snapshot) => {
+                self.snapshot_in_progress = false;
+                let index = snapshot.meta.index;
+                if self.raft.snapshot_taken(snapshot) {
+                    tracing::debug!(node = self.config.id, index, "snapshot saved, log compacted");
+                }
+            }
+            WalDone::Failed(e) => {
+                tracing::error!(node = self.config.id, "storage failed: {e}");
+                return Err(NodeError::Internal(format!("storage failed: {e}")));
+            }
+        }
+        Ok(())
+    }
+
+    fn process_ready(&mut self) -> Result<(), NodeError> {
+        while self.raft.has_ready() {
+            let ready = self.raft.ready();
+            self.handle_ready(ready)?;
+        }
+        self.maybe_snapshot();
+        self.publish_status();
+        Ok(())
+    }
+
+    fn handle_ready(&mut self, ready: Ready) -> Result<(), NodeError> {
+        let Ready {
+            hard_state,
+            snapshot,
+            entries,
+            messages,
+            persisted_messages,
+            committed,
+            read_states,
+            events,
+        } = ready;
+        let term = self.raft.term();
+        for event in &events {
+            self.events.record(self.config.id, term, event);
+        }
+        if self.raft.role() != Role::Leader && !self.reads.is_empty() {
+            // Read rounds of a lost leadership never complete.
+            let leader = self.raft.leader();
+            for (_, reply) in self.reads.drain() {
+                let _ = reply.send(Err(NodeError::NotLeader { leader }));
+            }
+        }
+        for msg in messages {
+            self.transport.send(msg);
+        }
+        let has_writes = hard_state.is_some() || snapshot.is_some() || !entries.is_empty();
+        if has_writes || (!persisted_messages.is_empty() && self.wal_outstanding > 0) {
+            self.wal_outstanding += 1;
+            let batch =
+                WriteBatch { snapshot: snapshot.clone(), entries, hard_state, persisted_messages };
+            self.wal
+                .send(WalRequest::Write(batch))
+                .map_err(|_| NodeError::Internal("the WAL writer stopped".into()))?;
+        } else {
+            // Nothing to make durable and nothing ahead in the WAL queue.
+            for msg in persisted_messages {
+                self.transport.send(msg);
+            }
+        }
+        if let Some(snapshot) = snapshot {
+            self.restore_snapshot(&snapshot)?;
+        }
+        if !committed.is_empty() {
+            self.apply(committed);
+        }
+        for read in read_states {
+            let mut ctx = [0u8; 8];
+            if read.ctx.len() == 8 {
+                ctx.copy_from_slice(&read.ctx);
+            }
+            if let Some(reply) = self.reads.remove(&u64::from_le_bytes(ctx)) {
+                let _ = reply.send(Ok(read.index));
+            }
+        }
+        Ok(())
+    }
+
+    fn restore_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), NodeError> {
+        let restored =
+            StateMachine::restore(&snapshot.data, self.config.session_ttl.as_millis() as u64)
+                .map_err(|e| {
+                    NodeError::Internal(format!("cannot restore the leader's snapshot: {e}"))
+                })?;
+        *self.sm.write().expect("state machine lock is never poisoned") = restored;
+        self.update_peer_addresses();
+        let _ = self.applied_tx.send(snapshot.meta.index);
+        Ok(())
+    }
+
+    fn apply(&mut self, committed: Vec<raftmq_raft::Entry>) {
+        let mut membership_changed = false;
+        let mut last = 0;
+        {
+            let mut sm = self.sm.write().expect("state machine lock is never poisoned");
+            for entry in committed {
+                last = entry.index;
+                let result = match &entry.payload {
+                    Payload::Command(data) => sm.apply_command(entry.index, entry.term, data),
+                    Payload::Noop => {
+                        sm.apply_noop(entry.index, entry.term);
+                        results::ok()
+                    }
+                    Payload::Membership(change) => {
+                        sm.apply_membership(entry.index, entry.term, change);
+                        membership_changed = true;
+                        results::ok()
+                    }
+                };
+                if let Some((term, reply)) = self.pending.remove(&entry.index) {
+                    let PendingReply::Command(reply) = reply;
+                    let outcome = if term == entry.term {
+                        Ok(Applied { index: entry.index, term, result })
+                    } else {
+                        Err(NodeError::LeadershipLost)
+                    };
+                    let _ = reply.send(outcome);
+                }
+            }
+        }
+        self.raft.applied(last);
+        let _ = self.applied_tx.send(last);
+        if membership_changed {
+            self.update_peer_addresses();
+        }
+    }
+
+    /// Tells the transport where every member is, from the address book the
+    /// state machine keeps (membership entries carry the addresses).
+    fn update_peer_addresses(&mut self) {
+        let sm = self.sm.read().expect("state machine lock is never poisoned");
+        let addrs = sm
+            .members()
+            .iter()
+            .filter(|(id, _)| **id != self.config.id)
+            .map(|(id, info)| (*id, info.raft_addr.clone()))
+            .collect();
+        drop(sm);
+        self.transport.set_addresses(addrs);
+    }
+
+    /// Takes a snapshot once enough entries were applied since the last one.
+    fn maybe_snapshot(&mut self) {
+        let applied = self.raft.applied_index();
+        if self.snapshot_in_progress
+            || applied < self.raft.first_index() + self.config.snapshot_entries
+        {
+            return;
+        }
+        let Some(meta) = self.raft.snapshot_meta(applied) else { return };
+        let data = self.sm.read().expect("state machine lock is never poisoned").snapshot();
+        self.snapshot_in_progress = true;
+        let _ = self.wal.send(WalRequest::SaveSnapshot(Snapshot { meta, data: data.into() }));
+    }
+
+    fn publish_status(&mut self) {
+        let raft = &self.raft;
+        let last = raft.last_index();
+        let tick_ms = self.config.tick.as_millis() as u64;
+        let members = raft
+            .progress()
+            .iter()
+            .map(|(id, p)| MemberProgress {
+                node_id: *id,
+                role: if raft.membership().is_voter(*id) { "voter" } else { "learner" },
+                match_index: if *id == raft.id() { raft.persisted_index() } else { p.matched },
+                lag: last.saturating_sub(p.matched),
+                last_contact_ms: if *id == raft.id() { 0 } else { p.ticks_since_contact * tick_ms },
+            })
+            .collect();
+        let status = NodeStatus {
+            node_id: raft.id(),
+            role: raft.role(),
+            term: raft.term(),
+            leader_id: raft.leader(),
+            commit_index: raft.commit_index(),
+            applied_index: raft.applied_index(),
+            last_index: last,
+            first_index: raft.first_index(),
+            voters: raft.membership().voters.iter().copied().collect(),
+            learners: raft.membership().learners.iter().copied().collect(),
+            members,
+        };
+        self.status.send_replace(status);
+    }
+}

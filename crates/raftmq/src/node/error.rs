@@ -1,0 +1,57 @@
+//! Why a client request failed, and whether it may have taken effect.
+
+use raftmq_raft::{NodeId, ProposeError};
+use thiserror::Error;
+
+#[derive(Clone, Debug, Error)]
+pub enum NodeError {
+    /// No leader is known (an election is under way, or no quorum): nothing
+    /// was applied; retry shortly.
+    #[error("no leader: the cluster is electing one or has no quorum; retry shortly")]
+    NoLeader,
+    /// This node is not the leader (only from node-internal paths).
+    #[error("not the leader; the leader is {leader:?}")]
+    NotLeader { leader: Option<NodeId> },
+    /// The write was not committed in time. It may still be applied later.
+    #[error("not committed within {0} ms: the write may or may not be applied")]
+    Timeout(u64),
+    /// The entry was replaced by a new leader's log: definitely not applied.
+    #[error("leadership changed before the write committed: it was not applied; retry")]
+    LeadershipLost,
+    /// The connection to the leader broke mid-request: outcome unknown.
+    #[error("lost the connection to the leader: the write may or may not be applied ({0})")]
+    Unreachable(String),
+    /// The core refused the request; nothing was appended.
+    #[error("{0}")]
+    Refused(ProposeError),
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    #[error("the node is shutting down")]
+    Shutdown,
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl NodeError {
+    /// Whether the request certainly did not take effect (safe to retry
+    /// without a client id).
+    pub fn definitely_not_applied(&self) -> bool {
+        matches!(
+            self,
+            NodeError::NoLeader
+                | NodeError::NotLeader { .. }
+                | NodeError::LeadershipLost
+                | NodeError::Refused(_)
+                | NodeError::Invalid(_)
+        )
+    }
+}
+
+impl From<ProposeError> for NodeError {
+    fn from(e: ProposeError) -> Self {
+        match e {
+            ProposeError::NotLeader { leader } => NodeError::NotLeader { leader },
+            other => NodeError::Refused(other),
+        }
+    }
+}

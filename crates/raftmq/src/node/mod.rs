@@ -1,0 +1,438 @@
+//! A running node: storage, the Raft core and its driver, the WAL writer, the
+//! transport, and the handle the APIs use to reach them.
+//!
+//! Any node takes any request. Writes go to the leader: proposed here when
+//! this node leads, otherwise forwarded over the internal gRPC connection
+//! (seed 003). Linearizable reads ask the leader for a read index (ReadIndex),
+//! wait until this node has applied up to it, then read locally — so reads
+//! on followers are linearizable too, and cost the leader no log entry.
+
+pub mod driver;
+pub mod error;
+pub mod status;
+pub mod wal_writer;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
+use std::time::Duration;
+
+use anyhow::Context;
+use bytes::Bytes;
+use prost::Message as _;
+use raftmq_proto::client::{Command, MemberInfo};
+use raftmq_proto::raft::raft_client::RaftClient;
+use raftmq_proto::raft::{ForwardRequest, RaftErrorCode, ReadIndexRequest};
+use raftmq_raft::{ConfChange, Index, InitialState, NodeId, Raft};
+use raftmq_storage::{Identity, Storage, StorageOptions};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::time::Instant;
+use tonic::transport::Channel;
+
+use crate::config::NodeConfig;
+use crate::events::EventLog;
+use crate::state_machine::StateMachine;
+use crate::transport::{self, Transport};
+pub use driver::{Applied, Request};
+pub use error::NodeError;
+pub use status::NodeStatus;
+
+#[derive(Clone)]
+pub struct NodeHandle {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: NodeConfig,
+    cluster_id: String,
+    requests: mpsc::Sender<Request>,
+    inbound: mpsc::Sender<raftmq_raft::Message>,
+    sm: Arc<RwLock<StateMachine>>,
+    status: watch::Receiver<NodeStatus>,
+    applied: watch::Receiver<Index>,
+    events: EventLog,
+    shutdown: watch::Sender<bool>,
+    /// gRPC channels to other members, for forwarding and read indexes.
+    channels: Mutex<HashMap<NodeId, (String, Channel)>>,
+    local_ip: Option<IpAddr>,
+    /// Ends with the driver's result: Err(reason) if it stopped on a fault.
+    stopped: watch::Receiver<Option<String>>,
+}
+
+/// Opens storage, restores state and starts the driver and the WAL writer.
+/// The servers (gRPC, REST) are started by [`crate::server::serve`].
+pub fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
+    let cluster_id = config.cluster_id();
+    let identity = Identity { node_id: config.id, cluster_id: cluster_id.clone() };
+    let options = StorageOptions { sync: config.fsync, ..StorageOptions::default() };
+    let (storage, recovered) = Storage::open(&config.data_dir, &identity, options)
+        .with_context(|| format!("cannot open the data dir {}", config.data_dir.display()))?;
+    let ttl = config.session_ttl.as_millis() as u64;
+    let sm = match &recovered.snapshot {
+        Some(snapshot) => StateMachine::restore(&snapshot.data, ttl)
+            .map_err(|e| anyhow::anyhow!("the newest snapshot does not restore: {e}"))?,
+        None => StateMachine::new(ttl),
+    };
+    let fresh = recovered.hard_state.term == 0
+        && recovered.entries.is_empty()
+        && recovered.snapshot.is_none();
+    let raft_config = config.raft_config();
+    let raft = if fresh && !config.peers.is_empty() {
+        let members: Vec<(NodeId, Bytes)> = config
+            .peers
+            .iter()
+            .map(|(id, addr)| {
+                let info = MemberInfo {
+                    node_id: *id,
+                    raft_addr: addr.raft.clone(),
+                    client_addr: addr.client.clone(),
+                };
+                (*id, Bytes::from(info.encode_to_vec()))
+            })
+            .collect();
+        Raft::bootstrap(raft_config, &members)?
+    } else {
+        let state = InitialState {
+            hard_state: recovered.hard_state,
+            snapshot: recovered.snapshot,
+            entries: recovered.entries,
+        };
+        Raft::new(raft_config, state)?
+    };
+
+    let local_ip = Some(config.raft_listen.ip()).filter(|ip| !ip.is_unspecified());
+    let (wal_done_tx, wal_done) = mpsc::unbounded_channel();
+    let wal = wal_writer::spawn(storage, wal_done_tx);
+    let (inbound_tx, inbound) = mpsc::channel(16 * 1024);
+    let (requests_tx, requests) = mpsc::channel(16 * 1024);
+    let (snapshot_status_tx, snapshot_status) = mpsc::unbounded_channel();
+    let (status_tx, status) = watch::channel(NodeStatus::starting(config.id));
+    let (applied_tx, applied) = watch::channel(raft.applied_index());
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let (stopped_tx, stopped) = watch::channel(None);
+    let sm = Arc::new(RwLock::new(sm));
+    let events = EventLog::default();
+    let mut transport = Transport::new(config.id, local_ip, config.trace_rpc, snapshot_status_tx);
+    let addrs: BTreeMap<NodeId, String> = {
+        let sm = sm.read().expect("state machine lock is never poisoned");
+        sm.members().iter().map(|(id, m)| (*id, m.raft_addr.clone())).collect()
+    };
+    transport.set_addresses(addrs.into_iter().filter(|(id, _)| *id != config.id).collect());
+    events.note(
+        config.id,
+        raft.term(),
+        "start",
+        format!(
+            "node {} started: term {}, log {}..={}, commit {}, data dir {}",
+            config.id,
+            raft.term(),
+            raft.first_index(),
+            raft.last_index(),
+            raft.commit_index(),
+            config.data_dir.display()
+        ),
+    );
+    let driver = driver::Driver {
+        raft,
+        config: config.clone(),
+        sm: sm.clone(),
+        wal,
+        wal_done,
+        inbound,
+        requests,
+        snapshot_status,
+        transport,
+        status: status_tx,
+        applied_tx,
+        events: events.clone(),
+        shutdown: shutdown_rx,
+        pending: HashMap::new(),
+        reads: HashMap::new(),
+        next_read_ctx: 0,
+        wal_outstanding: 0,
+        snapshot_in_progress: false,
+    };
+    let id = config.id;
+    tokio::spawn(async move {
+        let outcome = driver.run().await;
+        let reason = match outcome {
+            Err(NodeError::Shutdown) | Ok(()) => "shut down".to_string(),
+            Err(e) => {
+                tracing::error!(node = id, "node stopped: {e}");
+                format!("{e}")
+            }
+        };
+        let _ = stopped_tx.send(Some(reason));
+    });
+    Ok(NodeHandle {
+        inner: Arc::new(Inner {
+            config,
+            cluster_id,
+            requests: requests_tx,
+            inbound: inbound_tx,
+            sm,
+            status,
+            applied,
+            events,
+            shutdown,
+            channels: Mutex::new(HashMap::new()),
+            local_ip,
+            stopped,
+        }),
+    })
+}
+
+impl NodeHandle {
+    pub fn id(&self) -> NodeId {
+        self.inner.config.id
+    }
+
+    pub fn config(&self) -> &NodeConfig {
+        &self.inner.config
+    }
+
+    pub fn cluster_id(&self) -> &str {
+        &self.inner.cluster_id
+    }
+
+    pub fn status(&self) -> NodeStatus {
+        self.inner.status.borrow().clone()
+    }
+
+    pub fn events(&self) -> &EventLog {
+        &self.inner.events
+    }
+
+    /// The local state machine, as applied so far (a stale read).
+    pub fn state(&self) -> RwLockReadGuard<'_, StateMachine> {
+        self.inner.sm.read().expect("state machine lock is never poisoned")
+    }
+
+    /// Where peer messages go (the gRPC server feeds this).
+    pub fn inbound(&self) -> mpsc::Sender<raftmq_raft::Message> {
+        self.inner.inbound.clone()
+    }
+
+    pub fn shutdown(&self) {
+        let _ = self.inner.shutdown.send(true);
+    }
+
+    /// Resolves when the driver stopped, with the reason.
+    pub async fn stopped(&self) -> String {
+        let mut rx = self.inner.stopped.clone();
+        loop {
+            if let Some(reason) = rx.borrow().clone() {
+                return reason;
+            }
+            if rx.changed().await.is_err() {
+                return "stopped".into();
+            }
+        }
+    }
+
+    /// The address book entry of a member.
+    pub fn member(&self, id: NodeId) -> Option<MemberInfo> {
+        self.state().members().get(&id).cloned()
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(driver::Reply<T>) -> Request) -> Result<T, NodeError> {
+        let (tx, rx) = oneshot::channel();
+        self.inner.requests.send(make(tx)).await.map_err(|_| NodeError::Shutdown)?;
+        rx.await.map_err(|_| NodeError::Shutdown)?
+    }
+
+    /// Proposes on this node, which must be the leader, and waits for apply.
+    pub async fn propose_local(&self, command: Command) -> Result<Applied, NodeError> {
+        let timeout = self.inner.config.commit_timeout;
+        match tokio::time::timeout(timeout, self.ask(|reply| Request::Propose { command, reply }))
+            .await
+        {
+            Ok(outcome) => outcome,
+            Err(_) => Err(NodeError::Timeout(timeout.as_millis() as u64)),
+        }
+    }
+
+    pub async fn change_membership(&self, change: ConfChange) -> Result<Applied, NodeError> {
+        let timeout = self.inner.config.commit_timeout;
+        let ask = self.ask(|reply| Request::ChangeMembership { change, reply });
+        tokio::time::timeout(timeout, ask)
+            .await
+            .unwrap_or(Err(NodeError::Timeout(timeout.as_millis() as u64)))
+    }
+
+    pub async fn transfer_leader(&self, to: NodeId) -> Result<(), NodeError> {
+        self.ask(|reply| Request::TransferLeader { to, reply }).await
+    }
+
+    /// Confirms leadership on this node, which must be the leader.
+    pub async fn read_index_local(&self) -> Result<Index, NodeError> {
+        let timeout = self.inner.config.commit_timeout;
+        tokio::time::timeout(timeout, self.ask(|reply| Request::ReadIndex { reply }))
+            .await
+            .unwrap_or(Err(NodeError::Timeout(timeout.as_millis() as u64)))
+    }
+
+    /// Executes a command on the cluster: here if this node leads, else on
+    /// the leader. Waits for a leader up to the commit timeout.
+    pub async fn execute(&self, command: Command) -> Result<Applied, NodeError> {
+        let deadline = Instant::now() + self.inner.config.commit_timeout;
+        loop {
+            let leader = self.wait_for_leader(deadline).await?;
+            let outcome = if leader == self.id() {
+                self.propose_local(command.clone()).await
+            } else {
+                self.forward(leader, &command).await
+            };
+            match outcome {
+                // Not applied anywhere: safe to try again at the new leader.
+                Err(NodeError::NotLeader { .. }) if Instant::now() < deadline => {
+                    self.wait_for_leader_change(leader, deadline).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// A linearizable read barrier: once it returns, this node's state
+    /// machine reflects every write acknowledged before the call.
+    pub async fn read_barrier(&self) -> Result<(), NodeError> {
+        let deadline = Instant::now() + self.inner.config.commit_timeout;
+        loop {
+            let leader = self.wait_for_leader(deadline).await?;
+            let outcome = if leader == self.id() {
+                self.read_index_local().await
+            } else {
+                self.remote_read_index(leader).await
+            };
+            match outcome {
+                Ok(index) => return self.wait_applied(index, deadline).await,
+                Err(NodeError::NotLeader { .. }) | Err(NodeError::Unreachable(_))
+                    if Instant::now() < deadline =>
+                {
+                    // A read has no effect, so it can always be retried.
+                    self.wait_for_leader_change(leader, deadline).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn wait_applied(&self, index: Index, deadline: Instant) -> Result<(), NodeError> {
+        let mut applied = self.inner.applied.clone();
+        let wait = applied.wait_for(|a| *a >= index);
+        let outcome = tokio::time::timeout_at(deadline, wait).await.map(|r| r.map(|_| ()));
+        match outcome {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(NodeError::Shutdown),
+            Err(_) => Err(NodeError::Timeout(self.inner.config.commit_timeout.as_millis() as u64)),
+        }
+    }
+
+    /// The current leader, waiting for one to be elected if need be.
+    pub async fn wait_for_leader(&self, deadline: Instant) -> Result<NodeId, NodeError> {
+        let mut status = self.inner.status.clone();
+        let wait = status.wait_for(|s| s.leader_id.is_some());
+        let outcome = tokio::time::timeout_at(deadline, wait).await.map(|r| r.map(|s| s.leader_id));
+        match outcome {
+            Ok(Ok(leader)) => Ok(leader.expect("waited for a leader")),
+            Ok(Err(_)) => Err(NodeError::Shutdown),
+            Err(_) => Err(NodeError::NoLeader),
+        }
+    }
+
+    async fn wait_for_leader_change(&self, old: NodeId, deadline: Instant) {
+        let mut status = self.inner.status.clone();
+        let wait = status.wait_for(|s| s.leader_id.is_some_and(|l| l != old));
+        // Also retry after a short pause: the old leader may have been
+        // re-elected, or this node's view may be what was stale.
+        let pause = tokio::time::sleep(Duration::from_millis(50));
+        tokio::select! {
+            _ = tokio::time::timeout_at(deadline, wait) => {}
+            _ = pause => {}
+        }
+    }
+
+    fn channel_to(&self, id: NodeId) -> Result<Channel, NodeError> {
+        let addr = self
+            .member(id)
+            .map(|m| m.raft_addr)
+            .filter(|a| !a.is_empty())
+            .ok_or(NodeError::NoLeader)?;
+        let mut channels = self.inner.channels.lock().expect("channel map lock is never poisoned");
+        if let Some((known, channel)) = channels.get(&id) {
+            if *known == addr {
+                return Ok(channel.clone());
+            }
+        }
+        let channel = transport::endpoint(&addr, self.inner.local_ip)
+            .map_err(|e| NodeError::Internal(format!("bad address {addr}: {e}")))?
+            .connect_lazy();
+        channels.insert(id, (addr, channel.clone()));
+        Ok(channel)
+    }
+
+    async fn forward(&self, leader: NodeId, command: &Command) -> Result<Applied, NodeError> {
+        let mut client = RaftClient::new(self.channel_to(leader)?);
+        if self.inner.config.trace_rpc {
+            tracing::info!("Node {} forwards client request to Leader {leader}", self.id());
+        }
+        let request = ForwardRequest { command: command.encode_to_vec().into(), from: self.id() };
+        let reply = client.forward(request).await.map_err(grpc_error)?.into_inner();
+        if let Some(error) = reply.error {
+            return Err(raft_error(error));
+        }
+        let result = raftmq_proto::client::CommandResult::decode(&reply.result[..])
+            .map_err(|e| NodeError::Internal(format!("leader sent an undecodable result: {e}")))?;
+        Ok(Applied { index: reply.index, term: reply.term, result })
+    }
+
+    async fn remote_read_index(&self, leader: NodeId) -> Result<Index, NodeError> {
+        let mut client = RaftClient::new(self.channel_to(leader)?);
+        let reply = client
+            .read_index(ReadIndexRequest { from: self.id() })
+            .await
+            .map_err(grpc_error)?
+            .into_inner();
+        match reply.error {
+            Some(error) => Err(raft_error(error)),
+            None => Ok(reply.index),
+        }
+    }
+}
+
+/// A gRPC failure talking to the leader. Connection failures are reported as
+/// unreachable: the request may or may not have arrived.
+fn grpc_error(status: tonic::Status) -> NodeError {
+    NodeError::Unreachable(status.message().to_string())
+}
+
+/// Maps an error the leader returned back to what it was there.
+fn raft_error(error: raftmq_proto::raft::RaftError) -> NodeError {
+    let leader = Some(error.leader_id).filter(|l| *l != 0);
+    match RaftErrorCode::try_from(error.code) {
+        Ok(RaftErrorCode::NotLeader) => NodeError::NotLeader { leader },
+        Ok(RaftErrorCode::Timeout) => NodeError::Timeout(0),
+        Ok(RaftErrorCode::LeadershipLost) => NodeError::LeadershipLost,
+        Ok(RaftErrorCode::InvalidRequest) => NodeError::Invalid(error.message),
+        Ok(RaftErrorCode::Unavailable) => NodeError::NoLeader,
+        _ => NodeError::Internal(error.message),
+    }
+}
+
+/// Encodes a node error for a peer (the inverse of `raft_error`).
+pub fn to_raft_error(error: &NodeError, leader: Option<NodeId>) -> raftmq_proto::raft::RaftError {
+    let code = match error {
+        NodeError::NotLeader { .. } => RaftErrorCode::NotLeader,
+        NodeError::Timeout(_) => RaftErrorCode::Timeout,
+        NodeError::LeadershipLost => RaftErrorCode::LeadershipLost,
+        NodeError::Invalid(_) => RaftErrorCode::InvalidRequest,
+        NodeError::NoLeader | NodeError::Refused(_) => RaftErrorCode::Unavailable,
+        _ => RaftErrorCode::Unspecified,
+    };
+    raftmq_proto::raft::RaftError {
+        code: code as i32,
+        message: error.to_string(),
+        leader_id: leader.unwrap_or(0),
+        leader_addr: String::new(),
+    }
+}

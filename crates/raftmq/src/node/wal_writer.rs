@@ -1,0 +1,106 @@
+//! The WAL writer: a thread of its own that owns the storage and makes the
+//! core's writes durable with group commit — every batch waiting when it wakes
+//! up is written, then one fsync covers them all. The driver keeps working
+//! (a leader keeps replicating) while the fsync runs.
+//!
+//! Batches complete strictly in the order they were sent: a completion means
+//! this batch *and every earlier one* is durable, which is what lets the
+//! driver send the batch's persisted messages (votes, acknowledgements).
+
+use std::sync::mpsc;
+use std::thread;
+
+use raftmq_raft::{Entry, HardState, Index, Message, Snapshot, Term};
+use raftmq_storage::{Storage, StorageError};
+use tokio::sync::mpsc::UnboundedSender;
+
+/// One Ready's writes.
+pub struct WriteBatch {
+    pub snapshot: Option<Snapshot>,
+    pub entries: Vec<Entry>,
+    pub hard_state: Option<HardState>,
+    /// Sent by the driver once this batch is durable.
+    pub persisted_messages: Vec<Message>,
+}
+
+pub enum WalRequest {
+    Write(WriteBatch),
+    /// Store a snapshot the state machine took, then release old segments.
+    SaveSnapshot(Snapshot),
+}
+
+pub enum WalDone {
+    /// A batch is durable; `last` is its last entry (or snapshot), if any.
+    Written {
+        last: Option<(Index, Term)>,
+        persisted_messages: Vec<Message>,
+    },
+    SnapshotSaved(Snapshot),
+    /// Storage failed: the node must stop (a node that cannot persist must
+    /// not acknowledge anything).
+    Failed(StorageError),
+}
+
+pub fn spawn(mut storage: Storage, done: UnboundedSender<WalDone>) -> mpsc::Sender<WalRequest> {
+    let (tx, rx) = mpsc::channel::<WalRequest>();
+    thread::Builder::new()
+        .name("raftmq-wal".into())
+        .spawn(move || {
+            while let Ok(first) = rx.recv() {
+                let mut requests = vec![first];
+                requests.extend(rx.try_iter());
+                match write_group(&mut storage, requests) {
+                    Ok(completions) => {
+                        for completion in completions {
+                            if done.send(completion).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        let _ = done.send(WalDone::Failed(e));
+                        return;
+                    }
+                }
+            }
+        })
+        .expect("the WAL writer thread can be spawned");
+    tx
+}
+
+/// Writes a group of requests with a single sync for all the log writes.
+fn write_group(
+    storage: &mut Storage,
+    requests: Vec<WalRequest>,
+) -> Result<Vec<WalDone>, StorageError> {
+    let mut completions = Vec::with_capacity(requests.len());
+    let mut snapshots = Vec::new();
+    for request in requests {
+        match request {
+            WalRequest::Write(batch) => {
+                let mut last = None;
+                if let Some(snapshot) = &batch.snapshot {
+                    storage.install_snapshot(snapshot)?;
+                    last = Some((snapshot.meta.index, snapshot.meta.term));
+                }
+                if !batch.entries.is_empty() {
+                    storage.append(&batch.entries)?;
+                    let e = batch.entries.last().expect("checked non-empty");
+                    last = Some((e.index, e.term));
+                }
+                if let Some(hard_state) = batch.hard_state {
+                    storage.set_hard_state(hard_state)?;
+                }
+                completions
+                    .push(WalDone::Written { last, persisted_messages: batch.persisted_messages });
+            }
+            WalRequest::SaveSnapshot(snapshot) => snapshots.push(snapshot),
+        }
+    }
+    storage.sync()?;
+    for snapshot in snapshots {
+        storage.save_snapshot(&snapshot)?;
+        completions.push(WalDone::SnapshotSaved(snapshot));
+    }
+    Ok(completions)
+}

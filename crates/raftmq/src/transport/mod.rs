@@ -1,0 +1,195 @@
+//! Raft messages between nodes over gRPC.
+//!
+//! Outbound, every peer has one task holding one long-lived client stream
+//! (`Raft.Stream`) that carries all small messages to it, in order; answers
+//! come back on the peer's own stream to us. A peer that is down costs only
+//! its reconnect attempts (with backoff): messages for it are dropped while
+//! it is unreachable — Raft retries on its own. Snapshots go through
+//! `Raft.InstallSnapshot` as a stream of chunks, one transfer at a time per
+//! peer, and the result is reported to the core.
+//!
+//! When the node's raft address is a specific IP (e.g. 127.0.0.2), outgoing
+//! connections are bound to it, so a peer sees (and a firewall rule can
+//! single out) which node a connection comes from.
+
+pub mod server;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::time::Duration;
+
+use raftmq_proto::raft::raft_client::RaftClient;
+use raftmq_proto::raft::RaftMessage;
+use raftmq_raft::{Body, Message, NodeId, Snapshot};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{Channel, Endpoint};
+
+use crate::codec;
+
+/// Messages queued for one peer before new ones are dropped.
+const PEER_QUEUE: usize = 8192;
+const SNAPSHOT_CHUNK: usize = 1 << 20;
+
+pub struct Transport {
+    id: NodeId,
+    local_ip: Option<IpAddr>,
+    trace_rpc: bool,
+    peers: HashMap<NodeId, Peer>,
+    snapshot_status: mpsc::UnboundedSender<(NodeId, bool)>,
+}
+
+struct Peer {
+    addr: String,
+    queue: mpsc::Sender<RaftMessage>,
+    channel: Channel,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Transport {
+    pub fn new(
+        id: NodeId,
+        local_ip: Option<IpAddr>,
+        trace_rpc: bool,
+        snapshot_status: mpsc::UnboundedSender<(NodeId, bool)>,
+    ) -> Self {
+        Self { id, local_ip, trace_rpc, peers: HashMap::new(), snapshot_status }
+    }
+
+    /// Connects to new members, forgets removed ones, reconnects moved ones.
+    pub fn set_addresses(&mut self, addrs: BTreeMap<NodeId, String>) {
+        self.peers.retain(|id, peer| addrs.get(id) == Some(&peer.addr));
+        for (id, addr) in addrs {
+            if self.peers.contains_key(&id) || addr.is_empty() {
+                continue;
+            }
+            match endpoint(&addr, self.local_ip) {
+                Ok(endpoint) => {
+                    let channel = endpoint.connect_lazy();
+                    let (queue, rx) = mpsc::channel(PEER_QUEUE);
+                    let task = tokio::spawn(run_peer(self.id, id, channel.clone(), rx));
+                    self.peers.insert(id, Peer { addr, queue, channel, task });
+                }
+                Err(e) => tracing::warn!(node = self.id, peer = id, "bad peer address {addr}: {e}"),
+            }
+        }
+    }
+
+    pub fn send(&mut self, msg: Message) {
+        let Some(peer) = self.peers.get(&msg.to) else {
+            tracing::debug!(node = self.id, to = msg.to, "no address for node; message dropped");
+            return;
+        };
+        if self.trace_rpc {
+            tracing::info!("Node {} sends RPC {} to Node {}", self.id, rpc_name(&msg.body), msg.to);
+        }
+        if let Body::InstallSnapshot { snapshot } = msg.body {
+            let channel = peer.channel.clone();
+            let status = self.snapshot_status.clone();
+            let (from, to, term) = (msg.from, msg.to, msg.term);
+            tokio::spawn(async move {
+                let delivered = send_snapshot(channel, from, to, term, snapshot).await;
+                if let Err(e) = &delivered {
+                    tracing::warn!(node = from, peer = to, "snapshot transfer failed: {e}");
+                }
+                let _ = status.send((to, delivered.is_ok()));
+            });
+            return;
+        }
+        if let Some(proto) = codec::message_to_proto(&msg) {
+            // A full queue means the peer is not keeping up or is down: drop.
+            let _ = peer.queue.try_send(proto);
+        }
+    }
+
+    /// A channel to a member's gRPC service (forwarding, read index).
+    pub fn channel(&self, id: NodeId) -> Option<Channel> {
+        self.peers.get(&id).map(|p| p.channel.clone())
+    }
+}
+
+pub fn endpoint(addr: &str, local_ip: Option<IpAddr>) -> Result<Endpoint, tonic::transport::Error> {
+    Ok(Endpoint::from_shared(format!("http://{addr}"))?
+        .connect_timeout(Duration::from_millis(500))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(1))
+        .keep_alive_timeout(Duration::from_secs(2))
+        .keep_alive_while_idle(true)
+        .local_address(local_ip))
+}
+
+/// The name of the RPC a message stands for, in seed 003's trace format.
+pub fn rpc_name(body: &Body) -> &'static str {
+    match body {
+        Body::Append { .. } | Body::Heartbeat { .. } => "AppendEntries",
+        Body::AppendResponse(_) | Body::HeartbeatResponse { .. } => "AppendEntriesResponse",
+        Body::Vote { pre_vote: true, .. } => "RequestVote(pre-vote)",
+        Body::Vote { .. } => "RequestVote",
+        Body::VoteResponse { .. } => "RequestVoteResponse",
+        Body::InstallSnapshot { .. } => "InstallSnapshot",
+        Body::TimeoutNow => "TimeoutNow",
+    }
+}
+
+/// Keeps one stream open to a peer and pumps its queue into it.
+async fn run_peer(
+    id: NodeId,
+    peer: NodeId,
+    channel: Channel,
+    mut queue: mpsc::Receiver<RaftMessage>,
+) {
+    let mut backoff = Duration::from_millis(20);
+    loop {
+        let (tx, rx) = mpsc::channel::<RaftMessage>(1024);
+        let mut client = RaftClient::new(channel.clone());
+        let mut call = tokio::spawn(async move { client.stream(ReceiverStream::new(rx)).await });
+        let mut sent_any = false;
+        loop {
+            tokio::select! {
+                msg = queue.recv() => {
+                    let Some(msg) = msg else {
+                        call.abort();
+                        return;
+                    };
+                    if tx.send(msg).await.is_err() {
+                        break;
+                    }
+                    sent_any = true;
+                }
+                result = &mut call => {
+                    if let Ok(Err(status)) = result {
+                        tracing::debug!(node = id, peer, "stream to peer ended: {status}");
+                    }
+                    break;
+                }
+            }
+        }
+        // Drop what queued up while the stream was failing: it is stale, and
+        // Raft resends what matters.
+        while queue.try_recv().is_ok() {}
+        if sent_any {
+            backoff = Duration::from_millis(20);
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(1));
+    }
+}
+
+async fn send_snapshot(
+    channel: Channel,
+    from: NodeId,
+    to: NodeId,
+    term: u64,
+    snapshot: Snapshot,
+) -> Result<(), tonic::Status> {
+    let chunks = codec::snapshot_to_chunks(from, to, term, &snapshot, SNAPSHOT_CHUNK);
+    let mut client = RaftClient::new(channel).max_encoding_message_size(SNAPSHOT_CHUNK * 2);
+    client.install_snapshot(tokio_stream::iter(chunks)).await?;
+    Ok(())
+}
