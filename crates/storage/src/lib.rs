@@ -1,1 +1,38 @@
-//! raftmq-storage
+//! raftmq-storage: the durable state of a Raft node — a segmented
+//! write-ahead log, the hard state file and snapshot files — with crash
+//! recovery that repairs what a crash can leave (a torn tail) and refuses to
+//! serve anything else that is damaged.
+//!
+//! The Raft core keeps its log since the last snapshot in memory, so this
+//! crate only appends, truncates a conflicting suffix, group-commits with
+//! one fsync, releases a prefix after a snapshot, and reads everything back
+//! once at start. It is synchronous: the node runtime runs it on a writer
+//! thread of its own.
+//!
+//! Modules, one concept each:
+//! - `storage`: the public `Storage` and the rules it enforces;
+//! - `recovery`: rebuilding state from the files at `open`;
+//! - `wal`: segments, group commit, truncation, release;
+//! - `segment`: segment files, their names, scanning them back;
+//! - `record`: the `len | crc32c | payload` frame;
+//! - `codec`: the payload encoding of entries and commit marks;
+//! - `hard_state`, `identity`, `snapshot_file`: the other files;
+//! - `fsutil`: durable create, rename and delete (fsync of the directory);
+//! - `wire`: integer encodings and a bounds-checked reader.
+
+mod codec;
+mod error;
+mod fsutil;
+mod hard_state;
+mod identity;
+mod record;
+mod recovery;
+mod segment;
+mod snapshot_file;
+mod storage;
+mod wal;
+mod wire;
+
+pub use error::StorageError;
+pub use identity::Identity;
+pub use storage::{Recovered, Storage, StorageOptions};

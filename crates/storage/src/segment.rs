@@ -1,0 +1,259 @@
+//! WAL segment files: `wal-<index of its first entry, 20 digits>.log`, each a
+//! sequence of framed records (see `record` and `codec`).
+//!
+//! The log is split in segments so that releasing a prefix after a snapshot
+//! is deleting whole files, and so that recovery can tell where the log
+//! starts from the file names alone. This module names segments, keeps what
+//! the log needs to know about each one, and scans a segment at recovery,
+//! telling a torn tail (what a crash leaves) from corruption.
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+
+use raftmq_raft::{Entry, Index, Term};
+
+use crate::codec::{self, Record};
+use crate::error::{IoContext, StorageError};
+use crate::record::{self, Search};
+
+const PREFIX: &str = "wal-";
+const SUFFIX: &str = ".log";
+
+/// The most bytes recovery checksums while searching for valid records after
+/// a damaged one; past it the damage is reported as corruption rather than
+/// guessed to be a torn tail.
+const SEARCH_BUDGET: usize = 1 << 30;
+
+pub(crate) fn file_name(first_index: Index) -> String {
+    format!("{PREFIX}{first_index:020}{SUFFIX}")
+}
+
+/// The first index from a segment file name, or `None` for other files.
+pub(crate) fn parse_name(name: &str) -> Option<Index> {
+    let digits = name.strip_prefix(PREFIX)?.strip_suffix(SUFFIX)?;
+    if digits.len() != 20 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// What the log knows about one segment file.
+#[derive(Debug)]
+pub(crate) struct Segment {
+    /// The index of its first entry (its name), also the index its first
+    /// entry will get if it holds none yet.
+    pub(crate) first_index: Index,
+    pub(crate) path: PathBuf,
+    /// Bytes written to the file.
+    pub(crate) len: u64,
+    /// Byte offset of the record of entry `first_index + i`, so a conflicting
+    /// suffix can be cut without reading the file back.
+    pub(crate) offsets: Vec<u64>,
+}
+
+impl Segment {
+    /// The index the next entry appended to this segment gets.
+    pub(crate) fn next_index(&self) -> Index {
+        self.first_index + self.offsets.len() as u64
+    }
+
+    pub(crate) fn has_entries(&self) -> bool {
+        !self.offsets.is_empty()
+    }
+
+    /// Whether entry `index` is in this segment.
+    pub(crate) fn holds(&self, index: Index) -> bool {
+        index >= self.first_index && index < self.next_index()
+    }
+}
+
+/// Opens a segment for appending.
+pub(crate) fn open_for_append(path: &Path) -> Result<File, StorageError> {
+    OpenOptions::new().append(true).open(path).at(path)
+}
+
+/// Creates a new, empty segment file for appending; never replaces one.
+pub(crate) fn create(path: &Path) -> Result<File, StorageError> {
+    OpenOptions::new().append(true).create_new(true).open(path).at(path)
+}
+
+/// Cuts a segment file to `len` bytes and makes that durable.
+pub(crate) fn truncate_file(
+    file: &File,
+    path: &Path,
+    len: u64,
+    sync: bool,
+) -> Result<(), StorageError> {
+    file.set_len(len).at(path)?;
+    if sync {
+        file.sync_all().at(path)?;
+    }
+    Ok(())
+}
+
+/// What scanning a segment found.
+#[derive(Debug)]
+pub(crate) struct Scan {
+    pub(crate) offsets: Vec<u64>,
+    /// Where the valid records end; the file length unless a tail was torn.
+    pub(crate) valid_len: u64,
+    /// Why the bytes after `valid_len` were judged a torn tail, if any.
+    pub(crate) torn: Option<String>,
+    /// The highest commit mark seen.
+    pub(crate) max_commit: Index,
+}
+
+/// Reads the records of one segment, handing each entry to `on_entry`.
+///
+/// Checks that entries are numbered from `first_index` on without gaps and
+/// that terms never decrease (`last_term`: the term of the entry before,
+/// updated as entries are read). A bad record is a torn tail only in the
+/// last segment and only if no valid record starts anywhere after it;
+/// anything else is `Corrupt`.
+pub(crate) fn scan(
+    path: &Path,
+    bytes: &[u8],
+    first_index: Index,
+    is_last: bool,
+    last_term: &mut Term,
+    mut on_entry: impl FnMut(Entry),
+) -> Result<Scan, StorageError> {
+    let corrupt =
+        |offset: usize, reason: String| StorageError::corrupt(path, offset as u64, reason);
+    let mut offsets = Vec::new();
+    let mut max_commit = 0;
+    let mut next = first_index;
+    let mut offset = 0;
+    while offset < bytes.len() {
+        let (payload, end) = match record::read_record(bytes, offset) {
+            Ok(found) => found,
+            Err(bad) if !is_last => return Err(corrupt(offset, bad.to_string())),
+            Err(bad) => {
+                let acceptable = |p: &[u8]| codec::decode(p).is_ok();
+                return match record::find_record_after(
+                    bytes,
+                    offset + 1,
+                    codec::plausible,
+                    acceptable,
+                    SEARCH_BUDGET,
+                ) {
+                    Search::NoneFound => Ok(Scan {
+                        offsets,
+                        valid_len: offset as u64,
+                        torn: Some(bad.to_string()),
+                        max_commit,
+                    }),
+                    Search::Found(at) => Err(corrupt(
+                        offset,
+                        format!("{bad}, yet a valid record follows at byte {at}"),
+                    )),
+                    Search::GaveUp => Err(corrupt(
+                        offset,
+                        format!("{bad}, and the damaged region is too large to rule out valid records after it"),
+                    )),
+                };
+            }
+        };
+        match codec::decode(payload) {
+            Err(reason) => {
+                return Err(corrupt(
+                    offset,
+                    format!("a checksummed record does not decode: {reason}"),
+                ))
+            }
+            Ok(Record::Commit(commit)) => max_commit = max_commit.max(commit),
+            Ok(Record::Entry(entry)) => {
+                if entry.index != next {
+                    return Err(corrupt(
+                        offset,
+                        format!("holds entry {} where entry {next} belongs", entry.index),
+                    ));
+                }
+                if entry.term < *last_term {
+                    return Err(corrupt(
+                        offset,
+                        format!(
+                            "entry {} has term {}, lower than the term {} before it",
+                            entry.index, entry.term, last_term
+                        ),
+                    ));
+                }
+                next = next
+                    .checked_add(1)
+                    .ok_or_else(|| corrupt(offset, "entry index overflows".to_string()))?;
+                *last_term = entry.term;
+                offsets.push(offset as u64);
+                on_entry(entry);
+            }
+        }
+        offset = end;
+    }
+    Ok(Scan { offsets, valid_len: offset as u64, torn: None, max_commit })
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use raftmq_raft::Payload;
+
+    use super::*;
+
+    fn segment_bytes(indexes: std::ops::RangeInclusive<u64>, term: Term) -> Vec<u8> {
+        let mut out = Vec::new();
+        for index in indexes {
+            let entry = Entry {
+                index,
+                term,
+                payload: Payload::Command(Bytes::from(vec![index as u8; 20])),
+            };
+            record::append_record(&mut out, |o| codec::encode_entry(&entry, o))
+                .expect("small entry fits");
+        }
+        out
+    }
+
+    fn run(bytes: &[u8], first: Index, is_last: bool) -> Result<(Scan, Vec<Entry>), StorageError> {
+        let mut entries = Vec::new();
+        let mut term = 0;
+        let scan =
+            scan(Path::new("wal-x.log"), bytes, first, is_last, &mut term, |e| entries.push(e))?;
+        Ok((scan, entries))
+    }
+
+    #[test]
+    fn names_round_trip() {
+        assert_eq!(file_name(42), "wal-00000000000000000042.log");
+        assert_eq!(parse_name(&file_name(u64::MAX)), Some(u64::MAX));
+        assert_eq!(parse_name("wal-42.log"), None);
+        assert_eq!(parse_name("wal-0000000000000000004x.log"), None);
+    }
+
+    #[test]
+    fn scans_a_clean_segment() {
+        let bytes = segment_bytes(5..=9, 2);
+        let (scan, entries) = run(&bytes, 5, false).expect("a clean segment scans");
+        assert_eq!(entries.iter().map(|e| e.index).collect::<Vec<_>>(), vec![5, 6, 7, 8, 9]);
+        assert_eq!(scan.valid_len, bytes.len() as u64);
+        assert_eq!(scan.offsets.len(), 5);
+        assert!(scan.torn.is_none());
+    }
+
+    #[test]
+    fn rejects_misnumbered_and_term_decreasing_entries() {
+        let bytes = segment_bytes(5..=9, 2);
+        assert!(matches!(run(&bytes, 4, false), Err(StorageError::Corrupt { offset: 0, .. })));
+        let mut mixed = segment_bytes(1..=2, 3);
+        mixed.extend(segment_bytes(3..=3, 2));
+        assert!(matches!(run(&mixed, 1, true), Err(StorageError::Corrupt { .. })));
+    }
+
+    #[test]
+    fn a_torn_tail_is_cut_only_in_the_last_segment() {
+        let bytes = segment_bytes(1..=3, 1);
+        let cut = &bytes[..bytes.len() - 3];
+        let (scan, entries) = run(cut, 1, true).expect("a torn tail is tolerated");
+        assert_eq!(entries.len(), 2);
+        assert!(scan.torn.is_some());
+        assert!(matches!(run(cut, 1, false), Err(StorageError::Corrupt { .. })));
+    }
+}

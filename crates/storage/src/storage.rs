@@ -1,0 +1,341 @@
+//! `Storage`: the durable state of one Raft node, in one data dir.
+//!
+//! It ties together the WAL (entries and commit marks), the hard state file
+//! (term and vote) and the snapshot files, checks that what the caller asks
+//! for keeps Raft's rules, and stops for good after any I/O failure.
+//!
+//! Data dir layout:
+//! ```text
+//! identity                          node id and cluster id (identity.rs)
+//! hardstate                         term, vote, commit (hard_state.rs)
+//! wal-<first index, 20 digits>.log  WAL segments (segment.rs, wal.rs)
+//! snap-<index, 20 digits>-<term>.snap  the newest two snapshots (snapshot_file.rs)
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use raftmq_raft::{Entry, HardState, Index, Payload, Snapshot, Term};
+
+use crate::error::StorageError;
+use crate::hard_state;
+use crate::identity::Identity;
+use crate::recovery::{self, Recovery};
+use crate::snapshot_file::{self, SnapFile, KEEP};
+use crate::wal::Wal;
+
+/// The largest command or membership context an entry may carry: a record's
+/// length field is a u32 and the entry's own fields take a few dozen bytes.
+const MAX_ENTRY_DATA: usize = u32::MAX as usize - 64;
+
+/// How `Storage` writes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StorageOptions {
+    /// A segment is closed and a new one started once it passes this size.
+    /// Default 64 MiB.
+    pub segment_bytes: u64,
+    /// Whether to fsync at all. Default true; false only for tests and
+    /// benchmarks, as a crash can then lose anything.
+    pub sync: bool,
+}
+
+impl Default for StorageOptions {
+    fn default() -> Self {
+        StorageOptions { segment_bytes: 64 << 20, sync: true }
+    }
+}
+
+/// The state found on disk at `open`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Recovered {
+    /// Term and vote as last set; commit the highest recorded, kept between
+    /// the snapshot index and the last entry.
+    pub hard_state: HardState,
+    /// The newest valid snapshot, if any.
+    pub snapshot: Option<Snapshot>,
+    /// Every entry after the snapshot index: contiguous, ascending.
+    pub entries: Vec<Entry>,
+}
+
+/// The durable storage of one Raft node. Synchronous: the node runtime runs
+/// it on a writer thread of its own.
+///
+/// Records are buffered by `append` and `set_hard_state` (commit only) and
+/// become durable together at the next `sync`: dropping `Storage` without a
+/// `sync` loses them, as a crash would.
+#[derive(Debug)]
+pub struct Storage {
+    dir: PathBuf,
+    opts: StorageOptions,
+    wal: Wal,
+    hard_state: HardState,
+    snapshot_at: (Index, Term),
+    /// Snapshot files kept, oldest first.
+    snapshots: Vec<SnapFile>,
+    /// Why the storage stopped, after an I/O failure.
+    failed: Option<String>,
+}
+
+impl Storage {
+    /// Opens (creating if empty) the data dir and recovers its state. Writes
+    /// an identity file on first open; on later opens a different node id or
+    /// cluster id is refused with `StorageError::IdentityMismatch`.
+    pub fn open(
+        dir: &Path,
+        identity: &Identity,
+        opts: StorageOptions,
+    ) -> Result<(Storage, Recovered), StorageError> {
+        let Recovery { wal, hard_state, snapshot_at, snapshots, recovered } =
+            recovery::recover(dir, identity, &opts)?;
+        let storage = Storage {
+            dir: dir.to_path_buf(),
+            opts,
+            wal,
+            hard_state,
+            snapshot_at,
+            snapshots,
+            failed: None,
+        };
+        Ok((storage, recovered))
+    }
+
+    /// Buffers entries for the log. If `entries[0].index <= last_index()`,
+    /// first truncates the log from that index (the conflicting suffix),
+    /// across segments if need be; that cut is durable on return. Entries
+    /// must be contiguous, must not leave a gap after the last index, and
+    /// must not replace committed entries. Not durable until `sync`.
+    pub fn append(&mut self, entries: &[Entry]) -> Result<(), StorageError> {
+        self.check_running()?;
+        let Some(first) = entries.first() else { return Ok(()) };
+        self.check_append(entries)?;
+        if first.index <= self.wal.last_index() {
+            let cut = self.wal.truncate_from(first.index);
+            self.stop_on_error(cut)?;
+            // The cut may have taken commit marks with it; restate the commit.
+            if self.hard_state.commit > 0 {
+                let mark = self.wal.append_commit(self.hard_state.commit);
+                self.stop_on_error(mark)?;
+            }
+        }
+        let appended = self.wal.append_entries(entries);
+        self.stop_on_error(appended)
+    }
+
+    fn check_append(&self, entries: &[Entry]) -> Result<(), StorageError> {
+        let invalid = |msg: String| Err(StorageError::InvalidAppend(msg));
+        let first = entries[0].index;
+        let last = self.wal.last_index();
+        if first == 0 {
+            return invalid("entry indexes start at 1".into());
+        }
+        for pair in entries.windows(2) {
+            let (a, b) = (&pair[0], &pair[1]);
+            if a.index.checked_add(1) != Some(b.index) {
+                return invalid(format!(
+                    "entry {} follows entry {}: not contiguous",
+                    b.index, a.index
+                ));
+            }
+            if b.term < a.term {
+                return invalid(format!(
+                    "entry {} has term {}, lower than the term {} of the entry before it",
+                    b.index, b.term, a.term
+                ));
+            }
+        }
+        for entry in entries {
+            let data = match &entry.payload {
+                Payload::Noop => 0,
+                Payload::Command(data) => data.len(),
+                Payload::Membership(change) => change.context.len(),
+            };
+            if data > MAX_ENTRY_DATA {
+                return invalid(format!(
+                    "entry {} carries {data} bytes, more than the {MAX_ENTRY_DATA} a record holds",
+                    entry.index
+                ));
+            }
+        }
+        if first > last + 1 {
+            return invalid(format!("entry {first} would leave a gap after the last entry {last}"));
+        }
+        if first <= last {
+            let (snap_index, _) = self.snapshot_at;
+            let floor = self.hard_state.commit.max(snap_index);
+            if first <= floor || first < self.wal.first_index() {
+                return invalid(format!(
+                    "entry {first} would replace a committed entry (commit {}, snapshot {snap_index}, log from {}); committed entries never change",
+                    self.hard_state.commit,
+                    self.wal.first_index()
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Records the hard state. A change of term or vote is written at once
+    /// to the `hardstate` file, atomically and durably. A change of commit
+    /// alone is buffered as a commit mark in the WAL, durable at the next
+    /// `sync`. Refuses a term going back, a second vote in a term, or a
+    /// commit going back.
+    pub fn set_hard_state(&mut self, hs: HardState) -> Result<(), StorageError> {
+        self.check_running()?;
+        let current = self.hard_state;
+        if hs == current {
+            return Ok(());
+        }
+        let invalid = |msg: String| Err(StorageError::InvalidHardState(msg));
+        if hs.term < current.term {
+            return invalid(format!("term would go back from {} to {}", current.term, hs.term));
+        }
+        if hs.term == current.term && current.vote.is_some() && hs.vote != current.vote {
+            return invalid(format!(
+                "the vote in term {} would change from {:?} to {:?}: a node votes once per term",
+                hs.term, current.vote, hs.vote
+            ));
+        }
+        if hs.commit < current.commit {
+            return invalid(format!(
+                "commit would go back from {} to {}",
+                current.commit, hs.commit
+            ));
+        }
+        let written = if (hs.term, hs.vote) != (current.term, current.vote) {
+            hard_state::write(&self.dir, &hs, self.opts.sync)
+        } else {
+            self.wal.append_commit(hs.commit)
+        };
+        self.stop_on_error(written)?;
+        self.hard_state = hs;
+        Ok(())
+    }
+
+    /// Writes the buffered records and fsyncs once (group commit): one call
+    /// makes everything appended since the previous one durable. Rolls to a
+    /// new segment once the current one has passed `segment_bytes`.
+    pub fn sync(&mut self) -> Result<(), StorageError> {
+        self.check_running()?;
+        let synced = self.wal.sync();
+        self.stop_on_error(synced)
+    }
+
+    /// Saves a snapshot of the state up to `snapshot.meta.index` (which must
+    /// be in the log), durably; keeps the newest two snapshot files; then
+    /// deletes the WAL segments whose entries are all covered by it. Entries
+    /// after the snapshot index stay in the log.
+    pub fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
+        self.check_running()?;
+        let meta = &snapshot.meta;
+        let invalid = |msg: String| Err(StorageError::InvalidSnapshot(msg));
+        if meta.index == 0 {
+            return invalid("a snapshot covers at least entry 1".into());
+        }
+        if meta.index > self.wal.last_index() {
+            return invalid(format!(
+                "snapshot at {} is beyond the last entry {}; a snapshot from the leader goes to install_snapshot",
+                meta.index,
+                self.wal.last_index()
+            ));
+        }
+        self.check_not_older(snapshot)?;
+        let saved = self.write_snapshot(snapshot);
+        self.stop_on_error(saved)?;
+        let released = self.wal.release_through(meta.index);
+        self.stop_on_error(released)?;
+        Ok(())
+    }
+
+    /// Replaces everything with a snapshot received from the leader: the
+    /// snapshot is saved durably, every segment and older snapshot file is
+    /// deleted, and the next append starts at `snapshot.meta.index + 1`.
+    pub fn install_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
+        self.check_running()?;
+        let meta = &snapshot.meta;
+        if meta.index == 0 || meta.index == u64::MAX {
+            return Err(StorageError::InvalidSnapshot(format!(
+                "snapshot index {} is out of range",
+                meta.index
+            )));
+        }
+        if meta.index < self.hard_state.commit {
+            return Err(StorageError::InvalidSnapshot(format!(
+                "snapshot at {} is behind the commit index {}; installing it would drop committed entries",
+                meta.index, self.hard_state.commit
+            )));
+        }
+        self.check_not_older(snapshot)?;
+        let installed = self.write_snapshot(snapshot).and_then(|()| {
+            // Order matters for a crash in between: the snapshot is durable
+            // before the log goes, and recovery finishes a partial reset.
+            self.wal.reset(meta.index + 1)?;
+            let mut older: Vec<SnapFile> =
+                self.snapshots.iter().filter(|f| f.index != meta.index).cloned().collect();
+            snapshot_file::remove_all(&self.dir, &mut older, self.opts.sync)?;
+            self.snapshots.retain(|f| f.index == meta.index);
+            Ok(())
+        });
+        self.stop_on_error(installed)
+    }
+
+    fn check_not_older(&self, snapshot: &Snapshot) -> Result<(), StorageError> {
+        let (index, term) = self.snapshot_at;
+        let meta = &snapshot.meta;
+        if meta.index < index || (meta.index == index && meta.term != term) {
+            return Err(StorageError::InvalidSnapshot(format!(
+                "snapshot at index {} term {} is older than (or conflicts with) the one held, at index {index} term {term}",
+                meta.index, meta.term
+            )));
+        }
+        Ok(())
+    }
+
+    /// Writes the snapshot file, records it and prunes old files.
+    fn write_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
+        let file = snapshot_file::save(&self.dir, snapshot, self.opts.sync)?;
+        self.snapshots.retain(|f| f.path != file.path);
+        self.snapshots.push(file);
+        self.snapshots.sort_by_key(|f| (f.index, f.term));
+        snapshot_file::prune(&self.dir, &mut self.snapshots, KEEP, self.opts.sync)?;
+        self.snapshot_at = (snapshot.meta.index, snapshot.meta.term);
+        Ok(())
+    }
+
+    /// The index of the last entry (buffered or durable), or of the snapshot
+    /// if the log after it is empty.
+    pub fn last_index(&self) -> u64 {
+        self.wal.last_index()
+    }
+
+    /// The first entry index held in the WAL (`last_index() + 1` if none).
+    /// Whole segments are released, so this can be at or below the
+    /// snapshot index.
+    pub fn first_index(&self) -> u64 {
+        self.wal.first_index()
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Bytes of segments and snapshot files on disk, for metrics.
+    pub fn disk_usage(&self) -> u64 {
+        self.wal.disk_bytes() + self.snapshots.iter().map(|f| f.size).sum::<u64>()
+    }
+
+    fn check_running(&self) -> Result<(), StorageError> {
+        match &self.failed {
+            None => Ok(()),
+            Some(cause) => {
+                Err(StorageError::Failed { dir: self.dir.clone(), cause: cause.clone() })
+            }
+        }
+    }
+
+    /// After a failed write, delete or fsync nothing more can be trusted
+    /// (a retried fsync can report success for lost data): stop for good.
+    fn stop_on_error<T>(&mut self, result: Result<T, StorageError>) -> Result<T, StorageError> {
+        if let Err(e) = &result {
+            self.failed = Some(e.to_string());
+        }
+        result
+    }
+}

@@ -1,0 +1,226 @@
+//! What crashes and damaged disks leave behind: a torn tail is cut off, any
+//! other damage is refused with the file and offset, never served.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use common::*;
+use raftmq_storage::StorageError;
+
+/// Writes 1..=n in batches of `batch`, returns the last segment's path.
+fn write_log(dir: &Path, segment_bytes: u64, n: u64, batch: usize) -> PathBuf {
+    let (mut storage, _) = open(dir, segment_bytes);
+    for chunk in entries(1..=n, 1, 0).chunks(batch) {
+        storage.append(chunk).expect("append");
+        storage.sync().expect("sync");
+    }
+    segments(dir).pop().expect("at least one segment")
+}
+
+fn flip_bit(path: &Path, offset: usize, bit: u8) {
+    let mut bytes = fs::read(path).expect("read segment");
+    bytes[offset] ^= 1 << bit;
+    fs::write(path, bytes).expect("write segment");
+}
+
+#[test]
+fn a_torn_last_record_is_cut_at_every_byte_offset() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let pristine = tmp.path().join("pristine");
+    let last_segment = write_log(&pristine, 1 << 20, 20, 5);
+    let bytes = fs::read(&last_segment).expect("read segment");
+    let last_record = *record_offsets(&bytes).last().expect("records");
+    let name = last_segment.file_name().expect("file name");
+
+    for cut in last_record..bytes.len() {
+        let dir = tmp.path().join(format!("cut-{cut}"));
+        fs::create_dir(&dir).expect("mkdir");
+        for file in fs::read_dir(&pristine).expect("ls") {
+            let file = file.expect("entry").path();
+            fs::copy(&file, dir.join(file.file_name().expect("name"))).expect("copy");
+        }
+        fs::write(dir.join(name), &bytes[..cut]).expect("tear the tail");
+
+        let (mut storage, recovered) = open(&dir, 1 << 20);
+        assert_eq!(recovered.entries, entries(1..=19, 1, 0), "cut at {cut}");
+        assert_eq!(storage.last_index(), 19);
+        assert_eq!(fs::metadata(dir.join(name)).expect("stat").len(), last_record as u64);
+
+        storage.append(&entries(20..=25, 2, 1)).expect("append after recovery");
+        storage.sync().expect("sync");
+        drop(storage);
+        let (_, recovered) = open(&dir, 1 << 20);
+        let mut expected = entries(1..=19, 1, 0);
+        expected.extend(entries(20..=25, 2, 1));
+        assert_eq!(recovered.entries, expected, "reopen after cut at {cut}");
+        fs::remove_dir_all(&dir).expect("clean up");
+    }
+}
+
+#[test]
+fn a_file_cut_anywhere_yields_a_prefix_never_garbage() {
+    // What an OS crash between write and fsync can leave: the file cut to
+    // any earlier length.
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let pristine = tmp.path().join("pristine");
+    let written = entries(1..=40, 1, 0);
+    {
+        let (mut storage, _) = open(&pristine, 1 << 20);
+        for (i, chunk) in written.chunks(7).enumerate() {
+            storage.append(chunk).expect("append");
+            let commit = chunk[0].index;
+            storage
+                .set_hard_state(raftmq_raft::HardState { term: 0, vote: None, commit })
+                .expect("commit mark");
+            if i % 2 == 0 {
+                storage.sync().expect("sync");
+            }
+        }
+        storage.sync().expect("sync");
+    }
+    let segment = segments(&pristine).pop().expect("segment");
+    let bytes = fs::read(&segment).expect("read");
+    // Where each entry record ends (type byte 1 after the 8-byte header;
+    // commit marks are type 2).
+    let offsets = record_offsets(&bytes);
+    let entry_ends: Vec<usize> = offsets
+        .iter()
+        .zip(offsets.iter().skip(1).copied().chain([bytes.len()]))
+        .filter(|(&start, _)| bytes[start + 8] == 1)
+        .map(|(_, end)| end)
+        .collect();
+    assert_eq!(entry_ends.len(), written.len());
+    for cut in 0..=bytes.len() {
+        fs::write(&segment, &bytes[..cut]).expect("cut");
+        let (_, recovered) = open(&pristine, 1 << 20);
+        let n = recovered.entries.len();
+        assert_eq!(recovered.entries, written[..n], "cut at {cut}: not a prefix");
+        // Exactly the entries wholly before the cut are kept.
+        let whole = entry_ends.iter().filter(|&&end| end <= cut).count();
+        assert_eq!(n, whole, "cut at {cut}");
+        assert!(recovered.hard_state.commit <= n as u64, "cut at {cut}: commit past the log");
+    }
+}
+
+#[test]
+fn a_flipped_bit_in_an_earlier_segment_is_corruption() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    write_log(tmp.path(), 256, 100, 10);
+    let first = segments(tmp.path())[0].clone();
+    let bytes = fs::read(&first).expect("read");
+    let offsets = record_offsets(&bytes);
+    // The last record of a non-last segment: nothing valid follows it in
+    // its file, yet it is not a torn tail.
+    for target in [offsets[2], *offsets.last().expect("records")] {
+        flip_bit(&first, target + 9, 3);
+        let err = try_open(tmp.path(), 256).expect_err("corruption is refused");
+        let message = assert_corrupt(err, &first, target as u64);
+        assert!(message.contains("WAL segment"), "{message}");
+        assert!(message.contains(&format!("byte {target}")), "{message}");
+        assert!(message.contains("emptying its data dir"), "{message}");
+        flip_bit(&first, target + 9, 3);
+    }
+    open(tmp.path(), 256); // repaired: opens again
+}
+
+#[test]
+fn a_flipped_bit_in_the_last_segment_before_valid_records_is_corruption() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let last = write_log(tmp.path(), 1 << 20, 30, 10);
+    let bytes = fs::read(&last).expect("read");
+    let offsets = record_offsets(&bytes);
+    let target = offsets[offsets.len() - 3];
+    // In the payload, then in the length and the checksum fields.
+    for (at, bit) in [(target + 10, 0), (target, 4), (target + 5, 7)] {
+        flip_bit(&last, at, bit);
+        let err = try_open(tmp.path(), 1 << 20).expect_err("corruption is refused");
+        assert_corrupt(err, &last, target as u64);
+        flip_bit(&last, at, bit);
+    }
+}
+
+#[test]
+fn a_flipped_bit_in_the_very_last_record_is_a_torn_tail() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let last = write_log(tmp.path(), 1 << 20, 30, 10);
+    let bytes = fs::read(&last).expect("read");
+    let target = *record_offsets(&bytes).last().expect("records");
+    flip_bit(&last, target + 9, 1);
+    let (_, recovered) = open(tmp.path(), 1 << 20);
+    assert_eq!(recovered.entries, entries(1..=29, 1, 0));
+}
+
+fn zero_page(path: &Path, at: usize) {
+    let mut bytes = fs::read(path).expect("read");
+    let end = (at + 4096).min(bytes.len());
+    bytes[at..end].fill(0);
+    fs::write(path, bytes).expect("write");
+}
+
+#[test]
+fn a_zeroed_page_in_the_middle_of_a_segment_is_corruption() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    // Large first segment (it closes past 16 KiB), then more segments.
+    write_log(tmp.path(), 16 << 10, 1200, 100);
+    let segs = segments(tmp.path());
+    assert!(segs.len() >= 2);
+    for seg in [&segs[0], segs.last().expect("last")] {
+        let bytes = fs::read(seg).expect("read");
+        assert!(bytes.len() > 3 * 4096, "segment too small for this test");
+        let damaged_record = record_offsets(&bytes).into_iter().filter(|&o| o <= 4096).max();
+        zero_page(seg, 4096);
+        let err = try_open(tmp.path(), 16 << 10).expect_err("corruption is refused");
+        assert_corrupt(err, seg, damaged_record.expect("a record starts before") as u64);
+        fs::write(seg, &bytes).expect("restore");
+    }
+}
+
+#[test]
+fn a_zeroed_page_at_the_end_of_the_last_segment_is_a_torn_tail() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let last = write_log(tmp.path(), 1 << 20, 300, 50);
+    let bytes = fs::read(&last).expect("read");
+    let page = bytes.len() - 4096;
+    let offsets = record_offsets(&bytes);
+    let kept = offsets.iter().filter(|&&o| o < page).count() - 1;
+    zero_page(&last, page);
+    let (_, recovered) = open(tmp.path(), 1 << 20);
+    assert_eq!(recovered.entries, entries(1..=kept as u64, 1, 0));
+}
+
+#[test]
+fn zeros_past_the_last_record_are_a_torn_tail() {
+    // A file system may extend a file with zeros it never got to fill.
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let last = write_log(tmp.path(), 1 << 20, 30, 10);
+    let mut bytes = fs::read(&last).expect("read");
+    bytes.extend_from_slice(&[0; 8192]);
+    fs::write(&last, bytes).expect("write");
+    let (_, recovered) = open(tmp.path(), 1 << 20);
+    assert_eq!(recovered.entries, entries(1..=30, 1, 0));
+}
+
+#[test]
+fn a_missing_segment_in_the_middle_is_corruption() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    write_log(tmp.path(), 256, 100, 10);
+    let segs = segments(tmp.path());
+    fs::remove_file(&segs[3]).expect("delete a segment");
+    let err = try_open(tmp.path(), 256).expect_err("a gap is refused");
+    let message = assert_corrupt(err, &segs[4], 0);
+    assert!(message.contains("ends at entry"), "{message}");
+}
+
+#[test]
+fn a_segment_whose_name_disagrees_with_its_entries_is_corruption() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    write_log(tmp.path(), 1 << 20, 10, 10);
+    let seg = segments(tmp.path())[0].clone();
+    let renamed = tmp.path().join("wal-00000000000000000002.log");
+    fs::rename(&seg, &renamed).expect("rename");
+    // The log now seems to start at 2 with no snapshot before it.
+    let err = try_open(tmp.path(), 1 << 20).expect_err("refused");
+    assert!(matches!(err, StorageError::Corrupt { .. }), "{err}");
+}
