@@ -16,6 +16,8 @@ use std::path::{Path, PathBuf};
 
 use raftmq_raft::{Entry, HardState, Index, Payload, Snapshot, Term};
 
+use tracing::debug;
+
 use crate::error::StorageError;
 use crate::hard_state;
 use crate::identity::Identity;
@@ -222,12 +224,24 @@ impl Storage {
     /// be in the log), durably; keeps the newest two snapshot files; then
     /// deletes the WAL segments whose entries are all covered by it. Entries
     /// after the snapshot index stay in the log.
+    ///
+    /// A snapshot no newer than the one held (say, one the state machine
+    /// took while a newer one from the leader was being installed) is
+    /// ignored: the one held already covers it.
     pub fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
         self.check_running()?;
         let meta = &snapshot.meta;
         let invalid = |msg: String| Err(StorageError::InvalidSnapshot(msg));
         if meta.index == 0 {
             return invalid("a snapshot covers at least entry 1".into());
+        }
+        let (held_index, held_term) = self.snapshot_at;
+        if meta.index < held_index || (meta.index, meta.term) == (held_index, held_term) {
+            debug!(
+                index = meta.index,
+                held_index, "ignoring a snapshot no newer than the one held"
+            );
+            return Ok(());
         }
         if meta.index > self.wal.last_index() {
             return invalid(format!(

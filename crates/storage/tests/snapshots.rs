@@ -184,8 +184,11 @@ fn snapshots_that_do_not_fit_are_refused() {
         assert!(matches!(r, Err(StorageError::InvalidSnapshot(_))), "{r:?}");
     };
     refused(storage.save_snapshot(&snapshot(51, 1)));
-    refused(storage.save_snapshot(&snapshot(20, 1)));
     refused(storage.save_snapshot(&snapshot(0, 0)));
+    refused(storage.save_snapshot(&snapshot(30, 2)));
+    // An older snapshot is ignored, not an error: the one held covers it.
+    storage.save_snapshot(&snapshot(20, 1)).expect("an older snapshot is ignored");
+    assert_eq!(snapshots(tmp.path()).len(), 1);
     storage.set_hard_state(HardState { term: 1, vote: None, commit: 45 }).expect("commit");
     refused(storage.install_snapshot(&snapshot(40, 1)));
     storage.save_snapshot(&snapshot(40, 1)).expect("a snapshot that fits");
