@@ -63,3 +63,23 @@ pub async fn not_found(uri: Uri) -> Response {
     let body = json!({"success": false, "error": format!("no route for {}", uri.path())});
     (StatusCode::NOT_FOUND, Json(body)).into_response()
 }
+
+/// Refuses a body whose declared length is over the limit before reading
+/// it (413 with the RRMQ body). Bodies without a length are cut off at the
+/// limit while being read, with the same answer.
+pub async fn refuse_oversized(
+    limit: usize,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        let reason = format!("request body over the {limit}-byte limit");
+        return ApiError::rrmq(StatusCode::PAYLOAD_TOO_LARGE, reason).into_response();
+    }
+    next.run(request).await
+}

@@ -15,6 +15,7 @@ mod rrmq;
 mod v1;
 
 use axum::extract::DefaultBodyLimit;
+use axum::middleware;
 use axum::routing::{get, put};
 use axum::Router;
 
@@ -34,5 +35,8 @@ pub fn router(node: NodeHandle) -> Router {
         .route("/v1/status", get(v1::status))
         .fallback(errors::not_found)
         .layer(DefaultBodyLimit::max(limit))
+        .layer(middleware::from_fn(move |request, next| {
+            errors::refuse_oversized(limit, request, next)
+        }))
         .with_state(node)
 }
