@@ -170,7 +170,23 @@ impl Driver {
             Request::TransferLeader { to, reply } => {
                 let _ = reply.send(self.raft.transfer_leader(to).map_err(NodeError::from));
             }
+            Request::ReadLog { from, max, reply } => {
+                let _ = reply.send(Ok(self.read_log(from, max)));
+            }
         }
+    }
+
+    /// Committed (and applied) entries from `from`, or the snapshot that
+    /// replaced them.
+    fn read_log(&self, from: Index, max: usize) -> LogRead {
+        let from = from.max(1);
+        if from < self.raft.first_index() {
+            if let Some(snapshot) = self.raft.snapshot() {
+                return LogRead::Compacted(snapshot.clone());
+            }
+        }
+        let last = self.raft.applied_index().min(from.saturating_add(max as u64).saturating_sub(1));
+        LogRead::Entries((from..=last).filter_map(|i| self.raft.entry(i).cloned()).collect())
     }
 
     fn on_wal_done(&mut self, done: WalDone) -> Result<(), NodeError> {

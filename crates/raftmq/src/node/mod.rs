@@ -33,7 +33,7 @@ use crate::config::NodeConfig;
 use crate::events::EventLog;
 use crate::state_machine::StateMachine;
 use crate::transport::{self, Transport};
-pub use driver::{Applied, Request};
+pub use driver::{Applied, LogRead, Request};
 pub use error::NodeError;
 pub use status::NodeStatus;
 
@@ -262,6 +262,19 @@ impl NodeHandle {
 
     pub async fn transfer_leader(&self, to: NodeId) -> Result<(), NodeError> {
         self.ask(|reply| Request::TransferLeader { to, reply }).await
+    }
+
+    /// Committed entries from `from` (at most `max`), or the snapshot that
+    /// replaced them if `from` was compacted.
+    pub async fn read_log(&self, from: Index, max: usize) -> Result<LogRead, NodeError> {
+        self.ask(|reply| Request::ReadLog { from, max, reply }).await
+    }
+
+    /// Waits until this node has applied beyond `index` (or shuts down).
+    pub async fn wait_applied_beyond(&self, index: Index) -> Result<Index, NodeError> {
+        let mut applied = self.inner.applied.clone();
+        let outcome = applied.wait_for(|a| *a > index).await.map(|a| *a);
+        outcome.map_err(|_| NodeError::Shutdown)
     }
 
     /// Confirms leadership on this node, which must be the leader.
