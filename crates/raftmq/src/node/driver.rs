@@ -51,6 +51,23 @@ pub enum Request {
         to: NodeId,
         reply: Reply<()>,
     },
+    /// Committed entries from `from` on (at most `max`), for log followers
+    /// such as replicators.
+    ReadLog {
+        from: Index,
+        max: usize,
+        reply: Reply<LogRead>,
+    },
+}
+
+/// What a log follower gets when it asks for committed entries.
+#[derive(Clone, Debug)]
+pub enum LogRead {
+    /// Committed entries from the asked index on (empty: none yet).
+    Entries(Vec<raftmq_raft::Entry>),
+    /// The asked index was compacted away: start from this snapshot, then
+    /// ask again from its index + 1.
+    Compacted(Snapshot),
 }
 
 pub struct Driver {
