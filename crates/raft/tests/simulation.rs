@@ -1,0 +1,182 @@
+//! Seeded simulation of raftmq-raft clusters under faults (see `sim/mod.rs`).
+//!
+//! - `seeds`: runs 1,000 seeds (3, 5 and 7 nodes) over both cores. Set
+//!   `RAFTMQ_SIM_SEEDS=N` for N seeds, or `RAFTMQ_SIM_SEED=S` to replay seed S
+//!   alone (`RAFTMQ_SIM_TRACE=1` prints every event):
+//!   `RAFTMQ_SIM_SEED=S RAFTMQ_SIM_TRACE=1 cargo test -p raftmq-raft --test simulation -- --nocapture`
+//! - `broken_runtime_is_caught`: a runtime that sends votes and
+//!   acknowledgements before its writes are durable must be caught — a
+//!   checker that cannot fail proves nothing.
+//! - `runs_are_deterministic`: one seed, twice, same trace digest.
+
+mod sim;
+
+use std::cell::Cell;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, Once};
+use std::time::Instant;
+
+use sim::{Broken, Options, Report};
+
+fn env_u64(name: &str) -> Option<u64> {
+    let value = std::env::var(name).ok()?;
+    Some(value.trim().parse().unwrap_or_else(|_| panic!("{name} must be a number, not {value:?}")))
+}
+
+/// Set when one seed is being replayed: the other tests stand aside so the
+/// output is that seed's alone.
+fn replaying() -> bool {
+    std::env::var_os("RAFTMQ_SIM_SEED").is_some()
+}
+
+thread_local! {
+    static QUIET: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Panics on a thread marked quiet are expected (the broken runtime's): keep
+/// them out of the output. Every other panic prints as usual.
+fn install_quiet_hook() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(Cell::get) {
+                default(info);
+            }
+        }));
+    });
+}
+
+/// Runs one seed, turning a panic into its message.
+fn try_run(seed: u64, opts: &Options, quiet: bool) -> Result<Report, String> {
+    install_quiet_hook();
+    QUIET.with(|q| q.set(quiet));
+    let result = catch_unwind(AssertUnwindSafe(|| sim::run(seed, opts)));
+    QUIET.with(|q| q.set(false));
+    result.map_err(|payload| {
+        payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "a panic without a message".into())
+    })
+}
+
+/// The options the environment asks for: `RAFTMQ_SIM_BROKEN=1` replays the
+/// broken runtime of `broken_runtime_is_caught`.
+fn env_options() -> Options {
+    let broken = std::env::var("RAFTMQ_SIM_BROKEN").is_ok_and(|v| v == "1");
+    Options {
+        broken: broken.then_some(Broken::PersistedMessagesEarly),
+        trace: std::env::var("RAFTMQ_SIM_TRACE").is_ok_and(|v| v == "1"),
+        ..Options::default()
+    }
+}
+
+#[test]
+fn seeds() {
+    if let Some(seed) = env_u64("RAFTMQ_SIM_SEED") {
+        let report = sim::run(seed, &env_options());
+        println!("{report:#?}");
+        return;
+    }
+    let count = env_u64("RAFTMQ_SIM_SEEDS").unwrap_or(1000);
+    let started = Instant::now();
+    let next = AtomicU64::new(0);
+    let reports = Mutex::new(Vec::new());
+    let failures = Mutex::new(Vec::new());
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| loop {
+                let seed = next.fetch_add(1, Ordering::Relaxed);
+                if seed >= count {
+                    return;
+                }
+                match try_run(seed, &Options { trace: false, ..env_options() }, false) {
+                    Ok(report) => reports.lock().unwrap().push(report),
+                    Err(e) => failures.lock().unwrap().push((seed, e)),
+                }
+            });
+        }
+    });
+    let secs = started.elapsed().as_secs_f64();
+    let reports = reports.into_inner().unwrap();
+    let sum = |f: fn(&Report) -> u64| reports.iter().map(f).sum::<u64>();
+    let sizes: Vec<usize> =
+        [3, 5, 7].iter().map(|n| reports.iter().filter(|r| r.size == *n).count()).collect();
+    let slowest = reports.iter().max_by_key(|r| r.events).map_or(0, |r| r.seed);
+    println!(
+        "simulated {count} seeds ({} of 3 nodes, {} of 5, {} of 7; most events: seed {slowest}) \
+         in {secs:.1} s ({:.0} seeds/s, {} threads): {} events, {} \
+         messages, {} terms with a leader, {} proposals acknowledged, {} reads checked, {} \
+         crashes, {} snapshots taken and {} installed, {} membership changes committed, \
+         settling took at most {} ticks",
+        sizes[0],
+        sizes[1],
+        sizes[2],
+        count as f64 / secs,
+        threads,
+        sum(|r| r.events),
+        sum(|r| r.messages),
+        sum(|r| r.terms_with_leader as u64),
+        sum(|r| r.acked as u64),
+        sum(|r| r.reads as u64),
+        sum(|r| r.crashes as u64),
+        sum(|r| r.snapshots_taken as u64),
+        sum(|r| r.snapshots_installed as u64),
+        sum(|r| r.membership_changes as u64),
+        reports.iter().map(|r| r.settle_ticks).max().unwrap_or(0),
+    );
+    let mut failures = failures.into_inner().unwrap();
+    failures.sort();
+    if let Some((seed, first)) = failures.first() {
+        let seeds: Vec<u64> = failures.iter().map(|f| f.0).collect();
+        panic!(
+            "{} of {count} seeds failed: {seeds:?}\nfirst failure (seed {seed}): {first}\n\
+             replay: RAFTMQ_SIM_SEED={seed} cargo test -p raftmq-raft --test simulation -- \
+             --nocapture",
+            failures.len()
+        );
+    }
+}
+
+#[test]
+fn broken_runtime_is_caught() {
+    if replaying() {
+        return;
+    }
+    let opts = Options { broken: Some(Broken::PersistedMessagesEarly), ..Options::default() };
+    let mut liveness_only = 0;
+    for seed in 0..200 {
+        match try_run(seed, &opts, true) {
+            Ok(_) => {}
+            Err(e) if e.starts_with("liveness") => liveness_only += 1,
+            Err(e) => {
+                println!("the broken runtime was caught at seed {seed}: {e}");
+                return;
+            }
+        }
+    }
+    panic!(
+        "200 seeds with persisted_messages sent before their writes were durable violated no \
+         safety invariant ({liveness_only} failed liveness only): the checker is too weak"
+    );
+}
+
+#[test]
+fn runs_are_deterministic() {
+    if replaying() {
+        return;
+    }
+    for seed in [7, 1_000_003] {
+        let a = sim::run(seed, &Options::default());
+        let b = sim::run(seed, &Options::default());
+        assert_eq!(
+            (a.digest, a.events, a.messages),
+            (b.digest, b.events, b.messages),
+            "seed {seed} ran differently twice"
+        );
+    }
+}
