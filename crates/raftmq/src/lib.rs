@@ -10,15 +10,19 @@
 //! - [`state_machine`]: topics with FIFO queues, client sessions, members;
 //! - [`api`]: the REST API (RRMQ routes and `/v1`);
 //! - [`client_service`]: the public gRPC service;
+//! - [`replicator`]: the paired replicator process that follows a node's
+//!   committed log and executes its operations;
 //! - [`cli`]: the `raftmq` command.
 
 pub mod api;
+pub mod bench;
 pub mod cli;
 pub mod client_service;
 pub mod codec;
 pub mod config;
 pub mod events;
 pub mod node;
+pub mod replicator;
 pub mod server;
 pub mod state_machine;
 pub mod transport;

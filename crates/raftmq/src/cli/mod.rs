@@ -1,5 +1,6 @@
 //! Command-line interface (clap): one subcommand a file.
 
+mod bench;
 mod client;
 mod dev;
 mod node;
@@ -28,6 +29,8 @@ enum Command {
     Put(client::PutArgs),
     /// Consume the oldest message of a topic.
     Get(client::GetArgs),
+    /// Load a cluster; report throughput, latency percentiles and failover time.
+    Bench(bench::BenchArgs),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -38,6 +41,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Topic(command) => client::topic(command),
         Command::Put(args) => client::put(args),
         Command::Get(args) => client::get(args),
+        Command::Bench(args) => bench::run(args),
     }
 }
 

@@ -1,0 +1,112 @@
+//! `raftmq bench`: a closed-loop load generator. N clients each send a
+//! request, wait for its answer, and send the next; every latency goes into
+//! an HDR histogram. It reports throughput, percentiles and errors by kind,
+//! prints a progress line every second, and can write the result as JSON.
+//!
+//! With `--spawn N` it starts its own local cluster (real node processes,
+//! fsync on) and, with `--failover-rounds R`, measures failover: kill -9 the
+//! leader, time until the next write is acknowledged, restart, repeat.
+
+pub mod failover;
+pub mod local_cluster;
+pub mod workload;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+/// The outcome of one load run.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub workload: String,
+    pub protocol: String,
+    pub clients: usize,
+    pub value_size: usize,
+    pub seconds: f64,
+    pub ok: u64,
+    pub per_second: f64,
+    pub latency_ms: Percentiles,
+    pub errors: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Percentiles {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+}
+
+impl Percentiles {
+    pub fn of(h: &Histogram<u64>) -> Self {
+        let ms = |us: u64| us as f64 / 1000.0;
+        Self {
+            p50: ms(h.value_at_quantile(0.50)),
+            p90: ms(h.value_at_quantile(0.90)),
+            p99: ms(h.value_at_quantile(0.99)),
+            p999: ms(h.value_at_quantile(0.999)),
+            max: ms(h.max()),
+        }
+    }
+}
+
+/// A histogram of latencies in microseconds, up to a minute.
+pub fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram bounds are valid")
+}
+
+impl std::fmt::Display for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let l = &self.latency_ms;
+        writeln!(
+            f,
+            "{} over {} with {} clients, {}-byte values, {:.1} s",
+            self.workload, self.protocol, self.clients, self.value_size, self.seconds
+        )?;
+        writeln!(f, "  ok          {} ({:.0}/s)", self.ok, self.per_second)?;
+        writeln!(
+            f,
+            "  latency ms  p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}",
+            l.p50, l.p90, l.p99, l.p999, l.max
+        )?;
+        if self.errors.is_empty() {
+            write!(f, "  errors      none")
+        } else {
+            write!(f, "  errors      {:?}", self.errors)
+        }
+    }
+}
+
+/// Parses durations like `10s`, `500ms`, `2m`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) =
+        text.split_at(text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len()));
+    let value: f64 =
+        number.parse().map_err(|_| format!("`{text}` is not a duration (e.g. 10s, 500ms)"))?;
+    let seconds = match unit {
+        "ms" => value / 1000.0,
+        "" | "s" => value,
+        "m" => value * 60.0,
+        _ => return Err(format!("unknown unit in `{text}` (use ms, s or m)")),
+    };
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
+        assert!(parse_duration("x").is_err());
+        assert!(parse_duration("5h").is_err());
+    }
+}
