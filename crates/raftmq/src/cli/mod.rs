@@ -4,6 +4,8 @@ mod bench;
 mod client;
 mod dev;
 mod node;
+mod replicator;
+mod submit;
 
 use clap::{Parser, Subcommand};
 
@@ -29,6 +31,11 @@ enum Command {
     Put(client::PutArgs),
     /// Consume the oldest message of a topic.
     Get(client::GetArgs),
+    /// Follow a node's committed log and execute its operations (seed 003's replicator).
+    Replicator(replicator::ReplicatorArgs),
+    /// gRPC client commands (seed 003's test client).
+    #[command(subcommand)]
+    Client(submit::ClientCommand),
     /// Load a cluster; report throughput, latency percentiles and failover time.
     Bench(bench::BenchArgs),
 }
@@ -41,6 +48,8 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Topic(command) => client::topic(command),
         Command::Put(args) => client::put(args),
         Command::Get(args) => client::get(args),
+        Command::Replicator(args) => replicator::run(args),
+        Command::Client(command) => submit::run(command),
         Command::Bench(args) => bench::run(args),
     }
 }

@@ -1,8 +1,13 @@
 //! The public gRPC `Client` service (`proto/raftmq.proto`): submit an
-//! operation (seed 003's `SubmitClientRequest`) and read a node's status.
+//! operation (seed 003's `SubmitClientRequest`), stream the committed log to
+//! log followers such as the paired replicators (`ReplicateLog`, in
+//! [`log_stream`]), and read a node's status.
+
+pub mod log_stream;
 
 use raftmq_proto::client::client_server::{Client, ClientServer};
 use raftmq_proto::client::command::Kind;
+use raftmq_proto::client::command_result::Outcome;
 use raftmq_proto::client::{
     Command, LogRecord, MemberInfo, Operation, ReplicateLogRequest, Role as ProtoRole, StatusReply,
     StatusRequest, SubmitReply, SubmitRequest,
@@ -12,6 +17,7 @@ use tonic::{Request, Response, Status};
 
 use crate::node::{NodeError, NodeHandle};
 use crate::transport::server::BoxStream;
+use log_stream::StreamLimits;
 
 pub fn service(node: NodeHandle) -> ClientServer<ClientService> {
     ClientServer::new(ClientService { node })
@@ -44,6 +50,14 @@ impl Client for ClientService {
             kind: Some(Kind::Operation(Operation { operation: request.operation })),
         };
         let applied = self.node.execute(command).await.map_err(grpc_status)?;
+        // A stale sequence number is refused by the state machine, not by
+        // Raft: the entry committed but did nothing.
+        if let Some(Outcome::Error(error)) = &applied.result.outcome {
+            return Err(Status::failed_precondition(format!(
+                "committed at index {} but not applied: {}",
+                applied.index, error.detail
+            )));
+        }
         let status = self.node.status();
         let leader_id = status.leader_id.unwrap_or(0);
         let leader_addr = self.node.member(leader_id).map(|m| m.raft_addr).unwrap_or_default();
@@ -59,11 +73,19 @@ impl Client for ClientService {
 
     async fn replicate_log(
         &self,
-        _request: Request<ReplicateLogRequest>,
+        request: Request<ReplicateLogRequest>,
     ) -> Result<Response<Self::ReplicateLogStream>, Status> {
-        Err(Status::unimplemented(
-            "ReplicateLog is not available in this version of raftmq (see issue 7)",
-        ))
+        let request = request.into_inner();
+        if self.node.config().trace_rpc {
+            let caller = match request.replicator_id {
+                0 => "a log reader".to_string(),
+                id => format!("Node {id}"),
+            };
+            tracing::info!("Node {} runs RPC ReplicateLog called by {caller}", self.node.id());
+        }
+        let stream =
+            log_stream::open(self.node.clone(), request.from_index, StreamLimits::default());
+        Ok(Response::new(Box::pin(stream)))
     }
 
     async fn status(
@@ -110,6 +132,7 @@ pub fn grpc_status(e: NodeError) -> Status {
         }
         NodeError::Timeout(_) | NodeError::Unreachable(_) => Status::deadline_exceeded(message),
         NodeError::Invalid(_) => Status::invalid_argument(message),
+        NodeError::Conflict(_) => Status::failed_precondition(message),
         NodeError::Refused(_) | NodeError::Shutdown => Status::unavailable(message),
         NodeError::Internal(_) => Status::internal(message),
     }
