@@ -66,6 +66,11 @@ pub struct Raft {
     /// The index of the newest membership entry appended.
     pub(crate) pending_conf_index: Index,
     pub(crate) transfer: Option<Transfer>,
+    /// This leader sent TimeoutNow in its term. Voters grant the target's
+    /// transfer Vote despite their leases, even from a TimeoutNow delayed
+    /// past the transfer's end, so this leader's lease proves nothing more
+    /// (`read_index.rs`): reads take a heartbeat round until it leaves office.
+    pub(crate) timeout_now_sent: bool,
     pub(crate) reads: ReadQueue,
     pub(crate) uncommitted_bytes: u64,
     /// Entries or a commit advance wait to be sent; done once per `ready()`
@@ -107,6 +112,7 @@ impl Raft {
             progress: BTreeMap::new(),
             pending_conf_index: 0,
             transfer: None,
+            timeout_now_sent: false,
             reads: ReadQueue::default(),
             uncommitted_bytes: 0,
             broadcast_pending: false,
@@ -286,8 +292,12 @@ impl Raft {
             let persisted = self.log.persisted();
             let id = self.config.id;
             if let Some(pr) = self.progress.get_mut(&id) {
-                if pr.accepted(persisted) {
-                    self.maybe_commit();
+                // When the leader's own write is what completes a quorum, the
+                // followers must hear of the new commit index now, as when a
+                // follower's acknowledgement completes it (replication.rs),
+                // not only at the next heartbeat.
+                if pr.accepted(persisted) && self.maybe_commit() {
+                    self.broadcast_pending = true;
                 }
             }
         }
@@ -348,6 +358,7 @@ impl Raft {
     fn leave_leadership(&mut self) {
         self.progress.clear();
         self.transfer = None;
+        self.timeout_now_sent = false;
         self.reads.clear();
         self.uncommitted_bytes = 0;
         self.broadcast_pending = false;

@@ -12,9 +12,11 @@
 //! entry of its own term (its no-op), so reads wait for that first.
 //!
 //! With `lease_read` (which needs CheckQuorum), a leader that heard from a
-//! majority within the last election timeout skips the round: no other leader
+//! majority within half the election timeout skips the round: no other leader
 //! can have been elected in that time, because followers refuse votes while
-//! they hear from a leader.
+//! they hear from a leader. The one vote they do grant within their lease is
+//! a leadership transfer's, which this leader starts by sending TimeoutNow:
+//! from then on it takes a round for every read.
 
 use std::collections::VecDeque;
 
@@ -68,7 +70,10 @@ impl Raft {
             return Ok(());
         }
         let index = self.log.committed();
-        if self.membership.voters.len() <= 1 || (self.config.lease_read && self.lease_valid()) {
+        // No lease after a TimeoutNow: the target may be elected despite the
+        // followers' leases (see `Raft::timeout_now_sent`).
+        let lease = self.config.lease_read && !self.timeout_now_sent && self.lease_valid();
+        if self.membership.voters.len() <= 1 || lease {
             self.out.read_states.push(ReadState { index, ctx });
             return Ok(());
         }

@@ -43,6 +43,7 @@ impl Raft {
         let up_to_date =
             self.progress.get(&from).is_some_and(|p| p.matched == self.log.last_index());
         if transfer.to == from && up_to_date {
+            self.timeout_now_sent = true;
             self.send(from, Body::TimeoutNow);
             return true;
         }
