@@ -49,4 +49,5 @@ scenarios!(
     remove_leader,
     leadership_transfer,
     read_index,
+    persistence,
 );
