@@ -63,6 +63,13 @@ impl Raft {
         if self.role != Role::Leader {
             return;
         }
+        // A removed member learns of its removal only if it hears that the
+        // change committed: send it what it is missing, with the commit
+        // index, before forgetting it. (Best effort: if this is lost, the
+        // removed node's pre-votes are refused and do no harm.)
+        if change.kind == ConfChangeKind::Remove && change.node != self.config.id {
+            self.send_append(change.node, true);
+        }
         // Track new members; forget removed ones.
         let next = self.log.last_index() + 1;
         for member in self.membership.members().collect::<Vec<_>>() {

@@ -49,6 +49,16 @@ pub struct NodeConfig {
     pub max_body_bytes: usize,
     /// fsync the log (off only for throwaway experiments).
     pub fsync: bool,
+    /// A broker with no heartbeat or metadata fetch for this long is fenced (by the leader).
+    pub broker_session_timeout: Duration,
+    /// How far back metadata fetches get deltas (older `since`: a whole snapshot).
+    pub metadata_history: Duration,
+    /// The id of the cluster this node joined (learned from a member or
+    /// from its data dir); founding members derive it from their peers.
+    pub joined_cluster: Option<String>,
+    /// Raft addresses of members known before the log says (a joining node
+    /// learns them from the member it asked).
+    pub seed_addresses: BTreeMap<NodeId, String>,
 }
 
 impl NodeConfig {
@@ -71,6 +81,10 @@ impl NodeConfig {
             session_ttl: Duration::from_secs(600),
             max_body_bytes: 1 << 20,
             fsync: true,
+            broker_session_timeout: Duration::from_secs(9),
+            metadata_history: Duration::from_secs(600),
+            joined_cluster: None,
+            seed_addresses: BTreeMap::new(),
         }
     }
 
@@ -78,6 +92,9 @@ impl NodeConfig {
     /// the founding members' ids and raft addresses. A data dir written by a
     /// different cluster is refused, so two clusters on one machine never mix.
     pub fn cluster_id(&self) -> String {
+        if let Some(id) = &self.joined_cluster {
+            return id.clone();
+        }
         let mut text = String::new();
         for (id, addr) in &self.peers {
             text.push_str(&format!("{id}={};", addr.raft));

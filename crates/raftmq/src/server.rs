@@ -15,21 +15,40 @@ const MAX_GRPC_MESSAGE: usize = 64 << 20;
 
 /// Binds both ports first (so a port in use fails fast, before any state is
 /// touched), then starts the node and serves it.
-pub async fn run(config: NodeConfig) -> anyhow::Result<()> {
+pub async fn run(
+    mut config: NodeConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
     let raft_listener = TcpListener::bind(config.raft_listen)
         .await
         .with_context(|| format!("cannot listen on raft address {}", config.raft_listen))?;
     let client_listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on client address {}", config.listen))?;
+    let joining = !config.join.is_empty();
+    if joining {
+        let discovered = node::join::discover(&config).await?;
+        config.joined_cluster = Some(discovered.cluster_id);
+        config.seed_addresses = discovered.members;
+    }
     let node = node::start(config)?;
-    serve(node, raft_listener, client_listener).await
+    if joining {
+        let joiner = node.clone();
+        tokio::spawn(async move {
+            if let Err(e) = node::join::request(joiner.clone()).await {
+                tracing::error!(node = joiner.id(), "{e:#}");
+                joiner.shutdown();
+            }
+        });
+    }
+    serve(node, raft_listener, client_listener, shutdown).await
 }
 
 pub async fn serve(
     node: NodeHandle,
     raft_listener: TcpListener,
     client_listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
     let raft_service = RaftGrpc::new(RaftServer { node: node.clone() })
         .max_decoding_message_size(MAX_GRPC_MESSAGE)
@@ -48,6 +67,10 @@ pub async fn serve(
             if reason != "shut down" {
                 anyhow::bail!("node {id} stopped: {reason}");
             }
+        }
+        _ = shutdown => {
+            tracing::info!(node = id, "node {id} stopping: handing over leadership if it leads");
+            node.graceful_shutdown().await;
         }
     }
     Ok(())

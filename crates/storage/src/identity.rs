@@ -30,6 +30,21 @@ pub struct Identity {
     pub cluster_id: String,
 }
 
+impl Identity {
+    /// The identity recorded in a data dir, if it has one: a node that joined
+    /// a cluster learns its cluster id from this file when it restarts.
+    pub fn read(dir: &Path) -> Result<Option<Identity>, StorageError> {
+        let path = dir.join(FILE_NAME);
+        match fs::read(&path) {
+            Ok(bytes) => {
+                decode(&bytes).map(Some).map_err(|reason| StorageError::corrupt(&path, 0, reason))
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StorageError::io(path, e)),
+        }
+    }
+}
+
 fn encode(identity: &Identity) -> Vec<u8> {
     let mut out = Vec::new();
     out.extend_from_slice(MAGIC);

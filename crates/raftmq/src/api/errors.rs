@@ -25,6 +25,16 @@ impl ApiError {
         Self { status, reason: reason.into(), body: json!({"success": false}), location: None }
     }
 
+    /// A failure of the `/v1` API: `{"error": "<reason>"}`.
+    pub fn v1(status: StatusCode, reason: impl Into<String>) -> Self {
+        let reason = reason.into();
+        Self { status, body: json!({"error": reason}), reason, location: None }
+    }
+
+    pub fn v1_node(e: &NodeError) -> Self {
+        Self::v1(status_of(e), e.to_string())
+    }
+
     pub fn from_node(e: &NodeError) -> Self {
         Self::rrmq(status_of(e), e.to_string())
     }
@@ -41,6 +51,7 @@ pub fn status_of(e: &NodeError) -> StatusCode {
         NodeError::Refused(ProposeError::InvalidMembershipChange(_)) => StatusCode::BAD_REQUEST,
         NodeError::Refused(_) | NodeError::Shutdown => StatusCode::SERVICE_UNAVAILABLE,
         NodeError::Invalid(_) => StatusCode::BAD_REQUEST,
+        NodeError::Conflict(_) => StatusCode::CONFLICT,
         NodeError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

@@ -11,6 +11,7 @@
 //! reason in the `x-raftmq-error` header.
 
 mod errors;
+mod members;
 mod rrmq;
 mod v1;
 
@@ -33,6 +34,9 @@ pub fn router(node: NodeHandle) -> Router {
         .route("/status", get(rrmq::status))
         .route("/v1/events", get(v1::events))
         .route("/v1/status", get(v1::status))
+        .route("/v1/members", get(members::list).post(members::add))
+        .route("/v1/members/{id}", axum::routing::delete(members::remove))
+        .route("/v1/members/{id}/transfer-leader", axum::routing::post(members::transfer_leader))
         .fallback(errors::not_found)
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn(move |request, next| {

@@ -44,7 +44,11 @@ pub struct GetArgs {
 }
 
 impl Target {
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn at(node: &str) -> Self {
+        Self { node: node.to_string() }
+    }
+
+    pub(crate) fn url(&self, path: &str) -> String {
         let base = self.node.trim_end_matches('/');
         if base.starts_with("http://") || base.starts_with("https://") {
             format!("{base}{path}")
@@ -56,7 +60,7 @@ impl Target {
 
 /// Sends a request with a fresh client session, so that a retry after a
 /// lost answer is applied once.
-fn call(method: &str, url: &str, body: Option<Value>) -> anyhow::Result<(u16, Value)> {
+pub(crate) fn call(method: &str, url: &str, body: Option<Value>) -> anyhow::Result<(u16, Value)> {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
         let client = reqwest::Client::builder().timeout(Duration::from_secs(10)).build()?;
@@ -65,6 +69,8 @@ fn call(method: &str, url: &str, body: Option<Value>) -> anyhow::Result<(u16, Va
         for attempt in 0..3 {
             let mut request = match method {
                 "PUT" => client.put(url),
+                "POST" => client.post(url),
+                "DELETE" => client.delete(url),
                 _ => client.get(url),
             }
             .header("x-client-id", &client_id)
@@ -103,8 +109,10 @@ fn call(method: &str, url: &str, body: Option<Value>) -> anyhow::Result<(u16, Va
     })
 }
 
-fn print(status: u16, value: &Value) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+pub(crate) fn print(status: u16, value: &Value) -> anyhow::Result<()> {
+    use std::io::Write;
+    // A closed pipe (`| head`) is not an error worth a panic.
+    let _ = writeln!(std::io::stdout(), "{}", serde_json::to_string_pretty(value)?);
     if status >= 400 {
         anyhow::bail!("the node answered HTTP {status}");
     }

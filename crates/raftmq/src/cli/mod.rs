@@ -3,6 +3,7 @@
 mod bench;
 mod client;
 mod dev;
+mod member;
 mod node;
 mod replicator;
 mod submit;
@@ -31,6 +32,9 @@ enum Command {
     Put(client::PutArgs),
     /// Consume the oldest message of a topic.
     Get(client::GetArgs),
+    /// List, add and remove members; transfer leadership.
+    #[command(subcommand)]
+    Member(member::MemberCommand),
     /// Follow a node's committed log and execute its operations (seed 003's replicator).
     Replicator(replicator::ReplicatorArgs),
     /// gRPC client commands (seed 003's test client).
@@ -48,6 +52,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Topic(command) => client::topic(command),
         Command::Put(args) => client::put(args),
         Command::Get(args) => client::get(args),
+        Command::Member(command) => member::run(command),
         Command::Replicator(args) => replicator::run(args),
         Command::Client(command) => submit::run(command),
         Command::Bench(args) => bench::run(args),

@@ -29,6 +29,14 @@ pub struct NodeArgs {
     /// The founding members, this node included: <id>=<raft host:port>,...
     #[arg(long)]
     peers: Option<String>,
+    /// Join a running cluster through these members' raft addresses
+    /// (comma separated; any member will do, it finds the leader).
+    #[arg(long, value_delimiter = ',', conflicts_with = "peers")]
+    join: Vec<String>,
+    /// With --join: stay a non-voting learner (an observer) instead of being
+    /// promoted to voter once caught up.
+    #[arg(long, requires = "join")]
+    learner: bool,
     /// Data directory (default: raftmq-data/<raft ip>-<raft port>).
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -62,22 +70,19 @@ pub struct NodeArgs {
     /// Do not fsync the log (an acknowledged write can then be lost: experiments only).
     #[arg(long)]
     no_fsync: bool,
+    /// Milliseconds without a heartbeat or metadata fetch before the leader fences a broker.
+    #[arg(long, default_value_t = 9000)]
+    broker_session_timeout_ms: u64,
+    /// Seconds of metadata changes served as deltas; an older `since` gets a snapshot.
+    #[arg(long, default_value_t = 600)]
+    metadata_history_secs: u64,
 }
 
 pub fn run(args: NodeArgs) -> anyhow::Result<()> {
     let config = build(args)?;
     super::init_logging(Some(config.id));
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    runtime.block_on(async move {
-        let id = config.id;
-        tokio::select! {
-            result = crate::server::run(config) => result,
-            _ = shutdown_signal() => {
-                tracing::info!(node = id, "node {id} stopping on signal");
-                Ok(())
-            }
-        }
-    })
+    runtime.block_on(crate::server::run(config, shutdown_signal()))
 }
 
 fn build(args: NodeArgs) -> anyhow::Result<NodeConfig> {
@@ -97,8 +102,10 @@ fn build(args: NodeArgs) -> anyhow::Result<NodeConfig> {
             Some(peers) => config::parse_peers(peers)?,
             None => Default::default(),
         };
-        // A lone first node is a cluster of one.
-        if config.peers.is_empty() {
+        config.join = args.join.clone();
+        config.learner = args.learner;
+        // A lone first node (no --peers, no --join) is a cluster of one.
+        if config.peers.is_empty() && config.join.is_empty() {
             config.peers.insert(
                 id,
                 config::PeerAddr { raft: raft_listen.to_string(), client: listen.to_string() },
@@ -108,13 +115,15 @@ fn build(args: NodeArgs) -> anyhow::Result<NodeConfig> {
         // --peers they carry only what all of them know: ids and raft
         // addresses (client addresses are then learned over gRPC Status).
         match config.peers.get(&id) {
-            Some(me) if me.raft != raft_listen.to_string() => {
+            Some(me) if !advertises(&me.raft, raft_listen) => {
                 bail!(
                     "--peers gives node {id} the address {}, but --raft-listen is {raft_listen}",
                     me.raft
                 );
             }
             Some(_) => {}
+            // A joining node learns the members from the cluster.
+            None if !config.join.is_empty() => {}
             None => bail!("--peers must include this node ({id}={raft_listen})"),
         }
         config
@@ -132,10 +141,24 @@ fn build(args: NodeArgs) -> anyhow::Result<NodeConfig> {
     config.session_ttl = Duration::from_secs(args.session_ttl_secs);
     config.max_body_bytes = args.max_body_bytes;
     config.fsync = !args.no_fsync;
+    config.broker_session_timeout = Duration::from_millis(args.broker_session_timeout_ms.max(1));
+    config.metadata_history = Duration::from_secs(args.metadata_history_secs);
     if config.election_ticks <= config.heartbeat_ticks {
         bail!("--election-ticks must be greater than --heartbeat-ticks");
     }
     Ok(config)
+}
+
+/// Whether `advertised` (this node's entry in --peers) reaches `listen`: the
+/// same address, or — when listening on all interfaces (0.0.0.0, as in a
+/// container) — any host name or address with the same port.
+fn advertises(advertised: &str, listen: SocketAddr) -> bool {
+    if advertised == listen.to_string() {
+        return true;
+    }
+    listen.ip().is_unspecified()
+        && advertised.rsplit_once(':').and_then(|(_, port)| port.parse::<u16>().ok())
+            == Some(listen.port())
 }
 
 async fn shutdown_signal() {
@@ -151,4 +174,19 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::advertises;
+
+    #[test]
+    fn a_node_listening_on_all_interfaces_may_be_named_by_host_name() {
+        let any = "0.0.0.0:7101".parse().unwrap();
+        assert!(advertises("node1:7101", any));
+        assert!(!advertises("node1:7102", any));
+        let local = "127.0.0.1:7101".parse().unwrap();
+        assert!(advertises("127.0.0.1:7101", local));
+        assert!(!advertises("node1:7101", local));
+    }
 }

@@ -92,11 +92,17 @@ pub struct Driver {
     /// WAL batches sent and not yet durable.
     pub wal_outstanding: usize,
     pub snapshot_in_progress: bool,
+    pub ticks: u64,
 }
 
 pub enum PendingReply {
     Command(Reply<Applied>),
 }
+
+/// How often (in ticks) the leader looks for learners to promote.
+const PROMOTION_CHECK_TICKS: u64 = 4;
+/// A learner this close to the leader's log is promoted to voter.
+const PROMOTION_MAX_LAG: u64 = 64;
 
 /// Most inputs taken in one go before the core's output is processed, so a
 /// burst of proposals becomes one batch without starving the timer.
@@ -138,7 +144,13 @@ impl Driver {
                 Some((to, delivered)) = self.snapshot_status.recv() => {
                     self.raft.snapshot_status(to, delivered);
                 }
-                _ = ticker.tick() => self.raft.tick(),
+                _ = ticker.tick() => {
+                    self.raft.tick();
+                    self.ticks += 1;
+                    if self.ticks % PROMOTION_CHECK_TICKS == 0 {
+                        self.promote_caught_up_learners();
+                    }
+                }
                 _ = self.shutdown.changed() => return Err(NodeError::Shutdown),
             }
             self.process_ready()?;
@@ -190,6 +202,57 @@ impl Driver {
             Request::ReadLog { from, max, reply } => {
                 let _ = reply.send(Ok(self.read_log(from, max)));
             }
+        }
+    }
+
+    /// A joining node comes in as a learner and catches up (from a snapshot
+    /// if need be); once its log is close to the leader's, the leader makes
+    /// it a voter — unless it asked to stay a learner (an observer). One
+    /// change at a time: the core refuses while another is uncommitted.
+    fn promote_caught_up_learners(&mut self) {
+        if self.raft.role() != Role::Leader {
+            return;
+        }
+        let last = self.raft.last_index();
+        let candidates: Vec<NodeId> = self
+            .raft
+            .membership()
+            .learners
+            .iter()
+            .copied()
+            .filter(|id| {
+                // It must have acknowledged entries (replicating, not probing)
+                // and be close to the end of the log.
+                self.raft.progress().get(id).is_some_and(|p| {
+                    p.matched > 0
+                        && p.state == raftmq_raft::ProgressState::Replicate
+                        && p.matched + PROMOTION_MAX_LAG >= last
+                })
+            })
+            .collect();
+        for id in candidates {
+            let info = self
+                .sm
+                .read()
+                .expect("state machine lock is never poisoned")
+                .members()
+                .get(&id)
+                .cloned();
+            let Some(info) = info.filter(|i| !i.stay_learner) else { continue };
+            let change = ConfChange {
+                kind: raftmq_raft::ConfChangeKind::AddVoter,
+                node: id,
+                context: info.encode_to_vec().into(),
+            };
+            if self.raft.propose_membership(change).is_ok() {
+                self.events.note(
+                    self.config.id,
+                    self.raft.term(),
+                    "membership",
+                    format!("node {id} caught up; promoting it from learner to voter"),
+                );
+            }
+            return;
         }
     }
 
@@ -326,6 +389,18 @@ impl Driver {
                     }
                     Payload::Membership(change) => {
                         sm.apply_membership(entry.index, entry.term, change);
+                        if change.node == self.config.id
+                            && change.kind == raftmq_raft::ConfChangeKind::Remove
+                        {
+                            self.events.note(
+                                self.config.id,
+                                entry.term,
+                                "membership",
+                                "this node was removed from the cluster: it no longer votes or \
+                                 receives the log (empty its data dir to join again)"
+                                    .into(),
+                            );
+                        }
                         membership_changed = true;
                         results::ok()
                     }
@@ -352,12 +427,7 @@ impl Driver {
     /// state machine keeps (membership entries carry the addresses).
     fn update_peer_addresses(&mut self) {
         let sm = self.sm.read().expect("state machine lock is never poisoned");
-        let addrs = sm
-            .members()
-            .iter()
-            .filter(|(id, _)| **id != self.config.id)
-            .map(|(id, info)| (*id, info.raft_addr.clone()))
-            .collect();
+        let addrs = peer_addresses(&self.config, &sm);
         drop(sm);
         self.transport.set_addresses(addrs);
     }
@@ -406,4 +476,18 @@ impl Driver {
         };
         self.status.send_replace(status);
     }
+}
+
+/// Where the other members are: the address book in the state machine,
+/// completed by addresses known before the log had them (a joining node).
+pub fn peer_addresses(
+    config: &NodeConfig,
+    sm: &StateMachine,
+) -> std::collections::BTreeMap<NodeId, String> {
+    let mut addrs = config.seed_addresses.clone();
+    for (id, info) in sm.members() {
+        addrs.insert(*id, info.raft_addr.clone());
+    }
+    addrs.remove(&config.id);
+    addrs
 }

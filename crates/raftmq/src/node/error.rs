@@ -26,6 +26,9 @@ pub enum NodeError {
     Refused(ProposeError),
     #[error("invalid request: {0}")]
     Invalid(String),
+    /// Refused because it conflicts with the cluster's state; not applied.
+    #[error("conflict: {0}")]
+    Conflict(String),
     #[error("the node is shutting down")]
     Shutdown,
     #[error("internal error: {0}")]
@@ -43,6 +46,7 @@ impl NodeError {
                 | NodeError::LeadershipLost
                 | NodeError::Refused(_)
                 | NodeError::Invalid(_)
+                | NodeError::Conflict(_)
         )
     }
 }
@@ -51,6 +55,8 @@ impl From<ProposeError> for NodeError {
     fn from(e: ProposeError) -> Self {
         match e {
             ProposeError::NotLeader { leader } => NodeError::NotLeader { leader },
+            ProposeError::InvalidMembershipChange(why) => NodeError::Invalid(why),
+            e @ ProposeError::MembershipChangePending { .. } => NodeError::Conflict(e.to_string()),
             other => NodeError::Refused(other),
         }
     }

@@ -9,10 +9,11 @@
 
 pub mod driver;
 pub mod error;
+pub mod join;
 pub mod status;
 pub mod wal_writer;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 use std::time::Duration;
@@ -22,8 +23,10 @@ use bytes::Bytes;
 use prost::Message as _;
 use raftmq_proto::client::{Command, MemberInfo};
 use raftmq_proto::raft::raft_client::RaftClient;
-use raftmq_proto::raft::{ForwardRequest, RaftErrorCode, ReadIndexRequest};
-use raftmq_raft::{ConfChange, Index, InitialState, NodeId, Raft};
+use raftmq_proto::raft::{
+    ForwardRequest, MembershipRequest, RaftErrorCode, ReadIndexRequest, TransferLeaderRequest,
+};
+use raftmq_raft::{ConfChange, ConfChangeKind, Index, InitialState, NodeId, Raft};
 use raftmq_storage::{Identity, Storage, StorageOptions};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
@@ -86,6 +89,7 @@ pub fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
                     node_id: *id,
                     raft_addr: addr.raft.clone(),
                     client_addr: addr.client.clone(),
+                    stay_learner: false,
                 };
                 (*id, Bytes::from(info.encode_to_vec()))
             })
@@ -113,11 +117,9 @@ pub fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
     let sm = Arc::new(RwLock::new(sm));
     let events = EventLog::default();
     let mut transport = Transport::new(config.id, local_ip, config.trace_rpc, snapshot_status_tx);
-    let addrs: BTreeMap<NodeId, String> = {
-        let sm = sm.read().expect("state machine lock is never poisoned");
-        sm.members().iter().map(|(id, m)| (*id, m.raft_addr.clone())).collect()
-    };
-    transport.set_addresses(addrs.into_iter().filter(|(id, _)| *id != config.id).collect());
+    let addrs =
+        driver::peer_addresses(&config, &sm.read().expect("state machine lock is never poisoned"));
+    transport.set_addresses(addrs);
     events.note(
         config.id,
         raft.term(),
@@ -151,6 +153,7 @@ pub fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         next_read_ctx: 0,
         wal_outstanding: 0,
         snapshot_in_progress: false,
+        ticks: 0,
     };
     let id = config.id;
     tokio::spawn(async move {
@@ -285,49 +288,164 @@ impl NodeHandle {
             .unwrap_or(Err(NodeError::Timeout(timeout.as_millis() as u64)))
     }
 
-    /// Executes a command on the cluster: here if this node leads, else on
-    /// the leader. Waits for a leader up to the commit timeout.
-    pub async fn execute(&self, command: Command) -> Result<Applied, NodeError> {
+    /// Runs `op(leader)` with the current leader's id (the op runs locally
+    /// when that is this node). Waits for a leader up to the commit timeout,
+    /// and tries again at the new leader when the old one answers NotLeader
+    /// (the operation did not take effect there). Operations without effect
+    /// (`idempotent`) are also retried when the leader could not be reached.
+    async fn at_leader<T, F>(
+        &self,
+        idempotent: bool,
+        op: impl Fn(NodeId) -> F,
+    ) -> Result<T, NodeError>
+    where
+        F: std::future::Future<Output = Result<T, NodeError>>,
+    {
         let deadline = Instant::now() + self.inner.config.commit_timeout;
         loop {
             let leader = self.wait_for_leader(deadline).await?;
-            let outcome = if leader == self.id() {
-                self.propose_local(command.clone()).await
-            } else {
-                self.forward(leader, &command).await
+            let outcome = op(leader).await;
+            let retry = match &outcome {
+                Err(NodeError::NotLeader { .. }) => true,
+                Err(NodeError::Unreachable(_)) => idempotent,
+                _ => false,
             };
-            match outcome {
-                // Not applied anywhere: safe to try again at the new leader.
-                Err(NodeError::NotLeader { .. }) if Instant::now() < deadline => {
-                    self.wait_for_leader_change(leader, deadline).await;
-                }
-                other => return other,
+            if !retry || Instant::now() >= deadline {
+                return outcome;
             }
+            self.wait_for_leader_change(leader, deadline).await;
         }
+    }
+
+    /// Executes a command on the cluster: here if this node leads, else on
+    /// the leader.
+    pub async fn execute(&self, command: Command) -> Result<Applied, NodeError> {
+        self.at_leader(false, |leader| {
+            let (node, command) = (self.clone(), command.clone());
+            async move {
+                if leader == node.id() {
+                    node.propose_local(command).await
+                } else {
+                    node.forward(leader, &command).await
+                }
+            }
+        })
+        .await
     }
 
     /// A linearizable read barrier: once it returns, this node's state
     /// machine reflects every write acknowledged before the call.
     pub async fn read_barrier(&self) -> Result<(), NodeError> {
-        let deadline = Instant::now() + self.inner.config.commit_timeout;
-        loop {
-            let leader = self.wait_for_leader(deadline).await?;
-            let outcome = if leader == self.id() {
-                self.read_index_local().await
-            } else {
-                self.remote_read_index(leader).await
-            };
-            match outcome {
-                Ok(index) => return self.wait_applied(index, deadline).await,
-                Err(NodeError::NotLeader { .. }) | Err(NodeError::Unreachable(_))
-                    if Instant::now() < deadline =>
-                {
-                    // A read has no effect, so it can always be retried.
-                    self.wait_for_leader_change(leader, deadline).await;
+        let index = self
+            .at_leader(true, |leader| {
+                let node = self.clone();
+                async move {
+                    if leader == node.id() {
+                        node.read_index_local().await
+                    } else {
+                        node.remote_read_index(leader).await
+                    }
                 }
-                Err(e) => return Err(e),
+            })
+            .await?;
+        let deadline = Instant::now() + self.inner.config.commit_timeout;
+        self.wait_applied(index, deadline).await
+    }
+
+    /// Changes the membership, at the leader wherever it is.
+    pub async fn change_membership_anywhere(
+        &self,
+        change: ConfChange,
+    ) -> Result<Applied, NodeError> {
+        self.at_leader(false, |leader| {
+            let (node, change) = (self.clone(), change.clone());
+            async move {
+                if leader == node.id() {
+                    node.change_membership(change).await
+                } else {
+                    node.remote_membership(leader, &change).await
+                }
+            }
+        })
+        .await
+    }
+
+    /// Asks the leader, wherever it is, to hand leadership to `to`.
+    pub async fn transfer_leader_anywhere(&self, to: NodeId) -> Result<(), NodeError> {
+        self.at_leader(true, |leader| {
+            let node = self.clone();
+            async move {
+                if leader == node.id() {
+                    node.transfer_leader(to).await
+                } else {
+                    node.remote_transfer(leader, to).await
+                }
+            }
+        })
+        .await
+    }
+
+    /// Removes a member. Removing the leader first hands leadership to the
+    /// most up-to-date other voter, so the cluster has no election gap.
+    pub async fn remove_member(&self, id: NodeId) -> Result<Applied, NodeError> {
+        let deadline = Instant::now() + self.inner.config.commit_timeout;
+        if self.wait_for_leader(deadline).await? == id {
+            self.hand_off_leadership(id, deadline).await?;
+        }
+        let change = ConfChange { kind: ConfChangeKind::Remove, node: id, context: Bytes::new() };
+        self.change_membership_anywhere(change).await
+    }
+
+    /// Moves leadership away from `from` (the current leader) to the voter
+    /// with the longest log, and waits until it has moved.
+    pub async fn hand_off_leadership(
+        &self,
+        from: NodeId,
+        deadline: Instant,
+    ) -> Result<(), NodeError> {
+        let status = self.status();
+        let voters: Vec<NodeId> = status.voters.iter().copied().filter(|v| *v != from).collect();
+        if voters.is_empty() {
+            return Err(NodeError::Invalid(format!("node {from} is the last voter")));
+        }
+        // The leader's view of the followers picks the best target; a
+        // follower asking does not have it and lets the leader choose the first.
+        let best = status
+            .members
+            .iter()
+            .filter(|m| voters.contains(&m.node_id))
+            .max_by_key(|m| m.match_index)
+            .map(|m| m.node_id)
+            .unwrap_or(voters[0]);
+        self.transfer_leader_anywhere(best).await?;
+        let mut watch = self.inner.status.clone();
+        let moved = watch.wait_for(|s| s.leader_id.is_some_and(|l| l != from));
+        let outcome = tokio::time::timeout_at(deadline, moved).await.map(|r| r.map(|_| ()));
+        match outcome {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(NodeError::Shutdown),
+            Err(_) => Err(NodeError::Timeout(self.inner.config.commit_timeout.as_millis() as u64)),
+        }
+    }
+
+    /// On SIGTERM: a leader hands leadership over before the node stops, so
+    /// a rolling restart costs no election timeout.
+    pub async fn graceful_shutdown(&self) {
+        let status = self.status();
+        if status.is_leader() && status.voters.len() > 1 {
+            let deadline = Instant::now()
+                + self.inner.config.tick * (self.inner.config.election_ticks as u32 * 4);
+            match self.hand_off_leadership(self.id(), deadline).await {
+                Ok(()) => self.inner.events.note(
+                    self.id(),
+                    status.term,
+                    "transfer",
+                    "handed leadership over before shutting down".into(),
+                ),
+                Err(e) => tracing::warn!(node = self.id(), "could not hand leadership over: {e}"),
             }
         }
+        self.shutdown();
     }
 
     async fn wait_applied(&self, index: Index, deadline: Instant) -> Result<(), NodeError> {
@@ -399,6 +517,38 @@ impl NodeHandle {
         Ok(Applied { index: reply.index, term: reply.term, result })
     }
 
+    async fn remote_membership(
+        &self,
+        leader: NodeId,
+        change: &ConfChange,
+    ) -> Result<Applied, NodeError> {
+        let mut client = RaftClient::new(self.channel_to(leader)?);
+        let request =
+            MembershipRequest { change: Some(crate::codec::conf_change_to_proto(change)) };
+        let reply = client.change_membership(request).await.map_err(grpc_error)?.into_inner();
+        match reply.error {
+            Some(error) => Err(raft_error(error)),
+            None => Ok(Applied {
+                index: reply.index,
+                term: reply.term,
+                result: crate::state_machine::results::ok(),
+            }),
+        }
+    }
+
+    async fn remote_transfer(&self, leader: NodeId, to: NodeId) -> Result<(), NodeError> {
+        let mut client = RaftClient::new(self.channel_to(leader)?);
+        let reply = client
+            .transfer_leader(TransferLeaderRequest { to })
+            .await
+            .map_err(grpc_error)?
+            .into_inner();
+        match reply.error {
+            Some(error) => Err(raft_error(error)),
+            None => Ok(()),
+        }
+    }
+
     async fn remote_read_index(&self, leader: NodeId) -> Result<Index, NodeError> {
         let mut client = RaftClient::new(self.channel_to(leader)?);
         let reply = client
@@ -428,6 +578,7 @@ fn raft_error(error: raftmq_proto::raft::RaftError) -> NodeError {
         Ok(RaftErrorCode::LeadershipLost) => NodeError::LeadershipLost,
         Ok(RaftErrorCode::InvalidRequest) => NodeError::Invalid(error.message),
         Ok(RaftErrorCode::Unavailable) => NodeError::NoLeader,
+        Ok(RaftErrorCode::Conflict) => NodeError::Conflict(error.message),
         _ => NodeError::Internal(error.message),
     }
 }
@@ -439,6 +590,7 @@ pub fn to_raft_error(error: &NodeError, leader: Option<NodeId>) -> raftmq_proto:
         NodeError::Timeout(_) => RaftErrorCode::Timeout,
         NodeError::LeadershipLost => RaftErrorCode::LeadershipLost,
         NodeError::Invalid(_) => RaftErrorCode::InvalidRequest,
+        NodeError::Conflict(_) => RaftErrorCode::Conflict,
         NodeError::NoLeader | NodeError::Refused(_) => RaftErrorCode::Unavailable,
         _ => RaftErrorCode::Unspecified,
     };

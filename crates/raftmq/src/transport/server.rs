@@ -9,8 +9,9 @@ use prost::Message as _;
 use raftmq_proto::client::{Command, MemberInfo};
 use raftmq_proto::raft::raft_server::Raft as RaftService;
 use raftmq_proto::raft::{
-    ForwardReply, ForwardRequest, JoinReply, JoinRequest, RaftMessage, ReadIndexReply,
-    ReadIndexRequest, SnapshotAck, SnapshotChunk, StreamAck,
+    ForwardReply, ForwardRequest, JoinReply, JoinRequest, MembershipRequest, RaftMessage,
+    ReadIndexReply, ReadIndexRequest, SnapshotAck, SnapshotChunk, StreamAck, TransferLeaderReply,
+    TransferLeaderRequest,
 };
 use raftmq_raft::{ConfChange, ConfChangeKind};
 use tonic::{Request, Response, Status, Streaming};
@@ -139,17 +140,51 @@ impl RaftService for RaftServer {
             node_id: request.node_id,
             raft_addr: request.raft_addr,
             client_addr: request.client_addr,
+            stay_learner: request.learner,
         };
         let change = ConfChange {
             kind: ConfChangeKind::AddLearner,
             node: request.node_id,
             context: info.encode_to_vec().into(),
         };
+        let status = self.node.status();
+        if status.voters.contains(&request.node_id) || status.learners.contains(&request.node_id) {
+            // Already a member (a retried join, or a restart): nothing to do.
+            return Ok(Response::new(JoinReply::default()));
+        }
+        let reply = match self.node.change_membership_anywhere(change).await {
+            Ok(applied) => JoinReply { index: applied.index, term: applied.term, error: None },
+            Err(e) => JoinReply { error: Some(self.error(&e)), ..Default::default() },
+        };
+        Ok(Response::new(reply))
+    }
+
+    async fn change_membership(
+        &self,
+        request: Request<MembershipRequest>,
+    ) -> Result<Response<JoinReply>, Status> {
+        let change = request
+            .into_inner()
+            .change
+            .ok_or_else(|| Status::invalid_argument("the membership request carries no change"))
+            .and_then(|c| {
+                codec::conf_change_from_proto(c)
+                    .map_err(|e| Status::invalid_argument(format!("bad membership change: {e}")))
+            })?;
         let reply = match self.node.change_membership(change).await {
             Ok(applied) => JoinReply { index: applied.index, term: applied.term, error: None },
             Err(e) => JoinReply { error: Some(self.error(&e)), ..Default::default() },
         };
         Ok(Response::new(reply))
+    }
+
+    async fn transfer_leader(
+        &self,
+        request: Request<TransferLeaderRequest>,
+    ) -> Result<Response<TransferLeaderReply>, Status> {
+        let to = request.into_inner().to;
+        let error = self.node.transfer_leader(to).await.err().map(|e| self.error(&e));
+        Ok(Response::new(TransferLeaderReply { error }))
     }
 }
 

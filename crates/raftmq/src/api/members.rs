@@ -1,0 +1,117 @@
+//! The membership API: list members with the leader's view of their logs,
+//! add (as learner or voter), remove, and hand leadership to a member.
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use prost::Message as _;
+use raftmq_proto::client::MemberInfo;
+use raftmq_raft::{ConfChange, ConfChangeKind, NodeId};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::errors::ApiError;
+use crate::node::NodeHandle;
+
+type Answer = Result<(StatusCode, Json<Value>), ApiError>;
+
+/// Members, their addresses and roles; on the leader also each one's match
+/// index, lag and last contact (a follower cannot know them and says so).
+pub async fn list(State(node): State<NodeHandle>) -> Json<Value> {
+    let status = node.status();
+    let book = node.state().members().clone();
+    let progress: std::collections::BTreeMap<NodeId, _> =
+        status.members.iter().map(|m| (m.node_id, m.clone())).collect();
+    let ids = status.voters.iter().chain(status.learners.iter());
+    let members: Vec<Value> = ids
+        .map(|id| {
+            let info = book.get(id);
+            let p = progress.get(id);
+            json!({
+                "node_id": id,
+                "raft_addr": info.map(|i| i.raft_addr.clone()),
+                "client_addr": info.map(|i| i.client_addr.clone()).filter(|a| !a.is_empty()),
+                "role": if status.voters.contains(id) { "voter" } else { "learner" },
+                "match_index": p.map(|p| p.match_index),
+                "lag": p.map(|p| p.lag),
+                "last_contact_ms": p.map(|p| p.last_contact_ms),
+            })
+        })
+        .collect();
+    Json(json!({
+        "leader_id": status.leader_id,
+        "seen_by": status.node_id,
+        "progress_known": status.is_leader(),
+        "members": members,
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddMember {
+    node_id: NodeId,
+    raft_addr: String,
+    #[serde(default)]
+    client_addr: String,
+    /// "learner" (default: it is promoted to voter once caught up),
+    /// "observer" (a learner that stays one) or "voter" (at once).
+    #[serde(default)]
+    role: Option<String>,
+}
+
+pub async fn add(
+    State(node): State<NodeHandle>,
+    body: Result<Json<AddMember>, axum::extract::rejection::JsonRejection>,
+) -> Answer {
+    let Json(body) = body.map_err(|e| ApiError::v1(StatusCode::BAD_REQUEST, e.body_text()))?;
+    if body.node_id == 0 {
+        return Err(ApiError::v1(StatusCode::BAD_REQUEST, "node_id must be 1 or more"));
+    }
+    if body.raft_addr.parse::<std::net::SocketAddr>().is_err() && !body.raft_addr.contains(':') {
+        return Err(ApiError::v1(StatusCode::BAD_REQUEST, "raft_addr must be host:port"));
+    }
+    let status = node.status();
+    if status.voters.contains(&body.node_id) || status.learners.contains(&body.node_id) {
+        let why = format!("node {} is already a member; remove it first", body.node_id);
+        return Err(ApiError::v1(StatusCode::CONFLICT, why));
+    }
+    let (kind, stay_learner) = match body.role.as_deref().unwrap_or("learner") {
+        "learner" => (ConfChangeKind::AddLearner, false),
+        "observer" => (ConfChangeKind::AddLearner, true),
+        "voter" => (ConfChangeKind::AddVoter, false),
+        other => {
+            let why = format!("role `{other}` is not learner, observer or voter");
+            return Err(ApiError::v1(StatusCode::BAD_REQUEST, why));
+        }
+    };
+    let info = MemberInfo {
+        node_id: body.node_id,
+        raft_addr: body.raft_addr,
+        client_addr: body.client_addr,
+        stay_learner,
+    };
+    let change = ConfChange { kind, node: body.node_id, context: info.encode_to_vec().into() };
+    let applied =
+        node.change_membership_anywhere(change).await.map_err(|e| ApiError::v1_node(&e))?;
+    Ok((StatusCode::CREATED, Json(json!({"node_id": info.node_id, "index": applied.index}))))
+}
+
+pub async fn remove(State(node): State<NodeHandle>, Path(id): Path<NodeId>) -> Answer {
+    let status = node.status();
+    if !status.voters.contains(&id) && !status.learners.contains(&id) {
+        return Err(ApiError::v1(StatusCode::NOT_FOUND, format!("node {id} is not a member")));
+    }
+    if status.voters == [id] {
+        return Err(ApiError::v1(StatusCode::BAD_REQUEST, format!("node {id} is the last voter")));
+    }
+    let applied = node.remove_member(id).await.map_err(|e| ApiError::v1_node(&e))?;
+    Ok((StatusCode::OK, Json(json!({"removed": id, "index": applied.index}))))
+}
+
+pub async fn transfer_leader(State(node): State<NodeHandle>, Path(id): Path<NodeId>) -> Answer {
+    if !node.status().voters.contains(&id) {
+        return Err(ApiError::v1(StatusCode::BAD_REQUEST, format!("node {id} is not a voter")));
+    }
+    node.transfer_leader_anywhere(id).await.map_err(|e| ApiError::v1_node(&e))?;
+    Ok((StatusCode::ACCEPTED, Json(json!({"transferring_to": id}))))
+}
