@@ -142,8 +142,16 @@ impl Net {
 
     /// Delivers the messages and everything they cause until quiet.
     fn deliver(&mut self, msgs: Vec<Message>) {
+        self.deliver_except(msgs, 0);
+    }
+
+    /// Like `deliver`, but every message to `cut_off` is lost.
+    fn deliver_except(&mut self, msgs: Vec<Message>, cut_off: NodeId) {
         let mut queue: std::collections::VecDeque<Message> = msgs.into();
         while let Some(m) = queue.pop_front() {
+            if m.to == cut_off {
+                continue;
+            }
             if let Some(raft) = self.nodes.get_mut(&m.to) {
                 raft.step(m);
                 queue.extend(flush(raft));
@@ -866,30 +874,13 @@ fn no_lease_read_once_the_leader_sent_timeout_now() {
     let timeout_now = flush(net.node(1));
     assert_eq!(timeout_now, vec![msg(1, 3, 2, Body::TimeoutNow)]);
     // Node 3 wins term 3 with node 2 and commits y; nothing reaches node 1.
-    let to_2_only = |msgs: Vec<Message>| msgs.into_iter().filter(|m| m.to != 1).collect::<Vec<_>>();
     net.node(3).step(timeout_now[0].clone());
-    let mut queue = to_2_only(flush(net.node(3)));
-    while !queue.is_empty() {
-        let mut next = Vec::new();
-        for m in queue {
-            let to = m.to;
-            net.node(to).step(m);
-            next.extend(to_2_only(flush(net.node(to))));
-        }
-        queue = next;
-    }
+    let sent = flush(net.node(3));
+    net.deliver_except(sent, 1);
     assert_eq!(net.node(3).role(), Role::Leader);
     let y = net.node(3).propose(Bytes::from_static(b"y")).expect("new leader");
-    let mut queue = to_2_only(flush(net.node(3)));
-    while !queue.is_empty() {
-        let mut next = Vec::new();
-        for m in queue {
-            let to = m.to;
-            net.node(to).step(m);
-            next.extend(to_2_only(flush(net.node(to))));
-        }
-        queue = next;
-    }
+    let sent = flush(net.node(3));
+    net.deliver_except(sent, 1);
     assert_eq!(net.node(3).commit_index(), y);
 
     // Node 1 still believes it leads, and heard from both followers within
