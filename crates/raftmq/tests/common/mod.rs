@@ -224,3 +224,15 @@ impl Drop for Cluster {
         }
     }
 }
+
+impl Cluster {
+    /// Node `id`'s gRPC (raft) address: the Raft and the public Client service.
+    pub fn grpc_addr(&self, id: u64) -> String {
+        format!("127.0.0.1:{}", self.node(id).raft_port)
+    }
+
+    /// Every node's gRPC address, comma-separated (for `--node` and `--fallback`).
+    pub fn grpc_addrs(&self) -> String {
+        self.nodes.iter().map(|n| self.grpc_addr(n.id)).collect::<Vec<_>>().join(",")
+    }
+}
