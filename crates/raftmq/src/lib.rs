@@ -21,6 +21,7 @@ pub mod client_service;
 pub mod codec;
 pub mod config;
 pub mod events;
+pub mod metadata_fencing;
 pub mod node;
 pub mod replicator;
 pub mod server;

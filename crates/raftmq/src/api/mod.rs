@@ -3,7 +3,10 @@
 //! - the RRMQ routes (`../shared/specs/rrmq.md`), with exactly its bodies:
 //!   `PUT /topic`, `GET /topic`, `PUT /message`, `GET /message/<topic>`,
 //!   `GET /status`, and `GET /` for liveness probes;
-//! - `/v1/...`: the node's own API (events, ...).
+//! - `/v1/...`: the node's own API (events, ...);
+//! - the KRaft-style metadata API (`/v1/brokers`, `/v1/topics`, `/v1/partitions`,
+//!   `/v1/producers`, `/v1/metadata`), PyRaft's and YAKt's routes, `/openapi.json` and `/docs`
+//!   (see `metadata_routes`).
 //!
 //! Any node answers any request: writes are forwarded to the leader (or, with
 //! `--redirect`, answered with 307 to the leader), reads are linearizable
@@ -12,8 +15,14 @@
 
 mod errors;
 mod members;
+mod metadata_common;
+mod metadata_routes;
+pub mod openapi;
+mod pyraft;
 mod rrmq;
 mod v1;
+mod v1_metadata;
+mod yakt;
 
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
@@ -37,6 +46,7 @@ pub fn router(node: NodeHandle) -> Router {
         .route("/v1/members", get(members::list).post(members::add))
         .route("/v1/members/{id}", axum::routing::delete(members::remove))
         .route("/v1/members/{id}/transfer-leader", axum::routing::post(members::transfer_leader))
+        .merge(metadata_routes::routes(&node))
         .fallback(errors::not_found)
         .layer(DefaultBodyLimit::max(limit))
         .layer(middleware::from_fn(move |request, next| {

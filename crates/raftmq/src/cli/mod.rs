@@ -4,6 +4,7 @@ mod bench;
 mod client;
 mod dev;
 mod member;
+mod metadata;
 mod node;
 mod replicator;
 mod submit;
@@ -42,6 +43,13 @@ enum Command {
     Client(submit::ClientCommand),
     /// Load a cluster; report throughput, latency percentiles and failover time.
     Bench(bench::BenchArgs),
+    /// Register, list, change or unregister brokers (cluster metadata).
+    #[command(subcommand)]
+    Broker(metadata::BrokerCommand),
+    /// Fetch cluster metadata: changes since an offset, or a snapshot.
+    Metadata(metadata::MetadataArgs),
+    /// Show the metadata quorum: leader, term, commit index, voters with match index and lag.
+    Describe(metadata::Node),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<()> {
@@ -56,6 +64,9 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Replicator(args) => replicator::run(args),
         Command::Client(command) => submit::run(command),
         Command::Bench(args) => bench::run(args),
+        Command::Broker(command) => metadata::broker(command),
+        Command::Metadata(args) => metadata::metadata(args),
+        Command::Describe(node) => metadata::describe(node),
     }
 }
 

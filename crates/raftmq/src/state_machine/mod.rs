@@ -11,6 +11,9 @@
 //! - [`queues`]: topics in creation order, each a FIFO queue whose messages are consumed once;
 //! - [`sessions`]: per-client last `seq` and result, for exactly-once retries;
 //! - [`members`]: the member address book, from membership entries;
+//! - [`metadata`]: the KRaft-style metadata image (brokers, topic records, partitions, producer
+//!   ids) and its change history; a topic is one thing, its queue in `queues` and its record
+//!   in `metadata`, created and removed together;
 //! - the applied index/term, the log clock and a count of opaque operations (executed by the
 //!   replicators, not here).
 //!
@@ -18,6 +21,7 @@
 //! builds the `CommandResult`s the commands answer with.
 
 pub mod members;
+pub mod metadata;
 pub mod queues;
 pub mod results;
 pub mod sessions;
@@ -53,6 +57,7 @@ pub struct StateMachine {
     topics: Topics,
     sessions: Sessions,
     members: Members,
+    metadata: metadata::Metadata,
 }
 
 impl StateMachine {
@@ -67,6 +72,7 @@ impl StateMachine {
             topics: Topics::default(),
             sessions: Sessions::new(session_ttl_ms),
             members: Members::default(),
+            metadata: metadata::Metadata::default(),
         }
     }
 
@@ -165,6 +171,11 @@ impl StateMachine {
         self.operation_count
     }
 
+    /// The KRaft-style metadata image and its change history.
+    pub fn metadata(&self) -> &metadata::Metadata {
+        &self.metadata
+    }
+
     /// The number of live client sessions.
     pub fn session_count(&self) -> usize {
         self.sessions.len()
@@ -222,9 +233,19 @@ impl StateMachine {
                 "the command has no kind this raftmq version knows",
             ),
             Some(command::Kind::CreateTopic(create)) => match self.topics.create(&create.name) {
-                Ok(()) => results::ok(),
+                Ok(()) => {
+                    self.metadata.topic_created(self.at(), &create.name);
+                    results::ok()
+                }
                 Err(error) => queue_error(error, &create.name),
             },
+            Some(command::Kind::DeleteTopic(delete)) => {
+                let outcome = self.metadata.delete_topic(self.at(), &delete.name);
+                if outcome.is_ok() {
+                    self.topics.remove(&delete.name);
+                }
+                results::metadata(outcome)
+            }
             Some(command::Kind::PutMessage(put)) => {
                 match self.topics.put(&put.topic, put.message) {
                     Ok(()) => results::ok(),
@@ -241,7 +262,16 @@ impl StateMachine {
                 self.operation_count += 1;
                 results::ok()
             }
+            Some(other) => match self.metadata.apply(self.at(), &other) {
+                Some(outcome) => results::metadata(outcome),
+                None => results::error(ErrorCode::Invalid, "the command kind is not handled"),
+            },
         }
+    }
+
+    /// The position and log time of the entry being applied, for metadata records.
+    fn at(&self) -> metadata::At {
+        metadata::At { index: self.applied_index, term: self.applied_term, time_ms: self.clock_ms }
     }
 }
 

@@ -59,6 +59,16 @@ impl Topics {
         self.topic_mut(topic)?.queue.pop_front().ok_or(QueueError::QueueEmpty)
     }
 
+    /// Removes `topic` and its queue (a deleted topic); `false` if there was none.
+    pub(crate) fn remove(&mut self, topic: &str) -> bool {
+        let Some(position) = self.by_name.remove(topic) else { return false };
+        self.topics.remove(position);
+        for later in &self.topics[position..] {
+            *self.by_name.get_mut(&later.name).expect("invariant: every topic is indexed") -= 1;
+        }
+        true
+    }
+
     /// Topic names in creation order.
     pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
         self.topics.iter().map(|topic| topic.name.as_str())

@@ -14,7 +14,11 @@ pub fn ok() -> CommandResult {
 /// The command failed; nothing changed.
 pub fn error(code: ErrorCode, detail: impl Into<String>) -> CommandResult {
     CommandResult {
-        outcome: Some(Outcome::Error(Error { code: code.into(), detail: detail.into() })),
+        outcome: Some(Outcome::Error(Error {
+            code: code.into(),
+            detail: detail.into(),
+            field: String::new(),
+        })),
     }
 }
 
@@ -30,7 +34,7 @@ pub fn error_code(result: &CommandResult) -> Option<ErrorCode> {
         Some(Outcome::Error(error)) => {
             Some(ErrorCode::try_from(error.code).unwrap_or(ErrorCode::Unspecified))
         }
-        Some(Outcome::Ok(_)) | Some(Outcome::Message(_)) => None,
+        Some(Outcome::Ok(_)) | Some(Outcome::Message(_)) | Some(Outcome::MetadataJson(_)) => None,
         None => Some(ErrorCode::Unspecified),
     }
 }
@@ -40,5 +44,19 @@ pub fn consumed_message(result: &CommandResult) -> Option<&str> {
     match &result.outcome {
         Some(Outcome::Message(message)) => Some(message),
         _ => None,
+    }
+}
+
+/// A metadata command's answer: its JSON on success, else the error naming the bad field.
+pub fn metadata(outcome: super::metadata::Outcome) -> CommandResult {
+    match outcome {
+        Ok(json) => CommandResult { outcome: Some(Outcome::MetadataJson(json.to_string())) },
+        Err(e) => CommandResult {
+            outcome: Some(Outcome::Error(Error {
+                code: e.code.into(),
+                detail: e.detail,
+                field: e.field.to_owned(),
+            })),
+        },
     }
 }

@@ -14,6 +14,7 @@ use prost::Message as _;
 use raftmq_proto::client::StateSnapshot;
 
 use super::members::Members;
+use super::metadata::Metadata;
 use super::queues::Topics;
 use super::sessions::Sessions;
 use super::StateMachine;
@@ -36,7 +37,7 @@ pub enum SnapshotError {
 }
 
 pub(super) fn encode(machine: &StateMachine) -> Vec<u8> {
-    StateSnapshot {
+    let mut snapshot = StateSnapshot {
         format_version: SNAPSHOT_FORMAT_VERSION,
         applied_index: machine.applied_index,
         applied_term: machine.applied_term,
@@ -45,8 +46,10 @@ pub(super) fn encode(machine: &StateMachine) -> Vec<u8> {
         topics: machine.topics.to_proto(),
         sessions: machine.sessions.to_proto(),
         members: machine.members.to_proto(),
-    }
-    .encode_to_vec()
+        ..StateSnapshot::default()
+    };
+    machine.metadata.to_proto(&mut snapshot);
+    snapshot.encode_to_vec()
 }
 
 pub(super) fn decode(data: &[u8], session_ttl_ms: u64) -> Result<StateMachine, SnapshotError> {
@@ -57,15 +60,22 @@ pub(super) fn decode(data: &[u8], session_ttl_ms: u64) -> Result<StateMachine, S
             supported: SNAPSHOT_FORMAT_VERSION,
         });
     }
+    let topics =
+        Topics::from_proto(snapshot.topics.clone()).map_err(SnapshotError::Inconsistent)?;
+    let names: Vec<String> = topics.names().map(str::to_owned).collect();
+    let metadata =
+        Metadata::from_proto(&snapshot, &names, snapshot.applied_index, snapshot.clock_ms)
+            .map_err(SnapshotError::Inconsistent)?;
     Ok(StateMachine {
         applied_index: snapshot.applied_index,
         applied_term: snapshot.applied_term,
         clock_ms: snapshot.clock_ms,
         operation_count: snapshot.operation_count,
-        topics: Topics::from_proto(snapshot.topics).map_err(SnapshotError::Inconsistent)?,
+        topics,
         sessions: Sessions::from_proto(session_ttl_ms, snapshot.sessions)
             .map_err(SnapshotError::Inconsistent)?,
         members: Members::from_proto(snapshot.members).map_err(SnapshotError::Inconsistent)?,
+        metadata,
     })
 }
 

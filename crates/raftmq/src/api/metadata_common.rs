@@ -1,0 +1,248 @@
+//! What every metadata route shares, whichever API shape it speaks (`/v1`, PyRaft, YAKt):
+//! reading a JSON body field by field so that a bad request names the field at fault,
+//! running a metadata command through the log, and turning its refusal into a status code
+//! (404 not found, 409 conflict, 400 invalid, 503 no leader) with `{"error", "field"}`.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::http::{HeaderMap, StatusCode};
+use raftmq_proto::client::command::Kind;
+use raftmq_proto::client::command_result::Outcome;
+use raftmq_proto::client::ErrorCode;
+use serde::Serialize;
+use serde_json::{json, Map, Value};
+use utoipa::ToSchema;
+
+use super::errors::{status_of, ApiError};
+use crate::node::NodeHandle;
+
+/// The body of every metadata failure.
+#[derive(Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// What went wrong, in words.
+    pub error: String,
+    /// The request field at fault, if the failure is about one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+/// A metadata failure: `status` with `{"error": reason, "field": field}`.
+pub fn fail(status: StatusCode, field: Option<&str>, reason: impl Into<String>) -> ApiError {
+    let reason = reason.into();
+    let mut body = json!({"error": reason});
+    if let Some(field) = field.filter(|f| !f.is_empty()) {
+        body["field"] = json!(field);
+    }
+    ApiError { status, reason, body, location: None }
+}
+
+pub fn bad(field: &str, reason: impl Into<String>) -> ApiError {
+    fail(StatusCode::BAD_REQUEST, Some(field), reason)
+}
+
+/// A JSON object body, read field by field. Numbers may come as numbers or numeric strings
+/// (the seeds send `"brokerId": "5"` as often as `5`).
+pub struct Body(Map<String, Value>);
+
+impl Body {
+    pub fn parse(body: Result<Bytes, BytesRejection>) -> Result<Body, ApiError> {
+        let bytes = body.map_err(|e| fail(e.status(), None, e.body_text()))?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Body(Map::new()));
+        }
+        let value: Value = serde_json::from_slice(&bytes)
+            .or_else(|_| serde_json::from_str(&without_trailing_commas(&bytes)))
+            .map_err(|e| {
+                fail(StatusCode::BAD_REQUEST, None, format!("the body is not JSON: {e}"))
+            })?;
+        match value {
+            Value::Object(map) => Ok(Body(map)),
+            _ => Err(fail(StatusCode::BAD_REQUEST, None, "the body must be a JSON object")),
+        }
+    }
+
+    fn get(&self, field: &str) -> Option<&Value> {
+        self.0.get(field).filter(|v| !v.is_null())
+    }
+
+    pub fn has(&self, field: &str) -> bool {
+        self.get(field).is_some()
+    }
+
+    pub fn i64(&self, field: &str) -> Result<Option<i64>, ApiError> {
+        self.get(field).map(|v| int(field, v)).transpose()
+    }
+
+    pub fn require_i64(&self, field: &str) -> Result<i64, ApiError> {
+        self.i64(field)?.ok_or_else(|| bad(field, format!("{field} is required")))
+    }
+
+    pub fn u64(&self, field: &str) -> Result<Option<u64>, ApiError> {
+        match self.i64(field)? {
+            Some(n) if n < 0 => Err(bad(field, format!("{field} must be 0 or more"))),
+            other => Ok(other.map(|n| n as u64)),
+        }
+    }
+
+    pub fn u32(&self, field: &str) -> Result<Option<u32>, ApiError> {
+        match self.i64(field)? {
+            Some(n) => u32::try_from(n)
+                .map(Some)
+                .map_err(|_| bad(field, format!("{field} must be between 0 and {}", u32::MAX))),
+            None => Ok(None),
+        }
+    }
+
+    pub fn require_u32(&self, field: &str) -> Result<u32, ApiError> {
+        self.u32(field)?.ok_or_else(|| bad(field, format!("{field} is required")))
+    }
+
+    /// A string field; numbers are taken as their text (`"brokerPort": 8005`).
+    pub fn string(&self, field: &str) -> Result<Option<String>, ApiError> {
+        match self.get(field) {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(Value::Number(n)) => Ok(Some(n.to_string())),
+            Some(_) => Err(bad(field, format!("{field} must be a string"))),
+        }
+    }
+
+    pub fn require_string(&self, field: &str) -> Result<String, ApiError> {
+        self.string(field)?.ok_or_else(|| bad(field, format!("{field} is required")))
+    }
+
+    /// A list of broker ids.
+    pub fn ids(&self, field: &str) -> Result<Option<Vec<i64>>, ApiError> {
+        match self.get(field) {
+            None => Ok(None),
+            Some(Value::Array(items)) => {
+                items.iter().map(|v| int(field, v)).collect::<Result<_, _>>().map(Some)
+            }
+            Some(_) => Err(bad(field, format!("{field} must be a list of broker ids"))),
+        }
+    }
+}
+
+fn int(field: &str, value: &Value) -> Result<i64, ApiError> {
+    let parsed = match value {
+        Value::Number(n) => n.as_i64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    };
+    parsed.ok_or_else(|| bad(field, format!("{field} must be an integer, not {value}")))
+}
+
+/// PyRaft's documented bodies end objects with a trailing comma, which JSON does not allow;
+/// accept them anyway by dropping a comma that only whitespace separates from `}` or `]`
+/// (outside strings).
+fn without_trailing_commas(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(bytes);
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(chars.len());
+    let (mut in_string, mut escaped) = (false, false);
+    for (i, &c) in chars.iter().enumerate() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+        } else if c == '"' {
+            in_string = true;
+        } else if c == ',' {
+            let next = chars[i + 1..].iter().find(|c| !c.is_whitespace());
+            if matches!(next, Some('}') | Some(']')) {
+                continue;
+            }
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// What a metadata command answered: its record and whether it created it.
+pub struct Done {
+    pub record: Value,
+    pub created: bool,
+    pub index: u64,
+    pub term: u64,
+}
+
+/// Runs a metadata command through the log (with the client's session headers, if any).
+pub async fn run(node: &NodeHandle, headers: &HeaderMap, kind: Kind) -> Result<Done, ApiError> {
+    let applied = super::rrmq::execute(node, headers, kind).await.map_err(|e| {
+        // Keep the metadata body shape for node failures too (503 no leader, 504 timeout).
+        fail(e.status, None, e.reason)
+    })?;
+    match applied.result.outcome {
+        Some(Outcome::MetadataJson(text)) => {
+            let result: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            Ok(Done {
+                record: result["record"].clone(),
+                created: result["created"].as_bool().unwrap_or(false),
+                index: applied.index,
+                term: applied.term,
+            })
+        }
+        Some(Outcome::Ok(_)) => Ok(Done {
+            record: Value::Null,
+            created: true,
+            index: applied.index,
+            term: applied.term,
+        }),
+        Some(Outcome::Error(e)) => {
+            let status = match ErrorCode::try_from(e.code) {
+                Ok(ErrorCode::NotFound) | Ok(ErrorCode::TopicNotFound) => StatusCode::NOT_FOUND,
+                Ok(ErrorCode::Conflict) | Ok(ErrorCode::TopicExists) => StatusCode::CONFLICT,
+                Ok(ErrorCode::Invalid) => StatusCode::BAD_REQUEST,
+                _ => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            let field = match (e.field.is_empty(), ErrorCode::try_from(e.code)) {
+                (false, _) => Some(e.field.clone()),
+                (true, Ok(ErrorCode::TopicExists)) | (true, Ok(ErrorCode::Invalid)) => {
+                    Some("name".to_string())
+                }
+                _ => None,
+            };
+            Err(fail(status, field.as_deref(), e.detail))
+        }
+        _ => Err(fail(StatusCode::INTERNAL_SERVER_ERROR, None, "unexpected command result")),
+    }
+}
+
+/// Makes this node's state current (a linearizable read) unless the caller asked for a stale
+/// read.
+pub async fn read(node: &NodeHandle, stale: bool) -> Result<(), ApiError> {
+    if stale {
+        return Ok(());
+    }
+    node.read_barrier().await.map_err(|e| fail(status_of(&e), None, e.to_string()))
+}
+
+/// Parses a broker id from a path.
+pub fn broker_id(text: &str) -> Result<i64, ApiError> {
+    text.trim()
+        .parse::<i64>()
+        .map_err(|_| bad("brokerId", format!("brokerId must be an integer, not {text:?}")))
+}
+
+/// Parses a partition id from a path.
+pub fn partition_id(text: &str) -> Result<u32, ApiError> {
+    text.trim().parse::<u32>().map_err(|_| {
+        bad("partitionId", format!("partitionId must be an integer ≥ 0, not {text:?}"))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trailing_commas_are_dropped_outside_strings() {
+        let text = without_trailing_commas(br#"{"a": "x,}", "b": [1, 2,], }"#);
+        let value: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(value, json!({"a": "x,}", "b": [1, 2]}));
+    }
+}

@@ -1,0 +1,64 @@
+//! The route table of the metadata API: `/v1` (brokers, topics, partitions, producers,
+//! metadata), PyRaft's and YAKt's routes, `/openapi.json` and `/docs`. It also starts the
+//! node's broker fencing (`metadata_fencing`), whose heartbeat table the routes share.
+
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+
+use super::{openapi, pyraft, v1_metadata as v1, yakt};
+use crate::metadata_fencing::Fencing;
+use crate::node::NodeHandle;
+
+pub fn routes(node: &NodeHandle) -> Router<NodeHandle> {
+    let fencing = Fencing::new(node.config().broker_session_timeout);
+    fencing.spawn(node.clone());
+    Router::new()
+        .route("/v1/brokers", post(v1::register_broker).get(v1::list_brokers))
+        .route(
+            "/v1/brokers/{broker_id}",
+            get(v1::get_broker).patch(v1::change_broker).delete(v1::delete_broker),
+        )
+        .route("/v1/brokers/{broker_id}/unregister", post(v1::unregister_broker))
+        .route("/v1/brokers/{broker_id}/heartbeat", post(v1::heartbeat))
+        .route("/v1/topics", post(v1::create_topic).get(v1::list_topics))
+        .route("/v1/topics/{name}", get(v1::get_topic).delete(v1::delete_topic))
+        .route("/v1/partitions", post(v1::create_partition).get(v1::list_partitions))
+        .route(
+            "/v1/partitions/{topic_uuid}/{partition_id}",
+            get(v1::get_partition).patch(v1::change_partition).delete(v1::delete_partition),
+        )
+        .route("/v1/producers", post(v1::allocate_producer).get(v1::list_producers))
+        .route("/v1/metadata", get(v1::metadata))
+        // PyRaft (seed 000)
+        .route("/register_broker/", post(pyraft::register_broker))
+        .route("/register_topic/", post(pyraft::register_topic))
+        .route("/register_partition/", post(pyraft::register_partition))
+        .route("/get_broker/", get(pyraft::get_broker))
+        .route("/get_topic/", get(pyraft::get_topic))
+        .route("/get_partition/", get(pyraft::get_partition))
+        .route("/get_producer/", get(pyraft::get_producers).post(pyraft::select_producer))
+        .route("/delete_broker/{broker_id}", axum::routing::delete(pyraft::delete_broker))
+        .route("/delete_topic/{topicName}", axum::routing::delete(pyraft::delete_topic))
+        .route("/delete_partition/{partition_id}", axum::routing::delete(pyraft::delete_partition))
+        .route("/register_broker_change/", post(pyraft::register_broker_change))
+        .route("/register_producer/", post(pyraft::register_producer))
+        .route("/metadata_fetch_client/", get(pyraft::metadata_fetch_client))
+        // YAKt (seed 004)
+        .route("/register_broker", post(yakt::register_broker))
+        .route("/get_active_brokers", get(yakt::get_active_brokers))
+        .route("/create_topic", post(yakt::create_topic))
+        .route("/get_topic_by_name/{topic_name}", get(yakt::get_topic_by_name))
+        .route("/create_partition", post(yakt::create_partition))
+        .route("/register_producer", post(yakt::register_producer))
+        .route("/update_broker", post(yakt::update_broker).put(yakt::update_broker))
+        .route(
+            "/unregister_broker/{broker_id}",
+            post(yakt::unregister_broker)
+                .put(yakt::unregister_broker)
+                .delete(yakt::unregister_broker),
+        )
+        .route("/broker_mgmt/{previous_offset}", get(yakt::broker_mgmt))
+        .route("/client_mgmt/{previous_offset}", get(yakt::client_mgmt))
+        .layer(Extension(fencing))
+        .merge(openapi::routes())
+}

@@ -1,0 +1,63 @@
+//! The OpenAPI 3 document (`GET /openapi.json`) and the interactive docs page (`/docs`), the
+//! way FastAPI gives PyRaft one. The document is generated from the handlers' annotations and
+//! the record types (utoipa), so it cannot drift from the code; the page is Swagger UI with
+//! its assets compiled into the binary, so it works with no internet.
+
+use axum::Router;
+use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
+
+use super::{metadata_common, pyraft, v1_metadata as v1, yakt};
+use crate::node::NodeHandle;
+use crate::state_machine::metadata::records;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "raftmq metadata API",
+        description = "KRaft-style cluster metadata kept by a Raft quorum: brokers, topics, \
+                       partitions, producer ids and metadata fetch by offset. Any node answers; \
+                       writes go through the replicated log. Also PyRaft's and YAKt's routes."
+    ),
+    paths(
+        v1::register_broker, v1::list_brokers, v1::get_broker, v1::change_broker,
+        v1::unregister_broker, v1::delete_broker, v1::heartbeat,
+        v1::create_topic, v1::list_topics, v1::get_topic, v1::delete_topic,
+        v1::create_partition, v1::list_partitions, v1::get_partition, v1::change_partition,
+        v1::delete_partition,
+        v1::allocate_producer, v1::list_producers,
+        v1::metadata,
+        pyraft::register_broker, pyraft::register_topic, pyraft::register_partition,
+        pyraft::get_broker, pyraft::get_topic, pyraft::get_partition, pyraft::get_producers,
+        pyraft::select_producer, pyraft::delete_broker, pyraft::delete_topic,
+        pyraft::delete_partition, pyraft::register_broker_change, pyraft::register_producer,
+        pyraft::metadata_fetch_client,
+        yakt::register_broker, yakt::get_active_brokers, yakt::create_topic,
+        yakt::get_topic_by_name, yakt::create_partition, yakt::register_producer,
+        yakt::update_broker, yakt::unregister_broker, yakt::broker_mgmt, yakt::client_mgmt,
+    ),
+    components(schemas(
+        records::BrokerView, records::TopicView, records::PartitionView, records::ProducerView,
+        records::Envelope, metadata_common::ErrorBody,
+    )),
+    tags(
+        (name = "brokers", description = "Broker registrations, changes, heartbeats"),
+        (name = "topics", description = "Topics (the same topics as the RRMQ queue routes)"),
+        (name = "partitions", description = "Partitions of topics"),
+        (name = "producers", description = "Producer ids"),
+        (name = "metadata", description = "Metadata fetch: deltas since an offset, or snapshots"),
+        (name = "pyraft", description = "PyRaft's routes (seed 000)"),
+        (name = "yakt", description = "YAKt's routes (seed 004)"),
+    )
+)]
+pub struct ApiDoc;
+
+/// The document as served.
+pub fn document() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+/// `/openapi.json` and the docs page at `/docs`.
+pub fn routes() -> Router<NodeHandle> {
+    Router::from(SwaggerUi::new("/docs").url("/openapi.json", document()))
+}

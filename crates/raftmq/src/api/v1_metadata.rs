@@ -1,0 +1,700 @@
+//! The designed metadata API under `/v1`: brokers, topics, partitions, producers and the
+//! metadata fetch, JSON in and out, described by the OpenAPI document (`openapi.rs`).
+//!
+//! Writes go through the log (any node; followers forward); reads are linearizable unless
+//! `?stale=true`. Codes: 201 created, 200 otherwise, 400 with the bad `field` named, 404, 409,
+//! 503 when there is no leader.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::{Extension, Json};
+use raftmq_proto::client::command::Kind;
+use raftmq_proto::client::{
+    AllocateProducerId, BrokerIds, ChangeBroker, ChangePartition, CreatePartition, CreateTopic,
+    DeleteBroker, DeletePartition, DeleteTopic, RegisterBroker, UnregisterBroker,
+};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use utoipa::{IntoParams, ToSchema};
+
+use super::errors::ApiError;
+use super::metadata_common::{bad, fail, read, run, Body, Done};
+use crate::config::now_ms;
+use crate::metadata_fencing::{Beat, Fencing};
+use crate::node::NodeHandle;
+use crate::state_machine::metadata::history::{Since, View};
+use crate::state_machine::metadata::is_active;
+use crate::state_machine::metadata::records::{self, TopicView};
+use crate::state_machine::metadata::uuid::{self, UuidKind};
+
+pub type Answer = Result<(StatusCode, Json<Value>), ApiError>;
+pub type Params = Query<HashMap<String, String>>;
+pub type Fence = Extension<Arc<Fencing>>;
+
+/// The longest a metadata fetch may long-poll.
+pub const MAX_WAIT: Duration = Duration::from_secs(60);
+
+// ---- request bodies (documentation; parsing goes field by field through `Body`) -----------
+
+/// Registers a broker (PyRaft's `/register_broker/` body).
+#[allow(dead_code)]
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RegisterBrokerBody {
+    #[schema(minimum = 0)]
+    pub broker_id: i64,
+    pub broker_host: Option<String>,
+    /// A number or a string.
+    #[schema(value_type = Option<String>)]
+    pub broker_port: Option<Value>,
+    pub security_protocol: Option<String>,
+    pub rack_id: Option<String>,
+}
+
+/// The fields to change; the others keep their values. The epoch goes up by one.
+#[allow(dead_code)]
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChangeBrokerBody {
+    pub broker_host: Option<String>,
+    #[schema(value_type = Option<String>)]
+    pub broker_port: Option<Value>,
+    pub security_protocol: Option<String>,
+    /// `INIT`, `FENCED`, `UNFENCED`, `ALIVE` or `CLOSED`.
+    pub broker_status: Option<String>,
+    pub rack_id: Option<String>,
+}
+
+/// Creates a topic (and its FIFO queue).
+#[allow(dead_code)]
+#[derive(Deserialize, ToSchema)]
+pub struct CreateTopicBody {
+    /// 1 to 255 bytes.
+    pub name: String,
+}
+
+/// Creates a partition of a topic.
+#[allow(dead_code)]
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CreatePartitionBody {
+    #[schema(minimum = 0)]
+    pub partition_id: u32,
+    #[serde(rename = "topicUUID")]
+    pub topic_uuid: String,
+    /// Registered broker ids.
+    pub replicas: Option<Vec<i64>>,
+    /// In-sync replicas: a subset of `replicas`.
+    #[serde(rename = "ISR")]
+    pub isr: Option<Vec<i64>>,
+    pub removing_replicas: Option<Vec<i64>>,
+    pub adding_replicas: Option<Vec<i64>>,
+    /// The leading broker's internal uuid (or its broker id); it must be in the ISR.
+    pub leader: Option<String>,
+}
+
+/// The partition fields to change; the partition epoch goes up by one.
+#[allow(dead_code)]
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChangePartitionBody {
+    pub replicas: Option<Vec<i64>>,
+    #[serde(rename = "ISR")]
+    pub isr: Option<Vec<i64>>,
+    pub removing_replicas: Option<Vec<i64>>,
+    pub adding_replicas: Option<Vec<i64>>,
+    pub leader: Option<String>,
+}
+
+/// Asks for a producer id for a broker at its current epoch.
+#[allow(dead_code)]
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProducerBody {
+    pub broker_id: i64,
+    #[schema(minimum = 0)]
+    pub broker_epoch: u64,
+}
+
+#[allow(dead_code)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ReadQuery {
+    /// Read this node's local state instead of a linearizable read.
+    pub stale: Option<bool>,
+}
+
+#[allow(dead_code)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct BrokerListQuery {
+    /// `all` (default) or `active` (ALIVE or UNFENCED).
+    pub status: Option<String>,
+    pub stale: Option<bool>,
+}
+
+#[allow(dead_code)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct FetchQuery {
+    /// The offset (log index) last seen, or a time: ms since the epoch (≥ 10^12) or seconds
+    /// with a fraction (YAKt). Default 0.
+    pub since: Option<String>,
+    /// `broker` (everything, default) or `client` (topics, partitions and brokers).
+    pub view: Option<String>,
+    /// Long-poll: wait up to this long (`500ms`, `5s`, or seconds) for a change after `since`.
+    pub wait: Option<String>,
+    /// The fetching broker; its fetch counts as its heartbeat.
+    #[param(rename = "brokerId")]
+    pub broker_id: Option<i64>,
+    pub stale: Option<bool>,
+}
+
+fn stale(params: &HashMap<String, String>) -> Result<bool, ApiError> {
+    match params.get("stale").map(String::as_str) {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => Err(bad("stale", format!("stale must be true or false, not {other:?}"))),
+    }
+}
+
+fn created(done: &Done) -> StatusCode {
+    if done.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    }
+}
+
+// ---- brokers ------------------------------------------------------------------------------
+
+pub fn register_broker_kind(body: &Body) -> Result<Kind, ApiError> {
+    Ok(Kind::RegisterBroker(RegisterBroker {
+        broker_id: body.require_i64("brokerId")?,
+        broker_host: body.string("brokerHost")?.unwrap_or_default(),
+        broker_port: body.string("brokerPort")?.unwrap_or_default(),
+        security_protocol: body.string("securityProtocol")?.unwrap_or_default(),
+        rack_id: body.string("rackId")?.unwrap_or_default(),
+    }))
+}
+
+pub fn change_broker_kind(broker_id: i64, body: &Body) -> Result<Kind, ApiError> {
+    Ok(Kind::ChangeBroker(ChangeBroker {
+        broker_id,
+        broker_host: body.string("brokerHost")?,
+        broker_port: body.string("brokerPort")?,
+        security_protocol: body.string("securityProtocol")?,
+        broker_status: body.string("brokerStatus")?,
+        rack_id: body.string("rackId")?,
+    }))
+}
+
+/// Register a broker. A broker id registered before answers 200 with its existing record
+/// (same `internalUUID`).
+#[utoipa::path(post, path = "/v1/brokers", tag = "brokers", request_body = RegisterBrokerBody,
+    responses(
+        (status = 201, description = "Registered: ALIVE, epoch 0", body = records::BrokerView),
+        (status = 200, description = "Already registered: the existing record", body = records::BrokerView),
+        (status = 400, description = "A bad field", body = super::metadata_common::ErrorBody),
+        (status = 503, description = "No leader; retry", body = super::metadata_common::ErrorBody)))]
+pub async fn register_broker(
+    State(node): State<NodeHandle>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Answer {
+    let kind = register_broker_kind(&Body::parse(body)?)?;
+    let done = run(&node, &headers, kind).await?;
+    Ok((created(&done), Json(done.record)))
+}
+
+/// List brokers: all of them (closed ones included), or only the active ones.
+#[utoipa::path(get, path = "/v1/brokers", tag = "brokers", params(BrokerListQuery),
+    responses((status = 200, description = "`{\"brokers\": [...]}`, by broker id", body = Object),
+        (status = 400, description = "A bad parameter", body = super::metadata_common::ErrorBody)))]
+pub async fn list_brokers(State(node): State<NodeHandle>, Query(params): Params) -> Answer {
+    let active = match params.get("status").map(String::as_str) {
+        None | Some("all") => false,
+        Some("active") => true,
+        Some(other) => {
+            return Err(bad("status", format!("status must be all or active, not {other:?}")))
+        }
+    };
+    read(&node, stale(&params)?).await?;
+    let state = node.state();
+    let brokers: Vec<Value> = state
+        .metadata()
+        .brokers()
+        .filter(|b| !active || is_active(&b.broker_status))
+        .map(records::broker)
+        .collect();
+    Ok((StatusCode::OK, Json(json!({"brokers": brokers}))))
+}
+
+/// One broker's record.
+#[utoipa::path(get, path = "/v1/brokers/{broker_id}", tag = "brokers",
+    params(("broker_id" = i64, Path, description = "The broker id"), ReadQuery),
+    responses((status = 200, description = "The broker", body = records::BrokerView),
+        (status = 404, description = "No such broker", body = super::metadata_common::ErrorBody)))]
+pub async fn get_broker(
+    State(node): State<NodeHandle>,
+    Path(broker_id): Path<String>,
+    Query(params): Params,
+) -> Answer {
+    let broker_id = super::metadata_common::broker_id(&broker_id)?;
+    read(&node, stale(&params)?).await?;
+    let state = node.state();
+    let broker = state.metadata().broker(broker_id).ok_or_else(|| no_broker(broker_id))?;
+    Ok((StatusCode::OK, Json(records::broker(broker))))
+}
+
+pub fn no_broker(broker_id: i64) -> ApiError {
+    fail(StatusCode::NOT_FOUND, Some("brokerId"), format!("no broker with brokerId {broker_id}"))
+}
+
+/// Change a broker's registration (`RegistrationChangeBrokerRecord`): merge the given fields,
+/// epoch +1.
+#[utoipa::path(patch, path = "/v1/brokers/{broker_id}", tag = "brokers", request_body = ChangeBrokerBody,
+    params(("broker_id" = i64, Path, description = "The broker id")),
+    responses((status = 200, description = "The changed broker", body = records::BrokerView),
+        (status = 400, description = "A bad field", body = super::metadata_common::ErrorBody),
+        (status = 404, description = "No such broker", body = super::metadata_common::ErrorBody)))]
+pub async fn change_broker(
+    State(node): State<NodeHandle>,
+    Path(broker_id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Answer {
+    let broker_id = super::metadata_common::broker_id(&broker_id)?;
+    let kind = change_broker_kind(broker_id, &Body::parse(body)?)?;
+    let done = run(&node, &headers, kind).await?;
+    Ok((StatusCode::OK, Json(done.record)))
+}
+
+/// Unregister a broker: status CLOSED, out of the active list, its record kept.
+#[utoipa::path(post, path = "/v1/brokers/{broker_id}/unregister", tag = "brokers",
+    params(("broker_id" = i64, Path, description = "The broker id")),
+    responses((status = 200, description = "The closed broker", body = records::BrokerView),
+        (status = 404, description = "No such broker", body = super::metadata_common::ErrorBody)))]
+pub async fn unregister_broker(
+    State(node): State<NodeHandle>,
+    Path(broker_id): Path<String>,
+    headers: HeaderMap,
+) -> Answer {
+    let broker_id = super::metadata_common::broker_id(&broker_id)?;
+    let done = run(&node, &headers, Kind::UnregisterBroker(UnregisterBroker { broker_id })).await?;
+    Ok((StatusCode::OK, Json(done.record)))
+}
+
+/// Delete a broker's record.
+#[utoipa::path(delete, path = "/v1/brokers/{broker_id}", tag = "brokers",
+    params(("broker_id" = i64, Path, description = "The broker id")),
+    responses((status = 200, description = "The deleted broker", body = records::BrokerView),
+        (status = 404, description = "No such broker", body = super::metadata_common::ErrorBody)))]
+pub async fn delete_broker(
+    State(node): State<NodeHandle>,
+    Path(broker_id): Path<String>,
+    headers: HeaderMap,
+) -> Answer {
+    let broker_id = super::metadata_common::broker_id(&broker_id)?;
+    let done = run(&node, &headers, Kind::DeleteBroker(DeleteBroker { broker_id })).await?;
+    Ok((StatusCode::OK, Json(done.record)))
+}
+
+/// A broker's heartbeat. Without one (or a metadata fetch) within the session timeout, the
+/// leader fences the broker; the next one makes it ALIVE again.
+#[utoipa::path(post, path = "/v1/brokers/{broker_id}/heartbeat", tag = "brokers",
+    params(("broker_id" = i64, Path, description = "The broker id")),
+    responses((status = 200, description = "`{\"brokerId\", \"brokerStatus\"}`", body = Object),
+        (status = 404, description = "No such broker", body = super::metadata_common::ErrorBody)))]
+pub async fn heartbeat(
+    State(node): State<NodeHandle>,
+    Extension(fencing): Fence,
+    Path(broker_id): Path<String>,
+) -> Answer {
+    let broker_id = super::metadata_common::broker_id(&broker_id)?;
+    let beat = fencing
+        .heartbeat(&node, broker_id)
+        .await
+        .map_err(|e| fail(super::errors::status_of(&e), None, e.to_string()))?;
+    if beat == Beat::UnknownBroker {
+        return Err(no_broker(broker_id));
+    }
+    let state = node.state();
+    let status = state.metadata().broker(broker_id).map(|b| b.broker_status.clone());
+    Ok((StatusCode::OK, Json(json!({"brokerId": broker_id, "brokerStatus": status}))))
+}
+
+// ---- topics -------------------------------------------------------------------------------
+
+/// Creates a topic through the log and answers its record.
+pub async fn create_topic_record(
+    node: &NodeHandle,
+    headers: &HeaderMap,
+    name: String,
+) -> Result<TopicView, ApiError> {
+    let done = run(node, headers, Kind::CreateTopic(CreateTopic { name: name.clone() })).await?;
+    // The uuid is derived from the entry that created the topic; wait until this replica has
+    // applied it to show the record's time.
+    let topic_uuid = uuid::derive(done.index, done.term, UuidKind::Topic);
+    let _ = tokio::time::timeout(
+        node.config().commit_timeout,
+        node.wait_applied_beyond(done.index.saturating_sub(1)),
+    )
+    .await;
+    let state = node.state();
+    let view = match state.metadata().topic_by_uuid(&topic_uuid) {
+        Some(topic) => TopicView::from(topic),
+        None => TopicView { topic_uuid, name, offset: done.index, timestamp: 0 },
+    };
+    Ok(view)
+}
+
+/// Create a topic. It is the same topic the RRMQ routes see: its FIFO queue is created with it.
+#[utoipa::path(post, path = "/v1/topics", tag = "topics", request_body = CreateTopicBody,
+    responses((status = 201, description = "The topic", body = TopicView),
+        (status = 400, description = "A bad name", body = super::metadata_common::ErrorBody),
+        (status = 409, description = "A topic with that name exists", body = super::metadata_common::ErrorBody)))]
+pub async fn create_topic(
+    State(node): State<NodeHandle>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Answer {
+    let name = Body::parse(body)?.require_string("name")?;
+    let view = create_topic_record(&node, &headers, name).await?;
+    Ok((StatusCode::CREATED, Json(records::to_json(&view))))
+}
+
+/// List topics in creation order.
+#[utoipa::path(get, path = "/v1/topics", tag = "topics", params(ReadQuery),
+    responses((status = 200, description = "`{\"topics\": [...]}`", body = Object)))]
+pub async fn list_topics(State(node): State<NodeHandle>, Query(params): Params) -> Answer {
+    read(&node, stale(&params)?).await?;
+    let state = node.state();
+    let topics: Vec<Value> = state.metadata().topics().into_iter().map(records::topic).collect();
+    Ok((StatusCode::OK, Json(json!({"topics": topics}))))
+}
+
+/// One topic, with its partitions.
+#[utoipa::path(get, path = "/v1/topics/{name}", tag = "topics",
+    params(("name" = String, Path, description = "The topic's name"), ReadQuery),
+    responses((status = 200, description = "The topic and `partitions`", body = Object),
+        (status = 404, description = "No such topic", body = super::metadata_common::ErrorBody)))]
+pub async fn get_topic(
+    State(node): State<NodeHandle>,
+    Path(name): Path<String>,
+    Query(params): Params,
+) -> Answer {
+    read(&node, stale(&params)?).await?;
+    let state = node.state();
+    let metadata = state.metadata();
+    let topic = metadata.topic_by_name(&name).ok_or_else(|| no_topic(&name))?;
+    let mut value = records::topic(topic);
+    value["partitions"] =
+        metadata.partitions_of(&topic.topic_uuid).map(records::partition).collect();
+    Ok((StatusCode::OK, Json(value)))
+}
+
+pub fn no_topic(name: &str) -> ApiError {
+    fail(StatusCode::NOT_FOUND, Some("name"), format!("no topic {name:?}"))
+}
+
+/// Delete a topic, its partitions and its queue.
+#[utoipa::path(delete, path = "/v1/topics/{name}", tag = "topics",
+    params(("name" = String, Path, description = "The topic's name")),
+    responses((status = 200, description = "The deleted topic", body = TopicView),
+        (status = 404, description = "No such topic", body = super::metadata_common::ErrorBody)))]
+pub async fn delete_topic(
+    State(node): State<NodeHandle>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> Answer {
+    let done = run(&node, &headers, Kind::DeleteTopic(DeleteTopic { name })).await?;
+    Ok((StatusCode::OK, Json(done.record)))
+}
+
+// ---- partitions ---------------------------------------------------------------------------
+
+pub fn create_partition_kind(body: &Body) -> Result<Kind, ApiError> {
+    Ok(Kind::CreatePartition(CreatePartition {
+        partition_id: body.require_u32("partitionId")?,
+        topic_uuid: body.require_string("topicUUID")?,
+        replicas: body.ids("replicas")?.unwrap_or_default(),
+        isr: body.ids("ISR")?.unwrap_or_default(),
+        removing_replicas: body.ids("removingReplicas")?.unwrap_or_default(),
+        adding_replicas: body.ids("addingReplicas")?.unwrap_or_default(),
+        leader: body.string("leader")?.unwrap_or_default(),
+    }))
+}
+
+/// Create a partition: `partitionId` unique in its topic, the topic must exist, replicas
+/// are registered brokers, ISR ⊆ replicas, the leader is in the ISR.
+#[utoipa::path(post, path = "/v1/partitions", tag = "partitions", request_body = CreatePartitionBody,
+    responses((status = 201, description = "The partition (epoch 0)", body = records::PartitionView),
+        (status = 400, description = "A rule broken; `field` says which", body = super::metadata_common::ErrorBody),
+        (status = 404, description = "No such topic", body = super::metadata_common::ErrorBody),
+        (status = 409, description = "The topic has that partition id", body = super::metadata_common::ErrorBody)))]
+pub async fn create_partition(
+    State(node): State<NodeHandle>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Answer {
+    let kind = create_partition_kind(&Body::parse(body)?)?;
+    let done = run(&node, &headers, kind).await?;
+    Ok((StatusCode::CREATED, Json(done.record)))
+}
+
+/// List partitions, of one topic or of all.
+#[utoipa::path(get, path = "/v1/partitions", tag = "partitions",
+    params(("topicUUID" = Option<String>, Query, description = "Only this topic's"), ReadQuery),
+    responses((status = 200, description = "`{\"partitions\": [...]}`", body = Object)))]
+pub async fn list_partitions(State(node): State<NodeHandle>, Query(params): Params) -> Answer {
+    read(&node, stale(&params)?).await?;
+    let state = node.state();
+    let partitions: Vec<Value> = match params.get("topicUUID") {
+        Some(uuid) => state.metadata().partitions_of(uuid).map(records::partition).collect(),
+        None => state.metadata().partitions().map(records::partition).collect(),
+    };
+    Ok((StatusCode::OK, Json(json!({"partitions": partitions}))))
+}
+
+/// One partition.
+#[utoipa::path(get, path = "/v1/partitions/{topic_uuid}/{partition_id}", tag = "partitions",
+    params(("topic_uuid" = String, Path, description = "The topic's uuid"),
+        ("partition_id" = u32, Path, description = "The partition id"), ReadQuery),
+    responses((status = 200, description = "The partition", body = records::PartitionView),
+        (status = 404, description = "No such partition", body = super::metadata_common::ErrorBody)))]
+pub async fn get_partition(
+    State(node): State<NodeHandle>,
+    Path((topic_uuid, partition_id)): Path<(String, String)>,
+    Query(params): Params,
+) -> Answer {
+    let partition_id = super::metadata_common::partition_id(&partition_id)?;
+    read(&node, stale(&params)?).await?;
+    let state = node.state();
+    let partition = state.metadata().partition(&topic_uuid, partition_id).ok_or_else(|| {
+        fail(
+            StatusCode::NOT_FOUND,
+            Some("partitionId"),
+            format!("no partition {partition_id} in topic {topic_uuid}"),
+        )
+    })?;
+    Ok((StatusCode::OK, Json(records::partition(partition))))
+}
+
+/// Change a partition's replicas, ISR or leader (same rules as creation); epoch +1.
+#[utoipa::path(patch, path = "/v1/partitions/{topic_uuid}/{partition_id}", tag = "partitions",
+    request_body = ChangePartitionBody,
+    params(("topic_uuid" = String, Path, description = "The topic's uuid"),
+        ("partition_id" = u32, Path, description = "The partition id")),
+    responses((status = 200, description = "The changed partition", body = records::PartitionView),
+        (status = 400, description = "A rule broken", body = super::metadata_common::ErrorBody),
+        (status = 404, description = "No such partition", body = super::metadata_common::ErrorBody)))]
+pub async fn change_partition(
+    State(node): State<NodeHandle>,
+    Path((topic_uuid, partition_id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Answer {
+    let partition_id = super::metadata_common::partition_id(&partition_id)?;
+    let body = Body::parse(body)?;
+    let ids = |field| body.ids(field).map(|ids| ids.map(|ids| BrokerIds { ids }));
+    let kind = Kind::ChangePartition(ChangePartition {
+        topic_uuid,
+        partition_id,
+        replicas: ids("replicas")?,
+        isr: ids("ISR")?,
+        removing_replicas: ids("removingReplicas")?,
+        adding_replicas: ids("addingReplicas")?,
+        leader: body.string("leader")?,
+    });
+    let done = run(&node, &headers, kind).await?;
+    Ok((StatusCode::OK, Json(done.record)))
+}
+
+/// Delete a partition.
+#[utoipa::path(delete, path = "/v1/partitions/{topic_uuid}/{partition_id}", tag = "partitions",
+    params(("topic_uuid" = String, Path, description = "The topic's uuid"),
+        ("partition_id" = u32, Path, description = "The partition id")),
+    responses((status = 200, description = "The deleted partition", body = records::PartitionView),
+        (status = 404, description = "No such partition", body = super::metadata_common::ErrorBody)))]
+pub async fn delete_partition(
+    State(node): State<NodeHandle>,
+    Path((topic_uuid, partition_id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Answer {
+    let partition_id = super::metadata_common::partition_id(&partition_id)?;
+    if topic_uuid.is_empty() {
+        return Err(bad("topicUUID", "topicUUID must not be empty"));
+    }
+    let kind = Kind::DeletePartition(DeletePartition { topic_uuid, partition_id });
+    let done = run(&node, &headers, kind).await?;
+    Ok((StatusCode::OK, Json(done.record)))
+}
+
+// ---- producers ----------------------------------------------------------------------------
+
+pub fn producer_kind(body: &Body) -> Result<Kind, ApiError> {
+    Ok(Kind::AllocateProducerId(AllocateProducerId {
+        broker_id: body.require_i64("brokerId")?,
+        broker_epoch: body.u64("brokerEpoch")?.unwrap_or(0),
+    }))
+}
+
+/// Get a producer id: unique and strictly increasing across the cluster. The broker must be
+/// registered, not closed, and give its current epoch.
+#[utoipa::path(post, path = "/v1/producers", tag = "producers", request_body = ProducerBody,
+    responses((status = 201, description = "The producer id record", body = records::ProducerView),
+        (status = 400, description = "A bad field", body = super::metadata_common::ErrorBody),
+        (status = 404, description = "No such broker", body = super::metadata_common::ErrorBody),
+        (status = 409, description = "A stale broker epoch, or a closed broker", body = super::metadata_common::ErrorBody)))]
+pub async fn allocate_producer(
+    State(node): State<NodeHandle>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Answer {
+    let kind = producer_kind(&Body::parse(body)?)?;
+    let done = run(&node, &headers, kind).await?;
+    Ok((StatusCode::CREATED, Json(done.record)))
+}
+
+/// List the producer ids handed out, in order.
+#[utoipa::path(get, path = "/v1/producers", tag = "producers",
+    params(("brokerId" = Option<i64>, Query, description = "Only this broker's"), ReadQuery),
+    responses((status = 200, description = "`{\"producers\": [...]}`", body = Object)))]
+pub async fn list_producers(State(node): State<NodeHandle>, Query(params): Params) -> Answer {
+    let broker = match params.get("brokerId") {
+        Some(text) => Some(super::metadata_common::broker_id(text)?),
+        None => None,
+    };
+    read(&node, stale(&params)?).await?;
+    let state = node.state();
+    let producers: Vec<Value> = state
+        .metadata()
+        .producers()
+        .iter()
+        .filter(|p| broker.is_none_or(|b| p.broker_id == b))
+        .map(records::producer)
+        .collect();
+    Ok((StatusCode::OK, Json(json!({"producers": producers}))))
+}
+
+// ---- metadata fetch -----------------------------------------------------------------------
+
+/// Parses `since`: an offset, or a time (ms since the epoch from 10^12 on, or seconds with a
+/// fraction or from 10^9 on, as YAKt sends `time.time()`).
+pub fn parse_since(text: &str) -> Result<Since, ApiError> {
+    let text = text.trim();
+    if let Ok(n) = text.parse::<u64>() {
+        return Ok(if n >= 1_000_000_000_000 {
+            Since::TimestampMs(n)
+        } else if n >= 1_000_000_000 {
+            Since::TimestampMs(n * 1000)
+        } else {
+            Since::Offset(n)
+        });
+    }
+    match text.parse::<f64>() {
+        Ok(seconds) if (0.0..1e15).contains(&seconds) => {
+            if seconds >= 1e12 {
+                Ok(Since::TimestampMs(seconds as u64))
+            } else if seconds >= 1e9 {
+                Ok(Since::TimestampMs((seconds * 1000.0) as u64))
+            } else {
+                Ok(Since::Offset(seconds as u64))
+            }
+        }
+        _ => Err(bad("since", format!("since must be an offset or a timestamp, not {text:?}"))),
+    }
+}
+
+/// Parses `wait`: `250ms`, `5s`, or seconds.
+pub fn parse_wait(text: &str) -> Result<Duration, ApiError> {
+    let text = text.trim();
+    let parsed = if let Some(ms) = text.strip_suffix("ms") {
+        ms.trim().parse::<u64>().ok().map(Duration::from_millis)
+    } else {
+        let seconds = text.strip_suffix('s').unwrap_or(text).trim();
+        seconds
+            .parse::<f64>()
+            .ok()
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(|s| Duration::from_secs_f64(s.min(1e6)))
+    };
+    parsed.map(|wait| wait.min(MAX_WAIT)).ok_or_else(|| {
+        bad("wait", format!("wait must be a duration like 500ms or 5s, not {text:?}"))
+    })
+}
+
+pub fn parse_view(text: Option<&str>) -> Result<View, ApiError> {
+    match text {
+        None => Ok(View::Broker),
+        Some(text) => crate::state_machine::metadata::parse_view(text)
+            .ok_or_else(|| bad("view", format!("view must be broker or client, not {text:?}"))),
+    }
+}
+
+/// The fetch itself: a delta since `since` if the retained history covers it, else the whole
+/// image; with `wait`, holds an empty delta until a change arrives or the wait ends.
+pub async fn fetch(
+    node: &NodeHandle,
+    since: Since,
+    view: View,
+    wait: Duration,
+    stale: bool,
+) -> Result<Value, ApiError> {
+    read(node, stale).await?;
+    let deadline = tokio::time::Instant::now() + wait;
+    let retention = node.config().metadata_history.as_millis() as u64;
+    loop {
+        let (answer, applied) = {
+            let state = node.state();
+            let window_start = now_ms().saturating_sub(retention);
+            let applied = state.applied_index();
+            let answer =
+                state.metadata().fetch(since, view, applied, state.clock_ms(), window_start);
+            (answer, applied)
+        };
+        let empty =
+            answer["mode"] == "delta" && answer["records"].as_array().is_some_and(Vec::is_empty);
+        if !empty || tokio::time::Instant::now() >= deadline {
+            return Ok(answer);
+        }
+        let _ = tokio::time::timeout_at(deadline, node.wait_applied_beyond(applied)).await;
+    }
+}
+
+/// Fetch metadata since an offset (the YAKt rule): a delta
+/// `{"mode": "delta", "records": [...], "offset"}` if `since` is within the retained change
+/// history (recent, and since this node's last snapshot), else
+/// `{"mode": "snapshot", "brokers", "topics", "partitions", ["producers"], "offset"}`.
+#[utoipa::path(get, path = "/v1/metadata", tag = "metadata", params(FetchQuery),
+    responses((status = 200, description = "A delta or a snapshot; `offset` is the offset to pass next", body = Object),
+        (status = 400, description = "A bad parameter", body = super::metadata_common::ErrorBody)))]
+pub async fn metadata(
+    State(node): State<NodeHandle>,
+    Extension(fencing): Fence,
+    Query(params): Params,
+) -> Answer {
+    let since =
+        params.get("since").map(|s| parse_since(s)).transpose()?.unwrap_or(Since::Offset(0));
+    let view = parse_view(params.get("view").map(String::as_str))?;
+    let wait = params.get("wait").map(|w| parse_wait(w)).transpose()?.unwrap_or(Duration::ZERO);
+    let broker =
+        params.get("brokerId").map(|b| super::metadata_common::broker_id(b)).transpose()?;
+    let stale = stale(&params)?;
+    if let Some(broker_id) = broker {
+        // A broker's fetch is its heartbeat.
+        fencing
+            .heartbeat(&node, broker_id)
+            .await
+            .map_err(|e| fail(super::errors::status_of(&e), None, e.to_string()))?;
+    }
+    let answer = fetch(&node, since, view, wait, stale).await?;
+    Ok((StatusCode::OK, Json(answer)))
+}

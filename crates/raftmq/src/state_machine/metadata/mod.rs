@@ -1,0 +1,686 @@
+//! The KRaft-style metadata image: brokers, topic records, partitions and producer ids (seeds
+//! 000 PyRaft and 004 YAKt, `specs/kraft-metadata.md`), and the rules every change must pass.
+//!
+//! Like the rest of the state machine it is deterministic and total: uuids come from the log
+//! position ([`uuid`]), times from the leader's `Command.timestamp_ms`, every collection is
+//! ordered, and every bad request is an error result naming the field it is about — never a
+//! panic. Each applied change gets an offset (the Raft index that carried it) and a timestamp,
+//! and is appended to the [`history`] that metadata fetches serve deltas from.
+//!
+//! Topics are one thing: the queue half lives in `queues`, the record half here, and the
+//! state machine creates and removes both together.
+
+pub mod history;
+pub mod records;
+pub mod uuid;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+
+use raftmq_proto::client::command::Kind;
+use raftmq_proto::client::{
+    AllocateProducerId, BrokerRecord, ChangeBroker, ChangePartition, CreatePartition,
+    DeletePartition, ErrorCode, PartitionRecord, ProducerIdsRecord, RegisterBroker, StateSnapshot,
+    TopicRecord,
+};
+use raftmq_raft::{Index, Term};
+use serde_json::{json, Value};
+
+use history::{History, Since, View};
+use records::Envelope;
+use uuid::UuidKind;
+
+/// Broker statuses (the spec's names).
+pub const INIT: &str = "INIT";
+pub const FENCED: &str = "FENCED";
+pub const UNFENCED: &str = "UNFENCED";
+pub const ALIVE: &str = "ALIVE";
+pub const CLOSED: &str = "CLOSED";
+pub const STATUSES: [&str; 5] = [INIT, FENCED, UNFENCED, ALIVE, CLOSED];
+
+/// The longest host, port, protocol or rack string accepted, in bytes.
+pub const MAX_FIELD_BYTES: usize = 1024;
+/// The most broker ids one replica list may hold.
+pub const MAX_REPLICAS: usize = 1024;
+
+/// Whether a broker in `status` counts as active (serving): registered, not fenced or closed.
+pub fn is_active(status: &str) -> bool {
+    status == ALIVE || status == UNFENCED
+}
+
+/// Where and when the entry being applied sits in the log.
+#[derive(Clone, Copy, Debug)]
+pub struct At {
+    pub index: Index,
+    pub term: Term,
+    /// The state machine's clock (the leader's time, never going back).
+    pub time_ms: u64,
+}
+
+/// A refused metadata command: nothing changed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MetaError {
+    pub code: ErrorCode,
+    /// The request field at fault, in the records' JSON names; empty if none.
+    pub field: &'static str,
+    pub detail: String,
+}
+
+fn invalid(field: &'static str, detail: impl Into<String>) -> MetaError {
+    MetaError { code: ErrorCode::Invalid, field, detail: detail.into() }
+}
+
+fn not_found(field: &'static str, detail: impl Into<String>) -> MetaError {
+    MetaError { code: ErrorCode::NotFound, field, detail: detail.into() }
+}
+
+fn conflict(field: &'static str, detail: impl Into<String>) -> MetaError {
+    MetaError { code: ErrorCode::Conflict, field, detail: detail.into() }
+}
+
+/// What a successful command answers: the record it created, changed or removed, and whether
+/// it created one.
+pub type Outcome = Result<Value, MetaError>;
+
+fn answer(created: bool, record: Value) -> Outcome {
+    Ok(json!({"created": created, "record": record}))
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Metadata {
+    brokers: BTreeMap<i64, BrokerRecord>,
+    /// Topic records by uuid; listed in creation (offset) order.
+    topics: BTreeMap<String, TopicRecord>,
+    /// Topic name → uuid.
+    topic_names: BTreeMap<String, String>,
+    /// Partitions by (topic uuid, partition id).
+    partitions: BTreeMap<(String, u32), PartitionRecord>,
+    producers: Vec<ProducerIdsRecord>,
+    next_producer_id: u64,
+    history: History,
+}
+
+impl Metadata {
+    /// Applies a metadata command. `None` if `kind` is not one (the caller handles it).
+    pub fn apply(&mut self, at: At, kind: &Kind) -> Option<Outcome> {
+        Some(match kind {
+            Kind::RegisterBroker(register) => self.register_broker(at, register),
+            Kind::ChangeBroker(change) => self.change_broker(at, change),
+            Kind::UnregisterBroker(unregister) => self.unregister_broker(at, unregister.broker_id),
+            Kind::DeleteBroker(delete) => self.delete_broker(at, delete.broker_id),
+            Kind::CreatePartition(create) => self.create_partition(at, create),
+            Kind::ChangePartition(change) => self.change_partition(at, change),
+            Kind::DeletePartition(delete) => self.delete_partition(at, delete),
+            Kind::AllocateProducerId(allocate) => self.allocate_producer_id(at, allocate),
+            Kind::FenceBrokers(fence) => Ok(self.fence(at, &fence.broker_ids, fence.fenced)),
+            Kind::BrokerHeartbeat(heartbeat) => self.heartbeat(at, heartbeat.broker_id),
+            Kind::DeleteTopic(_)
+            | Kind::CreateTopic(_)
+            | Kind::PutMessage(_)
+            | Kind::ConsumeMessage(_)
+            | Kind::Operation(_) => return None,
+        })
+    }
+
+    // ---- brokers ------------------------------------------------------------------------
+
+    fn register_broker(&mut self, at: At, r: &RegisterBroker) -> Outcome {
+        check_broker_id(r.broker_id)?;
+        check_text("brokerHost", &r.broker_host)?;
+        check_text("brokerPort", &r.broker_port)?;
+        check_text("securityProtocol", &r.security_protocol)?;
+        check_text("rackId", &r.rack_id)?;
+        if let Some(existing) = self.brokers.get_mut(&r.broker_id) {
+            if existing.broker_status != CLOSED {
+                // The same broker id again: its existing registration.
+                return answer(false, records::broker(existing));
+            }
+            // A closed broker registering again comes back as a new incarnation.
+            existing.broker_status = ALIVE.into();
+            existing.broker_host.clone_from(&r.broker_host);
+            existing.broker_port.clone_from(&r.broker_port);
+            existing.security_protocol.clone_from(&r.security_protocol);
+            existing.rack_id.clone_from(&r.rack_id);
+            existing.epoch += 1;
+            stamp_broker(existing, at);
+            existing.last_heartbeat_ms = at.time_ms;
+            let record = records::broker(existing);
+            self.record(at, "RegistrationChangeBrokerRecord", record.clone());
+            return answer(false, record);
+        }
+        let broker = BrokerRecord {
+            internal_uuid: uuid::derive(at.index, at.term, UuidKind::Broker),
+            broker_id: r.broker_id,
+            broker_host: r.broker_host.clone(),
+            broker_port: r.broker_port.clone(),
+            security_protocol: r.security_protocol.clone(),
+            broker_status: ALIVE.into(),
+            rack_id: r.rack_id.clone(),
+            epoch: 0,
+            offset: at.index,
+            timestamp_ms: at.time_ms,
+            last_heartbeat_ms: at.time_ms,
+        };
+        let record = records::broker(&broker);
+        self.brokers.insert(r.broker_id, broker);
+        self.record(at, "RegisterBrokerRecord", record.clone());
+        answer(true, record)
+    }
+
+    fn change_broker(&mut self, at: At, c: &ChangeBroker) -> Outcome {
+        let fields: [(&'static str, &Option<String>); 4] = [
+            ("brokerHost", &c.broker_host),
+            ("brokerPort", &c.broker_port),
+            ("securityProtocol", &c.security_protocol),
+            ("rackId", &c.rack_id),
+        ];
+        for (name, value) in fields {
+            if let Some(value) = value {
+                check_text(name, value)?;
+            }
+        }
+        if let Some(status) = &c.broker_status {
+            if !STATUSES.contains(&status.as_str()) {
+                return Err(invalid(
+                    "brokerStatus",
+                    format!("brokerStatus {status:?} is not one of {}", STATUSES.join(", ")),
+                ));
+            }
+        }
+        let broker = self.broker_mut(c.broker_id)?;
+        let merge = |target: &mut String, value: &Option<String>| {
+            if let Some(value) = value {
+                target.clone_from(value);
+            }
+        };
+        merge(&mut broker.broker_host, &c.broker_host);
+        merge(&mut broker.broker_port, &c.broker_port);
+        merge(&mut broker.security_protocol, &c.security_protocol);
+        merge(&mut broker.broker_status, &c.broker_status);
+        merge(&mut broker.rack_id, &c.rack_id);
+        broker.epoch += 1;
+        stamp_broker(broker, at);
+        let record = records::broker(broker);
+        self.record(at, "RegistrationChangeBrokerRecord", record.clone());
+        answer(false, record)
+    }
+
+    fn unregister_broker(&mut self, at: At, broker_id: i64) -> Outcome {
+        let broker = self.broker_mut(broker_id)?;
+        if broker.broker_status == CLOSED {
+            return answer(false, records::broker(broker));
+        }
+        broker.broker_status = CLOSED.into();
+        stamp_broker(broker, at);
+        let record = records::broker(broker);
+        self.record(at, "UnregisterBrokerRecord", record.clone());
+        answer(false, record)
+    }
+
+    fn delete_broker(&mut self, at: At, broker_id: i64) -> Outcome {
+        self.broker_mut(broker_id)?;
+        let broker = self.brokers.remove(&broker_id).expect("invariant: the broker was just found");
+        let record = records::broker(&broker);
+        self.record(
+            at,
+            "RemoveBrokerRecord",
+            json!({"brokerId": broker.broker_id, "internalUUID": broker.internal_uuid}),
+        );
+        answer(false, record)
+    }
+
+    /// Fences (`fenced`) the active brokers of `ids`, or unfences the fenced ones; others are
+    /// left alone. Answers the ids whose status changed.
+    fn fence(&mut self, at: At, ids: &[i64], fenced: bool) -> Value {
+        let mut changed = Vec::new();
+        for id in ids {
+            let Some(broker) = self.brokers.get_mut(id) else { continue };
+            let applies = if fenced {
+                is_active(&broker.broker_status) || broker.broker_status == INIT
+            } else {
+                broker.broker_status == FENCED
+            };
+            if !applies {
+                continue;
+            }
+            broker.broker_status = if fenced { FENCED } else { ALIVE }.into();
+            if !fenced {
+                broker.last_heartbeat_ms = at.time_ms;
+            }
+            stamp_broker(broker, at);
+            let record = records::broker(broker);
+            let name = if fenced { "FenceBrokerRecord" } else { "UnfenceBrokerRecord" };
+            self.record(at, name, record);
+            changed.push(*id);
+        }
+        json!({"created": false, "changed": changed})
+    }
+
+    fn heartbeat(&mut self, at: At, broker_id: i64) -> Outcome {
+        let broker = self.broker_mut(broker_id)?;
+        broker.last_heartbeat_ms = at.time_ms;
+        if broker.broker_status == FENCED {
+            self.fence(at, &[broker_id], false);
+        }
+        let broker = self.broker_mut(broker_id)?;
+        answer(false, records::broker(broker))
+    }
+
+    fn broker_mut(&mut self, broker_id: i64) -> Result<&mut BrokerRecord, MetaError> {
+        self.brokers
+            .get_mut(&broker_id)
+            .ok_or_else(|| not_found("brokerId", format!("no broker with brokerId {broker_id}")))
+    }
+
+    // ---- topics -------------------------------------------------------------------------
+
+    /// Records a topic the queues just created.
+    pub fn topic_created(&mut self, at: At, name: &str) -> TopicRecord {
+        let topic = TopicRecord {
+            topic_uuid: uuid::derive(at.index, at.term, UuidKind::Topic),
+            name: name.to_owned(),
+            offset: at.index,
+            timestamp_ms: at.time_ms,
+        };
+        self.topic_names.insert(name.to_owned(), topic.topic_uuid.clone());
+        self.topics.insert(topic.topic_uuid.clone(), topic.clone());
+        self.record(at, "TopicRecord", records::topic(&topic));
+        topic
+    }
+
+    /// Removes a topic's record and its partitions; the caller removes its queue.
+    pub fn delete_topic(&mut self, at: At, name: &str) -> Outcome {
+        let uuid = self
+            .topic_names
+            .remove(name)
+            .ok_or_else(|| not_found("name", format!("no topic {name:?}")))?;
+        let topic = self.topics.remove(&uuid).expect("invariant: every named topic has a record");
+        let partitions: Vec<(String, u32)> =
+            self.partitions.range(range_of(&uuid)).map(|(key, _)| key.clone()).collect();
+        for key in partitions {
+            self.partitions.remove(&key);
+        }
+        let record = records::topic(&topic);
+        self.record(at, "RemoveTopicRecord", json!({"topicUUID": uuid, "name": name}));
+        answer(false, record)
+    }
+
+    // ---- partitions ---------------------------------------------------------------------
+
+    fn create_partition(&mut self, at: At, c: &CreatePartition) -> Outcome {
+        let key = (c.topic_uuid.clone(), c.partition_id);
+        if !self.topics.contains_key(&c.topic_uuid) {
+            return Err(not_found("topicUUID", format!("no topic with uuid {:?}", c.topic_uuid)));
+        }
+        if self.partitions.contains_key(&key) {
+            return Err(conflict(
+                "partitionId",
+                format!("topic {} already has partition {}", c.topic_uuid, c.partition_id),
+            ));
+        }
+        let mut partition = PartitionRecord {
+            partition_id: c.partition_id,
+            topic_uuid: c.topic_uuid.clone(),
+            replicas: c.replicas.clone(),
+            isr: c.isr.clone(),
+            removing_replicas: c.removing_replicas.clone(),
+            adding_replicas: c.adding_replicas.clone(),
+            leader: c.leader.clone(),
+            partition_epoch: 0,
+            offset: at.index,
+            timestamp_ms: at.time_ms,
+        };
+        self.validate_partition(&mut partition)?;
+        let record = records::partition(&partition);
+        self.partitions.insert(key, partition);
+        self.record(at, "PartitionRecord", record.clone());
+        answer(true, record)
+    }
+
+    fn change_partition(&mut self, at: At, c: &ChangePartition) -> Outcome {
+        let key = (c.topic_uuid.clone(), c.partition_id);
+        let Some(current) = self.partitions.get(&key) else {
+            return Err(self.missing_partition(&c.topic_uuid, c.partition_id));
+        };
+        let mut partition = current.clone();
+        let lists = [
+            (&mut partition.replicas, &c.replicas),
+            (&mut partition.isr, &c.isr),
+            (&mut partition.removing_replicas, &c.removing_replicas),
+            (&mut partition.adding_replicas, &c.adding_replicas),
+        ];
+        for (target, value) in lists {
+            if let Some(value) = value {
+                target.clone_from(&value.ids);
+            }
+        }
+        if let Some(leader) = &c.leader {
+            partition.leader.clone_from(leader);
+        }
+        self.validate_partition(&mut partition)?;
+        partition.partition_epoch += 1;
+        partition.offset = at.index;
+        partition.timestamp_ms = at.time_ms;
+        let record = records::partition(&partition);
+        self.partitions.insert(key, partition);
+        self.record(at, "PartitionChangeRecord", record.clone());
+        answer(false, record)
+    }
+
+    fn delete_partition(&mut self, at: At, d: &DeletePartition) -> Outcome {
+        let key = if d.topic_uuid.is_empty() {
+            let matches: Vec<&(String, u32)> =
+                self.partitions.keys().filter(|(_, id)| *id == d.partition_id).collect();
+            match matches.as_slice() {
+                [] => return Err(self.missing_partition("", d.partition_id)),
+                [only] => (*only).clone(),
+                _ => {
+                    return Err(conflict(
+                        "partitionId",
+                        format!(
+                            "{} topics have a partition {}; name the topic",
+                            matches.len(),
+                            d.partition_id
+                        ),
+                    ))
+                }
+            }
+        } else {
+            (d.topic_uuid.clone(), d.partition_id)
+        };
+        let Some(partition) = self.partitions.remove(&key) else {
+            return Err(self.missing_partition(&d.topic_uuid, d.partition_id));
+        };
+        let record = records::partition(&partition);
+        self.record(
+            at,
+            "RemovePartitionRecord",
+            json!({"topicUUID": partition.topic_uuid, "partitionId": partition.partition_id}),
+        );
+        answer(false, record)
+    }
+
+    fn missing_partition(&self, topic_uuid: &str, partition_id: u32) -> MetaError {
+        if !topic_uuid.is_empty() && !self.topics.contains_key(topic_uuid) {
+            return not_found("topicUUID", format!("no topic with uuid {topic_uuid:?}"));
+        }
+        not_found("partitionId", format!("no partition {partition_id}"))
+    }
+
+    /// The partition rules: replicas are distinct registered brokers, the ISR and the
+    /// reassignment lists are drawn from them, and the leader (a broker's uuid, or its broker
+    /// id, stored as the uuid) is in the ISR.
+    fn validate_partition(&self, p: &mut PartitionRecord) -> Result<(), MetaError> {
+        let lists = [
+            ("replicas", &p.replicas),
+            ("ISR", &p.isr),
+            ("removingReplicas", &p.removing_replicas),
+            ("addingReplicas", &p.adding_replicas),
+        ];
+        for (field, ids) in lists {
+            if ids.len() > MAX_REPLICAS {
+                return Err(invalid(field, format!("{field} lists more than {MAX_REPLICAS} ids")));
+            }
+            let mut seen = std::collections::BTreeSet::new();
+            for id in ids {
+                if !seen.insert(id) {
+                    return Err(invalid(field, format!("{field} lists broker {id} twice")));
+                }
+                if !self.brokers.contains_key(id) {
+                    return Err(invalid(field, format!("{field}: broker {id} is not registered")));
+                }
+                if field != "replicas" && !p.replicas.contains(id) {
+                    return Err(invalid(field, format!("{field}: broker {id} is not a replica")));
+                }
+            }
+        }
+        if p.leader.is_empty() {
+            return Ok(());
+        }
+        let leader = self
+            .brokers
+            .values()
+            .find(|b| b.internal_uuid == p.leader)
+            .or_else(|| p.leader.parse::<i64>().ok().and_then(|id| self.brokers.get(&id)))
+            .ok_or_else(|| {
+                invalid("leader", format!("leader {:?} is no registered broker", p.leader))
+            })?;
+        if !p.isr.contains(&leader.broker_id) {
+            return Err(invalid(
+                "leader",
+                format!("the leader (broker {}) is not in the ISR", leader.broker_id),
+            ));
+        }
+        p.leader.clone_from(&leader.internal_uuid);
+        Ok(())
+    }
+
+    // ---- producer ids -------------------------------------------------------------------
+
+    fn allocate_producer_id(&mut self, at: At, a: &AllocateProducerId) -> Outcome {
+        let broker = self.broker_mut(a.broker_id)?;
+        if broker.broker_status == CLOSED {
+            return Err(conflict("brokerId", format!("broker {} is CLOSED", a.broker_id)));
+        }
+        if a.broker_epoch != broker.epoch {
+            let detail = format!(
+                "brokerEpoch {} is not broker {}'s current epoch {}",
+                a.broker_epoch, a.broker_id, broker.epoch
+            );
+            return Err(if a.broker_epoch < broker.epoch {
+                conflict("brokerEpoch", format!("stale {detail}"))
+            } else {
+                invalid("brokerEpoch", detail)
+            });
+        }
+        let producer = ProducerIdsRecord {
+            broker_id: a.broker_id,
+            broker_epoch: a.broker_epoch,
+            producer_id: self.next_producer_id,
+            offset: at.index,
+            timestamp_ms: at.time_ms,
+        };
+        self.next_producer_id += 1;
+        let record = records::producer(&producer);
+        self.producers.push(producer);
+        self.record(at, "ProducerIdsRecord", record.clone());
+        answer(true, record)
+    }
+
+    // ---- reading --------------------------------------------------------------------------
+
+    pub fn brokers(&self) -> impl Iterator<Item = &BrokerRecord> {
+        self.brokers.values()
+    }
+
+    pub fn broker(&self, broker_id: i64) -> Option<&BrokerRecord> {
+        self.brokers.get(&broker_id)
+    }
+
+    /// Topic records in creation order.
+    pub fn topics(&self) -> Vec<&TopicRecord> {
+        let mut topics: Vec<&TopicRecord> = self.topics.values().collect();
+        topics.sort_by_key(|t| t.offset);
+        topics
+    }
+
+    pub fn topic_by_name(&self, name: &str) -> Option<&TopicRecord> {
+        self.topic_names.get(name).and_then(|uuid| self.topics.get(uuid))
+    }
+
+    pub fn topic_by_uuid(&self, uuid: &str) -> Option<&TopicRecord> {
+        self.topics.get(uuid)
+    }
+
+    /// Partitions ordered by (topic uuid, partition id).
+    pub fn partitions(&self) -> impl Iterator<Item = &PartitionRecord> {
+        self.partitions.values()
+    }
+
+    pub fn partitions_of(&self, topic_uuid: &str) -> impl Iterator<Item = &PartitionRecord> {
+        self.partitions.range(range_of(topic_uuid)).map(|(_, p)| p)
+    }
+
+    pub fn partition(&self, topic_uuid: &str, partition_id: u32) -> Option<&PartitionRecord> {
+        self.partitions.get(&(topic_uuid.to_owned(), partition_id))
+    }
+
+    pub fn producers(&self) -> &[ProducerIdsRecord] {
+        &self.producers
+    }
+
+    pub fn next_producer_id(&self) -> u64 {
+        self.next_producer_id
+    }
+
+    pub fn history(&self) -> &History {
+        &self.history
+    }
+
+    /// The whole image as JSON: what a snapshot-mode metadata fetch carries.
+    pub fn image_json(&self, view: View) -> Value {
+        let mut image = json!({
+            "brokers": self.brokers.values().map(records::broker).collect::<Vec<_>>(),
+            "topics": self.topics().into_iter().map(records::topic).collect::<Vec<_>>(),
+            "partitions": self.partitions.values().map(records::partition).collect::<Vec<_>>(),
+        });
+        if view == View::Broker {
+            image["producers"] = self.producers.iter().map(records::producer).collect();
+            image["nextProducerId"] = json!(self.next_producer_id);
+        }
+        image
+    }
+
+    /// The YAKt fetch rule: the changes since `since` if the history covers them (a delta),
+    /// else the whole image (a snapshot). `current` is the replica's applied index;
+    /// `window_start_ms` is the oldest change time still counted as recent.
+    pub fn fetch(
+        &self,
+        since: Since,
+        view: View,
+        current: Index,
+        clock_ms: u64,
+        window_start_ms: u64,
+    ) -> Value {
+        match self.history.changes_since(since, view, current, window_start_ms) {
+            Some(records) => json!({
+                "mode": "delta",
+                "records": records,
+                "offset": current,
+                "timestamp": clock_ms,
+            }),
+            None => {
+                let mut image = self.image_json(view);
+                image["mode"] = json!("snapshot");
+                image["offset"] = json!(current);
+                image["timestamp"] = json!(clock_ms);
+                image
+            }
+        }
+    }
+
+    fn record(&mut self, at: At, name: &str, fields: Value) {
+        self.history.push(Envelope {
+            kind: "metadata".into(),
+            name: name.into(),
+            fields,
+            timestamp: at.time_ms,
+            offset: at.index,
+        });
+    }
+
+    // ---- snapshots ----------------------------------------------------------------------
+
+    /// Writes the image into a snapshot (the history stays out: it is replica-local).
+    pub fn to_proto(&self, snapshot: &mut StateSnapshot) {
+        snapshot.brokers = self.brokers.values().cloned().collect();
+        snapshot.topic_records = self.topics().into_iter().cloned().collect();
+        snapshot.partitions = self.partitions.values().cloned().collect();
+        snapshot.producer_ids = self.producers.clone();
+        snapshot.next_producer_id = self.next_producer_id;
+    }
+
+    /// Rebuilds the image from a snapshot taken at (`index`, log time `clock_ms`), refusing
+    /// one no sequence of commands could have produced. `queue_topics` are the topics of the
+    /// queues, which must be exactly the topics with records.
+    pub fn from_proto(
+        snapshot: &StateSnapshot,
+        queue_topics: &[String],
+        index: Index,
+        clock_ms: u64,
+    ) -> Result<Self, String> {
+        let mut image = Metadata {
+            history: History::starting_at(index, clock_ms),
+            next_producer_id: snapshot.next_producer_id,
+            ..Metadata::default()
+        };
+        for broker in &snapshot.brokers {
+            if image.brokers.insert(broker.broker_id, broker.clone()).is_some() {
+                return Err(format!("broker {} appears twice", broker.broker_id));
+            }
+        }
+        for topic in &snapshot.topic_records {
+            if image.topic_names.insert(topic.name.clone(), topic.topic_uuid.clone()).is_some()
+                || image.topics.insert(topic.topic_uuid.clone(), topic.clone()).is_some()
+            {
+                return Err(format!("topic record {:?} appears twice", topic.name));
+            }
+        }
+        let mut names: Vec<&String> = image.topic_names.keys().collect();
+        let mut queues: Vec<&String> = queue_topics.iter().collect();
+        names.sort();
+        queues.sort();
+        if names != queues {
+            return Err("the topic records and the topic queues name different topics".into());
+        }
+        for partition in &snapshot.partitions {
+            if !image.topics.contains_key(&partition.topic_uuid) {
+                return Err(format!("a partition of unknown topic {}", partition.topic_uuid));
+            }
+            let key = (partition.topic_uuid.clone(), partition.partition_id);
+            if image.partitions.insert(key, partition.clone()).is_some() {
+                return Err(format!("partition {} appears twice", partition.partition_id));
+            }
+        }
+        image.producers = snapshot.producer_ids.clone();
+        if image.producers.iter().any(|p| p.producer_id >= image.next_producer_id) {
+            return Err("a producer id at or above the next producer id".into());
+        }
+        Ok(image)
+    }
+}
+
+/// The key range of every partition of `topic_uuid`.
+fn range_of(topic_uuid: &str) -> std::ops::RangeInclusive<(String, u32)> {
+    (topic_uuid.to_owned(), 0)..=(topic_uuid.to_owned(), u32::MAX)
+}
+
+fn stamp_broker(broker: &mut BrokerRecord, at: At) {
+    broker.offset = at.index;
+    broker.timestamp_ms = at.time_ms;
+}
+
+fn check_broker_id(broker_id: i64) -> Result<(), MetaError> {
+    if broker_id < 0 {
+        return Err(invalid("brokerId", format!("brokerId must be 0 or more, not {broker_id}")));
+    }
+    Ok(())
+}
+
+fn check_text(field: &'static str, value: &str) -> Result<(), MetaError> {
+    if value.len() > MAX_FIELD_BYTES {
+        return Err(invalid(field, format!("{field} must be at most {MAX_FIELD_BYTES} bytes")));
+    }
+    Ok(())
+}
+
+/// Parses the `view` of a fetch.
+pub fn parse_view(text: &str) -> Option<View> {
+    match text {
+        "broker" => Some(View::Broker),
+        "client" => Some(View::Client),
+        _ => None,
+    }
+}
