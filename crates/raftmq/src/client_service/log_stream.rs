@@ -187,3 +187,68 @@ fn snapshot_record(node: &NodeHandle, snapshot: &Snapshot) -> Result<LogRecord, 
         kind: Some(log_record::Kind::Snapshot(marker)),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raftmq_proto::client::{command, Operation};
+    use tokio_stream::StreamExt as _;
+
+    /// A lone node in this process (nothing listens: it needs no peers).
+    fn lone_node(dir: &std::path::Path) -> NodeHandle {
+        let addr: std::net::SocketAddr = "127.0.0.1:1".parse().expect("an address");
+        let mut config = crate::config::NodeConfig::new(1, addr, addr);
+        config.peers.insert(
+            1,
+            crate::config::PeerAddr { raft: addr.to_string(), client: addr.to_string() },
+        );
+        config.data_dir = dir.to_path_buf();
+        config.fsync = false;
+        crate::node::start(config).expect("a lone node starts")
+    }
+
+    fn operation(text: &str) -> Command {
+        Command {
+            kind: Some(command::Kind::Operation(Operation { operation: text.into() })),
+            ..Command::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn streams_committed_entries_then_new_ones_as_they_commit() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let node = lone_node(dir.path());
+        let first = node.execute(operation("a")).await.expect("committed");
+        let mut stream = open(node.clone(), first.index, StreamLimits::default());
+        let record = stream.next().await.expect("a record").expect("not an error");
+        assert_eq!(record.index, first.index);
+        let later = node.execute(operation("b")).await.expect("committed");
+        let record = stream.next().await.expect("a record").expect("not an error");
+        assert_eq!((record.index, record.term), (later.index, later.term));
+        let Some(log_record::Kind::Command(command)) = record.kind else { panic!("{record:?}") };
+        assert_eq!(command.kind, operation("b").kind);
+        node.shutdown();
+    }
+
+    #[tokio::test]
+    async fn a_reader_that_stalls_is_told_where_to_resume() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let node = lone_node(dir.path());
+        for text in ["a", "b", "c", "d"] {
+            node.execute(operation(text)).await.expect("committed");
+        }
+        let limits = StreamLimits { buffer: 2, stall: Duration::from_millis(100) };
+        let mut stream = open(node.clone(), 1, limits);
+        // Take nothing for longer than the stall limit ...
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        // ... the buffered records still arrive, then the reason.
+        let a = stream.next().await.expect("a record").expect("buffered");
+        let b = stream.next().await.expect("a record").expect("buffered");
+        assert_eq!((a.index, b.index), (1, 2));
+        let status = stream.next().await.expect("the end").expect_err("an error status");
+        assert_eq!(status.code(), tonic::Code::Aborted);
+        assert!(status.message().contains("from_index = 3"), "{}", status.message());
+        assert!(stream.next().await.is_none());
+        node.shutdown();
+    }
+}
