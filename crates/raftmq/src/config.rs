@@ -49,6 +49,8 @@ pub struct NodeConfig {
     pub max_body_bytes: usize,
     /// fsync the log (off only for throwaway experiments).
     pub fsync: bool,
+    /// WAL segment size; compaction releases whole segments.
+    pub segment_bytes: u64,
     /// A broker with no heartbeat or metadata fetch for this long is fenced (by the leader).
     pub broker_session_timeout: Duration,
     /// How far back metadata fetches get deltas (older `since`: a whole snapshot).
@@ -81,6 +83,7 @@ impl NodeConfig {
             session_ttl: Duration::from_secs(600),
             max_body_bytes: 1 << 20,
             fsync: true,
+            segment_bytes: 64 << 20,
             broker_session_timeout: Duration::from_secs(9),
             metadata_history: Duration::from_secs(600),
             joined_cluster: None,

@@ -43,9 +43,10 @@ impl ApiError {
 /// The HTTP status a node error stands for.
 pub fn status_of(e: &NodeError) -> StatusCode {
     match e {
-        NodeError::NoLeader | NodeError::NotLeader { .. } | NodeError::LeadershipLost => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
+        NodeError::NoLeader
+        | NodeError::NotLeader { .. }
+        | NodeError::LeadershipLost
+        | NodeError::Undelivered(_) => StatusCode::SERVICE_UNAVAILABLE,
         NodeError::Timeout(_) | NodeError::Unreachable(_) => StatusCode::GATEWAY_TIMEOUT,
         NodeError::Refused(ProposeError::MembershipChangePending { .. }) => StatusCode::CONFLICT,
         NodeError::Refused(ProposeError::InvalidMembershipChange(_)) => StatusCode::BAD_REQUEST,

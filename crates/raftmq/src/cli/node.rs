@@ -67,6 +67,9 @@ pub struct NodeArgs {
     /// Largest request body in bytes.
     #[arg(long, default_value_t = 1 << 20)]
     max_body_bytes: usize,
+    /// WAL segment size in bytes; compaction frees disk a whole segment at a time.
+    #[arg(long, default_value_t = 64 << 20)]
+    segment_bytes: u64,
     /// Do not fsync the log (an acknowledged write can then be lost: experiments only).
     #[arg(long)]
     no_fsync: bool,
@@ -141,6 +144,7 @@ fn build(args: NodeArgs) -> anyhow::Result<NodeConfig> {
     config.session_ttl = Duration::from_secs(args.session_ttl_secs);
     config.max_body_bytes = args.max_body_bytes;
     config.fsync = !args.no_fsync;
+    config.segment_bytes = args.segment_bytes.max(4096);
     config.broker_session_timeout = Duration::from_millis(args.broker_session_timeout_ms.max(1));
     config.metadata_history = Duration::from_secs(args.metadata_history_secs);
     if config.election_ticks <= config.heartbeat_ticks {

@@ -127,9 +127,10 @@ fn proto_role(role: Role) -> ProtoRole {
 pub fn grpc_status(e: NodeError) -> Status {
     let message = e.to_string();
     match e {
-        NodeError::NoLeader | NodeError::NotLeader { .. } | NodeError::LeadershipLost => {
-            Status::unavailable(message)
-        }
+        NodeError::NoLeader
+        | NodeError::NotLeader { .. }
+        | NodeError::LeadershipLost
+        | NodeError::Undelivered(_) => Status::unavailable(message),
         NodeError::Timeout(_) | NodeError::Unreachable(_) => Status::deadline_exceeded(message),
         NodeError::Invalid(_) => Status::invalid_argument(message),
         NodeError::Conflict(_) => Status::failed_precondition(message),

@@ -18,6 +18,10 @@ pub enum NodeError {
     /// The entry was replaced by a new leader's log: definitely not applied.
     #[error("leadership changed before the write committed: it was not applied; retry")]
     LeadershipLost,
+    /// The request could not be sent to the leader (no connection could be
+    /// made): nothing was applied; retry.
+    #[error("could not reach the leader ({0}): nothing was applied; retry")]
+    Undelivered(String),
     /// The connection to the leader broke mid-request: outcome unknown.
     #[error("lost the connection to the leader: the write may or may not be applied ({0})")]
     Unreachable(String),
@@ -36,6 +40,19 @@ pub enum NodeError {
 }
 
 impl NodeError {
+    /// The leader cannot take this right now but will shortly (it is handing
+    /// over leadership, or has not yet committed its first entry), or this
+    /// node is not the leader: nothing was applied; try again at the leader.
+    pub fn retry_at_leader(&self) -> bool {
+        matches!(
+            self,
+            NodeError::NotLeader { .. }
+                | NodeError::Refused(ProposeError::TransferInProgress { .. })
+                | NodeError::Refused(ProposeError::LeaderNotReady)
+                | NodeError::Undelivered(_)
+        )
+    }
+
     /// Whether the request certainly did not take effect (safe to retry
     /// without a client id).
     pub fn definitely_not_applied(&self) -> bool {
@@ -47,6 +64,7 @@ impl NodeError {
                 | NodeError::Refused(_)
                 | NodeError::Invalid(_)
                 | NodeError::Conflict(_)
+                | NodeError::Undelivered(_)
         )
     }
 }

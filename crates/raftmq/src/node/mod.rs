@@ -67,7 +67,7 @@ struct Inner {
 pub fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
     let cluster_id = config.cluster_id();
     let identity = Identity { node_id: config.id, cluster_id: cluster_id.clone() };
-    let options = StorageOptions { sync: config.fsync, ..StorageOptions::default() };
+    let options = StorageOptions { sync: config.fsync, segment_bytes: config.segment_bytes };
     let (storage, recovered) = Storage::open(&config.data_dir, &identity, options)
         .with_context(|| format!("cannot open the data dir {}", config.data_dir.display()))?;
     let ttl = config.session_ttl.as_millis() as u64;
@@ -306,9 +306,9 @@ impl NodeHandle {
             let leader = self.wait_for_leader(deadline).await?;
             let outcome = op(leader).await;
             let retry = match &outcome {
-                Err(NodeError::NotLeader { .. }) => true,
                 Err(NodeError::Unreachable(_)) => idempotent,
-                _ => false,
+                Err(e) => e.retry_at_leader(),
+                Ok(_) => false,
             };
             if !retry || Instant::now() >= deadline {
                 return outcome;
@@ -444,6 +444,10 @@ impl NodeHandle {
                 ),
                 Err(e) => tracing::warn!(node = self.id(), "could not hand leadership over: {e}"),
             }
+            // Entries this node proposed as leader are committed by the new
+            // leader; stay until they are applied here, so the clients
+            // waiting on this node get their answers.
+            let _ = self.wait_applied(status.last_index, deadline).await;
         }
         self.shutdown();
     }
@@ -502,13 +506,26 @@ impl NodeHandle {
         Ok(channel)
     }
 
+    /// Forgets the channel to a member that could not be reached, so the
+    /// next attempt connects afresh instead of waiting out a reconnect backoff.
+    fn forget_channel(&self, id: NodeId, error: &NodeError) {
+        if matches!(error, NodeError::Undelivered(_)) {
+            self.inner.channels.lock().expect("channel map lock is never poisoned").remove(&id);
+        }
+    }
+
     async fn forward(&self, leader: NodeId, command: &Command) -> Result<Applied, NodeError> {
         let mut client = RaftClient::new(self.channel_to(leader)?);
         if self.inner.config.trace_rpc {
             tracing::info!("Node {} forwards client request to Leader {leader}", self.id());
         }
         let request = ForwardRequest { command: command.encode_to_vec().into(), from: self.id() };
-        let reply = client.forward(request).await.map_err(grpc_error)?.into_inner();
+        let reply = client
+            .forward(request)
+            .await
+            .map_err(grpc_error)
+            .inspect_err(|e| self.forget_channel(leader, e))?
+            .into_inner();
         if let Some(error) = reply.error {
             return Err(raft_error(error));
         }
@@ -525,7 +542,12 @@ impl NodeHandle {
         let mut client = RaftClient::new(self.channel_to(leader)?);
         let request =
             MembershipRequest { change: Some(crate::codec::conf_change_to_proto(change)) };
-        let reply = client.change_membership(request).await.map_err(grpc_error)?.into_inner();
+        let reply = client
+            .change_membership(request)
+            .await
+            .map_err(grpc_error)
+            .inspect_err(|e| self.forget_channel(leader, e))?
+            .into_inner();
         match reply.error {
             Some(error) => Err(raft_error(error)),
             None => Ok(Applied {
@@ -563,10 +585,16 @@ impl NodeHandle {
     }
 }
 
-/// A gRPC failure talking to the leader. Connection failures are reported as
-/// unreachable: the request may or may not have arrived.
+/// A gRPC failure talking to the leader. A failure to connect means the
+/// request never left this node; any other failure may have come after the
+/// leader received it, so its outcome is unknown.
 fn grpc_error(status: tonic::Status) -> NodeError {
-    NodeError::Unreachable(status.message().to_string())
+    let message = status.message().to_string();
+    if status.code() == tonic::Code::Unavailable && message.contains("connect") {
+        NodeError::Undelivered(message)
+    } else {
+        NodeError::Unreachable(message)
+    }
 }
 
 /// Maps an error the leader returned back to what it was there.
@@ -586,7 +614,8 @@ fn raft_error(error: raftmq_proto::raft::RaftError) -> NodeError {
 /// Encodes a node error for a peer (the inverse of `raft_error`).
 pub fn to_raft_error(error: &NodeError, leader: Option<NodeId>) -> raftmq_proto::raft::RaftError {
     let code = match error {
-        NodeError::NotLeader { .. } => RaftErrorCode::NotLeader,
+        // The caller retries at the leader for all of these.
+        e if e.retry_at_leader() => RaftErrorCode::NotLeader,
         NodeError::Timeout(_) => RaftErrorCode::Timeout,
         NodeError::LeadershipLost => RaftErrorCode::LeadershipLost,
         NodeError::Invalid(_) => RaftErrorCode::InvalidRequest,

@@ -26,6 +26,8 @@ pub struct Node {
     pub data_dir: PathBuf,
     pub child: Option<Child>,
     pub extra_args: Vec<String>,
+    /// For a node that joined a running cluster: the members it joined through.
+    pub join: Option<String>,
 }
 
 pub struct Cluster {
@@ -54,6 +56,7 @@ impl Cluster {
                 data_dir: dir.path().join(format!("node{id}")),
                 child: None,
                 extra_args: extra.iter().map(|s| s.to_string()).collect(),
+                join: None,
             })
             .collect();
         let peers = nodes
@@ -98,7 +101,10 @@ impl Cluster {
             .args(["--id", &id.to_string()])
             .args(["--listen", &format!("127.0.0.1:{}", node.client_port)])
             .args(["--raft-listen", &format!("127.0.0.1:{}", node.raft_port)])
-            .args(["--peers", &peers])
+            .args(match &node.join {
+                Some(join) => ["--join", join.as_str()],
+                None => ["--peers", peers.as_str()],
+            })
             .arg("--data-dir")
             .arg(&node.data_dir)
             .args(&node.extra_args)
@@ -234,5 +240,92 @@ impl Cluster {
     /// Every node's gRPC address, comma-separated (for `--node` and `--fallback`).
     pub fn grpc_addrs(&self) -> String {
         self.nodes.iter().map(|n| self.grpc_addr(n.id)).collect::<Vec<_>>().join(",")
+    }
+}
+
+impl Cluster {
+    /// Starts a new node that joins the running cluster through the raft
+    /// addresses of the nodes running now; returns its id.
+    pub fn add_joining_node(&mut self, extra: &[&str]) -> u64 {
+        let id = self.nodes.len() as u64 + 1;
+        let join = self
+            .nodes
+            .iter()
+            .filter(|n| n.child.is_some())
+            .map(|n| format!("127.0.0.1:{}", n.raft_port))
+            .collect::<Vec<_>>()
+            .join(",");
+        let data_dir = self.nodes[0].data_dir.with_file_name(format!("node{id}"));
+        self.nodes.push(Node {
+            id,
+            client_port: free_port(),
+            raft_port: free_port(),
+            data_dir,
+            child: None,
+            extra_args: extra.iter().map(|s| s.to_string()).collect(),
+            join: Some(join),
+        });
+        self.restart(id);
+        self.wait_up(id);
+        id
+    }
+
+    /// SIGTERM: a graceful stop (a leader hands leadership over first).
+    /// Waits for the process to exit.
+    pub fn terminate(&mut self, id: u64) {
+        let node = &mut self.nodes[id as usize - 1];
+        if let Some(mut child) = node.child.take() {
+            let _ = Command::new("kill").arg(child.id().to_string()).status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if matches!(child.try_wait(), Ok(Some(_))) {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// The members list as node `id` sees it.
+    pub fn members(&self, id: u64) -> Value {
+        self.get_json(id, "/v1/members").1
+    }
+
+    /// Bytes used by a node's data dir.
+    pub fn disk_usage(&self, id: u64) -> u64 {
+        fn walk(path: &std::path::Path) -> u64 {
+            let Ok(entries) = std::fs::read_dir(path) else { return 0 };
+            entries
+                .flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => walk(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        }
+        walk(&self.nodes[id as usize - 1].data_dir)
+    }
+}
+
+impl Cluster {
+    /// Waits until the given nodes agree on a leader among them.
+    pub fn wait_leader_among(&self, nodes: &[u64]) -> u64 {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            let leaders: Vec<Option<u64>> = nodes
+                .iter()
+                .map(|id| self.status(*id).and_then(|s| s["leader_id"].as_u64()))
+                .collect();
+            if let Some(Some(first)) = leaders.first() {
+                if leaders.iter().all(|l| *l == Some(*first)) && nodes.contains(first) {
+                    return *first;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("nodes {nodes:?} agreed on no leader within 15 s");
     }
 }
