@@ -18,7 +18,8 @@ use crate::types::{Entry, HardState, Index, Membership, NodeId, Snapshot, Term};
 pub struct Ready {
     pub hard_state: Option<HardState>,
     /// A snapshot received from the leader: persist it, replace the state
-    /// machine with it, and drop the whole log up to its index.
+    /// machine with it, and drop the whole log — entries after its index
+    /// too: they may conflict with the leader's, which sends them again.
     pub snapshot: Option<Snapshot>,
     pub entries: Vec<Entry>,
     pub messages: Vec<Message>,

@@ -32,7 +32,10 @@ impl Raft {
         self.transfer = Some(Transfer { to, elapsed: 0 });
         self.event(Event::TransferStarted { to, term: self.term });
         if !self.maybe_finish_transfer(to) {
-            self.send_append(to, false);
+            // An append even with nothing new (as etcd does): if entries
+            // already sent were lost, the target's answer shows it now
+            // rather than at the next heartbeat.
+            self.send_append(to, true);
         }
         Ok(())
     }
