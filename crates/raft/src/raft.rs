@@ -10,7 +10,7 @@ use bytes::Bytes;
 use crate::config::Config;
 use crate::error::{ConfigError, ProposeError};
 use crate::log::RaftLog;
-use crate::message::{Body, Message};
+use crate::message::{AppendResponse, Body, Message};
 use crate::progress::Progress;
 use crate::read_index::ReadQueue;
 use crate::ready::{Event, Ready, Role};
@@ -316,6 +316,19 @@ impl Raft {
         }
         self.flush_read_round();
         let mut ready = std::mem::take(&mut self.out);
+        // An acknowledgement from an earlier term may vouch for entries that a
+        // newer leader made this node truncate since (a follower's log only
+        // conflicts with a leader of a later term than its acks, so the term
+        // moved on). Sent after this Ready's writes — which carry the
+        // truncation — it would claim entries the node no longer has, and the
+        // old leader could count it toward a quorum. Dropping it is always
+        // safe: to the sender it is a lost message. (Found by the simulation,
+        // seed 6422; see tests/simulation.rs.)
+        let term = self.term;
+        ready.persisted_messages.retain(|m| {
+            !matches!(m.body, Body::AppendResponse(AppendResponse::Accepted { .. }))
+                || m.term >= term
+        });
         ready.entries = self.log.take_unstable();
         let hard_state = self.hard_state();
         if hard_state != self.last_hard_state {

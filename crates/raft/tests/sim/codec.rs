@@ -56,29 +56,20 @@ pub fn value_of(payload: &Payload) -> Bytes {
     }
 }
 
-/// Encodes an applied history (entry `i` at position `i - 1`).
-pub fn encode_snapshot(list: &[Applied]) -> Bytes {
-    let size: usize = list.iter().map(|a| 12 + a.value.len()).sum();
-    let mut b = BytesMut::with_capacity(8 + size);
-    b.put_u64_le(list.len() as u64);
-    for a in list {
-        b.put_u64_le(a.term);
-        b.put_u32_le(a.value.len() as u32);
-        b.put_slice(&a.value);
-    }
-    b.freeze()
+/// Appends one applied entry to an encoded history. A snapshot's data is
+/// the encoding of every entry from index 1 up to its index, in order.
+pub fn encode_applied(buf: &mut Vec<u8>, a: &Applied) {
+    buf.extend_from_slice(&a.term.to_le_bytes());
+    buf.extend_from_slice(&(a.value.len() as u32).to_le_bytes());
+    buf.extend_from_slice(&a.value);
 }
 
-/// Decodes what [`encode_snapshot`] wrote; `None` if it is malformed.
+/// Decodes a snapshot's history; `None` if it is malformed.
 pub fn decode_snapshot(data: &Bytes) -> Option<Vec<Applied>> {
-    let read_u64 = |at: usize| -> Option<u64> {
-        Some(u64::from_le_bytes(data.get(at..at + 8)?.try_into().ok()?))
-    };
-    let count = read_u64(0)? as usize;
-    let mut list = Vec::with_capacity(count);
-    let mut at = 8;
-    for _ in 0..count {
-        let term = read_u64(at)?;
+    let mut list = Vec::new();
+    let mut at = 0;
+    while at < data.len() {
+        let term = u64::from_le_bytes(data.get(at..at + 8)?.try_into().ok()?);
         let len = u32::from_le_bytes(data.get(at + 8..at + 12)?.try_into().ok()?) as usize;
         at += 12;
         if at + len > data.len() {
@@ -87,5 +78,5 @@ pub fn decode_snapshot(data: &Bytes) -> Option<Vec<Applied>> {
         list.push(Applied { term, value: data.slice(at..at + len) });
         at += len;
     }
-    (at == data.len()).then_some(list)
+    Some(list)
 }

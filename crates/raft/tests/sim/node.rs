@@ -9,11 +9,15 @@
 //! - The [`StateMachine`] is volatile; a restart rebuilds it from the disk's
 //!   snapshot, and the core re-emits the committed entries after it.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 
-use raftmq_raft::{Entry, HardState, Index, Message, Raft, Snapshot};
+use raftmq_raft::{
+    AppendResponse, Body, Entry, HardState, Index, Message, NodeId, Raft, Snapshot, Term,
+};
 
-use super::codec::Applied;
+use bytes::Bytes;
+
+use super::codec::{decode_snapshot, encode_applied, Applied};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Status {
@@ -85,6 +89,48 @@ impl Disk {
         Ok(())
     }
 
+    /// Whether the disk already holds what `msg` promises: a vote (granted
+    /// or asked for) is durable in its term, and an acknowledged index is on
+    /// disk. Any message that leaves a node is checked, so a promise the core
+    /// put among the immediate `messages` by mistake is caught too.
+    pub fn backs(&self, msg: &Message) -> Result<(), String> {
+        let hs = self.hard_state;
+        let voted = |term: Term, candidate: NodeId| {
+            hs.term > term || (hs.term == term && hs.vote == Some(candidate))
+        };
+        match msg.body {
+            Body::VoteResponse { pre_vote: false, granted: true } if !voted(msg.term, msg.to) => {
+                Err(format!(
+                    "granted its vote in term {} to {} with {hs:?} on disk",
+                    msg.term, msg.to
+                ))
+            }
+            Body::Vote { pre_vote: false, .. } if !voted(msg.term, msg.from) => {
+                Err(format!("asked for votes in term {} with {hs:?} on disk", msg.term))
+            }
+            Body::AppendResponse(AppendResponse::Accepted { match_index })
+                if match_index > self.last_index() =>
+            {
+                Err(format!(
+                    "acknowledged index {match_index} with only {} on disk",
+                    self.last_index()
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The term of the entry at `index` on disk, if it is there (a
+    /// snapshot's last entry included).
+    pub fn term(&self, index: Index) -> Option<Term> {
+        let snap = self.snapshot.as_ref().map_or((0, 0), |s| (s.meta.index, s.meta.term));
+        if index == snap.0 {
+            return Some(snap.1);
+        }
+        let first = self.entries.first()?.index;
+        self.entries.get(index.checked_sub(first)? as usize).map(|e| e.term)
+    }
+
     /// The runtime stored a snapshot of its state machine: compact the log.
     pub fn store_snapshot(&mut self, snapshot: Snapshot) {
         let index = snapshot.meta.index;
@@ -111,15 +157,45 @@ impl Write {
     }
 }
 
-/// The applied history: entry `i` is at position `i - 1`.
+/// The applied history. It is restored from a snapshot's data (entries 1 to
+/// the snapshot's index, decoded only when the history is inspected) and then
+/// grows one applied entry at a time. Its encoding is kept alongside, so
+/// that taking a snapshot is one copy.
 #[derive(Debug, Default)]
 pub struct StateMachine {
-    pub list: Vec<Applied>,
+    base: Bytes,
+    base_len: Index,
+    tail: Vec<Applied>,
+    encoded: Vec<u8>,
 }
 
 impl StateMachine {
     pub fn applied(&self) -> Index {
-        self.list.len() as Index
+        self.base_len + self.tail.len() as Index
+    }
+
+    pub fn apply(&mut self, a: Applied) {
+        encode_applied(&mut self.encoded, &a);
+        self.tail.push(a);
+    }
+
+    /// Replaces the state with a snapshot's, which holds `len` entries.
+    pub fn restore(&mut self, data: &Bytes, len: Index) {
+        self.base = data.clone();
+        self.base_len = len;
+        self.tail.clear();
+        self.encoded = data.to_vec();
+    }
+
+    pub fn snapshot_data(&self) -> Bytes {
+        Bytes::copy_from_slice(&self.encoded)
+    }
+
+    /// The whole applied history, entry `i` at position `i - 1`.
+    pub fn history(&self) -> Vec<Applied> {
+        let mut list = decode_snapshot(&self.base).expect("checked when restored");
+        list.extend(self.tail.iter().cloned());
+        list
     }
 }
 
@@ -141,6 +217,14 @@ pub struct Node {
     pub ready_scheduled: bool,
     /// A shutdown is scheduled (its removal was committed).
     pub retiring: bool,
+    /// The voters this node saw at the end of the previous step.
+    pub voters_before: BTreeSet<NodeId>,
+    /// The lowest index a Ready rewrote since the log was last checked.
+    pub dirty_from: Index,
+    /// Checks since the last full scan of the log.
+    pub checks: u32,
+    /// A Ready reported a membership change since `voters_before` was taken.
+    pub membership_changed: bool,
 }
 
 impl Node {
@@ -157,6 +241,10 @@ impl Node {
             queued_last: 0,
             ready_scheduled: false,
             retiring: false,
+            voters_before: BTreeSet::new(),
+            dirty_from: 0,
+            checks: 0,
+            membership_changed: true,
         }
     }
 
@@ -181,5 +269,7 @@ impl Node {
         self.sm = StateMachine::default();
         self.ready_scheduled = false;
         self.queued_last = self.disk.last_index();
+        self.dirty_from = 0;
+        self.membership_changed = true;
     }
 }

@@ -20,12 +20,12 @@ use std::fmt::Write as _;
 use bytes::Bytes;
 use fastrand::Rng;
 use raftmq_raft::{
-    Body, ConfChange, ConfChangeKind, Config, InitialState, Message, NodeId, Payload, ProposeError,
-    Raft, Role,
+    AppendResponse, Body, ConfChange, ConfChangeKind, Config, Event as CoreEvent, InitialState,
+    Message, NodeId, Payload, ProposeError, Raft, Role,
 };
 
 use super::checker::Checker;
-use super::codec::{command, command_id, decode_snapshot, encode_snapshot, value_of, Applied};
+use super::codec::{command, command_id, decode_snapshot, value_of, Applied};
 use super::network::Network;
 use super::node::{Node, Status, Write};
 
@@ -33,6 +33,12 @@ use super::node::{Node, Status, Write};
 pub const TICK: u64 = 10;
 /// A client gives up on a proposal not acknowledged within this long.
 const CLIENT_TIMEOUT: u64 = 30 * TICK;
+/// The runtime's admission control: it refuses proposals while this many
+/// entries wait for commit. The core's `max_uncommitted_bytes` is per term
+/// (a new leader does not count the tail it inherits), so without this a
+/// flapping leadership under steady load grows an uncommitted backlog that
+/// no bounded settle phase can drain.
+const MAX_BACKLOG: u64 = 256;
 
 /// How to run one seed.
 #[derive(Clone, Debug)]
@@ -41,15 +47,16 @@ pub struct Options {
     pub trace: bool,
     /// Break the runtime contract on purpose, to show the checker catches it.
     pub broken: Option<Broken>,
-    /// Ticks of faults before everything is healed.
-    pub fault_ticks: u64,
+    /// Ticks of faults before everything is healed; by default drawn from
+    /// the seed, between 300 and 3000.
+    pub fault_ticks: Option<u64>,
     /// Ticks the healed cluster gets to converge.
     pub settle_ticks: u64,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { trace: false, broken: None, fault_ticks: 1500, settle_ticks: 400 }
+        Self { trace: false, broken: None, fault_ticks: None, settle_ticks: 400 }
     }
 }
 
@@ -85,6 +92,7 @@ pub struct Report {
 #[derive(Debug)]
 struct Params {
     size: usize,
+    fault_ticks: u64,
     election_ticks: u64,
     heartbeat_ticks: u64,
     pre_vote: bool,
@@ -95,6 +103,7 @@ struct Params {
     max_inflight_bytes: u64,
     /// The longest simulated fsync, in units.
     fsync_max: u64,
+    flavour: u32,
     /// Per-mille chance that a node's `ready()` is deferred (inputs batch up).
     defer_ready: u32,
     /// Applied entries past the last snapshot before the runtime takes one.
@@ -114,8 +123,10 @@ struct Params {
 }
 
 impl Params {
-    fn draw(seed: u64, rng: &mut Rng, broken: bool) -> Self {
+    fn draw(seed: u64, rng: &mut Rng, opts: &Options) -> Self {
         let size = [3, 5, 7][(seed % 3) as usize];
+        let fault_ticks = opts.fault_ticks.unwrap_or_else(|| rng.u64(300..=3000));
+        let broken = opts.broken.is_some();
         let check_quorum = rng.u32(0..10) < 8;
         // Lease reads rest on bounded delays and on restarts that take longer
         // than an election timeout; such seeds respect both bounds.
@@ -127,6 +138,15 @@ impl Params {
             *w = rng.u32(0..=4);
         }
         weights[2] += 3;
+        // A seed's flavour: plain, a storm of membership changes, messages
+        // that arrive long after an election timeout, or slow disks.
+        let flavour = if lease_read { 0 } else { rng.u32(0..4) };
+        let chaos_every_max = if flavour == 1 {
+            weights[4] += 8;
+            rng.u64(1..=4)
+        } else {
+            rng.u64(3..=15)
+        };
         if broken {
             // Crashes between a Ready and its fsync are what the broken
             // runtime gets wrong; make them common.
@@ -144,6 +164,7 @@ impl Params {
         let restart_min = if lease_read { 2 * election_ticks } else { rng.u64(1..=10) };
         Self {
             size,
+            fault_ticks,
             election_ticks,
             heartbeat_ticks: rng.u64(1..=3),
             pre_vote: rng.u32(0..10) < 8,
@@ -152,10 +173,15 @@ impl Params {
             max_inflight_msgs,
             max_batch_bytes,
             max_inflight_bytes: pick(rng, &[300, 32 << 20]),
-            fsync_max: if lease_read { TICK } else { rng.u64(1..=2 * TICK) },
+            fsync_max: match flavour {
+                _ if lease_read => TICK,
+                3 => rng.u64(1..=6 * TICK),
+                _ => rng.u64(1..=2 * TICK),
+            },
+            flavour,
             defer_ready: rng.u32(0..=500),
             snapshot_every: rng.u64(3..=48),
-            chaos_every_max: rng.u64(3..=15),
+            chaos_every_max,
             weights,
             restart_ticks: (restart_min, restart_min + rng.u64(0..=40)),
             propose_every_max: rng.u64(3..=3 * TICK),
@@ -169,10 +195,16 @@ impl Params {
 
 enum Event {
     Tick(NodeId, u64),
-    Deliver(Message),
+    /// Boxed: events move around the heap a lot, and messages are large.
+    Deliver(Box<Message>),
     Ready(NodeId, u64),
     Fsync(NodeId, u64),
-    SnapshotStatus { leader: NodeId, incarnation: u64, to: NodeId, delivered: bool },
+    SnapshotStatus {
+        leader: NodeId,
+        incarnation: u64,
+        to: NodeId,
+        delivered: bool,
+    },
     Restart(NodeId),
     Shutdown(NodeId),
     Chaos,
@@ -265,13 +297,13 @@ pub fn run(seed: u64, opts: &Options) -> Report {
 impl World {
     fn new(seed: u64, opts: Options) -> Self {
         let mut rng = Rng::with_seed(seed);
-        let p = Params::draw(seed, &mut rng, opts.broken.is_some());
-        let net = Network::new(
-            rng.u32(0..=150),
-            rng.u32(0..=60),
-            rng.u32(0..=150),
-            if p.lease_read { 2 * TICK } else { rng.u64(TICK..=4 * TICK) },
-        );
+        let p = Params::draw(seed, &mut rng, &opts);
+        let (slow, slow_max) = match p.flavour {
+            _ if p.lease_read => (rng.u32(0..=150), 2 * TICK),
+            2 => (rng.u32(50..=300), rng.u64(4 * TICK..=20 * TICK)),
+            _ => (rng.u32(0..=150), rng.u64(TICK..=4 * TICK)),
+        };
+        let net = Network::new(rng.u32(0..=150), rng.u32(0..=60), slow, slow_max);
         let report = Report { seed, size: p.size, ..Report::default() };
         let mut world = World {
             seed,
@@ -315,11 +347,11 @@ impl World {
     }
 
     fn run(&mut self) -> Report {
-        self.schedule(self.opts.fault_ticks * TICK, Event::Heal);
+        self.schedule(self.p.fault_ticks * TICK, Event::Heal);
         self.schedule(1, Event::Chaos);
         self.schedule(1, Event::Propose);
         self.schedule(1, Event::Read);
-        let deadline = (self.opts.fault_ticks + self.opts.settle_ticks) * TICK;
+        let deadline = (self.p.fault_ticks + self.opts.settle_ticks) * TICK;
         let mut next_liveness_check = 0;
         while let Some(s) = self.queue.pop() {
             self.now = s.time;
@@ -342,7 +374,7 @@ impl World {
         self.report.terms_with_leader = self.check.leaders.len();
         self.report.acked = self.check.acked.len();
         self.report.settle_ticks =
-            self.now.saturating_sub(self.opts.fault_ticks * TICK).div_ceil(TICK);
+            self.now.saturating_sub(self.p.fault_ticks * TICK).div_ceil(TICK);
         self.report.clone()
     }
 
@@ -473,7 +505,7 @@ impl World {
                 self.maybe_snapshot(id, false);
                 self.after_input(id);
             }
-            Event::Deliver(msg) => self.deliver(msg),
+            Event::Deliver(msg) => self.deliver(*msg),
             Event::Ready(id, inc) => {
                 if self.alive(id, inc) {
                     self.node_mut(id).ready_scheduled = false;
@@ -550,6 +582,11 @@ impl World {
 
     fn send(&mut self, msg: Message) {
         self.report.messages += 1;
+        if self.opts.broken.is_none() {
+            if let Err(e) = self.node(msg.from).disk.backs(&msg) {
+                self.fail(format!("node {}: {e}", msg.from));
+            }
+        }
         if !self.healed && self.rng.u32(0..1000) < self.net.loss {
             self.trace(|| format!("lost {}", describe(&msg)));
             self.snapshot_report(&msg, false);
@@ -562,7 +599,7 @@ impl World {
             } else {
                 self.rng.u64(1..=TICK)
             };
-            self.schedule(delay, Event::Deliver(msg.clone()));
+            self.schedule(delay, Event::Deliver(Box::new(msg.clone())));
         }
     }
 
@@ -644,12 +681,24 @@ impl World {
             }
             println!("{:>7} {line}", self.now);
         }
+        if ready.events.iter().any(|e| matches!(e, CoreEvent::MembershipChanged { .. })) {
+            self.node_mut(id).membership_changed = true;
+        }
 
         // The entries must extend the log as it will be once every queued
         // write is done: no gaps.
         let mut last = self.node(id).queued_last;
         if let Some(s) = &ready.snapshot {
             last = s.meta.index;
+        }
+        let rewritten = ready
+            .snapshot
+            .as_ref()
+            .map(|s| s.meta.index)
+            .or(ready.entries.first().map(|e| e.index));
+        if let Some(from) = rewritten {
+            let node = self.node_mut(id);
+            node.dirty_from = node.dirty_from.min(from);
         }
         if let Some(first) = ready.entries.first() {
             if first.index > last + 1 {
@@ -792,7 +841,7 @@ impl World {
             for (i, a) in list.iter().enumerate() {
                 self.record_committed(id, i as u64 + 1, a);
             }
-            self.node_mut(id).sm.list = list;
+            self.node_mut(id).sm.restore(&snapshot.data, snapshot.meta.index);
             self.report.snapshots_installed += 1;
         }
         if let Some(last) = w.committed.last().map(|e| e.index) {
@@ -807,7 +856,7 @@ impl World {
                 }
                 let a = Applied { term: entry.term, value: value_of(&entry.payload) };
                 self.record_committed(id, entry.index, &a);
-                self.node_mut(id).sm.list.push(a);
+                self.node_mut(id).sm.apply(a);
             }
             self.node_mut(id).raft_mut().applied(last);
         }
@@ -844,7 +893,7 @@ impl World {
             return;
         }
         let Some(meta) = node.raft().snapshot_meta(applied) else { return };
-        let data = encode_snapshot(&node.sm.list);
+        let data = node.sm.snapshot_data();
         let snapshot = raftmq_raft::Snapshot { meta, data };
         if node.raft_mut().snapshot_taken(snapshot.clone()) {
             node.disk.store_snapshot(snapshot);
@@ -881,11 +930,10 @@ impl World {
             entries: node.disk.entries.clone(),
         };
         let raft = Raft::new(config, state).expect("a valid config");
-        let list = match &node.disk.snapshot {
-            Some(s) => decode_snapshot(&s.data).expect("the node wrote this snapshot itself"),
-            None => Vec::new(),
-        };
-        node.sm.list = list;
+        if let Some(s) = &node.disk.snapshot {
+            // Checked when it was taken or installed.
+            node.sm.restore(&s.data, s.meta.index);
+        }
         let snapshot_index = node.disk.snapshot_index();
         let commit = raft.commit_index();
         if commit < snapshot_index {
@@ -947,6 +995,9 @@ impl World {
             let node = self.node_mut(id);
             let incarnation = node.incarnation;
             let raft = node.raft_mut();
+            if raft.last_index() - raft.commit_index() > MAX_BACKLOG {
+                return false;
+            }
             match raft.propose(data.clone()) {
                 Ok(index) => {
                     let term = raft.term();
@@ -958,8 +1009,15 @@ impl World {
                     self.after_input(id);
                     return true;
                 }
-                Err(ProposeError::NotLeader { leader }) => {
-                    target = leader
+                Err(
+                    e @ (ProposeError::NotLeader { .. } | ProposeError::TransferInProgress { .. }),
+                ) => {
+                    let next = match e {
+                        ProposeError::NotLeader { leader } => leader,
+                        ProposeError::TransferInProgress { to } => Some(to),
+                        _ => unreachable!(),
+                    };
+                    target = next
                         .filter(|l| (*l as usize) <= self.nodes.len() && self.node(*l).running());
                     self.leader_hint = target;
                 }
@@ -1065,28 +1123,42 @@ impl World {
             .copied()
             .filter(|l| raft.progress().get(l).is_some_and(|p| p.matched >= commit))
             .collect();
-        let may_add = self.nodes.len() < self.p.size + 4 && m.members().count() < self.p.size + 2;
-        let change = match self.rng.u32(0..4) {
-            0 if may_add => (ConfChangeKind::AddLearner, self.nodes.len() as NodeId + 1),
-            1 if !caught_up.is_empty() => {
+        let may_add = self.nodes.len() < self.p.size + 12 && m.members().count() < self.p.size + 2;
+        let voters: Vec<NodeId> = m.voters.iter().copied().collect();
+        let learners: Vec<NodeId> = m.learners.iter().copied().collect();
+        let mut choices = Vec::new();
+        if may_add {
+            choices.push(0);
+        }
+        if !learners.is_empty() {
+            choices.extend([1, 1, 3]);
+        }
+        if voters.len() >= 3 {
+            choices.extend([2, 4]);
+        }
+        if choices.is_empty() {
+            return;
+        }
+        let change = match choices[self.rng.usize(..choices.len())] {
+            0 => (ConfChangeKind::AddLearner, self.nodes.len() as NodeId + 1),
+            // Promote, usually one that caught up; a lagging one stalls the
+            // commit index until it catches up, which must still be safe.
+            1 if !caught_up.is_empty() && self.rng.u32(0..4) > 0 => {
                 (ConfChangeKind::AddVoter, caught_up[self.rng.usize(..caught_up.len())])
             }
-            2 if m.voters.len() >= 3 => {
-                let voters: Vec<NodeId> = m.voters.iter().copied().collect();
-                (ConfChangeKind::Remove, voters[self.rng.usize(..voters.len())])
-            }
-            3 if !m.learners.is_empty() => {
-                let learners: Vec<NodeId> = m.learners.iter().copied().collect();
-                (ConfChangeKind::Remove, learners[self.rng.usize(..learners.len())])
-            }
-            _ => return,
+            1 => (ConfChangeKind::AddVoter, learners[self.rng.usize(..learners.len())]),
+            // Remove a voter, the leader included.
+            2 => (ConfChangeKind::Remove, voters[self.rng.usize(..voters.len())]),
+            3 => (ConfChangeKind::Remove, learners[self.rng.usize(..learners.len())]),
+            // Demote a voter (perhaps the leader) to learner.
+            _ => (ConfChangeKind::AddLearner, voters[self.rng.usize(..voters.len())]),
         };
         let (kind, node) = change;
         let request = ConfChange { kind, node, context: Bytes::new() };
         let result = self.node_mut(leader).raft_mut().propose_membership(request);
         self.trace(|| format!("n{leader} MEMBERSHIP {kind:?} n{node}: {result:?}"));
         if result.is_ok() {
-            if kind == ConfChangeKind::AddLearner {
+            if kind == ConfChangeKind::AddLearner && node as usize > self.nodes.len() {
                 // The new node starts empty and learns everything from the leader.
                 let config = self.config(node);
                 let raft = Raft::new(config, InitialState::default()).expect("a valid config");
@@ -1148,19 +1220,19 @@ impl World {
         let Some(leader) = self.leader() else { self.fail_liveness() };
         let members: Vec<NodeId> = self.node(leader).raft().membership().members().collect();
         for m in members {
-            let node = self.node(m);
+            let history = self.node(m).sm.history();
             for (index, a) in &self.check.acked {
-                if node.sm.list.get(*index as usize - 1) != Some(a) {
+                let applied = history.get(*index as usize - 1);
+                if applied != Some(a) {
                     self.fail(format!(
-                        "acknowledged ({index}, term {}) is not applied on member {m}: {:?}",
+                        "acknowledged ({index}, term {}) is not applied on member {m}: {applied:?}",
                         a.term,
-                        node.sm.list.get(*index as usize - 1)
                     ));
                 }
             }
         }
         for id in self.running_ids() {
-            if let Err(e) = self.check.scan_log(self.nodes[id as usize - 1].raft()) {
+            if let Err(e) = self.check.scan_log(self.nodes[id as usize - 1].raft(), 0) {
                 self.fail(e);
             }
         }
@@ -1215,10 +1287,70 @@ impl World {
         if node.sm.applied() > commit {
             self.fail(format!("node {id}: applied {} beyond commit {commit}", node.sm.applied()));
         }
-        if let Err(e) = self.check.scan_log(raft) {
+        // The log changes only through what Ready hands out, so checking from
+        // the lowest index rewritten since the last check (and the last
+        // entry) suffices; a full scan now and then would still catch the
+        // core changing its log behind the runtime's back.
+        let from = if node.checks & 15 == 0 { 0 } else { node.dirty_from.min(last) };
+        if let Err(e) = self.check.scan_log(raft, from) {
             self.fail(e);
         }
-        self.node_mut(id).last_commit = commit;
+        if raft.role() == Role::Leader && self.opts.broken.is_none() {
+            self.check_leader_durability(id);
+        }
+        let node = &mut self.nodes[id as usize - 1];
+        node.last_commit = commit;
+        node.dirty_from = u64::MAX;
+        node.checks = node.checks.wrapping_add(1);
+        if node.membership_changed {
+            node.membership_changed = false;
+            node.voters_before = node.raft.as_ref().expect("running").membership().voters.clone();
+        }
+    }
+
+    /// What a leader counts must be on disk: its own persisted index on its
+    /// own disk, and a newly committed index on a majority of its voters'
+    /// disks (of the configuration before or after this step: committing a
+    /// membership change switches configurations). A snapshot covering the
+    /// index counts as holding it.
+    fn check_leader_durability(&self, id: NodeId) {
+        let node = self.node(id);
+        let raft = node.raft();
+        let term_at = |index| match raft.entry(index) {
+            Some(e) => Some(e.term),
+            None => raft.snapshot().filter(|s| s.meta.index == index).map(|s| s.meta.term),
+        };
+        let holds = |disk: &super::node::Disk, index, term| {
+            disk.snapshot_index() > index || disk.term(index) == term
+        };
+        let persisted = raft.persisted_index();
+        if persisted > 0 && !holds(&node.disk, persisted, term_at(persisted)) {
+            self.fail(format!(
+                "leader {id} counts itself up to {persisted}, but its disk holds {:?} there",
+                node.disk.term(persisted)
+            ));
+        }
+        let commit = raft.commit_index();
+        if commit <= node.last_commit {
+            return;
+        }
+        let term = term_at(commit);
+        let majority = |voters: &std::collections::BTreeSet<NodeId>| {
+            let durable = voters
+                .iter()
+                .filter(|v| {
+                    (**v as usize) <= self.nodes.len() && holds(&self.node(**v).disk, commit, term)
+                })
+                .count();
+            durable > voters.len() / 2
+        };
+        if !majority(&raft.membership().voters) && !majority(&node.voters_before) {
+            self.fail(format!(
+                "leader {id} committed {commit} (term {term:?}) but no majority of {:?} holds \
+                 it on disk",
+                raft.membership().voters
+            ));
+        }
     }
 }
 
@@ -1231,7 +1363,10 @@ fn body_code(body: &Body) -> u64 {
         Body::Append { prev_index, entries, commit, .. } => {
             1 | prev_index << 8 | (entries.len() as u64) << 32 | commit << 48
         }
-        Body::AppendResponse(r) => 2 | (format!("{r:?}").len() as u64) << 8,
+        Body::AppendResponse(AppendResponse::Accepted { match_index }) => 2 | match_index << 8,
+        Body::AppendResponse(AppendResponse::Rejected { rejected, hint_index, .. }) => {
+            9 | rejected << 8 | hint_index << 36
+        }
         Body::Heartbeat { commit, read_seq } => 3 | commit << 8 | read_seq << 40,
         Body::HeartbeatResponse { read_seq } => 4 | read_seq << 8,
         Body::Vote { pre_vote, last_index, .. } => 5 | (*pre_vote as u64) << 8 | last_index << 16,
