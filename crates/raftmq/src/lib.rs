@@ -12,10 +12,12 @@
 //! - [`client_service`]: the public gRPC service;
 //! - [`replicator`]: the paired replicator process that follows a node's
 //!   committed log and executes its operations;
+//! - [`chaos`]: the Jepsen-style safety test (`raftmq chaos`);
 //! - [`cli`]: the `raftmq` command.
 
 pub mod api;
 pub mod bench;
+pub mod chaos;
 pub mod cli;
 pub mod client_service;
 pub mod codec;

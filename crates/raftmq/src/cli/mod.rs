@@ -1,6 +1,7 @@
 //! Command-line interface (clap): one subcommand a file.
 
 mod bench;
+mod chaos;
 mod client;
 mod dev;
 mod member;
@@ -43,6 +44,8 @@ enum Command {
     Client(submit::ClientCommand),
     /// Load a cluster; report throughput, latency percentiles and failover time.
     Bench(bench::BenchArgs),
+    /// Jepsen-style safety runs: faults, a recorded history, a linearizability checker.
+    Chaos(chaos::ChaosArgs),
     /// Register, list, change or unregister brokers (cluster metadata).
     #[command(subcommand)]
     Broker(metadata::BrokerCommand),
@@ -64,6 +67,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Replicator(args) => replicator::run(args),
         Command::Client(command) => submit::run(command),
         Command::Bench(args) => bench::run(args),
+        Command::Chaos(args) => chaos::run(args),
         Command::Broker(command) => metadata::broker(command),
         Command::Metadata(args) => metadata::metadata(args),
         Command::Describe(node) => metadata::describe(node),

@@ -1,0 +1,160 @@
+//! The history of a chaos run: every client operation with its call and return times, read
+//! from one monotonic clock, and what came of it.
+//!
+//! Outcomes follow the node's error contract: an answer (2xx, or a 404/409 that says what the
+//! state was) is `Ok`; 4xx refusals and 503 mean the operation was definitely not applied
+//! (`Failed`); 504, a timeout or a broken connection mean nobody knows (`Unknown`) — the
+//! checker lets such an operation take effect at any time after its call, or never. A client
+//! retrying with the same `x-client-seq` turns one logical operation into several attempts;
+//! the history keeps the logical operation, from the first call to the last return.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+/// What a client asked for.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "f", rename_all = "snake_case")]
+pub enum Call {
+    CreateTopic { topic: String },
+    ListTopics,
+    Put { topic: String, value: String },
+    Consume { topic: String },
+}
+
+/// What an operation that completed said about the state.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "r", rename_all = "snake_case")]
+pub enum Answer {
+    /// The topic was created (201).
+    Created,
+    /// The topic already existed (409).
+    Exists,
+    /// The topic list (200), in the cluster's order.
+    Topics { topics: Vec<String> },
+    /// The message was enqueued (201).
+    Put,
+    /// No such topic (404 on put or consume).
+    NoTopic,
+    /// The oldest message, now consumed (200).
+    Message { value: String },
+    /// The queue was empty (404).
+    Empty,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Outcome {
+    Ok {
+        answer: Answer,
+    },
+    /// Definitely not applied.
+    Failed {
+        reason: String,
+    },
+    /// May or may not have been applied.
+    Unknown {
+        reason: String,
+    },
+}
+
+/// One logical operation.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Op {
+    /// Position in the history, in order of call.
+    pub id: usize,
+    /// The client (process) that sent it; a client sends one operation at a time.
+    pub client: usize,
+    pub call: Call,
+    pub outcome: Outcome,
+    /// Nanoseconds since the start of the run.
+    pub call_ns: u64,
+    pub return_ns: u64,
+    /// HTTP attempts (retries use the same client sequence number).
+    pub attempts: u32,
+    /// The node each attempt went to, in order.
+    pub nodes: Vec<u64>,
+}
+
+impl Op {
+    pub fn answer(&self) -> Option<&Answer> {
+        match &self.outcome {
+            Outcome::Ok { answer } => Some(answer),
+            _ => None,
+        }
+    }
+
+    pub fn is_unknown(&self) -> bool {
+        matches!(self.outcome, Outcome::Unknown { .. })
+    }
+
+    pub fn is_failed(&self) -> bool {
+        matches!(self.outcome, Outcome::Failed { .. })
+    }
+
+    /// The topic this operation is about (`None` for the topic list).
+    pub fn topic(&self) -> Option<&str> {
+        match &self.call {
+            Call::CreateTopic { topic } | Call::Put { topic, .. } | Call::Consume { topic } => {
+                Some(topic)
+            }
+            Call::ListTopics => None,
+        }
+    }
+}
+
+/// The one clock of a run: every time in the history is read from it.
+#[derive(Clone, Copy, Debug)]
+pub struct Clock {
+    start: Instant,
+}
+
+impl Clock {
+    pub fn start() -> Self {
+        Self { start: Instant::now() }
+    }
+
+    pub fn now_ns(&self) -> u64 {
+        self.start.elapsed().as_nanos() as u64
+    }
+}
+
+/// The shared, append-only record of a run, written by every client thread.
+#[derive(Clone)]
+pub struct Recorder {
+    pub clock: Clock,
+    ops: Arc<Mutex<Vec<Op>>>,
+}
+
+impl Recorder {
+    pub fn new(clock: Clock) -> Self {
+        Self { clock, ops: Arc::new(Mutex::new(Vec::new())) }
+    }
+
+    /// Records a finished operation (its id is assigned when the history is taken).
+    pub fn record(&self, op: Op) {
+        self.ops.lock().expect("history lock is never poisoned").push(op);
+    }
+
+    /// The history so far, ordered by call time, ids renumbered in that order.
+    pub fn history(&self) -> Vec<Op> {
+        let mut ops = self.ops.lock().expect("history lock is never poisoned").clone();
+        ops.sort_by_key(|op| (op.call_ns, op.client));
+        for (i, op) in ops.iter_mut().enumerate() {
+            op.id = i;
+        }
+        ops
+    }
+}
+
+pub fn save(path: &Path, ops: &[Op]) -> std::io::Result<()> {
+    let json = serde_json::to_vec_pretty(ops).map_err(std::io::Error::other)?;
+    std::fs::write(path, json)
+}
+
+pub fn load(path: &Path) -> std::io::Result<Vec<Op>> {
+    let bytes = std::fs::read(path)?;
+    serde_json::from_slice(&bytes).map_err(std::io::Error::other)
+}

@@ -1,0 +1,290 @@
+//! The clients: several threads, each sending one operation at a time to a random node, with
+//! unique values, recording every operation in the history.
+//!
+//! Writes (create, put, consume) carry `x-client-id` and `x-client-seq`. When an attempt's
+//! outcome is unknown (504, timeout, broken connection), the client retries the same
+//! sequence number — on any node, for as long as the run lets it — until an answer says what
+//! happened: the session makes the retry exactly-once, so the retries never add effects and
+//! the operation ends with a definite outcome far more often than a plain client's would.
+//! A consume that timed out is thus never a message lost to nobody.
+//!
+//! Topics rotate: after a number of puts a client creates the next topic, and the workload
+//! keeps a few topics active. Small topics keep each object's linearizability search small.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use reqwest::blocking::{Client, Response};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+use super::history::{Answer, Call, Op, Outcome, Recorder};
+use super::rng::Rng;
+
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub clients: usize,
+    pub seed: u64,
+    /// Puts after which a new topic is created.
+    pub puts_per_topic: u64,
+    /// Topics receiving puts and consumes at any time.
+    pub active_topics: usize,
+    /// One HTTP attempt's timeout: past it the outcome is unknown.
+    pub attempt_timeout: Duration,
+}
+
+/// What the clients share: the topics, and when to stop.
+#[derive(Default)]
+pub struct Shared {
+    topics: Mutex<Topics>,
+    /// Stop starting operations.
+    pub stop: AtomicBool,
+    /// Stop retrying unknown operations after this.
+    pub give_up_at: Mutex<Option<Instant>>,
+}
+
+#[derive(Default)]
+struct Topics {
+    active: Vec<String>,
+    all: Vec<String>,
+    puts: u64,
+}
+
+impl Shared {
+    /// Every topic name the workload has used.
+    pub fn all_topics(&self) -> Vec<String> {
+        self.topics.lock().expect("topic lock is never poisoned").all.clone()
+    }
+
+    fn gave_up(&self) -> bool {
+        let at = *self.give_up_at.lock().expect("give-up lock is never poisoned");
+        at.is_some_and(|at| Instant::now() >= at)
+    }
+}
+
+/// What one HTTP attempt said.
+enum Attempt {
+    Answer(Answer),
+    Failed(String),
+    Unknown(String),
+}
+
+pub struct Worker {
+    pub index: usize,
+    id: String,
+    seq: u64,
+    rng: Rng,
+    http: Client,
+    nodes: Vec<(u64, SocketAddr)>,
+    recorder: Recorder,
+    shared: Arc<Shared>,
+    next_value: u64,
+}
+
+impl Worker {
+    pub fn new(
+        index: usize,
+        settings: &Settings,
+        nodes: Vec<(u64, SocketAddr)>,
+        recorder: Recorder,
+        shared: Arc<Shared>,
+    ) -> anyhow::Result<Self> {
+        let http = Client::builder()
+            .timeout(settings.attempt_timeout)
+            .connect_timeout(Duration::from_secs(1))
+            .build()?;
+        Ok(Self {
+            index,
+            id: format!("chaos-{}-{index}", settings.seed),
+            seq: 0,
+            rng: Rng::derive(settings.seed, 1000 + index as u64),
+            http,
+            nodes,
+            recorder,
+            shared,
+            next_value: 0,
+        })
+    }
+
+    /// Consumes every topic in `topics` until it is empty (or the give-up time passes);
+    /// every consume is recorded like any other operation.
+    pub fn drain(&mut self, topics: &[String]) {
+        for topic in topics {
+            while !self.shared.gave_up() {
+                let op = self.perform(Call::Consume { topic: topic.clone() });
+                match op.answer() {
+                    Some(Answer::Message { .. }) => {}
+                    Some(_) => break,
+                    None => std::thread::sleep(Duration::from_millis(200)),
+                }
+            }
+        }
+    }
+
+    /// Reads the topic list until an answer comes (or the give-up time passes).
+    pub fn read_topics(&mut self) -> Option<Vec<String>> {
+        while !self.shared.gave_up() {
+            if let Some(Answer::Topics { topics }) = self.perform(Call::ListTopics).answer() {
+                return Some(topics.clone());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        None
+    }
+
+    /// Sends operations until told to stop.
+    pub fn run(mut self, settings: &Settings) {
+        while !self.shared.stop.load(Ordering::Relaxed) {
+            let call = self.choose(settings);
+            self.perform(call);
+        }
+    }
+
+    fn choose(&mut self, settings: &Settings) -> Call {
+        let roll = self.rng.below(100);
+        let mut topics = self.shared.topics.lock().expect("topic lock is never poisoned");
+        let due = topics.puts >= topics.all.len() as u64 * settings.puts_per_topic;
+        if topics.active.is_empty() || (due && roll < 50) {
+            let topic = format!("t{}", topics.all.len());
+            topics.all.push(topic.clone());
+            topics.active.push(topic.clone());
+            if topics.active.len() > settings.active_topics {
+                topics.active.remove(0);
+            }
+            return Call::CreateTopic { topic };
+        }
+        let topic = self.rng.pick(&topics.active).clone();
+        match roll {
+            0..=2 => Call::ListTopics,
+            3..=4 => Call::CreateTopic { topic }, // exists by now, most likely
+            5..=52 => {
+                topics.puts += 1;
+                self.next_value += 1;
+                Call::Put { topic, value: format!("{}-{}", self.index, self.next_value) }
+            }
+            _ => Call::Consume { topic },
+        }
+    }
+
+    /// Runs one logical operation to a definite outcome if it can, and records it.
+    pub fn perform(&mut self, call: Call) -> Op {
+        let session = call != Call::ListTopics;
+        if session {
+            self.seq += 1;
+        }
+        let call_ns = self.recorder.clock.now_ns();
+        let mut nodes = Vec::new();
+        let mut maybe_applied = false;
+        let outcome = loop {
+            let (node, addr) = *self.rng.pick(&self.nodes);
+            nodes.push(node);
+            match self.attempt(addr, &call, session) {
+                Attempt::Answer(answer) => break Outcome::Ok { answer },
+                Attempt::Failed(reason) if !maybe_applied => break Outcome::Failed { reason },
+                Attempt::Failed(reason) | Attempt::Unknown(reason) => {
+                    maybe_applied = true;
+                    if !session || self.shared.gave_up() {
+                        break Outcome::Unknown { reason };
+                    }
+                }
+            }
+            std::thread::sleep(Duration::from_millis(self.rng.between(50, 250)));
+        };
+        let op = Op {
+            id: 0,
+            client: self.index,
+            call,
+            outcome,
+            call_ns,
+            return_ns: self.recorder.clock.now_ns(),
+            attempts: nodes.len() as u32,
+            nodes,
+        };
+        self.recorder.record(op.clone());
+        op
+    }
+
+    fn attempt(&self, addr: SocketAddr, call: &Call, session: bool) -> Attempt {
+        let base = format!("http://{addr}");
+        let request = match call {
+            Call::CreateTopic { topic } => {
+                self.http.put(format!("{base}/topic")).json(&json!({"topic": topic}))
+            }
+            Call::ListTopics => self.http.get(format!("{base}/topic")),
+            Call::Put { topic, value } => self
+                .http
+                .put(format!("{base}/message"))
+                .json(&json!({"topic": topic, "message": value})),
+            Call::Consume { topic } => self.http.get(format!("{base}/message/{topic}")),
+        };
+        let request = if session {
+            request.header("x-client-id", &self.id).header("x-client-seq", self.seq.to_string())
+        } else {
+            request
+        };
+        match request.send() {
+            Ok(response) => interpret(call, response),
+            // Never sent: nothing can have been applied.
+            Err(e) if e.is_connect() => Attempt::Failed(format!("connect: {e}")),
+            Err(e) if e.is_timeout() => Attempt::Unknown(format!("timeout: {e}")),
+            Err(e) => Attempt::Unknown(format!("connection: {e}")),
+        }
+    }
+}
+
+/// Maps an HTTP answer to an outcome, per the node's error contract.
+fn interpret(call: &Call, response: Response) -> Attempt {
+    let status = response.status();
+    let reason = response
+        .headers()
+        .get("x-raftmq-error")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let body: Value = match response.json() {
+        Ok(body) => body,
+        Err(e) if status.is_success() => {
+            return Attempt::Unknown(format!("{status}, unreadable body: {e}"))
+        }
+        Err(_) => Value::Null,
+    };
+    let answer = match (call, status) {
+        (Call::CreateTopic { .. }, StatusCode::CREATED) => Answer::Created,
+        (Call::CreateTopic { .. }, StatusCode::CONFLICT) => Answer::Exists,
+        (Call::ListTopics, StatusCode::OK) => {
+            let topics = body["topics"]
+                .as_array()
+                .map(|list| list.iter().filter_map(|t| t.as_str().map(str::to_string)).collect());
+            match topics {
+                Some(topics) => Answer::Topics { topics },
+                None => return Attempt::Unknown(format!("200 without a topic list: {body}")),
+            }
+        }
+        (Call::Put { .. }, StatusCode::CREATED) => Answer::Put,
+        (Call::Consume { .. }, StatusCode::OK) => match body["message"].as_str() {
+            Some(value) => Answer::Message { value: value.to_string() },
+            None => return Attempt::Unknown(format!("200 without a message: {body}")),
+        },
+        // The state machine's words tell an empty queue from a missing topic.
+        (Call::Consume { .. }, StatusCode::NOT_FOUND) if reason.contains("has no message") => {
+            Answer::Empty
+        }
+        (Call::Put { .. } | Call::Consume { .. }, StatusCode::NOT_FOUND)
+            if reason.starts_with("no topic") =>
+        {
+            Answer::NoTopic
+        }
+        (_, StatusCode::SERVICE_UNAVAILABLE) => {
+            return Attempt::Failed(format!("503: {reason}"));
+        }
+        (_, s)
+            if s.is_client_error() && s != StatusCode::NOT_FOUND && s != StatusCode::CONFLICT =>
+        {
+            return Attempt::Failed(format!("{s}: {reason}"));
+        }
+        (_, s) => return Attempt::Unknown(format!("{s}: {reason}")),
+    };
+    Attempt::Answer(answer)
+}

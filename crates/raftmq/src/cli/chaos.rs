@@ -1,0 +1,249 @@
+//! `raftmq chaos`: Jepsen-style safety runs against a local cluster (see `crate::chaos`).
+//!
+//! With partitions on (the default), the command re-executes itself inside a private network
+//! namespace where it may set iptables rules; where that is impossible it says why and runs
+//! without partitions. Several runs take consecutive seeds. The exit status is non-zero if
+//! any run found a problem; each failing run prints the command that replays its schedule.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Args;
+
+use crate::chaos::nemesis::{Kinds, Step};
+use crate::chaos::runner::{self, Options, RunReport};
+use crate::chaos::{checker, network};
+
+#[derive(Args)]
+pub struct ChaosArgs {
+    /// Seed of the first run (default: from the clock); run i uses seed + i.
+    #[arg(long)]
+    seed: Option<u64>,
+    /// How long each run injects faults: "90s", "30m", "1h" (then healing, the final restart
+    /// and the drain add up to a minute or so).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Runs, with consecutive seeds.
+    #[arg(long, default_value_t = 1)]
+    runs: u64,
+    /// Nodes in the cluster (3 or 5).
+    #[arg(long, default_value_t = 3)]
+    nodes: u64,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 4)]
+    clients: usize,
+    /// Where each run's files go (`<out>/seed-<seed>/`): history, schedule, nemesis log, report.
+    #[arg(long, default_value = "chaos-runs")]
+    out: PathBuf,
+    /// Replay this saved schedule (a run's schedule.json) instead of the seed's.
+    #[arg(long)]
+    schedule: Option<PathBuf>,
+    /// No network partitions (no iptables, no network namespace).
+    #[arg(long)]
+    no_partitions: bool,
+    /// No WAL damage.
+    #[arg(long)]
+    no_disk_faults: bool,
+    /// Puts per topic before the workload moves on to a new one.
+    #[arg(long, default_value_t = 100)]
+    puts_per_topic: u64,
+    /// Linearizability search steps per object before it is called inconclusive.
+    #[arg(long, default_value_t = checker::DEFAULT_BUDGET)]
+    check_budget: u64,
+    /// Keep the nodes' data dirs of passing runs too.
+    #[arg(long)]
+    keep_data: bool,
+    /// Only check a saved history (a run's history.json) and print the verdict.
+    #[arg(long)]
+    check: Option<PathBuf>,
+    /// Extra flags for every `raftmq node` (e.g. "--tick-ms 10"), replacing the defaults.
+    #[arg(long, allow_hyphen_values = true)]
+    node_args: Option<String>,
+}
+
+pub fn run(args: ChaosArgs) -> anyhow::Result<()> {
+    if let Some(path) = &args.check {
+        return check_saved(path, args.check_budget);
+    }
+    let mut partitions = !args.no_partitions;
+    if partitions && !network::in_private_netns() {
+        match network::probe() {
+            Ok(()) => {
+                let own: Vec<String> = std::env::args().skip(1).collect();
+                let status = network::reexec_in_private_netns(&own)?;
+                std::process::exit(status.code().unwrap_or(1));
+            }
+            Err(why) => {
+                eprintln!("chaos: running without partitions: {why}");
+                partitions = false;
+            }
+        }
+    }
+    let seed = args.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64 % 1_000_000_000)
+            .unwrap_or(1)
+    });
+    if !(1..=9).contains(&args.nodes) {
+        bail!("--nodes must be between 1 and 9");
+    }
+    let schedule: Option<Vec<Step>> = match &args.schedule {
+        Some(path) => {
+            let bytes =
+                std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            Some(serde_json::from_slice(&bytes).context("not a chaos schedule")?)
+        }
+        None => None,
+    };
+    let node_args = match &args.node_args {
+        Some(flags) => flags.split_whitespace().map(str::to_string).collect(),
+        None => Options::default_node_args(),
+    };
+    let exe = std::env::current_exe().context("cannot find the raftmq binary")?;
+    let mut reports: Vec<RunReport> = Vec::new();
+    for i in 0..args.runs {
+        let options = Options {
+            seed: seed + i,
+            duration: args.duration,
+            nodes: args.nodes,
+            clients: args.clients,
+            exe: exe.clone(),
+            out: args.out.join(format!("seed-{}", seed + i)),
+            kinds: Kinds { partitions, disk: !args.no_disk_faults },
+            schedule: schedule.clone(),
+            node_args: node_args.clone(),
+            puts_per_topic: args.puts_per_topic,
+            check_budget: args.check_budget,
+            keep_data: args.keep_data,
+        };
+        eprintln!(
+            "chaos: run {}/{} seed {} ({} nodes, {} clients, {:?}, partitions {})",
+            i + 1,
+            args.runs,
+            options.seed,
+            options.nodes,
+            options.clients,
+            options.duration,
+            if partitions { "on" } else { "off" }
+        );
+        let report = runner::run(&options).with_context(|| {
+            format!("run with seed {} broke; replay: {}", options.seed, options.replay_command())
+        })?;
+        print_run(&report);
+        reports.push(report);
+    }
+    print_total(&reports);
+    if reports.iter().all(RunReport::valid) {
+        Ok(())
+    } else {
+        bail!("a chaos run found a problem (see above)")
+    }
+}
+
+/// Re-checks a saved history (the final topic list is the drain client's first list).
+fn check_saved(path: &std::path::Path, budget: u64) -> anyhow::Result<()> {
+    let ops = crate::chaos::history::load(path)
+        .with_context(|| format!("cannot read the history {}", path.display()))?;
+    let drainer = ops.iter().map(|op| op.client).max().unwrap_or(0);
+    let final_list = ops
+        .iter()
+        .find(|op| op.client == drainer && op.call == crate::chaos::history::Call::ListTopics)
+        .map(|op| op.id);
+    let report = checker::check(&ops, final_list, budget);
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    println!("{}", report.summary());
+    if report.valid() {
+        Ok(())
+    } else {
+        bail!("the history is not valid")
+    }
+}
+
+fn print_run(report: &RunReport) {
+    let verdict = if report.valid() { "PASS" } else { "FAIL" };
+    println!(
+        "chaos seed {}: {verdict} in {:.0} s; faults {} {:?}; corrupt WALs refused {}; {}",
+        report.seed,
+        report.seconds,
+        report.faults,
+        report.faults_by_kind,
+        report.corruption_refusals,
+        report.check.summary()
+    );
+    if !report.valid() {
+        for v in &report.check.violations {
+            println!("  violation in {}: {}", v.object, v.detail);
+            for op in &v.excerpt {
+                println!("    {}", serde_json::to_string(op).unwrap_or_default());
+            }
+        }
+        for what in &report.check.inconclusive {
+            println!("  inconclusive: {what}");
+        }
+        let t = &report.check.totals;
+        for (name, values) in
+            [("lost", &t.lost), ("duplicated", &t.duplicated), ("unexpected", &t.unexpected)]
+        {
+            if !values.is_empty() {
+                println!("  {name}: {values:?}");
+            }
+        }
+        for f in &report.findings {
+            println!("  nemesis finding: {}", f.what);
+        }
+        println!("  files: {}", report.out.display());
+        println!("  replay: {}", report.replay);
+    }
+}
+
+fn print_total(reports: &[RunReport]) {
+    let sum = |f: &dyn Fn(&RunReport) -> usize| reports.iter().map(f).sum::<usize>();
+    println!(
+        "chaos total: runs {}, failed runs {}, seconds {:.0}, operations {}, faults {}, \
+         linearizability violations {}, inconclusive {}, lost {}, duplicated {}, unexpected {}, \
+         nemesis findings {}",
+        reports.len(),
+        reports.iter().filter(|r| !r.valid()).count(),
+        reports.iter().map(|r| r.seconds).sum::<f64>(),
+        sum(&|r| r.check.ops),
+        sum(&|r| r.faults),
+        sum(&|r| r.check.violations.len()),
+        sum(&|r| r.check.inconclusive.len()),
+        sum(&|r| r.check.totals.lost.len()),
+        sum(&|r| r.check.totals.duplicated.len()),
+        sum(&|r| r.check.totals.unexpected.len()),
+        sum(&|r| r.findings.len()),
+    );
+}
+
+/// "90s", "30m", "1h", "500ms", or plain seconds.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 =
+        number.parse().map_err(|_| format!("{text:?} is not a duration like 90s or 30m"))?;
+    match unit {
+        "" | "s" => Ok(Duration::from_secs(n)),
+        "ms" => Ok(Duration::from_millis(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        _ => Err(format!("unknown unit {unit:?} in {text:?}: use ms, s, m or h")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+    use std::time::Duration;
+
+    #[test]
+    fn durations_parse() {
+        assert_eq!(parse_duration("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("30m"), Ok(Duration::from_secs(1800)));
+        assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
+        assert!(parse_duration("3d").is_err());
+    }
+}
