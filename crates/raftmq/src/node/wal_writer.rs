@@ -75,15 +75,23 @@ fn write_group(
 ) -> Result<Vec<WalDone>, StorageError> {
     let mut completions = Vec::with_capacity(requests.len());
     let mut snapshots = Vec::new();
+    // Only entries (and installed snapshots) need the fsync: a change of term
+    // or vote is made durable by `set_hard_state` itself, and the commit
+    // index need not be durable at all (a restarted node learns it again), so
+    // a batch that only moves the commit index costs no fsync — otherwise every
+    // commit would put a second fsync in front of the next entry's.
+    let mut needs_sync = false;
     for request in requests {
         match request {
             WalRequest::Write(batch) => {
                 let mut last = None;
                 if let Some(snapshot) = &batch.snapshot {
+                    needs_sync = true;
                     storage.install_snapshot(snapshot)?;
                     last = Some((snapshot.meta.index, snapshot.meta.term));
                 }
                 if !batch.entries.is_empty() {
+                    needs_sync = true;
                     storage.append(&batch.entries)?;
                     let e = batch.entries.last().expect("checked non-empty");
                     last = Some((e.index, e.term));
@@ -97,7 +105,9 @@ fn write_group(
             WalRequest::SaveSnapshot(snapshot) => snapshots.push(snapshot),
         }
     }
-    storage.sync()?;
+    if needs_sync {
+        storage.sync()?;
+    }
     for snapshot in snapshots {
         storage.save_snapshot(&snapshot)?;
         completions.push(WalDone::SnapshotSaved(snapshot));
