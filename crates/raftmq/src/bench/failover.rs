@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde_json::json;
 
+use super::etcd::EtcdCluster;
 use super::local_cluster::LocalCluster;
 
 #[derive(Debug, Serialize)]
@@ -29,47 +30,97 @@ impl std::fmt::Display for FailoverReport {
     }
 }
 
-pub fn measure(cluster: &mut LocalCluster, rounds: usize) -> anyhow::Result<FailoverReport> {
+/// A cluster whose leader the failover measurement can kill and restart.
+pub trait Killable {
+    fn leader(&self) -> anyhow::Result<u64>;
+    fn running(&self) -> Vec<u64>;
+    fn kill(&mut self, id: u64);
+    fn restart(&mut self, id: u64) -> anyhow::Result<()>;
+    /// Tries one write through member `id`; true if it was acknowledged.
+    fn try_write(&self, http: &reqwest::blocking::Client, id: u64, round: usize) -> bool;
+    /// Creates whatever the writes need.
+    fn prepare(&self, _http: &reqwest::blocking::Client, _leader: u64) {}
+}
+
+impl Killable for LocalCluster {
+    fn leader(&self) -> anyhow::Result<u64> {
+        self.wait_leader(Duration::from_secs(10))
+    }
+    fn running(&self) -> Vec<u64> {
+        LocalCluster::running(self).map(|n| n.id).collect()
+    }
+    fn kill(&mut self, id: u64) {
+        LocalCluster::kill(self, id)
+    }
+    fn restart(&mut self, id: u64) -> anyhow::Result<()> {
+        self.start_node(id)
+    }
+    fn prepare(&self, http: &reqwest::blocking::Client, leader: u64) {
+        let url = format!("http://{}/topic", self.node(leader).client);
+        let _ = http.put(url).json(&json!({"topic": "failover"})).send();
+    }
+    fn try_write(&self, http: &reqwest::blocking::Client, id: u64, round: usize) -> bool {
+        http.put(format!("http://{}/message", self.node(id).client))
+            .header("x-client-id", format!("failover-{round}"))
+            .header("x-client-seq", "1")
+            .json(&json!({"topic": "failover", "message": format!("round {round}")}))
+            .send()
+            .is_ok_and(|r| r.status().is_success())
+    }
+}
+
+impl Killable for EtcdCluster {
+    fn leader(&self) -> anyhow::Result<u64> {
+        self.wait_leader(Duration::from_secs(30))
+    }
+    fn running(&self) -> Vec<u64> {
+        EtcdCluster::running(self)
+    }
+    fn kill(&mut self, id: u64) {
+        EtcdCluster::kill(self, id)
+    }
+    fn restart(&mut self, id: u64) -> anyhow::Result<()> {
+        self.start_member(id)
+    }
+    fn try_write(&self, http: &reqwest::blocking::Client, id: u64, round: usize) -> bool {
+        EtcdCluster::put(http, self.client(id), &format!("failover-{round}"), "x")
+    }
+}
+
+/// Kills the leader `rounds` times; each time, measures from the kill until
+/// a write is acknowledged by one of the survivors, then restarts the
+/// killed member and lets the cluster settle.
+pub fn measure(cluster: &mut impl Killable, rounds: usize) -> anyhow::Result<FailoverReport> {
     let http = reqwest::blocking::Client::builder().timeout(Duration::from_millis(300)).build()?;
-    let leader = cluster.wait_leader(Duration::from_secs(10))?;
-    let client = cluster.node(leader).client.clone();
-    http.put(format!("http://{client}/topic")).json(&json!({"topic": "failover"})).send()?;
+    cluster.prepare(&http, cluster.leader()?);
     let mut times = Vec::new();
     for round in 0..rounds {
-        let leader = cluster.wait_leader(Duration::from_secs(10))?;
+        let leader = cluster.leader()?;
         // Let the cluster settle so every round starts from a steady state.
         std::thread::sleep(Duration::from_millis(500));
-        let survivors: Vec<String> =
-            cluster.running().filter(|n| n.id != leader).map(|n| n.client.clone()).collect();
+        let survivors: Vec<u64> =
+            cluster.running().into_iter().filter(|id| *id != leader).collect();
         cluster.kill(leader);
         let killed = Instant::now();
         let mut attempt = 0usize;
         let elapsed = loop {
             attempt += 1;
-            let target = &survivors[attempt % survivors.len()];
-            let response = http
-                .put(format!("http://{target}/message"))
-                .header("x-client-id", format!("failover-{round}"))
-                .header("x-client-seq", "1")
-                .json(&json!({"topic": "failover", "message": format!("round {round}")}))
-                .send();
-            if matches!(&response, Ok(r) if r.status().is_success()) {
+            let target = survivors[attempt % survivors.len()];
+            if cluster.try_write(&http, target, round) {
                 break killed.elapsed();
             }
             if killed.elapsed() > Duration::from_secs(30) {
-                anyhow::bail!(
-                    "round {round}: no write acknowledged 30 s after killing node {leader}"
-                );
+                anyhow::bail!("round {round}: no write acknowledged 30 s after killing {leader}");
             }
             std::thread::sleep(Duration::from_millis(2));
         };
         let ms = elapsed.as_secs_f64() * 1000.0;
         eprintln!(
-            "round {}: node {leader} killed, next write acknowledged after {ms:.0} ms",
+            "round {}: member {leader} killed, next write acknowledged after {ms:.0} ms",
             round + 1
         );
         times.push(ms);
-        cluster.start_node(leader)?;
+        cluster.restart(leader)?;
     }
     let mut sorted = times.clone();
     sorted.sort_by(|a, b| a.total_cmp(b));

@@ -7,6 +7,7 @@
 //! fsync on) and, with `--failover-rounds R`, measures failover: kill -9 the
 //! leader, time until the next write is acknowledged, restart, repeat.
 
+pub mod etcd;
 pub mod failover;
 pub mod local_cluster;
 pub mod workload;

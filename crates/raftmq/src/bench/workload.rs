@@ -28,6 +28,8 @@ pub enum Protocol {
     Http,
     /// gRPC `SubmitClientRequest` (puts only).
     Grpc,
+    /// etcd's JSON gateway (`POST /v3/kv/put`, puts only), for comparisons.
+    Etcd,
 }
 
 #[derive(Clone, Debug)]
@@ -105,7 +107,7 @@ pub async fn run(spec: LoadSpec) -> anyhow::Result<Report> {
 
 /// Creates the topic (and fills it for the consume workload).
 async fn prepare(http: &reqwest::Client, spec: &LoadSpec) -> anyhow::Result<()> {
-    if spec.protocol == Protocol::Grpc || spec.workload == Workload::Topics {
+    if spec.protocol != Protocol::Http || spec.workload == Workload::Topics {
         return Ok(());
     }
     let target = &spec.http_targets[0];
@@ -167,7 +169,7 @@ async fn run_client(
                 }
             }
         }
-        Protocol::Http => None,
+        Protocol::Http | Protocol::Etcd => None,
     };
     let mut seq = 0u64;
     while Instant::now() < deadline {
@@ -187,6 +189,19 @@ async fn run_client(
                 .await
                 .map(|_| ())
                 .map_err(|s| format!("grpc {:?}", s.code())),
+            (None, _) if spec.protocol == Protocol::Etcd => {
+                let body = json!({
+                    "key": super::etcd::b64(&format!("{client_id}-{seq}")),
+                    "value": super::etcd::b64(&value),
+                });
+                match http.post(format!("http://{http_target}/v3/kv/put")).json(&body).send().await
+                {
+                    Ok(r) if r.status().is_success() => Ok(()),
+                    Ok(r) => Err(format!("http {}", r.status().as_u16())),
+                    Err(e) if e.is_timeout() => Err("timeout".into()),
+                    Err(_) => Err("connection".into()),
+                }
+            }
             (None, workload) => {
                 let consume =
                     workload == Workload::Consume || (workload == Workload::Mixed && seq % 2 == 0);

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::bail;
 use clap::Args;
 
+use crate::bench::etcd::EtcdCluster;
 use crate::bench::failover;
 use crate::bench::local_cluster::LocalCluster;
 use crate::bench::workload::{self, LoadSpec, Protocol, Workload};
@@ -44,6 +45,13 @@ pub struct BenchArgs {
     /// With --spawn: kill -9 the leader this many times and time recovery.
     #[arg(long, default_value_t = 0)]
     failover_rounds: usize,
+    /// The system to load: raftmq, or etcd for comparison (etcd's JSON gateway).
+    #[arg(long, value_enum, default_value = "raftmq")]
+    system: System,
+    /// Run the same load against raftmq and then another system (both
+    /// spawned locally) and print one table with the ratio per row.
+    #[arg(long, value_enum)]
+    compare: Option<System>,
     /// Write the results as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -52,59 +60,156 @@ pub struct BenchArgs {
     topic: String,
 }
 
+/// Which system a run loads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum System {
+    Raftmq,
+    Etcd,
+}
+
+/// The results of one system: load runs and failover.
+#[derive(serde::Serialize)]
+struct SystemResult {
+    system: String,
+    runs: Vec<crate::bench::Report>,
+    failover: Option<failover::FailoverReport>,
+}
+
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let mut cluster = match args.spawn {
-        Some(n) => {
-            eprintln!("starting a local {n}-node cluster (fsync on) ...");
-            Some(LocalCluster::start(n, args.spawn_dir.clone(), Vec::new())?)
+    let mut results = Vec::new();
+    match args.compare {
+        Some(other) => {
+            if args.spawn.is_none() {
+                bail!("--compare needs --spawn N: both systems run as local clusters");
+            }
+            results.push(run_system(&args, System::Raftmq)?);
+            results.push(run_system(&args, other)?);
+            print_comparison(&results[0], &results[1]);
         }
-        None => None,
-    };
-    let (http_targets, grpc_targets) = match &cluster {
-        Some(c) => {
-            let leader = c.node(c.wait_leader(std::time::Duration::from_secs(10))?);
-            (vec![leader.client.clone()], vec![leader.raft.clone()])
-        }
-        None => (args.nodes.clone(), args.grpc_nodes.clone()),
-    };
-    if http_targets.is_empty() && args.protocol == Protocol::Http {
-        bail!("give --nodes host:port[,...] or --spawn N");
+        None => results.push(run_system(&args, args.system)?),
     }
-    if grpc_targets.is_empty() && args.protocol == Protocol::Grpc {
-        bail!("give --grpc-nodes host:port[,...] or --spawn N");
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    let mut reports = Vec::new();
-    for clients in &args.clients {
-        let spec = LoadSpec {
-            workload: args.workload,
-            protocol: args.protocol,
-            clients: (*clients).max(1),
-            value_size: args.value_size,
-            duration: args.duration,
-            count: args.count,
-            http_targets: http_targets.clone(),
-            grpc_targets: grpc_targets.clone(),
-            topic: args.topic.clone(),
-            progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
-        };
-        let report = runtime.block_on(workload::run(spec))?;
-        println!("{report}");
-        reports.push(report);
-    }
-    let failover = match (&mut cluster, args.failover_rounds) {
-        (Some(c), rounds) if rounds > 0 => {
-            let report = failover::measure(c, rounds)?;
-            println!("{report}");
-            Some(report)
-        }
-        (None, rounds) if rounds > 0 => bail!("--failover-rounds needs --spawn"),
-        _ => None,
-    };
-    if let Some(path) = args.json {
-        let value = serde_json::json!({"runs": reports, "failover": failover});
-        std::fs::write(&path, serde_json::to_string_pretty(&value)?)?;
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&results)?)?;
         eprintln!("results written to {}", path.display());
     }
     Ok(())
+}
+
+fn run_system(args: &BenchArgs, system: System) -> anyhow::Result<SystemResult> {
+    let name = format!("{system:?}").to_lowercase();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let load = |targets: Vec<String>,
+                grpc: Vec<String>,
+                protocol: Protocol|
+     -> anyhow::Result<Vec<crate::bench::Report>> {
+        let mut reports = Vec::new();
+        for clients in &args.clients {
+            let spec = LoadSpec {
+                workload: args.workload,
+                protocol,
+                clients: (*clients).max(1),
+                value_size: args.value_size,
+                duration: args.duration,
+                count: args.count,
+                http_targets: targets.clone(),
+                grpc_targets: grpc.clone(),
+                topic: args.topic.clone(),
+                progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            };
+            let report = runtime.block_on(workload::run(spec))?;
+            println!("[{name}] {report}");
+            reports.push(report);
+        }
+        Ok(reports)
+    };
+    match (system, args.spawn) {
+        (System::Etcd, Some(n)) => {
+            eprintln!("starting a local {n}-member etcd cluster (fsync on, default timeouts) ...");
+            let mut cluster = EtcdCluster::start(n, args.spawn_dir.clone())?;
+            let leader = cluster.wait_leader(std::time::Duration::from_secs(30))?;
+            let runs = load(vec![cluster.client(leader).to_string()], Vec::new(), Protocol::Etcd)?;
+            let failover = measure_failover(&mut cluster, args.failover_rounds, &name)?;
+            Ok(SystemResult { system: name, runs, failover })
+        }
+        (System::Etcd, None) => {
+            if args.nodes.is_empty() {
+                bail!("give --nodes host:port (etcd client URLs) or --spawn N");
+            }
+            let runs = load(args.nodes.clone(), Vec::new(), Protocol::Etcd)?;
+            Ok(SystemResult { system: name, runs, failover: None })
+        }
+        (System::Raftmq, Some(n)) => {
+            eprintln!("starting a local {n}-node raftmq cluster (fsync on) ...");
+            let mut cluster = LocalCluster::start(n, args.spawn_dir.clone(), Vec::new())?;
+            let leader = cluster.node(cluster.wait_leader(std::time::Duration::from_secs(10))?);
+            let (http, grpc) = (vec![leader.client.clone()], vec![leader.raft.clone()]);
+            let runs = load(http, grpc, args.protocol)?;
+            let failover = measure_failover(&mut cluster, args.failover_rounds, &name)?;
+            Ok(SystemResult { system: name, runs, failover })
+        }
+        (System::Raftmq, None) => {
+            if args.nodes.is_empty() && args.protocol == Protocol::Http {
+                bail!("give --nodes host:port[,...] or --spawn N");
+            }
+            if args.grpc_nodes.is_empty() && args.protocol == Protocol::Grpc {
+                bail!("give --grpc-nodes host:port[,...] or --spawn N");
+            }
+            if args.failover_rounds > 0 {
+                bail!(
+                    "--failover-rounds needs --spawn: it kills and restarts the leader's process"
+                );
+            }
+            let runs = load(args.nodes.clone(), args.grpc_nodes.clone(), args.protocol)?;
+            Ok(SystemResult { system: name, runs, failover: None })
+        }
+    }
+}
+
+fn measure_failover(
+    cluster: &mut impl failover::Killable,
+    rounds: usize,
+    name: &str,
+) -> anyhow::Result<Option<failover::FailoverReport>> {
+    if rounds == 0 {
+        return Ok(None);
+    }
+    let report = failover::measure(cluster, rounds)?;
+    println!("[{name}] {report}");
+    Ok(Some(report))
+}
+
+/// One table: each row both systems and the ratio (how many times better
+/// raftmq is: throughput divided, latency and failover inverted).
+fn print_comparison(ours: &SystemResult, theirs: &SystemResult) {
+    println!();
+    println!(
+        "| {:<28} | {:>12} | {:>12} | {:>7} |",
+        "measure", ours.system, theirs.system, "ratio"
+    );
+    println!("|{:-<30}|{:->14}|{:->14}|{:->9}|", "", "", "", "");
+    let row = |label: String, a: f64, b: f64, higher_is_better: bool, unit: &str| {
+        let ratio = if higher_is_better { a / b } else { b / a };
+        println!("| {label:<28} | {:>9.1}{unit:>3} | {:>9.1}{unit:>3} | {ratio:>6.1}x |", a, b);
+    };
+    for (a, b) in ours.runs.iter().zip(theirs.runs.iter()) {
+        row(format!("{} clients: writes/s", a.clients), a.per_second, b.per_second, true, "");
+        row(
+            format!("{} clients: p50 latency", a.clients),
+            a.latency_ms.p50,
+            b.latency_ms.p50,
+            false,
+            "ms",
+        );
+        row(
+            format!("{} clients: p99 latency", a.clients),
+            a.latency_ms.p99,
+            b.latency_ms.p99,
+            false,
+            "ms",
+        );
+    }
+    if let (Some(a), Some(b)) = (&ours.failover, &theirs.failover) {
+        row("failover median".into(), a.median_ms, b.median_ms, false, "ms");
+        row("failover worst".into(), a.max_ms, b.max_ms, false, "ms");
+    }
 }
