@@ -583,3 +583,40 @@ fn the_metadata_image_survives_snapshots_and_restarts() {
     let (_, fetched) = get(&cluster, 1, "/v1/metadata?since=0");
     assert_eq!(fetched["mode"], "snapshot");
 }
+
+#[test]
+fn cli_commands_register_list_fetch_and_describe() {
+    let _serial = serial();
+    let cluster = Cluster::start_with(3, NO_FENCING);
+    let leader = cluster.wait_leader();
+    let cli = |args: &[&str], node: u64| {
+        let address = cluster.url(node, "");
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_raftmq"))
+            .args(args)
+            .args(["--node", &address])
+            .output()
+            .expect("run the raftmq command");
+        let text = String::from_utf8_lossy(&output.stdout).to_string();
+        assert!(
+            output.status.success(),
+            "raftmq {args:?}: {text}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        text
+    };
+    let registered = cli(&["broker", "register", "7", "--port", "8007"], 2);
+    assert!(registered.contains("\"brokerStatus\": \"ALIVE\""), "{registered}");
+    assert!(cli(&["broker", "change", "7", "--rack", "r2"], 3).contains("\"epoch\": 1"));
+    assert!(cli(&["broker", "list", "--active"], 1).contains("\"brokerId\": 7"));
+    assert!(cli(&["broker", "unregister", "7"], 1).contains("CLOSED"));
+    assert!(!cli(&["broker", "list", "--active"], 2).contains("\"brokerId\": 7"));
+    let fetched = cli(&["metadata", "--since", "0", "--view", "client"], 3);
+    assert!(fetched.contains("RegisterBrokerRecord"), "{fetched}");
+    let described = cli(&["describe"], leader);
+    assert!(described.contains(&format!("LeaderId:          {leader}")), "{described}");
+    assert!(described.contains("CurrentVoters:     [1,2,3]"), "{described}");
+    assert!(
+        described.contains("MatchIndex"),
+        "the leader shows every voter's progress: {described}"
+    );
+}

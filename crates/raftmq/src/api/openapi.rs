@@ -52,9 +52,22 @@ use crate::state_machine::metadata::records;
 )]
 pub struct ApiDoc;
 
-/// The document as served.
+/// The document as served. Handlers of different APIs share names (`register_broker` is a
+/// PyRaft, a YAKt and a `/v1` route), so operation ids are prefixed with the route's tag to
+/// stay unique, as OpenAPI requires.
 pub fn document() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+    let mut doc = ApiDoc::openapi();
+    for item in doc.paths.paths.values_mut() {
+        let operations =
+            [&mut item.get, &mut item.post, &mut item.put, &mut item.patch, &mut item.delete];
+        for operation in operations.into_iter().flatten() {
+            let tag = operation.tags.as_ref().and_then(|tags| tags.first()).cloned();
+            if let (Some(tag), Some(id)) = (tag, operation.operation_id.as_mut()) {
+                *id = format!("{tag}_{id}");
+            }
+        }
+    }
+    doc
 }
 
 /// `/openapi.json` and the docs page at `/docs`.
