@@ -628,12 +628,24 @@ impl Metadata {
                 return Err(format!("topic record {:?} appears twice", topic.name));
             }
         }
-        let mut names: Vec<&String> = image.topic_names.keys().collect();
-        let mut queues: Vec<&String> = queue_topics.iter().collect();
-        names.sort();
-        queues.sort();
-        if names != queues {
-            return Err("the topic records and the topic queues name different topics".into());
+        if let Some(name) = image.topic_names.keys().find(|name| !queue_topics.contains(name)) {
+            return Err(format!("topic record {name:?} has no queue"));
+        }
+        // A snapshot written before topics had records (same format version) has queues
+        // only: give each a record, its uuid derived from its name, so such a data dir
+        // still starts, and every replica derives the same.
+        for name in queue_topics {
+            if image.topic_names.contains_key(name) {
+                continue;
+            }
+            let topic = TopicRecord {
+                topic_uuid: uuid::derive(0, fnv1a(name.as_bytes()), UuidKind::Topic),
+                name: name.clone(),
+                offset: 0,
+                timestamp_ms: 0,
+            };
+            image.topic_names.insert(name.clone(), topic.topic_uuid.clone());
+            image.topics.insert(topic.topic_uuid.clone(), topic);
         }
         for partition in &snapshot.partitions {
             if !image.topics.contains_key(&partition.topic_uuid) {
@@ -650,6 +662,12 @@ impl Metadata {
         }
         Ok(image)
     }
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3))
 }
 
 /// The key range of every partition of `topic_uuid`.

@@ -259,3 +259,20 @@ fn the_image_survives_a_snapshot() {
     let fetch = restored.metadata().fetch(Since::Offset(2), View::Broker, h.index, 0, 0);
     assert_eq!(fetch["mode"], "snapshot");
 }
+
+#[test]
+fn a_snapshot_without_topic_records_gets_them() {
+    let mut h = Harness::new();
+    h.topic("old");
+    let mut snapshot =
+        raftmq_proto::client::StateSnapshot::decode(&h.sm.snapshot()[..]).expect("decodes");
+    snapshot.topic_records.clear();
+    let restored = StateMachine::restore(&snapshot.encode_to_vec(), u64::MAX).expect("restores");
+    let topic = restored.metadata().topic_by_name("old").expect("a record for the queue");
+    assert_eq!(topic.topic_uuid.len(), 36);
+    // A record without a queue is refused.
+    let mut snapshot =
+        raftmq_proto::client::StateSnapshot::decode(&h.sm.snapshot()[..]).expect("decodes");
+    snapshot.topics.clear();
+    assert!(StateMachine::restore(&snapshot.encode_to_vec(), u64::MAX).is_err());
+}
