@@ -6,14 +6,53 @@
 //! are never partitioned: a client talking to a cut-off node sees what a real client would.
 //! Processes are killed with SIGKILL and paused with SIGSTOP, nothing gentler.
 
+use std::collections::BTreeSet;
 use std::fs::OpenOptions;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Mutex, Once};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use serde_json::Value;
+
+/// Every node process started and not yet reaped, so that an interrupted run (Ctrl-C, a
+/// test's timeout) does not leave nodes running: see [`kill_nodes_on_signal`].
+static LIVE: Mutex<BTreeSet<u32>> = Mutex::new(BTreeSet::new());
+
+fn live() -> std::sync::MutexGuard<'static, BTreeSet<u32>> {
+    LIVE.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// On SIGINT or SIGTERM, kill -9 every node this process started, then exit.
+pub fn kill_nodes_on_signal() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        std::thread::spawn(|| {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build()
+            else {
+                return;
+            };
+            runtime.block_on(async {
+                let Ok(mut term) =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                else {
+                    return;
+                };
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+                for pid in live().iter() {
+                    let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+                }
+                eprintln!("chaos: interrupted; killed the nodes");
+                std::process::exit(130);
+            });
+        });
+    });
+}
 
 pub struct Node {
     pub id: u64,
@@ -22,6 +61,8 @@ pub struct Node {
     pub raft: SocketAddr,
     pub data_dir: PathBuf,
     pub log: PathBuf,
+    /// Where the log stood when the process was last started.
+    log_start: u64,
     child: Option<Child>,
     paused: bool,
 }
@@ -57,6 +98,7 @@ impl Cluster {
                 raft: free_addr(ip)?,
                 data_dir: dir.join(format!("node{id}")),
                 log: dir.join(format!("node{id}.log")),
+                log_start: 0,
                 child: None,
                 paused: false,
             });
@@ -104,6 +146,7 @@ impl Cluster {
             .append(true)
             .open(&node.log)
             .with_context(|| format!("cannot open {}", node.log.display()))?;
+        node.log_start = log.metadata().map(|m| m.len()).unwrap_or(0);
         let child = Command::new(exe)
             .arg("node")
             .args(["--id", &id.to_string()])
@@ -118,6 +161,7 @@ impl Cluster {
             .stderr(log)
             .spawn()
             .with_context(|| format!("cannot start node {id}"))?;
+        live().insert(child.id());
         node.child = Some(child);
         node.paused = false;
         Ok(())
@@ -129,6 +173,7 @@ impl Cluster {
         if let Some(mut child) = node.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+            live().remove(&child.id());
         }
         node.paused = false;
     }
@@ -178,7 +223,9 @@ impl Cluster {
     pub fn exited(&mut self, id: u64) -> Option<ExitStatus> {
         let node = self.node_mut(id);
         let status = node.child.as_mut()?.try_wait().ok().flatten()?;
-        node.child = None;
+        if let Some(child) = node.child.take() {
+            live().remove(&child.id());
+        }
         Some(status)
     }
 
@@ -226,11 +273,14 @@ impl Cluster {
         bail!("no leader within {timeout:?}")
     }
 
-    /// The last `lines` lines of node `id`'s log.
+    /// The last `lines` lines node `id` logged since it was last started.
     pub fn log_tail(&self, id: u64, lines: usize) -> String {
-        let text = std::fs::read_to_string(&self.node(id).log).unwrap_or_default();
+        let node = self.node(id);
+        let bytes = std::fs::read(&node.log).unwrap_or_default();
+        let start = (node.log_start as usize).min(bytes.len());
+        let text = String::from_utf8_lossy(&bytes[start..]);
         let all: Vec<&str> = text.lines().collect();
-        all[all.len().saturating_sub(lines)..].join("\n")
+        all[all.len().saturating_sub(lines)..].join(" | ")
     }
 }
 

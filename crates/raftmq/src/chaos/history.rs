@@ -18,10 +18,39 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(tag = "f", rename_all = "snake_case")]
 pub enum Call {
-    CreateTopic { topic: String },
+    CreateTopic {
+        topic: String,
+    },
     ListTopics,
-    Put { topic: String, value: String },
-    Consume { topic: String },
+    Put {
+        topic: String,
+        value: String,
+    },
+    Consume {
+        topic: String,
+    },
+    /// `POST /v1/brokers` with a unique host.
+    RegisterBroker {
+        broker: i64,
+        host: String,
+    },
+    /// `PATCH /v1/brokers/{id}` setting a unique host.
+    ChangeBroker {
+        broker: i64,
+        host: String,
+    },
+    GetBroker {
+        broker: i64,
+    },
+    ListBrokers,
+}
+
+impl Call {
+    /// Reads change nothing: they need no session, and one with an unknown outcome can
+    /// simply be left out of the check.
+    pub fn is_read(&self) -> bool {
+        matches!(self, Call::ListTopics | Call::GetBroker { .. } | Call::ListBrokers)
+    }
 }
 
 /// What an operation that completed said about the state.
@@ -42,6 +71,23 @@ pub enum Answer {
     Message { value: String },
     /// The queue was empty (404).
     Empty,
+    /// A broker registered by this call (201).
+    Registered { host: String, epoch: u64 },
+    /// The broker was registered before (200 to a registration): its record.
+    AlreadyRegistered { host: String, epoch: u64 },
+    /// A broker's record (200 to a change or a read).
+    Broker { host: String, epoch: u64 },
+    /// No such broker (404).
+    NoBroker,
+    /// Every broker (200), by id.
+    Brokers { brokers: Vec<BrokerEntry> },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct BrokerEntry {
+    pub id: i64,
+    pub host: String,
+    pub epoch: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -94,14 +140,29 @@ impl Op {
         matches!(self.outcome, Outcome::Failed { .. })
     }
 
-    /// The topic this operation is about (`None` for the topic list).
+    /// The topic this operation is about (`None` for the topic list and broker calls).
     pub fn topic(&self) -> Option<&str> {
         match &self.call {
             Call::CreateTopic { topic } | Call::Put { topic, .. } | Call::Consume { topic } => {
                 Some(topic)
             }
-            Call::ListTopics => None,
+            _ => None,
         }
+    }
+
+    /// The broker this operation is about (`None` for the broker list and topic calls).
+    pub fn broker(&self) -> Option<i64> {
+        match &self.call {
+            Call::RegisterBroker { broker, .. }
+            | Call::ChangeBroker { broker, .. }
+            | Call::GetBroker { broker } => Some(*broker),
+            _ => None,
+        }
+    }
+
+    /// Whether the call changes nothing (an unknown read can simply be left out).
+    pub fn is_read(&self) -> bool {
+        self.call.is_read()
     }
 }
 

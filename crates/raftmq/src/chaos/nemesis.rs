@@ -205,7 +205,16 @@ impl Nemesis<'_> {
         for id in self.cluster.ids() {
             if let Some(status) = self.cluster.exited(id) {
                 let tail = self.cluster.log_tail(id, 3);
-                self.finding(format!("node {id} had exited ({status}) before healing: {tail}"));
+                let why = if status.success() {
+                    // A node exits 0 only when asked to (SIGTERM/SIGINT): the nemesis never
+                    // sends those, so something else on this machine did.
+                    " — a clean exit: something outside this run sent it SIGTERM or SIGINT"
+                } else {
+                    ""
+                };
+                self.finding(format!(
+                    "node {id} had exited ({status}{why}) before healing: {tail}"
+                ));
             }
         }
         self.cluster.heal_processes()
@@ -347,7 +356,7 @@ impl Nemesis<'_> {
                 // The node must refuse this log.
                 match self.wait_exit(id, Duration::from_secs(10)) {
                     Some(status) => {
-                        let tail = self.cluster.log_tail(id, 2);
+                        let tail = self.cluster.log_tail(id, 1);
                         notes.push(format!("node {id} refused to start ({status}): {tail}"));
                         flip.undo()?;
                         self.cluster.start_node(id)?;

@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use super::checker::{self, CheckReport};
 use super::cluster::Cluster;
-use super::history::{self, Call, Clock, Recorder};
+use super::history::{self, Answer, Call, Clock, Recorder};
 use super::nemesis::{self, Event, Finding, Kinds, Nemesis, Step};
 use super::network::Firewall;
 use super::rng::Rng;
@@ -38,6 +38,8 @@ pub struct Options {
     pub check_budget: u64,
     /// Keep the nodes' data dirs even when the run passes.
     pub keep_data: bool,
+    /// Include broker registrations, changes and reads in the workload.
+    pub brokers: bool,
 }
 
 impl Options {
@@ -64,6 +66,9 @@ impl Options {
         }
         if !self.kinds.disk {
             cmd.push_str(" --no-disk-faults");
+        }
+        if !self.brokers {
+            cmd.push_str(" --no-brokers");
         }
         cmd
     }
@@ -117,6 +122,7 @@ pub fn run(options: &Options) -> anyhow::Result<RunReport> {
         puts_per_topic: options.puts_per_topic,
         active_topics: 3,
         attempt_timeout: Duration::from_secs(5),
+        brokers: options.brokers,
     };
 
     let workers = (0..options.clients)
@@ -172,9 +178,14 @@ pub fn run(options: &Options) -> anyhow::Result<RunReport> {
         recorder.clone(),
         shared.clone(),
     )?;
-    let listed = drainer.read_topics();
     let mut topics: BTreeSet<String> = shared.all_topics().into_iter().collect();
-    topics.extend(listed.clone().unwrap_or_default());
+    if let Some(Answer::Topics { topics: listed }) = drainer.read(Call::ListTopics) {
+        topics.extend(listed);
+    }
+    if options.brokers {
+        // The broker table's check then covers durability too.
+        drainer.read(Call::ListBrokers);
+    }
     drainer.drain(&topics.into_iter().collect::<Vec<_>>());
 
     let ops = recorder.history();

@@ -20,7 +20,7 @@ use reqwest::blocking::{Client, Response};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-use super::history::{Answer, Call, Op, Outcome, Recorder};
+use super::history::{Answer, BrokerEntry, Call, Op, Outcome, Recorder};
 use super::rng::Rng;
 
 #[derive(Clone, Debug)]
@@ -33,7 +33,12 @@ pub struct Settings {
     pub active_topics: usize,
     /// One HTTP attempt's timeout: past it the outcome is unknown.
     pub attempt_timeout: Duration,
+    /// Also register, change and read brokers (the `/v1/brokers` routes).
+    pub brokers: bool,
 }
+
+/// Broker ids the workload uses: few, so that clients contend for them.
+const BROKERS: u64 = 6;
 
 /// What the clients share: the topics, and when to stop.
 #[derive(Default)]
@@ -123,11 +128,11 @@ impl Worker {
         }
     }
 
-    /// Reads the topic list until an answer comes (or the give-up time passes).
-    pub fn read_topics(&mut self) -> Option<Vec<String>> {
+    /// Sends a read until an answer comes (or the give-up time passes).
+    pub fn read(&mut self, call: Call) -> Option<Answer> {
         while !self.shared.gave_up() {
-            if let Some(Answer::Topics { topics }) = self.perform(Call::ListTopics).answer() {
-                return Some(topics.clone());
+            if let Some(answer) = self.perform(call.clone()).answer() {
+                return Some(answer.clone());
             }
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -156,21 +161,29 @@ impl Worker {
             return Call::CreateTopic { topic };
         }
         let topic = self.rng.pick(&topics.active).clone();
+        drop(topics);
+        self.next_value += 1;
+        let unique = format!("{}-{}", self.index, self.next_value);
+        let broker = self.rng.between(1, BROKERS) as i64;
         match roll {
             0..=2 => Call::ListTopics,
             3..=4 => Call::CreateTopic { topic }, // exists by now, most likely
-            5..=52 => {
-                topics.puts += 1;
-                self.next_value += 1;
-                Call::Put { topic, value: format!("{}-{}", self.index, self.next_value) }
+            5..=46 => {
+                self.shared.topics.lock().expect("topic lock is never poisoned").puts += 1;
+                Call::Put { topic, value: unique }
             }
-            _ => Call::Consume { topic },
+            47..=88 => Call::Consume { topic },
+            _ if !settings.brokers => Call::Consume { topic },
+            89..=91 => Call::RegisterBroker { broker, host: format!("h{unique}") },
+            92..=95 => Call::ChangeBroker { broker, host: format!("h{unique}") },
+            96..=98 => Call::GetBroker { broker },
+            _ => Call::ListBrokers,
         }
     }
 
     /// Runs one logical operation to a definite outcome if it can, and records it.
     pub fn perform(&mut self, call: Call) -> Op {
-        let session = call != Call::ListTopics;
+        let session = !call.is_read();
         if session {
             self.seq += 1;
         }
@@ -218,6 +231,16 @@ impl Worker {
                 .put(format!("{base}/message"))
                 .json(&json!({"topic": topic, "message": value})),
             Call::Consume { topic } => self.http.get(format!("{base}/message/{topic}")),
+            Call::RegisterBroker { broker, host } => self
+                .http
+                .post(format!("{base}/v1/brokers"))
+                .json(&json!({"brokerId": broker, "brokerHost": host, "brokerPort": "9092"})),
+            Call::ChangeBroker { broker, host } => self
+                .http
+                .patch(format!("{base}/v1/brokers/{broker}"))
+                .json(&json!({"brokerHost": host})),
+            Call::GetBroker { broker } => self.http.get(format!("{base}/v1/brokers/{broker}")),
+            Call::ListBrokers => self.http.get(format!("{base}/v1/brokers")),
         };
         let request = if session {
             request.header("x-client-id", &self.id).header("x-client-seq", self.seq.to_string())
@@ -232,6 +255,11 @@ impl Worker {
             Err(e) => Attempt::Unknown(format!("connection: {e}")),
         }
     }
+}
+
+/// The host and epoch of a broker record.
+fn record(body: &Value) -> Option<(String, u64)> {
+    Some((body["brokerHost"].as_str()?.to_string(), body["epoch"].as_u64()?))
 }
 
 /// Maps an HTTP answer to an outcome, per the node's error contract.
@@ -267,6 +295,38 @@ fn interpret(call: &Call, response: Response) -> Attempt {
             Some(value) => Answer::Message { value: value.to_string() },
             None => return Attempt::Unknown(format!("200 without a message: {body}")),
         },
+        (Call::RegisterBroker { .. }, StatusCode::CREATED) => match record(&body) {
+            Some((host, epoch)) => Answer::Registered { host, epoch },
+            None => return Attempt::Unknown(format!("201 without a broker record: {body}")),
+        },
+        (Call::RegisterBroker { .. }, StatusCode::OK) => match record(&body) {
+            Some((host, epoch)) => Answer::AlreadyRegistered { host, epoch },
+            None => return Attempt::Unknown(format!("200 without a broker record: {body}")),
+        },
+        (Call::ChangeBroker { .. } | Call::GetBroker { .. }, StatusCode::OK) => match record(&body)
+        {
+            Some((host, epoch)) => Answer::Broker { host, epoch },
+            None => return Attempt::Unknown(format!("200 without a broker record: {body}")),
+        },
+        (Call::ChangeBroker { .. } | Call::GetBroker { .. }, StatusCode::NOT_FOUND)
+            if reason.starts_with("no broker") =>
+        {
+            Answer::NoBroker
+        }
+        (Call::ListBrokers, StatusCode::OK) => {
+            let entries = body["brokers"].as_array().map(|list| {
+                list.iter()
+                    .map(|b| {
+                        let (host, epoch) = record(b)?;
+                        Some(BrokerEntry { id: b["brokerId"].as_i64()?, host, epoch })
+                    })
+                    .collect::<Option<Vec<_>>>()
+            });
+            match entries.flatten() {
+                Some(brokers) => Answer::Brokers { brokers },
+                None => return Attempt::Unknown(format!("200 without a broker list: {body}")),
+            }
+        }
         // The state machine's words tell an empty queue from a missing topic.
         (Call::Consume { .. }, StatusCode::NOT_FOUND) if reason.contains("has no message") => {
             Answer::Empty

@@ -45,6 +45,9 @@ pub struct ChaosArgs {
     /// No WAL damage.
     #[arg(long)]
     no_disk_faults: bool,
+    /// No broker operations in the workload (topics and messages only).
+    #[arg(long)]
+    no_brokers: bool,
     /// Puts per topic before the workload moves on to a new one.
     #[arg(long, default_value_t = 100)]
     puts_per_topic: u64,
@@ -102,6 +105,7 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<()> {
         None => Options::default_node_args(),
     };
     let exe = std::env::current_exe().context("cannot find the raftmq binary")?;
+    crate::chaos::cluster::kill_nodes_on_signal();
     let mut reports: Vec<RunReport> = Vec::new();
     for i in 0..args.runs {
         let options = Options {
@@ -117,6 +121,7 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<()> {
             puts_per_topic: args.puts_per_topic,
             check_budget: args.check_budget,
             keep_data: args.keep_data,
+            brokers: !args.no_brokers,
         };
         eprintln!(
             "chaos: run {}/{} seed {} ({} nodes, {} clients, {:?}, partitions {})",

@@ -86,6 +86,14 @@ impl CheckReport {
     }
 }
 
+/// The kinds of object checked, each against its model.
+enum Object {
+    TopicSet,
+    Topic,
+    Broker,
+    BrokerTable,
+}
+
 /// Checks `history`. `final_list` is the id of the topic-list read taken after the final
 /// whole-cluster restart, if the run got that far.
 pub fn check(history: &[Op], final_list: Option<usize>, budget: u64) -> CheckReport {
@@ -95,13 +103,29 @@ pub fn check(history: &[Op], final_list: Option<usize>, budget: u64) -> CheckRep
     let topic_set: Vec<&Op> = history
         .iter()
         .filter(|op| matches!(op.call, Call::CreateTopic { .. } | Call::ListTopics))
-        // An unknown read has no effect: it can only be left out.
-        .filter(|op| !op.is_failed())
-        .filter(|op| !(op.is_unknown() && op.call == Call::ListTopics))
+        .filter(|op| searched(op))
         .collect();
-    let mut objects = vec![("topics".to_string(), topic_set, true)];
+    let broker_table: Vec<&Op> = history
+        .iter()
+        .filter(|op| matches!(op.call, Call::RegisterBroker { .. } | Call::ChangeBroker { .. }))
+        .chain(history.iter().filter(|op| op.call == Call::ListBrokers))
+        .filter(|op| searched(op))
+        .collect();
+    let mut objects = vec![("topics".to_string(), topic_set, Object::TopicSet)];
     for (topic, ops) in per_topic(history) {
-        objects.push((format!("topic {topic}"), ops, false));
+        objects.push((format!("topic {topic}"), ops, Object::Topic));
+    }
+    if !broker_table.is_empty() {
+        objects.push(("brokers".to_string(), broker_table, Object::BrokerTable));
+    }
+    let mut brokers: BTreeMap<i64, Vec<&Op>> = BTreeMap::new();
+    for op in history.iter().filter(|op| searched(op)) {
+        if let Some(id) = op.broker() {
+            brokers.entry(id).or_default().push(op);
+        }
+    }
+    for (id, ops) in brokers {
+        objects.push((format!("broker {id}"), ops, Object::Broker));
     }
     // The search tries a put at the time its value was consumed: FIFO makes the order of
     // the consumes the order of the puts, so the first guess is nearly always right.
@@ -116,12 +140,15 @@ pub fn check(history: &[Op], final_list: Option<usize>, budget: u64) -> CheckRep
         _ => op.call_ns,
     };
     let count = objects.len();
-    for (name, ops, is_set) in objects {
+    for (name, ops, object) in objects {
         let started = std::time::Instant::now();
-        let verdict = if is_set {
-            search(&models::TopicSet, Vec::new(), &ops, &key, budget)
-        } else {
-            search(&models::TopicQueue, None, &ops, &key, budget)
+        let verdict = match object {
+            Object::TopicSet => search(&models::TopicSet, Vec::new(), &ops, &key, budget),
+            Object::Topic => search(&models::TopicQueue, None, &ops, &key, budget),
+            Object::Broker => search(&models::BrokerRecord, None, &ops, &key, budget),
+            Object::BrokerTable => {
+                search(&models::BrokerTable, BTreeMap::new(), &ops, &key, budget)
+            }
         };
         let took = started.elapsed();
         if took > std::time::Duration::from_secs(2) {
@@ -163,6 +190,15 @@ pub fn check(history: &[Op], final_list: Option<usize>, budget: u64) -> CheckRep
         totals: queue_totals::count(history),
         topics_lost_after_restart: lost_topics(history, final_list),
     }
+}
+
+/// Whether an operation goes into the search: a failed one had no effect, nor had an unknown
+/// read, so both are left out.
+fn searched(op: &Op) -> bool {
+    if op.is_failed() {
+        return false;
+    }
+    !(op.is_unknown() && op.is_read())
 }
 
 /// Each topic's create, put and consume operations that could have taken effect. An unknown

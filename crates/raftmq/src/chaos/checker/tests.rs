@@ -2,7 +2,7 @@
 //! histories (concurrent, with unknown outcomes) it must accept.
 
 use super::*;
-use crate::chaos::history::{Answer, Call, Op, Outcome};
+use crate::chaos::history::{Answer, BrokerEntry, Call, Op, Outcome};
 
 /// A tiny history builder: operations get ids in the order they are added.
 #[derive(Default)]
@@ -35,6 +35,22 @@ impl H {
     fn list(self, c: usize, topics: &[&str], t: (u64, u64)) -> Self {
         let topics = topics.iter().map(|s| s.to_string()).collect();
         self.op(c, Call::ListTopics, ok(Answer::Topics { topics }), t)
+    }
+    fn register(self, c: usize, id: i64, host: &str, outcome: Outcome, t: (u64, u64)) -> Self {
+        self.op(c, Call::RegisterBroker { broker: id, host: host.into() }, outcome, t)
+    }
+    fn change(self, c: usize, id: i64, host: &str, outcome: Outcome, t: (u64, u64)) -> Self {
+        self.op(c, Call::ChangeBroker { broker: id, host: host.into() }, outcome, t)
+    }
+    fn get(self, c: usize, id: i64, outcome: Outcome, t: (u64, u64)) -> Self {
+        self.op(c, Call::GetBroker { broker: id }, outcome, t)
+    }
+    fn brokers(self, c: usize, brokers: &[(i64, &str, u64)], t: (u64, u64)) -> Self {
+        let brokers = brokers
+            .iter()
+            .map(|(id, host, epoch)| BrokerEntry { id: *id, host: host.to_string(), epoch: *epoch })
+            .collect();
+        self.op(c, Call::ListBrokers, ok(Answer::Brokers { brokers }), t)
     }
     fn check(&self) -> CheckReport {
         super::check(&self.0, None, 1_000_000)
@@ -168,4 +184,45 @@ fn a_topic_missing_after_the_final_restart_is_detected() {
     let h = with_topic().create(1, "u", Answer::Created, (20, 30)).list(2, &["t"], (40, 50));
     let report = super::check(&h.0, Some(2), 1_000_000);
     assert_eq!(report.topics_lost_after_restart, vec!["u".to_string()]);
+}
+
+fn broker(host: &str, epoch: u64) -> Outcome {
+    ok(Answer::Broker { host: host.into(), epoch })
+}
+
+#[test]
+fn valid_concurrent_broker_registrations_and_changes_are_accepted() {
+    let report = H::default()
+        // Two registrations race: one wins, the other gets the winner's record.
+        .register(1, 7, "a", ok(Answer::Registered { host: "a".into(), epoch: 0 }), (0, 20))
+        .register(2, 7, "b", ok(Answer::AlreadyRegistered { host: "a".into(), epoch: 0 }), (5, 25))
+        .change(1, 7, "c", unknown(), (30, 40))
+        .change(2, 7, "d", broker("d", 2), (35, 50))
+        .get(3, 7, broker("d", 2), (60, 70))
+        .get(3, 8, ok(Answer::NoBroker), (60, 70))
+        .brokers(3, &[(7, "d", 2)], (80, 90))
+        .check();
+    assert!(report.valid(), "{report:#?}");
+    assert_eq!(report.objects, 4, "the topic list, the broker table, brokers 7 and 8");
+}
+
+#[test]
+fn a_lost_broker_change_is_detected() {
+    let report = H::default()
+        .register(1, 7, "a", ok(Answer::Registered { host: "a".into(), epoch: 0 }), (0, 20))
+        .change(1, 7, "b", broker("b", 1), (30, 40))
+        .get(2, 7, broker("a", 0), (50, 60))
+        .check();
+    assert_eq!(report.violations.len(), 1, "{report:#?}");
+    assert_eq!(report.violations[0].object, "broker 7");
+}
+
+#[test]
+fn a_stale_broker_list_is_detected() {
+    let report = H::default()
+        .register(1, 7, "a", ok(Answer::Registered { host: "a".into(), epoch: 0 }), (0, 20))
+        .brokers(2, &[], (30, 40))
+        .check();
+    assert_eq!(report.violations.len(), 1, "{report:#?}");
+    assert_eq!(report.violations[0].object, "brokers");
 }
