@@ -41,7 +41,18 @@ impl Raft {
                         return false;
                     }
                     if !pre_vote {
+                        // A newer term, but not (yet) a reason to wait longer:
+                        // only hearing from a leader or granting a vote resets
+                        // the election timer (Figure 2; `handle_vote_request`
+                        // resets it on a grant). Otherwise a candidate whose
+                        // log is too old to win, campaigning again and again,
+                        // keeps resetting the timer of the one node that could
+                        // win — without PreVote, and with its clock a little
+                        // faster, for ever. (Found by the simulation, seeds
+                        // 107 and 199; see tests/simulation.rs.)
+                        let elapsed = self.election_elapsed;
                         self.become_follower(msg.term, None);
+                        self.election_elapsed = elapsed;
                     }
                 }
                 // A granted pre-vote carries the term the pre-candidate asked
@@ -62,9 +73,15 @@ impl Raft {
                 Body::Append { .. } | Body::Heartbeat { .. } => {
                     self.send(msg.from, Body::HeartbeatResponse { read_seq: 0 });
                 }
-                // A pre-candidate behind in term: reject so it learns the term.
-                Body::Vote { pre_vote: true, .. } => {
-                    self.send(msg.from, Body::VoteResponse { pre_vote: true, granted: false });
+                // A (pre-)candidate behind in term: reject so it learns the
+                // term (§5.1: RequestVote returns currentTerm). Dropping a
+                // real Vote silently can livelock: a candidate whose stale
+                // membership omits this node never sends it anything, so the
+                // other, holding the current membership, would never learn
+                // this term and stay behind it forever. (Found by the
+                // simulation, seed 14352; see tests/simulation.rs.)
+                Body::Vote { pre_vote, .. } => {
+                    self.send(msg.from, Body::VoteResponse { pre_vote, granted: false });
                 }
                 _ => {}
             }

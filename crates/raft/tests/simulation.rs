@@ -1,8 +1,9 @@
 //! Seeded simulation of raftmq-raft clusters under faults (see `sim/mod.rs`).
 //!
 //! - `seeds`: runs 1,000 seeds (3, 5 and 7 nodes) over both cores. Set
-//!   `RAFTMQ_SIM_SEEDS=N` for N seeds, or `RAFTMQ_SIM_SEED=S` to replay seed S
-//!   alone (`RAFTMQ_SIM_TRACE=1` prints every event):
+//!   `RAFTMQ_SIM_SEEDS=N` for N seeds (from `RAFTMQ_SIM_FIRST`, default 0), or
+//!   `RAFTMQ_SIM_SEED=S` to replay seed S alone (`RAFTMQ_SIM_TRACE=1` prints
+//!   every event):
 //!   `RAFTMQ_SIM_SEED=S RAFTMQ_SIM_TRACE=1 cargo test -p raftmq-raft --test simulation -- --nocapture`
 //! - `broken_runtime_is_caught`: a runtime that sends votes and
 //!   acknowledgements before its writes are durable must be caught — a
@@ -21,7 +22,7 @@ use sim::{Broken, Options, Report};
 
 /// Seeds that found a bug in the core (with the simulation as it was then;
 /// the regression tests below pin each bug down independently of it).
-const REGRESSION_SEEDS: &[u64] = &[6422];
+const REGRESSION_SEEDS: &[u64] = &[6422, 14352, 107, 199];
 
 fn env_u64(name: &str) -> Option<u64> {
     let value = std::env::var(name).ok()?;
@@ -86,8 +87,9 @@ fn seeds() {
         return;
     }
     let count = env_u64("RAFTMQ_SIM_SEEDS").unwrap_or(1000);
-    // Seeds 0..count, then the seeds that once found a bug.
-    let seeds: Vec<u64> = (0..count).chain(REGRESSION_SEEDS.iter().copied()).collect();
+    let first = env_u64("RAFTMQ_SIM_FIRST").unwrap_or(0);
+    // `count` seeds from `first`, then the seeds that once found a bug.
+    let seeds: Vec<u64> = (first..first + count).chain(REGRESSION_SEEDS.iter().copied()).collect();
     let started = Instant::now();
     let next = AtomicU64::new(0);
     let reports = Mutex::new(Vec::new());
@@ -112,12 +114,13 @@ fn seeds() {
     let sizes: Vec<usize> =
         [3, 5, 7].iter().map(|n| reports.iter().filter(|r| r.size == *n).count()).collect();
     let slowest = reports.iter().max_by_key(|r| r.events).map_or(0, |r| r.seed);
+    let slowest_settle = reports.iter().max_by_key(|r| r.settle_ticks).map_or(0, |r| r.seed);
     println!(
         "simulated {} seeds ({} of 3 nodes, {} of 5, {} of 7; most events: seed {slowest}) \
          in {secs:.1} s ({:.0} seeds/s, {} threads): {} events, {} \
          messages, {} terms with a leader, {} proposals acknowledged, {} reads checked, {} \
          crashes, {} snapshots taken and {} installed, {} membership changes committed, \
-         settling took at most {} ticks",
+         settling took at most {} ticks (seed {slowest_settle})",
         seeds.len(),
         sizes[0],
         sizes[1],
@@ -227,4 +230,65 @@ fn no_acknowledgement_outlives_a_truncation() {
             );
         }
     }
+}
+
+/// Found by the simulation (seed 14352 of the second run, PreVote off): a
+/// leader removed itself; of the two voters left, one held a stale membership
+/// (it still counted the removed node, whom alone it asked for votes) and
+/// the higher term, while the other held the current membership and asked
+/// the first — whose core dropped the lower-term Vote without an answer. The
+/// second never learned the higher term, the two bumped their terms in step,
+/// and no leader was ever elected again. A stale Vote must be refused with
+/// the current term, as a stale pre-vote already was.
+#[test]
+fn a_stale_vote_request_is_refused_with_the_current_term() {
+    use bytes::Bytes;
+    use raftmq_raft::{Body, Config, Message, Raft};
+
+    let members: Vec<(u64, Bytes)> = (1..=3).map(|id| (id, Bytes::new())).collect();
+    let config = Config { pre_vote: false, ..Config::new(1) };
+    let mut node = Raft::bootstrap(config, &members).unwrap();
+    // Alone, without PreVote, node 1 campaigns again at every timeout.
+    while node.term() < 3 {
+        node.tick();
+    }
+    let term = node.term();
+    node.ready();
+    let vote = Body::Vote { pre_vote: false, last_index: 100, last_term: 1, transfer: false };
+    node.step(Message { from: 2, to: 1, term: term - 1, body: vote });
+    let ready = node.ready();
+    let answer = ready.messages.iter().chain(&ready.persisted_messages).find(|m| m.to == 2);
+    match answer {
+        Some(Message { term: t, body: Body::VoteResponse { granted: false, .. }, .. })
+            if *t == term => {}
+        other => panic!("a Vote of term {} to a node in term {term} got {other:?}", term - 1),
+    }
+}
+
+/// Found by the simulation (seeds 107 and 199, PreVote off, clocks of
+/// slightly different speeds): the one voter whose log could win never
+/// campaigned, because the other voter — whose log was too old to win —
+/// campaigned again at each of its timeouts, and every such Vote of a newer
+/// term reset the first one's election timer though it refused the vote.
+/// Only hearing from a leader or granting a vote resets the timer.
+#[test]
+fn refused_votes_do_not_postpone_an_election() {
+    use bytes::Bytes;
+    use raftmq_raft::{Body, Config, Message, Raft, Role};
+
+    let members: Vec<(u64, Bytes)> = (1..=3).map(|id| (id, Bytes::new())).collect();
+    let config = Config { pre_vote: false, check_quorum: false, ..Config::new(1) };
+    let election_ticks = config.election_ticks;
+    let mut node = Raft::bootstrap(config, &members).unwrap();
+    node.ready();
+    // Node 2, with an empty log, asks for a vote in a newer term every tick.
+    for _ in 0..2 * election_ticks {
+        let vote = Body::Vote { pre_vote: false, last_index: 0, last_term: 0, transfer: false };
+        node.step(Message { from: 2, to: 1, term: node.term() + 1, body: vote });
+        node.tick();
+        if node.role() == Role::Candidate {
+            return;
+        }
+    }
+    panic!("refused Votes kept node 1 from campaigning for {} ticks", 2 * election_ticks);
 }

@@ -225,6 +225,10 @@ pub struct Node {
     pub checks: u32,
     /// A Ready reported a membership change since `voters_before` was taken.
     pub membership_changed: bool,
+    /// Time units between this node's ticks: clocks run at slightly
+    /// different speeds (except in lease-read seeds, whose safety assumes
+    /// they do not).
+    pub tick_interval: u64,
 }
 
 impl Node {
@@ -245,6 +249,7 @@ impl Node {
             dirty_from: 0,
             checks: 0,
             membership_changed: true,
+            tick_interval: 10,
         }
     }
 

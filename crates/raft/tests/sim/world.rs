@@ -336,7 +336,7 @@ impl World {
         for id in 1..=world.p.size as NodeId {
             let config = world.config(id);
             let raft = Raft::bootstrap(config, &voters).expect("valid bootstrap");
-            world.nodes.push(Node::new(id, raft));
+            world.add_node(id, raft);
             // A real node writes its bootstrap state before it starts serving.
             world.process_ready(id);
             world.flush_queue(id);
@@ -434,6 +434,13 @@ impl World {
         }
     }
 
+    fn add_node(&mut self, id: NodeId, raft: Raft) {
+        let mut node = Node::new(id, raft);
+        node.tick_interval =
+            if self.p.lease_read { TICK } else { self.rng.u64(TICK - 2..=TICK + 2) };
+        self.nodes.push(node);
+    }
+
     fn touch(&mut self, id: NodeId) {
         if !self.touched.contains(&id) {
             self.touched.push(id);
@@ -500,7 +507,8 @@ impl World {
                     return;
                 }
                 self.digest.add(1 << 32 | id);
-                self.schedule(TICK, Event::Tick(id, inc));
+                let interval = self.node(id).tick_interval;
+                self.schedule(interval, Event::Tick(id, inc));
                 self.node_mut(id).raft_mut().tick();
                 self.maybe_snapshot(id, false);
                 self.after_input(id);
@@ -909,6 +917,42 @@ impl World {
         self.trace(|| format!("n{id} CRASH"));
         self.digest.add(5 << 32 | id);
         self.report.crashes += 1;
+        // Writes not yet synced may still reach the disk, in order; the last
+        // one may be cut anywhere (after its snapshot, some of its entries,
+        // or before its hard state). Half the time nothing survives.
+        if self.rng.bool() {
+            let queued = self.node(id).queue.len();
+            let full = self.rng.usize(0..=queued);
+            let cut = self.rng.usize(0..=3);
+            let kept = self.rng.usize(0..=64);
+            let node = self.node_mut(id);
+            let mut torn = None;
+            for (i, w) in node.queue.iter().enumerate().take(full + 1) {
+                let partial;
+                let w = if i < full {
+                    w
+                } else {
+                    partial = Write {
+                        snapshot: w.snapshot.clone().filter(|_| cut >= 1),
+                        entries: if cut >= 2 { w.entries.clone() } else { Vec::new() }
+                            .into_iter()
+                            .take(if cut >= 3 { usize::MAX } else { kept })
+                            .collect(),
+                        hard_state: w.hard_state.filter(|_| cut >= 3),
+                        ..Write::default()
+                    };
+                    &partial
+                };
+                if let Err(e) = node.disk.write(w) {
+                    torn = Some(e);
+                    break;
+                }
+            }
+            if let Some(e) = torn {
+                self.fail(format!("node {id} (crash): {e}"));
+            }
+            self.trace(|| format!("n{id} kept {full} unsynced writes and part of the next"));
+        }
         self.node_mut(id).crash(Status::Crashed);
         // Its clients' connections broke: they will never hear back.
         self.proposals.retain(|_, p| p.node != id);
@@ -1162,7 +1206,7 @@ impl World {
                 // The new node starts empty and learns everything from the leader.
                 let config = self.config(node);
                 let raft = Raft::new(config, InitialState::default()).expect("a valid config");
-                self.nodes.push(Node::new(node, raft));
+                self.add_node(node, raft);
                 let phase = self.rng.u64(1..=TICK);
                 self.schedule(phase, Event::Tick(node, 0));
             }
