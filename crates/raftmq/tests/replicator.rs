@@ -50,6 +50,7 @@ impl Replicator {
             .arg(&self.dir)
             .stdout(open(self.out.clone()))
             .stderr(open(self.out.with_extension("err")))
+            .env("RUST_LOG", "info,raftmq::replicator=debug")
             .spawn()
             .expect("start a raftmq replicator");
         self.child = Some(child);
@@ -82,20 +83,24 @@ impl Replicator {
 
     /// Waits until `n` operations were executed; returns them.
     fn wait_executed(&self, n: usize) -> Vec<(String, u64)> {
+        self.try_wait_executed(n).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn try_wait_executed(&self, n: usize) -> Result<Vec<(String, u64)>, String> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let executed = self.executed();
             if executed.len() >= n {
-                return executed;
+                return Ok(executed);
             }
             if Instant::now() > deadline {
-                panic!(
+                return Err(format!(
                     "replicator {} executed {} of {n} operations within 30 s:\n{}\n{}",
                     self.id,
                     executed.len(),
                     self.output(),
                     std::fs::read_to_string(self.out.with_extension("err")).unwrap_or_default()
-                );
+                ));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -159,7 +164,9 @@ fn a_replicator_killed_mid_stream_executes_every_operation_once_in_order() {
     }
     assert!(client.wait().unwrap().success(), "the client failed");
 
-    let executed = replicator.wait_executed(COUNT as usize);
+    let executed = replicator
+        .try_wait_executed(COUNT as usize)
+        .unwrap_or_else(|e| panic!("{e}\nnode 1's log:\n{}", cluster.log(1)));
     let names: Vec<String> = executed.iter().map(|(op, _)| op.clone()).collect();
     assert_eq!(names, ops(1..=COUNT), "executed once each, in order");
     assert!(executed.windows(2).all(|w| w[0].1 < w[1].1), "indices increase: {executed:?}");

@@ -90,6 +90,8 @@ async fn feed(
     limits: StreamLimits,
     records: &mpsc::Sender<LogRecord>,
 ) -> Option<Status> {
+    // Whether the last read came back empty after this node had applied more.
+    let mut waited = false;
     loop {
         let read = match node.read_log(next, limits.buffer).await {
             Ok(read) => read,
@@ -101,23 +103,24 @@ async fn feed(
                 Err(status) => return Some(status),
             },
             LogRead::Entries(entries) if entries.is_empty() => {
+                // Applied past `next` yet nothing to read (the entry is not in
+                // the log right now): pause instead of spinning on it.
+                if waited {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
                 tokio::select! {
-                    applied = node.wait_applied_beyond(next - 1) => match applied {
-                        // Applied past `next` yet nothing to read: the entry is
-                        // not in the log right now; do not spin on it.
-                        Ok(applied) if applied >= next => {
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                        }
-                        Ok(_) => {}
-                        Err(e) => {
+                    applied = node.wait_applied_beyond(next - 1) => {
+                        if let Err(e) = applied {
                             return Some(Status::unavailable(format!("{e}; resume from index {next}")));
                         }
-                    },
+                    }
                     _ = records.closed() => return None,
                 }
+                waited = true;
                 continue;
             }
             LogRead::Entries(entries) => {
+                waited = false;
                 let commit_index = node.status().commit_index;
                 // Records go out without gaps: stop at the first entry that
                 // is not the one expected.

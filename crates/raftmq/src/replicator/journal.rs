@@ -2,11 +2,10 @@
 //! checksummed records, each an encoded `raftmq.v1.LogRecord`.
 //!
 //! The journal is also the replicator's "last executed index": an operation
-//! counts as executed once its record is in the journal and fsynced, and its
-//! line is printed only after that. Keeping both in one file makes them one
-//! atomic fact — there is no second file that a crash could leave out of step
-//! with the first. (The remaining window is between the fsync and the print:
-//! a crash there loses the printed line, never the execution record.)
+//! counts as executed once its record is in the journal. Keeping both in one
+//! file makes them one atomic fact — there is no second file that a crash
+//! could leave out of step with the first. See the crate's replicator module
+//! doc for the order of write, print and fsync, and what each crash leaves.
 //!
 //! Layout: a 16-byte header `"RMQR" | version u32 LE = 1 | replicator id u64
 //! LE`, then frames `len u32 LE | crc32c u32 LE | payload`. At open, a frame
@@ -66,8 +65,9 @@ impl Journal {
         Ok((Journal { path, file }, records))
     }
 
-    /// Appends `records` and fsyncs: when this returns, they survive a crash.
-    pub fn append(&mut self, records: &[LogRecord]) -> anyhow::Result<()> {
+    /// Appends `records` to the file (one `write`, no fsync yet): from here
+    /// on they survive the death of this process, not yet a machine crash.
+    pub fn write(&mut self, records: &[LogRecord]) -> anyhow::Result<()> {
         if records.is_empty() {
             return Ok(());
         }
@@ -81,8 +81,18 @@ impl Journal {
         }
         self.file
             .write_all(&out)
-            .and_then(|()| self.file.sync_data())
             .with_context(|| format!("cannot append to {}", self.path.display()))
+    }
+
+    /// fsyncs what was written: it then survives a machine crash too.
+    pub fn sync(&mut self) -> anyhow::Result<()> {
+        self.file.sync_data().with_context(|| format!("cannot fsync {}", self.path.display()))
+    }
+
+    /// [`Journal::write`] then [`Journal::sync`].
+    pub fn append(&mut self, records: &[LogRecord]) -> anyhow::Result<()> {
+        self.write(records)?;
+        self.sync()
     }
 }
 

@@ -7,15 +7,28 @@
 //! 1. applies them to an [`executor::Executor`], which decides which are
 //!    operations to execute (the same decision every node's state machine
 //!    made, so a retried submission executes once);
-//! 2. appends them to its [`journal::Journal`] and fsyncs — from then on they
-//!    count as executed;
-//! 3. prints `Node <n> executes op=<operation> at index=<i>` for each.
+//! 2. writes them to its [`journal::Journal`] — from then on they count as
+//!    executed;
+//! 3. prints `Node <n> executes op=<operation> at index=<i>` for each (one
+//!    write for the whole batch);
+//! 4. fsyncs the journal.
 //!
 //! On restart it replays the journal (printing nothing) and resumes from the
-//! index after its last record, so no operation is executed twice and none is
-//! skipped. The only crash window is between step 2 and 3: the execution is
-//! recorded but its line is not printed (at most once for the printed line,
-//! exactly once for the journal, which is the record of what was executed).
+//! index after its last record. Crash points:
+//! - the process dies (kill -9, panic, OOM) before 2 completes: the torn or
+//!   missing records are not in the journal, nothing was printed, and they
+//!   are fetched and executed again after the restart — once;
+//! - it dies between 2 and 3 (a few microseconds, no blocking call in
+//!   between): the records are executed but their lines are not printed;
+//! - it dies during 4 or later: the written data is in the kernel's page
+//!   cache, so the restart sees the records and does not repeat them. (The
+//!   fsync comes after the print on purpose: a kill -9 that arrives while
+//!   fsync blocks takes effect when it returns, so "fsync, then print" would
+//!   lose the lines of every batch killed during its fsync.)
+//! - the machine crashes before 4 completes: the batch's records may be lost
+//!   although printed, and are executed again after the reboot. The printed
+//!   line and the journal are two resources; no order of writes makes them
+//!   atomic, and this order makes the common failure (a dead process) exact.
 //!
 //! When its node is unreachable it retries, moving on to the `--fallback`
 //! nodes; every committed log is a prefix of the same log, so any node can
@@ -212,6 +225,9 @@ impl Replicator {
                     Poll::Pending => break,
                 }
             }
+            if let (Some(first), Some(last)) = (batch.first(), batch.last()) {
+                tracing::debug!("replicator {id}: received {}..={}", first.index, last.index);
+            }
             if let Err(stop) = self.execute(&batch) {
                 return stop;
             }
@@ -243,9 +259,9 @@ impl Replicator {
         }
         // The executor moved on in memory; if the journal cannot follow, the
         // process must stop (a restart replays the journal).
-        self.journal.append(&kept).map_err(Stop::Fatal)?;
+        self.journal.write(&kept).map_err(Stop::Fatal)?;
         let id = self.config.id;
-        let mut out = std::io::stdout().lock();
+        let mut lines = String::new();
         for event in events {
             let line = match event {
                 Event::Execute { index, operation } => {
@@ -266,11 +282,15 @@ impl Replicator {
                     last + 1
                 ),
             };
-            writeln!(out, "{line}")
-                .and_then(|()| out.flush())
-                .context("cannot write to stdout")
-                .map_err(Stop::Fatal)?;
+            lines.push_str(&line);
+            lines.push('\n');
         }
+        let mut out = std::io::stdout().lock();
+        out.write_all(lines.as_bytes())
+            .and_then(|()| out.flush())
+            .context("cannot write to stdout")
+            .map_err(Stop::Fatal)?;
+        self.journal.sync().map_err(Stop::Fatal)?;
         match gap {
             Some(reason) => Err(Stop::Retry(reason)),
             None => Ok(()),
