@@ -5,7 +5,7 @@
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 
-use super::{openapi, pyraft, v1_metadata as v1, yakt};
+use super::{metadata_fetch, openapi, pyraft, v1_metadata as v1, yakt};
 use crate::metadata_fencing::Fencing;
 use crate::node::NodeHandle;
 
@@ -28,7 +28,7 @@ pub fn routes(node: &NodeHandle) -> Router<NodeHandle> {
             get(v1::get_partition).patch(v1::change_partition).delete(v1::delete_partition),
         )
         .route("/v1/producers", post(v1::allocate_producer).get(v1::list_producers))
-        .route("/v1/metadata", get(v1::metadata))
+        .route("/v1/metadata", get(metadata_fetch::metadata))
         // PyRaft (seed 000)
         .route("/register_broker/", post(pyraft::register_broker))
         .route("/register_topic/", post(pyraft::register_topic))

@@ -16,6 +16,7 @@
 mod errors;
 mod members;
 mod metadata_common;
+mod metadata_fetch;
 mod metadata_routes;
 pub mod openapi;
 mod pyraft;

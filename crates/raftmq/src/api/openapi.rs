@@ -7,7 +7,7 @@ use axum::Router;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-use super::{metadata_common, pyraft, v1_metadata as v1, yakt};
+use super::{metadata_common, metadata_fetch, pyraft, v1_metadata as v1, yakt};
 use crate::node::NodeHandle;
 use crate::state_machine::metadata::records;
 
@@ -26,7 +26,7 @@ use crate::state_machine::metadata::records;
         v1::create_partition, v1::list_partitions, v1::get_partition, v1::change_partition,
         v1::delete_partition,
         v1::allocate_producer, v1::list_producers,
-        v1::metadata,
+        metadata_fetch::metadata,
         pyraft::register_broker, pyraft::register_topic, pyraft::register_partition,
         pyraft::get_broker, pyraft::get_topic, pyraft::get_partition, pyraft::get_producers,
         pyraft::select_producer, pyraft::delete_broker, pyraft::delete_topic,

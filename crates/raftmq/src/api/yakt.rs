@@ -15,6 +15,7 @@ use raftmq_proto::client::UnregisterBroker;
 use serde_json::Value;
 
 use super::metadata_common::{fail, read, run, Body};
+use super::metadata_fetch;
 use super::v1_metadata::{self as v1, Answer, Fence, Params};
 use crate::node::NodeHandle;
 use crate::state_machine::metadata::history::View;
@@ -136,7 +137,7 @@ async fn mgmt(
     params: std::collections::HashMap<String, String>,
     view: View,
 ) -> Answer {
-    let since = v1::parse_since(&previous)?;
+    let since = metadata_fetch::parse_since(&previous)?;
     if let Some(broker) = params.get("brokerId") {
         let broker_id = super::metadata_common::broker_id(broker)?;
         fencing
@@ -144,7 +145,7 @@ async fn mgmt(
             .await
             .map_err(|e| fail(super::errors::status_of(&e), None, e.to_string()))?;
     }
-    let answer = v1::fetch(&node, since, view, Duration::ZERO, false).await?;
+    let answer = metadata_fetch::fetch(&node, since, view, Duration::ZERO, false).await?;
     Ok((StatusCode::OK, Json(answer)))
 }
 
