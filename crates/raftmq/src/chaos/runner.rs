@@ -40,6 +40,8 @@ pub struct Options {
     pub keep_data: bool,
     /// Include broker registrations, changes and reads in the workload.
     pub brokers: bool,
+    /// Clients (of `clients`) that send no session and never retry.
+    pub plain_clients: usize,
 }
 
 impl Options {
@@ -54,11 +56,13 @@ impl Options {
     /// The command that runs this schedule again.
     pub fn replay_command(&self) -> String {
         let mut cmd = format!(
-            "raftmq chaos --seed {} --duration {}s --nodes {} --clients {} --schedule {}",
+            "raftmq chaos --seed {} --duration {}s --nodes {} --clients {} --plain-clients {} \
+             --schedule {}",
             self.seed,
             self.duration.as_secs(),
             self.nodes,
             self.clients,
+            self.plain_clients,
             self.out.join("schedule.json").display()
         );
         if !self.kinds.partitions {
@@ -123,6 +127,7 @@ pub fn run(options: &Options) -> anyhow::Result<RunReport> {
         active_topics: 3,
         attempt_timeout: Duration::from_secs(5),
         brokers: options.brokers,
+        plain_clients: options.plain_clients,
     };
 
     let workers = (0..options.clients)

@@ -8,6 +8,11 @@
 //! the operation ends with a definite outcome far more often than a plain client's would.
 //! A consume that timed out is thus never a message lost to nobody.
 //!
+//! A few "plain" clients send no session, as RRMQ clients do: they cannot retry, so their
+//! unknown outcomes stay unknown and the checker must allow both. They put, create and read
+//! only — a plain consume with an unknown outcome may lose a message to nobody, which is that
+//! client's risk, not the queue's fault.
+//!
 //! Topics rotate: after a number of puts a client creates the next topic, and the workload
 //! keeps a few topics active. Small topics keep each object's linearizability search small.
 
@@ -35,6 +40,9 @@ pub struct Settings {
     pub attempt_timeout: Duration,
     /// Also register, change and read brokers (the `/v1/brokers` routes).
     pub brokers: bool,
+    /// How many of the clients (the last ones) send no session. Workers numbered from
+    /// `clients` on (the drain) always do.
+    pub plain_clients: usize,
 }
 
 /// Broker ids the workload uses: few, so that clients contend for them.
@@ -78,6 +86,8 @@ enum Attempt {
 
 pub struct Worker {
     pub index: usize,
+    /// Sends `x-client-id`/`x-client-seq` and retries unknown outcomes.
+    sessions: bool,
     id: String,
     seq: u64,
     rng: Rng,
@@ -102,6 +112,8 @@ impl Worker {
             .build()?;
         Ok(Self {
             index,
+            sessions: index < settings.clients.saturating_sub(settings.plain_clients)
+                || index >= settings.clients,
             id: format!("chaos-{}-{index}", settings.seed),
             seq: 0,
             rng: Rng::derive(settings.seed, 1000 + index as u64),
@@ -142,7 +154,19 @@ impl Worker {
     /// Sends operations until told to stop.
     pub fn run(mut self, settings: &Settings) {
         while !self.shared.stop.load(Ordering::Relaxed) {
-            let call = self.choose(settings);
+            let call = match self.choose(settings) {
+                // A plain client only adds: see the module doc.
+                Call::Consume { topic } if !self.sessions => {
+                    self.next_value += 1;
+                    Call::Put { topic, value: format!("{}-{}", self.index, self.next_value) }
+                }
+                Call::RegisterBroker { broker, .. } | Call::ChangeBroker { broker, .. }
+                    if !self.sessions =>
+                {
+                    Call::GetBroker { broker }
+                }
+                call => call,
+            };
             self.perform(call);
         }
     }
@@ -183,7 +207,7 @@ impl Worker {
 
     /// Runs one logical operation to a definite outcome if it can, and records it.
     pub fn perform(&mut self, call: Call) -> Op {
-        let session = !call.is_read();
+        let session = self.sessions && !call.is_read();
         if session {
             self.seq += 1;
         }

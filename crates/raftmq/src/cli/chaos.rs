@@ -33,6 +33,10 @@ pub struct ChaosArgs {
     /// Concurrent clients.
     #[arg(long, default_value_t = 4)]
     clients: usize,
+    /// How many of them send no client id (plain RRMQ clients: no retries, so some of their
+    /// outcomes stay unknown).
+    #[arg(long, default_value_t = 1)]
+    plain_clients: usize,
     /// Where each run's files go (`<out>/seed-<seed>/`): history, schedule, nemesis log, report.
     #[arg(long, default_value = "chaos-runs")]
     out: PathBuf,
@@ -122,6 +126,7 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<()> {
             check_budget: args.check_budget,
             keep_data: args.keep_data,
             brokers: !args.no_brokers,
+            plain_clients: args.plain_clients.min(args.clients),
         };
         eprintln!(
             "chaos: run {}/{} seed {} ({} nodes, {} clients, {:?}, partitions {})",
