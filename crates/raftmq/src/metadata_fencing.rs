@@ -81,16 +81,23 @@ impl Fencing {
     pub async fn heartbeat(&self, node: &NodeHandle, broker_id: i64) -> Result<Beat, NodeError> {
         let now = now_ms();
         lock(&self.heard).insert(broker_id, now);
-        let (exists, fenced) = {
+        let known = |node: &NodeHandle| {
             let state = node.state();
             let broker = state.metadata().broker(broker_id);
-            (broker.is_some(), broker.is_some_and(|b| b.broker_status == FENCED))
+            broker.map(|b| b.broker_status == FENCED)
         };
-        if !exists {
-            // This replica may be behind; a heartbeat entry would answer authoritatively,
-            // but an unknown broker must not cost a log entry.
-            return Ok(Beat::UnknownBroker);
-        }
+        let fenced = match known(node) {
+            Some(fenced) => fenced,
+            None => {
+                // This replica may be behind the broker's registration: catch up once (a
+                // read barrier, no log entry) before calling the broker unknown.
+                node.read_barrier().await?;
+                match known(node) {
+                    Some(fenced) => fenced,
+                    None => return Ok(Beat::UnknownBroker),
+                }
+            }
+        };
         let leader = node.status().is_leader();
         let due = {
             let mut written = lock(&self.written);

@@ -153,3 +153,32 @@ pub async fn metadata(
     let answer = fetch(&node, since, view, wait, stale).await?;
     Ok((StatusCode::OK, Json(answer)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn since_is_an_offset_or_a_time() {
+        let since = |text| parse_since(text).ok();
+        assert_eq!(since("42"), Some(Since::Offset(42)));
+        assert_eq!(since("42.0"), Some(Since::Offset(42)));
+        assert_eq!(since("1700000000"), Some(Since::TimestampMs(1_700_000_000_000)));
+        assert_eq!(since("1700000000.25"), Some(Since::TimestampMs(1_700_000_000_250)));
+        assert_eq!(since("1700000000123"), Some(Since::TimestampMs(1_700_000_000_123)));
+        assert_eq!(since("-1"), None);
+        assert_eq!(since("NaN"), None);
+        assert_eq!(since("soon"), None);
+    }
+
+    #[test]
+    fn waits_parse_and_are_capped() {
+        let wait = |text| parse_wait(text).ok();
+        assert_eq!(wait("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(wait("5s"), Some(Duration::from_secs(5)));
+        assert_eq!(wait("1.5"), Some(Duration::from_millis(1500)));
+        assert_eq!(wait("999999"), Some(MAX_WAIT));
+        assert_eq!(wait("-1s"), None);
+        assert_eq!(wait("inf"), None);
+    }
+}
