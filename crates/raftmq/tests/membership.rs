@@ -169,7 +169,7 @@ fn a_cluster_grows_from_one_to_five_by_joins_while_a_client_writes() {
 #[test]
 fn two_members_are_removed_including_the_leader_while_a_client_writes() {
     let _serial = serial();
-    let mut cluster = Cluster::start(5);
+    let cluster = Cluster::start(5);
     cluster.create_topic("shrink");
     let writer = Writer::start(&cluster, "shrink");
     let leader = cluster.wait_leader();

@@ -55,9 +55,19 @@ impl Killable for LocalCluster {
     fn restart(&mut self, id: u64) -> anyhow::Result<()> {
         self.start_node(id)
     }
-    fn prepare(&self, http: &reqwest::blocking::Client, leader: u64) {
+    fn prepare(&self, _http: &reqwest::blocking::Client, leader: u64) {
+        // Patiently: right after a heavy load the leader may still be busy,
+        // and without the topic no failover write could ever succeed.
+        let patient = reqwest::blocking::Client::builder().timeout(Duration::from_secs(10)).build();
+        let Ok(http) = patient else { return };
         let url = format!("http://{}/topic", self.node(leader).client);
-        let _ = http.put(url).json(&json!({"topic": "failover"})).send();
+        for _ in 0..10 {
+            let answer = http.put(&url).json(&json!({"topic": "failover"})).send();
+            if answer.is_ok_and(|r| matches!(r.status().as_u16(), 201 | 409)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
     }
     fn try_write(&self, http: &reqwest::blocking::Client, id: u64, round: usize) -> bool {
         http.put(format!("http://{}/message", self.node(id).client))

@@ -203,8 +203,8 @@ async fn run_client(
                 }
             }
             (None, workload) => {
-                let consume =
-                    workload == Workload::Consume || (workload == Workload::Mixed && seq % 2 == 0);
+                let consume = workload == Workload::Consume
+                    || (workload == Workload::Mixed && seq.is_multiple_of(2));
                 let request = if consume {
                     http.get(format!("http://{http_target}/message/{}", spec.topic))
                 } else if workload == Workload::Topics {

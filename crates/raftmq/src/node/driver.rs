@@ -147,7 +147,7 @@ impl Driver {
                 _ = ticker.tick() => {
                     self.raft.tick();
                     self.ticks += 1;
-                    if self.ticks % PROMOTION_CHECK_TICKS == 0 {
+                    if self.ticks.is_multiple_of(PROMOTION_CHECK_TICKS) {
                         self.promote_caught_up_learners();
                     }
                 }

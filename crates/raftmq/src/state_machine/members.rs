@@ -73,6 +73,7 @@ mod tests {
             node_id,
             raft_addr: raft_addr.into(),
             client_addr: format!("{raft_addr}-http"),
+            stay_learner: false,
         }
     }
 

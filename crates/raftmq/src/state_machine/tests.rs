@@ -148,7 +148,12 @@ fn noop_and_membership_entries_advance_the_applied_position() {
     let mut machine = StateMachine::new(TTL_MS);
     machine.apply_noop(1, 2);
     assert_eq!((machine.applied_index(), machine.applied_term()), (1, 2));
-    let info = MemberInfo { node_id: 5, raft_addr: "h:1".into(), client_addr: "h:2".into() };
+    let info = MemberInfo {
+        node_id: 5,
+        raft_addr: "h:1".into(),
+        client_addr: "h:2".into(),
+        ..Default::default()
+    };
     let add = ConfChange {
         kind: ConfChangeKind::AddVoter,
         node: 5,
@@ -246,7 +251,12 @@ fn busy_harness() -> Harness {
     let mut h = Harness::new();
     h.machine.apply_noop(1, 1);
     h.next_index = 2;
-    let info = MemberInfo { node_id: 2, raft_addr: "n2:1".into(), client_addr: "n2:2".into() };
+    let info = MemberInfo {
+        node_id: 2,
+        raft_addr: "n2:1".into(),
+        client_addr: "n2:2".into(),
+        ..Default::default()
+    };
     let add = ConfChange {
         kind: ConfChangeKind::AddLearner,
         node: 2,
