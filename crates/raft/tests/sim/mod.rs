@@ -8,6 +8,23 @@
 //! `persisted()` and applying), because the interesting bugs live exactly in
 //! the gap between "sent" and "durable" that a crash opens.
 //!
+//! What the fault injector does, all drawn from the seed: message loss,
+//! duplication, reordering and delays (some past an election timeout);
+//! symmetric and one-way partitions, and healing; crashes, where unsynced
+//! writes are lost — or an in-order prefix of them survives, the last one
+//! possibly torn — and restarts from the disk alone; runtime snapshots (so
+//! followers need InstallSnapshot, whose transport reports may be lost);
+//! membership changes (learners added with fresh ids, promoted, demoted,
+//! removed — the leader included); leadership transfers; ticks that fire a
+//! little early or late; deferred `ready()` calls that batch inputs.
+//! Each seed also draws its own configuration (PreVote, CheckQuorum, lease
+//! reads, flow-control limits, disk speed), so seeds differ in kind.
+//!
+//! Besides Raft's safety properties (`checker.rs`), every message that leaves
+//! a node is checked against its disk: a vote, a vote request or an
+//! acknowledgement must already be durable, whichever list of the `Ready` it
+//! came in; and a leader's commit must be durable on a majority.
+//!
 //! - `world.rs`: the event loop, the runtime, the clients and the faults;
 //! - `node.rs`: one node's disk, write queue and state machine;
 //! - `network.rs`: partitions, loss, duplication;

@@ -225,10 +225,6 @@ pub struct Node {
     pub checks: u32,
     /// A Ready reported a membership change since `voters_before` was taken.
     pub membership_changed: bool,
-    /// Time units between this node's ticks: clocks run at slightly
-    /// different speeds (except in lease-read seeds, whose safety assumes
-    /// they do not).
-    pub tick_interval: u64,
 }
 
 impl Node {
@@ -249,7 +245,6 @@ impl Node {
             dirty_from: 0,
             checks: 0,
             membership_changed: true,
-            tick_interval: 10,
         }
     }
 
