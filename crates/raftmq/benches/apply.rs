@@ -15,13 +15,26 @@ fn apply(c: &mut Criterion) {
     const N: u64 = 10_000;
     let value = "v".repeat(100);
     let puts: Vec<Vec<u8>> = (1..=N)
-        .map(|i| encode(Kind::PutMessage(PutMessage { topic: "t".into(), message: value.clone() }), "", i))
+        .map(|i| {
+            encode(
+                Kind::PutMessage(PutMessage { topic: "t".into(), message: value.clone() }),
+                "",
+                i,
+            )
+        })
         .collect();
     let sessions: Vec<Vec<u8>> = (1..=N)
-        .map(|i| encode(Kind::PutMessage(PutMessage { topic: "t".into(), message: value.clone() }), "c", i))
+        .map(|i| {
+            encode(
+                Kind::PutMessage(PutMessage { topic: "t".into(), message: value.clone() }),
+                "c",
+                i,
+            )
+        })
         .collect();
-    let consumes: Vec<Vec<u8>> =
-        (1..=N).map(|i| encode(Kind::ConsumeMessage(ConsumeMessage { topic: "t".into() }), "", i)).collect();
+    let consumes: Vec<Vec<u8>> = (1..=N)
+        .map(|i| encode(Kind::ConsumeMessage(ConsumeMessage { topic: "t".into() }), "", i))
+        .collect();
     let fresh = || {
         let mut sm = StateMachine::new(600_000);
         sm.apply_command(1, 1, &encode(Kind::CreateTopic(CreateTopic { name: "t".into() }), "", 0));
