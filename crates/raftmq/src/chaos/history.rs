@@ -210,9 +210,16 @@ impl Recorder {
     }
 }
 
+/// Saves a history as a JSON array, one operation a line (long runs have millions).
 pub fn save(path: &Path, ops: &[Op]) -> std::io::Result<()> {
-    let json = serde_json::to_vec_pretty(ops).map_err(std::io::Error::other)?;
-    std::fs::write(path, json)
+    let mut out = Vec::with_capacity(ops.len() * 200);
+    out.push(b'[');
+    for (i, op) in ops.iter().enumerate() {
+        out.extend_from_slice(if i == 0 { b"\n" } else { b",\n" });
+        serde_json::to_writer(&mut out, op).map_err(std::io::Error::other)?;
+    }
+    out.extend_from_slice(b"\n]\n");
+    std::fs::write(path, out)
 }
 
 pub fn load(path: &Path) -> std::io::Result<Vec<Op>> {
