@@ -14,7 +14,12 @@
 //! - **State machine safety** and **leader completeness**: `committed` holds
 //!   the one entry committed at each index; every committed output, applied
 //!   entry and installed snapshot is compared with it, and every leader's log
-//!   must hold every entry committed in an earlier term.
+//!   must hold every entry committed in an earlier term. That is the term in
+//!   which the entry *became* committed, not the entry's own: an old entry
+//!   is committed later, along with a new leader's no-op, and a leader of a
+//!   term in between may well lack it. The checker bounds that term by the
+//!   lowest current term of any node that reported the entry committed (a
+//!   node learns a commit index only from a leader of its term or earlier).
 //! - **Linearizable reads**: `max_acked` is the highest index acknowledged to
 //!   a client; a read issued after that acknowledgement must not be answered
 //!   at a lower index.
@@ -28,6 +33,24 @@ use bytes::Bytes;
 use raftmq_raft::{Index, NodeId, Payload, Raft, Role, Term};
 
 use super::codec::{value_of, Applied};
+
+/// An entry known to be committed.
+#[derive(Clone)]
+struct Committed {
+    entry: Applied,
+    /// It was committed in this term or an earlier one.
+    by_term: Term,
+}
+
+/// What [`Checker::commit`] learned.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Learned {
+    Nothing,
+    /// The entry was not known to be committed before.
+    New,
+    /// It was, but now it is known to be committed in an earlier term.
+    EarlierTerm,
+}
 
 /// What is known of one `(index, term)` entry.
 struct Known {
@@ -43,7 +66,7 @@ pub struct Checker {
     /// By index: every distinct entry seen there.
     known: Vec<Vec<Known>>,
     /// By index - 1: the entry committed there.
-    committed: Vec<Option<Applied>>,
+    committed: Vec<Option<Committed>>,
     /// Proposals a client was told are committed: (index, entry).
     pub acked: Vec<(Index, Applied)>,
     pub max_acked: Index,
@@ -119,10 +142,15 @@ impl Checker {
         Ok(())
     }
 
-    /// Records that the entry `(index, a)` is committed (a node emitted it as
-    /// committed, applied it, or holds it in a snapshot). Returns whether it
-    /// was news.
-    pub fn commit(&mut self, node: NodeId, index: Index, a: &Applied) -> Result<bool, String> {
+    /// Records that the entry `(index, a)` is committed: `node`, in `term`,
+    /// emitted it as committed, applied it, or holds it in a snapshot.
+    pub fn commit(
+        &mut self,
+        node: NodeId,
+        term: Term,
+        index: Index,
+        a: &Applied,
+    ) -> Result<Learned, String> {
         if index == 0 {
             return Err(format!("node {node} committed index 0"));
         }
@@ -130,29 +158,39 @@ impl Checker {
         if self.committed.len() <= at {
             self.committed.resize(at + 1, None);
         }
-        match &self.committed[at] {
-            Some(c) if c == a => Ok(false),
+        match &mut self.committed[at] {
+            Some(c) if c.entry == *a => {
+                if term < c.by_term {
+                    c.by_term = term;
+                    return Ok(Learned::EarlierTerm);
+                }
+                Ok(Learned::Nothing)
+            }
             Some(c) => Err(format!(
                 "state machine safety: node {node} has ({index}, term {}) = {:?} committed, but \
                  ({index}, term {}) = {:?} was committed there before",
-                a.term, a.value, c.term, c.value
+                a.term, a.value, c.entry.term, c.entry.value
             )),
             None => {
-                self.committed[at] = Some(a.clone());
-                Ok(true)
+                self.committed[at] = Some(Committed { entry: a.clone(), by_term: term });
+                Ok(Learned::New)
             }
         }
     }
 
     pub fn committed_at(&self, index: Index) -> Option<&Applied> {
-        self.committed.get(index.checked_sub(1)? as usize)?.as_ref()
+        Some(&self.committed.get(index.checked_sub(1)? as usize)?.as_ref()?.entry)
     }
 
     /// Leader completeness for one committed entry and one leader: a leader
     /// of a later term holds it (or a snapshot that covers it).
     pub fn leader_holds(&self, leader: &Raft, index: Index) -> Result<(), String> {
-        let Some(c) = self.committed_at(index) else { return Ok(()) };
-        if leader.role() != Role::Leader || c.term >= leader.term() {
+        let Some(Some(Committed { entry: c, by_term })) =
+            index.checked_sub(1).and_then(|at| self.committed.get(at as usize))
+        else {
+            return Ok(());
+        };
+        if leader.role() != Role::Leader || *by_term >= leader.term() {
             return Ok(());
         }
         let snap = leader.first_index() - 1;
@@ -177,7 +215,7 @@ impl Checker {
             Some(e) if e.term == c.term && value_of(&e.payload) == c.value => Ok(()),
             other => Err(format!(
                 "leader completeness: leader {} of term {} lacks the entry ({index}, term {}) \
-                 committed in an earlier term; its log has {:?}",
+                 committed by term {by_term}; its log has {:?}",
                 leader.id(),
                 leader.term(),
                 c.term,

@@ -24,7 +24,7 @@ use raftmq_raft::{
     Message, NodeId, Payload, ProposeError, Raft, Role,
 };
 
-use super::checker::Checker;
+use super::checker::{Checker, Learned};
 use super::codec::{command, command_id, decode_snapshot, value_of, Applied};
 use super::network::Network;
 use super::node::{Node, Status, Write};
@@ -874,19 +874,21 @@ impl World {
     }
 
     fn record_committed(&mut self, id: NodeId, index: u64, a: &Applied) {
-        match self.check.commit(id, index, a) {
+        let term = self.node(id).raft().term();
+        let learned = match self.check.commit(id, term, index, a) {
             Err(e) => self.fail(e),
-            Ok(true) => {
-                if let Some(leader) = self.leader() {
-                    if let Err(e) = self.check.leader_holds(self.node(leader).raft(), index) {
-                        self.fail(e);
-                    }
-                }
-                if a.value.first() == Some(&b'M') && index > self.p.size as u64 {
-                    self.report.membership_changes += 1;
-                }
+            Ok(learned) => learned,
+        };
+        if learned == Learned::Nothing {
+            return;
+        }
+        if let Some(leader) = self.leader() {
+            if let Err(e) = self.check.leader_holds(self.node(leader).raft(), index) {
+                self.fail(e);
             }
-            Ok(false) => {}
+        }
+        if learned == Learned::New && a.value.first() == Some(&b'M') && index > self.p.size as u64 {
+            self.report.membership_changes += 1;
         }
     }
 
@@ -1065,7 +1067,10 @@ impl World {
                         .filter(|l| (*l as usize) <= self.nodes.len() && self.node(*l).running());
                     self.leader_hint = target;
                 }
-                Err(_) => return false,
+                Err(e) => {
+                    self.trace(|| format!("n{id} refused v{value}: {e:?}"));
+                    return false;
+                }
             }
         }
         false
