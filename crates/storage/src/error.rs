@@ -21,7 +21,7 @@ pub enum StorageError {
     /// A file holds bytes that fail their checksum or make no sense, and they
     /// are not a torn tail that a crash can explain.
     #[error(
-        "{} {} is corrupt at byte {offset} ({reason}); the node will not serve it: restore this node from a peer by emptying its data dir",
+        "{} {} is corrupt at byte {offset} ({reason}); the node will not serve it. To recover, remove this node from the cluster (raftmq member remove <id>), empty its data dir, and join it again (--join): emptying the dir of a node that is still a member would make it forget its vote",
         describe(file),
         file.display()
     )]
