@@ -20,11 +20,14 @@ impl Raft {
     /// Proposes a membership change; it is in force once committed.
     pub fn propose_membership(&mut self, change: ConfChange) -> Result<Index, ProposeError> {
         self.check_can_propose()?;
-        if self.pending_conf_index > self.log.committed() {
-            return Err(ProposeError::MembershipChangePending { index: self.pending_conf_index });
-        }
+        // "Not ready" first: a new leader counts every entry of its log as a
+        // possibly pending change until its no-op commits, which is a short,
+        // passing state callers retry, unlike a change really in progress.
         if !self.committed_in_term() {
             return Err(ProposeError::LeaderNotReady);
+        }
+        if self.pending_conf_index > self.log.committed() {
+            return Err(ProposeError::MembershipChangePending { index: self.pending_conf_index });
         }
         let m = &self.membership;
         let node = change.node;
