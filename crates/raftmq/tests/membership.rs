@@ -198,9 +198,17 @@ fn two_members_are_removed_including_the_leader_while_a_client_writes() {
     assert!(voters.contains(&new_leader));
     assert_eq!(result.failed_attempts, 0, "writes failed while removing: {result:?}");
     assert_queue_is(&cluster, via, "shrink", result.acknowledged);
-    // The removed leader knows it is out.
-    let events = cluster.get_json(leader, "/v1/events?limit=1000").1.to_string();
-    assert!(events.contains("removed from the cluster"), "{events}");
+    // The removed leader knows it is out (the new leader's last append to it
+    // carries the commit of its removal).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let events = cluster.get_json(leader, "/v1/events?limit=1000").1.to_string();
+        if events.contains("removed from the cluster") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{events}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 #[test]
@@ -246,14 +254,17 @@ fn a_node_that_was_down_during_compaction_catches_up_by_snapshot() {
     wait_converged(&cluster);
     let events = cluster.get_json(down, "/v1/events?limit=1000").1.to_string();
     assert!(events.contains("installed snapshot"), "node {down} did not get a snapshot: {events}");
-    // Make the restarted node the leader and read everything through it.
-    let r = cluster
-        .http
-        .post(cluster.url(leader, &format!("/v1/members/{down}/transfer-leader")))
-        .send()
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 202);
-    assert_eq!(cluster.wait_leader(), down);
+    // Make the restarted node the leader and read everything through it. A
+    // transfer is abandoned if the target is not caught up within an election
+    // timeout, so ask again until it leads.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while cluster.wait_leader() != down {
+        assert!(Instant::now() < deadline, "node {down} never became leader");
+        let current = cluster.wait_leader();
+        let url = cluster.url(current, &format!("/v1/members/{down}/transfer-leader"));
+        let _ = cluster.http.post(url).send();
+        std::thread::sleep(Duration::from_millis(500));
+    }
     assert_queue_is(&cluster, down, "snap", 1000);
 }
 

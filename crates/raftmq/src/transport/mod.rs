@@ -62,9 +62,12 @@ impl Transport {
         Self { id, local_ip, trace_rpc, peers: HashMap::new(), snapshot_status }
     }
 
-    /// Connects to new members, forgets removed ones, reconnects moved ones.
+    /// Connects to new members and reconnects moved ones. Removed members are
+    /// kept: the leader's last message to a removed node (which tells it that
+    /// its removal committed) is sent after the removal is applied, and
+    /// dropping the peer would drop that message with it.
     pub fn set_addresses(&mut self, addrs: BTreeMap<NodeId, String>) {
-        self.peers.retain(|id, peer| addrs.get(id) == Some(&peer.addr));
+        self.peers.retain(|id, peer| addrs.get(id).is_none_or(|addr| *addr == peer.addr));
         for (id, addr) in addrs {
             if self.peers.contains_key(&id) || addr.is_empty() {
                 continue;
