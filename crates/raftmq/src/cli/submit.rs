@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use clap::{Args, Subcommand};
 use raftmq_proto::client::client_client::ClientClient;
 use raftmq_proto::client::SubmitRequest;
@@ -32,7 +32,7 @@ pub struct SubmitArgs {
     )]
     node: Vec<String>,
     /// Time between submissions: 10s, 500ms, 1m, or seconds.
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = crate::bench::parse_duration)]
     every: Duration,
     /// Stop after this many operations (default: never).
     #[arg(long)]
@@ -47,7 +47,7 @@ pub struct SubmitArgs {
     #[arg(long)]
     client_id: Option<String>,
     /// Give up on one operation after retrying it this long.
-    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, default_value = "60s", value_parser = crate::bench::parse_duration)]
     retry_for: Duration,
 }
 
@@ -139,33 +139,3 @@ async fn call(
     Ok(reply.into_inner())
 }
 
-/// `10s`, `500ms`, `2m`, or a bare number of seconds.
-pub fn parse_duration(text: &str) -> anyhow::Result<Duration> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let value: f64 = number.parse().with_context(|| format!("`{text}` is not a duration"))?;
-    let seconds = match unit.trim() {
-        "" | "s" => value,
-        "ms" => value / 1000.0,
-        "m" => value * 60.0,
-        other => bail!("unknown unit `{other}` in `{text}` (use ms, s or m)"),
-    };
-    Ok(Duration::from_secs_f64(seconds))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_duration;
-    use std::time::Duration;
-
-    #[test]
-    fn durations_parse() {
-        assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
-        assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert_eq!(parse_duration("2").unwrap(), Duration::from_secs(2));
-        assert_eq!(parse_duration("1m").unwrap(), Duration::from_secs(60));
-        assert!(parse_duration("5h").is_err());
-        assert!(parse_duration("s").is_err());
-    }
-}
