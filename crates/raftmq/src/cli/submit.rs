@@ -138,4 +138,3 @@ async fn call(
     let reply = ClientClient::new(channel).submit_client_request(request).await?;
     Ok(reply.into_inner())
 }
-
