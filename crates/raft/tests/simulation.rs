@@ -1,6 +1,7 @@
 //! Seeded simulation of raftmq-raft clusters under faults (see `sim/mod.rs`).
 //!
-//! - `seeds`: runs 1,000 seeds (3, 5 and 7 nodes) over both cores. Set
+//! - `seeds`: runs 1,000 seeds (3, 5 and 7 nodes), then the regression
+//!   seeds, over all cores. Set
 //!   `RAFTMQ_SIM_SEEDS=N` for N seeds (from `RAFTMQ_SIM_FIRST`, default 0), or
 //!   `RAFTMQ_SIM_SEED=S` to replay seed S alone (`RAFTMQ_SIM_TRACE=1` prints
 //!   every event):
@@ -9,6 +10,11 @@
 //!   acknowledgements before its writes are durable must be caught — a
 //!   checker that cannot fail proves nothing.
 //! - `runs_are_deterministic`: one seed, twice, same trace digest.
+//! - One test per core bug the simulation found, driving a single node
+//!   through the public API, so each stays pinned down whatever the
+//!   simulation later becomes.
+//!
+//! `RAFTMQ_SIM_BROKEN=1` runs `seeds` (or a replay) with the broken runtime.
 
 mod sim;
 

@@ -50,13 +50,15 @@ pub struct Options {
     /// Ticks of faults before everything is healed; by default drawn from
     /// the seed, between 300 and 3000.
     pub fault_ticks: Option<u64>,
-    /// Ticks the healed cluster gets to converge.
+    /// Ticks the healed cluster gets to converge. The slowest seeds (tiny
+    /// batches, a tiny in-flight window and slow disks draining a backlog)
+    /// take about 350.
     pub settle_ticks: u64,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { trace: false, broken: None, fault_ticks: None, settle_ticks: 400 }
+        Self { trace: false, broken: None, fault_ticks: None, settle_ticks: 600 }
     }
 }
 
