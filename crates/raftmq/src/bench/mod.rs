@@ -9,6 +9,7 @@
 
 pub mod etcd;
 pub mod failover;
+pub mod http_conn;
 pub mod local_cluster;
 pub mod workload;
 

@@ -5,10 +5,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+use http::{Method, StatusCode};
 use raftmq_proto::client::client_client::ClientClient;
 use raftmq_proto::client::SubmitRequest;
 use serde_json::json;
 
+use super::http_conn::{ConnError, HttpConn};
 use super::{histogram, Percentiles, Report};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -70,11 +73,10 @@ pub async fn run(spec: LoadSpec) -> anyhow::Result<Report> {
     let mut tasks = Vec::new();
     for client in 0..spec.clients {
         let spec = spec.clone();
-        let http = http.clone();
         let shared = shared.clone();
         let client_id = format!("{run_id}-{client}");
         tasks.push(tokio::spawn(async move {
-            run_client(client, client_id, spec, http, shared, deadline).await
+            run_client(client, client_id, spec, shared, deadline).await
         }));
     }
     let mut latencies = histogram();
@@ -150,7 +152,6 @@ async fn run_client(
     client: usize,
     client_id: String,
     spec: LoadSpec,
-    http: reqwest::Client,
     shared: Arc<Shared>,
     deadline: Instant,
 ) -> (hdrhistogram::Histogram<u64>, BTreeMap<String, u64>) {
@@ -171,6 +172,10 @@ async fn run_client(
         }
         Protocol::Http | Protocol::Etcd => None,
     };
+    let mut conn = HttpConn::new(&http_target);
+    // A put's body is the same on every request of a client: encode it once.
+    let put_body = Bytes::from(json!({"topic": spec.topic, "message": value}).to_string());
+    let consume_path = format!("/message/{}", spec.topic);
     let mut seq = 0u64;
     while Instant::now() < deadline {
         let n = shared.sent.fetch_add(1, Ordering::Relaxed);
@@ -194,37 +199,23 @@ async fn run_client(
                     "key": super::etcd::b64(&format!("{client_id}-{seq}")),
                     "value": super::etcd::b64(&value),
                 });
-                match http.post(format!("http://{http_target}/v3/kv/put")).json(&body).send().await
-                {
-                    Ok(r) if r.status().is_success() => Ok(()),
-                    Ok(r) => Err(format!("http {}", r.status().as_u16())),
-                    Err(e) if e.is_timeout() => Err("timeout".into()),
-                    Err(_) => Err("connection".into()),
-                }
+                let body = Bytes::from(body.to_string());
+                http_outcome(conn.send(Method::POST, "/v3/kv/put", &[], Some(body)).await)
             }
             (None, workload) => {
                 let consume = workload == Workload::Consume
                     || (workload == Workload::Mixed && seq.is_multiple_of(2));
-                let request = if consume {
-                    http.get(format!("http://{http_target}/message/{}", spec.topic))
+                let (method, path, body) = if consume {
+                    (Method::GET, consume_path.as_str(), None)
                 } else if workload == Workload::Topics {
-                    http.put(format!("http://{http_target}/topic"))
-                        .json(&json!({"topic": format!("{client_id}-{seq}")}))
+                    let body = json!({"topic": format!("{client_id}-{seq}")}).to_string();
+                    (Method::PUT, "/topic", Some(Bytes::from(body)))
                 } else {
-                    http.put(format!("http://{http_target}/message"))
-                        .json(&json!({"topic": spec.topic, "message": value}))
+                    (Method::PUT, "/message", Some(put_body.clone()))
                 };
-                match request
-                    .header("x-client-id", &client_id)
-                    .header("x-client-seq", seq.to_string())
-                    .send()
-                    .await
-                {
-                    Ok(r) if r.status().is_success() => Ok(()),
-                    Ok(r) => Err(format!("http {}", r.status().as_u16())),
-                    Err(e) if e.is_timeout() => Err("timeout".into()),
-                    Err(_) => Err("connection".into()),
-                }
+                let seq_text = seq.to_string();
+                let headers = [("x-client-id", client_id.as_str()), ("x-client-seq", &seq_text)];
+                http_outcome(conn.send(method, path, &headers, body).await)
             }
         };
         match outcome {
@@ -241,6 +232,14 @@ async fn run_client(
         }
     }
     (latencies, errors)
+}
+
+fn http_outcome(answer: Result<StatusCode, ConnError>) -> Result<(), String> {
+    match answer {
+        Ok(status) if status.is_success() => Ok(()),
+        Ok(status) => Err(format!("http {}", status.as_u16())),
+        Err(e) => Err(e.kind().to_string()),
+    }
 }
 
 async fn progress_line(shared: Arc<Shared>, start: Instant) {

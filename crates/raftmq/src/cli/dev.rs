@@ -80,15 +80,20 @@ pub fn run(args: DevArgs) -> anyhow::Result<()> {
     let flag = stop.clone();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     thread::spawn(move || {
-        runtime.block_on(async {
-            let _ = tokio::signal::ctrl_c().await;
-        });
+        // Ctrl-C, or SIGTERM from a script or `kill`: either way the nodes
+        // go down with the cluster instead of living on as orphans.
+        runtime.block_on(super::shutdown_signal());
         flag.store(true, Ordering::SeqCst);
     });
+    let mut exited = vec![false; children.len()];
     while !stop.load(Ordering::SeqCst) {
         for (i, child) in children.iter_mut().enumerate() {
+            if exited[i] {
+                continue;
+            }
             if let Ok(Some(status)) = child.try_wait() {
                 println!("[dev] node {} exited: {status}", i + 1);
+                exited[i] = true;
             }
         }
         thread::sleep(Duration::from_millis(200));

@@ -87,3 +87,26 @@ pub fn init_logging(node: Option<u64>) {
     let _ = node;
     let _ = builder.try_init();
 }
+
+/// SIGINT or SIGTERM: what stops a long-running command (a node, a
+/// replicator, a dev cluster) cleanly, whether from a terminal or a script.
+pub(crate) async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = ctrl_c => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = ctrl_c.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

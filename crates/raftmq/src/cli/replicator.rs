@@ -33,28 +33,5 @@ pub fn run(args: ReplicatorArgs) -> anyhow::Result<()> {
     config.fallbacks = args.fallback.into_iter().filter(|a| !a.trim().is_empty()).collect();
     config.session_ttl = Duration::from_secs(args.session_ttl_secs);
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    runtime.block_on(replicator::run_until(config, shutdown_signal()))
-}
-
-/// SIGINT or SIGTERM. The replicator stops between batches, so a batch is
-/// always journaled and printed whole.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = ctrl_c => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(_) => {
-                let _ = ctrl_c.await;
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
+    runtime.block_on(replicator::run_until(config, super::shutdown_signal()))
 }

@@ -1,0 +1,113 @@
+//! The load generator's HTTP client: one keep-alive HTTP/1.1 connection per
+//! simulated client, on hyper directly.
+//!
+//! A general-purpose client (a connection pool behind a lock, URL parsing and
+//! a JSON encoder per request) cost the generator about as much CPU per
+//! request as the leader spent serving it; on a 2-core machine that shares its
+//! cores with the cluster under test, the generator's overhead is throughput
+//! taken from the system being measured (from either system: etcd is driven by
+//! this same client). A closed-loop client needs none of that: it has one
+//! request in flight on its own connection, so it keeps the connection and
+//! reconnects only after a failure.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+/// A request gets this long before it counts as timed out.
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why a request got no answer (the kinds the report counts).
+#[derive(Debug)]
+pub enum ConnError {
+    Connection,
+    Timeout,
+}
+
+impl ConnError {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ConnError::Connection => "connection",
+            ConnError::Timeout => "timeout",
+        }
+    }
+}
+
+pub struct HttpConn {
+    /// host:port.
+    target: String,
+    sender: Option<SendRequest<Full<Bytes>>>,
+}
+
+impl HttpConn {
+    pub fn new(target: &str) -> Self {
+        Self { target: target.to_string(), sender: None }
+    }
+
+    /// Sends one request with a JSON body (or none) and reads the whole
+    /// answer, so the connection can carry the next one. A failed request
+    /// drops the connection; the next call opens a new one.
+    pub async fn send(
+        &mut self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Bytes>,
+    ) -> Result<StatusCode, ConnError> {
+        match tokio::time::timeout(TIMEOUT, self.exchange(method, path, headers, body)).await {
+            Ok(Ok(status)) => Ok(status),
+            Ok(Err(e)) => {
+                self.sender = None;
+                Err(e)
+            }
+            Err(_) => {
+                self.sender = None;
+                Err(ConnError::Timeout)
+            }
+        }
+    }
+
+    async fn exchange(
+        &mut self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Bytes>,
+    ) -> Result<StatusCode, ConnError> {
+        let mut request = Request::builder().method(method).uri(path).header("host", &self.target);
+        if body.is_some() {
+            request = request.header("content-type", "application/json");
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let request =
+            request.body(Full::new(body.unwrap_or_default())).map_err(|_| ConnError::Connection)?;
+        let sender = self.connected().await?;
+        sender.ready().await.map_err(|_| ConnError::Connection)?;
+        let response = sender.send_request(request).await.map_err(|_| ConnError::Connection)?;
+        let status = response.status();
+        response.into_body().collect().await.map_err(|_| ConnError::Connection)?;
+        Ok(status)
+    }
+
+    async fn connected(&mut self) -> Result<&mut SendRequest<Full<Bytes>>, ConnError> {
+        if self.sender.as_ref().is_none_or(|s| s.is_closed()) {
+            let stream =
+                TcpStream::connect(&self.target).await.map_err(|_| ConnError::Connection)?;
+            stream.set_nodelay(true).map_err(|_| ConnError::Connection)?;
+            let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+                .await
+                .map_err(|_| ConnError::Connection)?;
+            // The connection task ends when the sender is dropped.
+            tokio::spawn(connection);
+            self.sender = Some(sender);
+        }
+        Ok(self.sender.as_mut().expect("invariant: connected just above"))
+    }
+}
