@@ -15,17 +15,17 @@ use crate::progress::Progress;
 use crate::read_index::ReadQueue;
 use crate::ready::{Event, Ready, Role};
 use crate::types::{
-    ConfChange, ConfChangeKind, Entry, HardState, Index, Membership, NodeId, Payload, Snapshot,
-    SnapshotMeta, Term,
+    ConfChange, ConfChangeKind, Entry, HardState, Index, Membership, NodeId, Payload, SnapshotMeta,
+    Term,
 };
 
 /// What a node recovered from its disk at start.
 #[derive(Clone, Debug, Default)]
 pub struct InitialState {
     pub hard_state: HardState,
-    /// The newest snapshot, with its data (the leader sends it to followers
-    /// that fell behind the compacted log).
-    pub snapshot: Option<Snapshot>,
+    /// Where the newest snapshot stands. Its data stays with the runtime: the
+    /// core never needs it (see [`Raft::snapshot`]).
+    pub snapshot: Option<SnapshotMeta>,
     /// Every entry after the snapshot, in order.
     pub entries: Vec<Entry>,
 }
@@ -77,8 +77,9 @@ pub struct Raft {
     /// so that every proposal made between two readies shares one message.
     pub(crate) broadcast_pending: bool,
 
-    /// The newest snapshot; sent to followers behind the compacted log.
-    pub(crate) snapshot: Option<Snapshot>,
+    /// The newest snapshot's description; followers behind the compacted log
+    /// are sent that snapshot.
+    pub(crate) snapshot: Option<SnapshotMeta>,
     pub(crate) applied: Index,
 
     /// Output accumulated for the next `ready()`.
@@ -91,7 +92,7 @@ impl Raft {
     pub fn new(config: Config, state: InitialState) -> Result<Self, ConfigError> {
         config.validate()?;
         let (snapshot_index, snapshot_term, membership) = match &state.snapshot {
-            Some(s) => (s.meta.index, s.meta.term, s.meta.membership.clone()),
+            Some(s) => (s.index, s.term, s.membership.clone()),
             None => (0, 0, Membership::default()),
         };
         let log =
@@ -206,8 +207,11 @@ impl Raft {
     pub fn entry(&self, index: Index) -> Option<&Entry> {
         self.log.entry(index)
     }
-    /// The newest snapshot this node holds.
-    pub fn snapshot(&self) -> Option<&Snapshot> {
+    /// Where the newest snapshot this node holds stands. The core keeps only
+    /// this description, never the data: a snapshot can be as large as the
+    /// whole state, and the runtime has it on disk anyway. When the core sends
+    /// one to a follower, the runtime attaches the data (see `snapshot.rs`).
+    pub fn snapshot(&self) -> Option<&SnapshotMeta> {
         self.snapshot.as_ref()
     }
     /// Whether this leader has committed an entry of its own term (its no-op).

@@ -305,7 +305,7 @@ fn learners_never_campaign() {
         Snapshot { meta: SnapshotMeta { index: 5, term: 2, membership }, data: Bytes::new() };
     let state = InitialState {
         hard_state: HardState { term: 2, vote: None, commit: 5 },
-        snapshot: Some(snapshot),
+        snapshot: Some(snapshot.meta),
         entries: vec![],
     };
     let mut learner = Raft::new(config(4), state).expect("valid");
@@ -758,7 +758,7 @@ fn restart_restores_membership_from_the_snapshot_and_committed_entries() {
     };
     let state = InitialState {
         hard_state: HardState { term: 2, vote: Some(1), commit: 7 },
-        snapshot: Some(snapshot),
+        snapshot: Some(snapshot.meta),
         entries: vec![
             conf(6, ConfChangeKind::AddLearner, 4),
             conf(7, ConfChangeKind::Remove, 3),
@@ -848,13 +848,58 @@ fn the_runtime_snapshot_must_describe_the_applied_log() {
     let leader = net.node(1);
     let meta =
         |index, term| SnapshotMeta { index, term, membership: Membership::with_voters([1, 2, 3]) };
-    let snapshot = |index, term| Snapshot { meta: meta(index, term), data: Bytes::new() };
+    let snapshot = meta;
     assert_eq!(leader.applied_index(), 4);
     assert!(!leader.snapshot_taken(snapshot(5, 2)), "beyond applied");
     assert!(!leader.snapshot_taken(snapshot(4, 1)), "wrong term");
     assert!(leader.snapshot_taken(snapshot(4, 2)));
     assert_eq!(leader.first_index(), 5);
     assert!(!leader.snapshot_taken(snapshot(3, 1)), "older than the one held");
+}
+
+#[test]
+fn a_snapshot_is_sent_as_metadata_and_installed_with_the_data_the_runtime_attached() {
+    // Node 3 misses the election; the leader compacts its log past what 3
+    // has, so 3 must get the snapshot. The core holds and sends only its
+    // description: the runtime attaches the data before sending.
+    let mut net = Net::new(3, |_| {});
+    time_out(net.node(1));
+    let msgs = flush(net.node(1));
+    net.deliver_except(msgs, 3);
+    net.node(1).tick();
+    let msgs = flush(net.node(1));
+    net.deliver_except(msgs, 3);
+    let leader = net.node(1);
+    assert_eq!((leader.role(), leader.applied_index()), (Role::Leader, 4));
+    let meta = leader.snapshot_meta(4).expect("entry 4 is applied");
+    assert!(leader.snapshot_taken(meta.clone()));
+    assert_eq!(leader.snapshot(), Some(&meta));
+
+    // Deliver by hand, to see every message, until the snapshot goes out.
+    let mut sent_snapshots = Vec::new();
+    net.node(1).tick();
+    let mut queue: std::collections::VecDeque<Message> = flush(net.node(1)).into();
+    while let Some(m) = queue.pop_front() {
+        if let Body::InstallSnapshot { snapshot } = &m.body {
+            sent_snapshots.push((m.to, snapshot.clone()));
+            continue;
+        }
+        let to = net.node(m.to);
+        to.step(m);
+        queue.extend(flush(to));
+    }
+    let snapshot = Snapshot { meta: meta.clone(), data: Bytes::new() };
+    assert_eq!(sent_snapshots, vec![(3, snapshot)], "metadata only, to node 3 only");
+
+    // A follower receives it with the data attached: the data goes to the
+    // runtime in `Ready::snapshot`, once; the core keeps only the metadata.
+    let mut follower = Raft::new(config(3), InitialState::default()).expect("valid");
+    let with_data = Snapshot { meta: meta.clone(), data: Bytes::from_static(b"state") };
+    follower.step(msg(1, 3, 2, Body::InstallSnapshot { snapshot: with_data.clone() }));
+    let ready = follower.ready();
+    assert_eq!(ready.snapshot, Some(with_data));
+    assert_eq!(ready.persisted_messages, vec![accepted(3, 1, 2, 4)]);
+    assert_eq!(follower.snapshot(), Some(&meta));
 }
 
 #[test]

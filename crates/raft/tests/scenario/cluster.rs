@@ -351,7 +351,17 @@ impl Cluster {
         self.cut.contains(&(msg.from, msg.to)) || !self.is_up(msg.to)
     }
 
-    fn send(&mut self, msg: Message) {
+    fn send(&mut self, mut msg: Message) {
+        // The core sends a snapshot's metadata only; the runtime attaches the
+        // data it stored (the newest snapshot on its disk at or after that
+        // index). None stored yet: the send fails, as a real transport's would.
+        if let raftmq_raft::Body::InstallSnapshot { snapshot } = &mut msg.body {
+            let stored = self.nodes.get(&msg.from).and_then(|n| n.disk.snapshot.clone());
+            match stored.filter(|s| s.meta.index >= snapshot.meta.index) {
+                Some(stored) => *snapshot = stored,
+                None => return,
+            }
+        }
         self.network.push_back(msg);
     }
 
@@ -477,7 +487,7 @@ impl Cluster {
         }
         let state = InitialState {
             hard_state: node.disk.hard_state,
-            snapshot: node.disk.snapshot.clone(),
+            snapshot: node.disk.snapshot.as_ref().map(|s| s.meta.clone()),
             entries: node.disk.entries.clone(),
         };
         let raft = Raft::new(node.config.clone(), state).map_err(|e| e.to_string())?;
@@ -496,7 +506,7 @@ impl Cluster {
         let raft = node.raft.as_mut().ok_or(format!("node {id} is down"))?;
         let meta = raft.snapshot_meta(applied).ok_or(format!("no entry at {applied}"))?;
         let snapshot = Snapshot { meta: meta.clone(), data };
-        if raft.snapshot_taken(snapshot.clone()) {
+        if raft.snapshot_taken(meta.clone()) {
             node.disk.entries.retain(|e| e.index > meta.index);
             node.disk.snapshot = Some(snapshot);
             self.note(id, format!("snapshot ({},{}) taken", meta.index, meta.term));
@@ -517,7 +527,7 @@ impl Cluster {
         let vote = raft.hard_state().vote.map_or("none".to_string(), |v| v.to_string());
         let last = raft.last_index();
         let last_term =
-            raft.entry(last).map_or_else(|| raft.snapshot().map_or(0, |s| s.meta.term), |e| e.term);
+            raft.entry(last).map_or_else(|| raft.snapshot().map_or(0, |s| s.term), |e| e.term);
         format!(
             "{id}: {} term={} vote={vote} leader={leader} commit={} applied={} last=({last},{last_term}) {}",
             raft.role(),
@@ -534,7 +544,7 @@ impl Cluster {
         };
         let mut parts = Vec::new();
         if let Some(s) = raft.snapshot() {
-            parts.push(format!("snapshot=({},{})", s.meta.index, s.meta.term));
+            parts.push(format!("snapshot=({},{})", s.index, s.term));
         }
         for index in raft.first_index().max(from)..=raft.last_index() {
             parts.push(format::entry(raft.entry(index).expect("within the log")));

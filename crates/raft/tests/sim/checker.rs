@@ -84,12 +84,12 @@ impl Checker {
             0
         } else {
             match raft.snapshot() {
-                Some(s) if s.meta.index == first - 1 => s.meta.term,
+                Some(s) if s.index == first - 1 => s.term,
                 other => {
                     return Err(format!(
                         "node {}: log starts at {first} but its snapshot is at {:?}",
                         raft.id(),
-                        other.map(|s| s.meta.index)
+                        other.map(|s| s.index)
                     ))
                 }
             }
@@ -198,14 +198,14 @@ impl Checker {
             // The snapshot's history was checked entry by entry when it was
             // taken or installed; its own (index, term) must match.
             let s = leader.snapshot().expect("a compacted log has a snapshot");
-            return match self.committed_at(s.meta.index) {
-                Some(at) if at.term != s.meta.term => Err(format!(
+            return match self.committed_at(s.index) {
+                Some(at) if at.term != s.term => Err(format!(
                     "leader completeness: leader {} of term {} has a snapshot at ({}, term {}) \
                      but term {} was committed there",
                     leader.id(),
                     leader.term(),
-                    s.meta.index,
-                    s.meta.term,
+                    s.index,
+                    s.term,
                     at.term
                 )),
                 _ => Ok(()),

@@ -590,8 +590,24 @@ impl World {
         }
     }
 
-    fn send(&mut self, msg: Message) {
+    fn send(&mut self, mut msg: Message) {
         self.report.messages += 1;
+        // The core sends a snapshot's metadata only; the runtime attaches the
+        // data it stored: the newest snapshot on its disk, which is at or
+        // after that index. None stored (cannot happen here: the disk writes
+        // a snapshot before the core hears of it) fails the send.
+        if let Body::InstallSnapshot { snapshot } = &mut msg.body {
+            let stored = self.node(msg.from).disk.snapshot.clone();
+            match stored.filter(|s| s.meta.index >= snapshot.meta.index) {
+                Some(stored) => *snapshot = stored,
+                None => {
+                    self.fail(format!(
+                        "node {} sent a snapshot at {} its disk does not hold",
+                        msg.from, snapshot.meta.index
+                    ));
+                }
+            }
+        }
         if self.opts.broken.is_none() {
             if let Err(e) = self.node(msg.from).disk.backs(&msg) {
                 self.fail(format!("node {}: {e}", msg.from));
@@ -907,7 +923,7 @@ impl World {
         let Some(meta) = node.raft().snapshot_meta(applied) else { return };
         let data = node.sm.snapshot_data();
         let snapshot = raftmq_raft::Snapshot { meta, data };
-        if node.raft_mut().snapshot_taken(snapshot.clone()) {
+        if node.raft_mut().snapshot_taken(snapshot.meta.clone()) {
             node.disk.store_snapshot(snapshot);
             self.report.snapshots_taken += 1;
             self.trace(|| format!("n{id} snapshot taken at {applied}"));
@@ -974,7 +990,7 @@ impl World {
         let node = self.node_mut(id);
         let state = InitialState {
             hard_state: node.disk.hard_state,
-            snapshot: node.disk.snapshot.clone(),
+            snapshot: node.disk.snapshot.as_ref().map(|s| s.meta.clone()),
             entries: node.disk.entries.clone(),
         };
         let raft = Raft::new(config, state).expect("a valid config");
@@ -1369,7 +1385,7 @@ impl World {
         let raft = node.raft();
         let term_at = |index| match raft.entry(index) {
             Some(e) => Some(e.term),
-            None => raft.snapshot().filter(|s| s.meta.index == index).map(|s| s.meta.term),
+            None => raft.snapshot().filter(|s| s.index == index).map(|s| s.term),
         };
         let holds = |disk: &super::node::Disk, index, term| {
             disk.snapshot_index() > index || disk.term(index) == term
