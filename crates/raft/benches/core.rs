@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use raftmq_raft::{Config, Message, Payload, Raft, Role, Snapshot};
+use raftmq_raft::{Config, Message, Payload, Raft, Role};
 
 /// Compact every node's log once it holds this many applied entries, so that
 /// a long benchmark run does not grow memory without bound.
@@ -74,7 +74,7 @@ impl Cluster {
             node.applied(last);
             if last >= self.compacted[i] + COMPACT_EVERY {
                 let meta = node.snapshot_meta(last).expect("applied index is in the log");
-                node.snapshot_taken(Snapshot { meta, data: Bytes::new() });
+                node.snapshot_taken(meta);
                 self.compacted[i] = last;
             }
         }
