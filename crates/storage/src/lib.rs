@@ -16,7 +16,8 @@
 //! - `segment`: segment files, their names, scanning them back;
 //! - `record`: the `len | crc32c | payload` frame;
 //! - `codec`: the payload encoding of entries and commit marks;
-//! - `hard_state`, `identity`, `snapshot_file`: the other files;
+//! - `hard_state`, `identity`, `snapshot_file`: the other files (a snapshot
+//!   file can be written and read without `Storage`, from another thread);
 //! - `fsutil`: durable create, rename and delete (fsync of the directory);
 //! - `wire`: integer encodings and a bounds-checked reader.
 
@@ -35,4 +36,5 @@ mod wire;
 
 pub use error::StorageError;
 pub use identity::Identity;
+pub use snapshot_file::{load_newest_snapshot, SnapshotFileInfo, SnapshotWriter};
 pub use storage::{Recovered, Storage, StorageOptions};

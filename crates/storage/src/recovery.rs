@@ -4,7 +4,8 @@
 //!
 //! What a crash can leave, and what is done about it:
 //! - a torn tail in the last segment (the batch being written): cut off;
-//! - `*.tmp` files of an interrupted atomic write: deleted;
+//! - `*.tmp` files of an interrupted atomic write or of an unfinished
+//!   `SnapshotWriter`: deleted;
 //! - segments wholly covered by the snapshot (an interrupted release):
 //!   deleted;
 //! - an interrupted `install_snapshot` (the snapshot saved, the old log not

@@ -11,16 +11,28 @@
 //!   | voters count u32 | voter u64 ... | learners count u32 | learner u64 ...
 //!   | data len u64 | data | crc32c u32 (over everything before it)
 //! ```
+//!
+//! A snapshot can be as large as the state machine (hundreds of MB), so it is
+//! written as a stream: [`SnapshotWriter`] takes the data length up front
+//! (the header holds it) and computes the checksum as the data goes by. It
+//! needs no `Storage`, so the node can write a snapshot on a thread of its
+//! own while its storage thread goes on appending, then hand the finished
+//! file to `Storage::adopt_snapshot`. For the same reason a snapshot is read
+//! back from its file ([`load_newest_snapshot`]) when a follower needs it,
+//! rather than kept in memory.
 
 use std::collections::BTreeSet;
-use std::fs;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use raftmq_raft::{Index, Membership, NodeId, Snapshot, SnapshotMeta, Term};
+use tracing::warn;
 
 use crate::error::{IoContext, StorageError};
-use crate::fsutil::{fsync_dir, remove_file, write_atomic_parts};
+use crate::fsutil::{fsync_dir, remove_file};
 use crate::wire::{put_u32, put_u64, DecodeError, Reader};
 
 const MAGIC: &[u8; 4] = b"RMQS";
@@ -28,8 +40,17 @@ const VERSION: u8 = 1;
 const PREFIX: &str = "snap-";
 const SUFFIX: &str = ".snap";
 
-/// How many snapshot files `save` keeps.
+/// How many snapshot files `Storage` keeps.
 pub(crate) const KEEP: usize = 2;
+
+/// The buffer between a [`SnapshotWriter`] and its file: state machines write
+/// a snapshot in pieces of a few dozen bytes to 64 KiB.
+const WRITE_BUFFER: usize = 256 * 1024;
+
+/// Numbers the temp files of snapshot writers, so that two writers of the
+/// same snapshot (say, one taken locally while the same is saved by
+/// `Storage`) never write to the same file.
+static NEXT_TEMP: AtomicU64 = AtomicU64::new(0);
 
 /// A snapshot file on disk.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -86,7 +107,7 @@ fn read_set(r: &mut Reader<'_>, what: &str) -> Result<BTreeSet<NodeId>, DecodeEr
 }
 
 /// Everything before the data, including the data length.
-fn encode_header(meta: &SnapshotMeta, data_len: usize) -> Result<Vec<u8>, StorageError> {
+fn encode_header(meta: &SnapshotMeta, data_len: u64) -> Result<Vec<u8>, StorageError> {
     let mut out = Vec::new();
     out.extend_from_slice(MAGIC);
     out.push(VERSION);
@@ -94,7 +115,7 @@ fn encode_header(meta: &SnapshotMeta, data_len: usize) -> Result<Vec<u8>, Storag
     put_u64(&mut out, meta.term);
     put_set(&mut out, &meta.membership.voters)?;
     put_set(&mut out, &meta.membership.learners)?;
-    put_u64(&mut out, data_len as u64);
+    put_u64(&mut out, data_len);
     Ok(out)
 }
 
@@ -137,17 +158,215 @@ fn decode(file_bytes: Bytes) -> Result<Snapshot, DecodeError> {
 
 /// Writes `snapshot` durably and returns its file.
 pub(crate) fn save(dir: &Path, snapshot: &Snapshot, sync: bool) -> Result<SnapFile, StorageError> {
-    let meta = &snapshot.meta;
-    let header = encode_header(meta, snapshot.data.len())?;
-    let crc = crc32c::crc32c_append(crc32c::crc32c(&header), &snapshot.data);
-    let name = file_name(meta.index, meta.term);
-    write_atomic_parts(dir, &name, &[&header, &snapshot.data, &crc.to_le_bytes()], sync)?;
-    Ok(SnapFile {
-        index: meta.index,
-        term: meta.term,
-        path: dir.join(name),
-        size: (header.len() + snapshot.data.len() + 4) as u64,
-    })
+    let mut writer = SnapshotWriter::create(dir, &snapshot.meta, snapshot.data.len() as u64, sync)?;
+    let written = writer.write_all(&snapshot.data);
+    written.at(&writer.tmp)?;
+    Ok(writer.finish()?.file)
+}
+
+/// A snapshot file written by a [`SnapshotWriter`]: durable under its final
+/// name, and ready for `Storage::adopt_snapshot`, which makes the storage use
+/// it (or deletes it, if the storage holds a newer one).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotFileInfo {
+    pub(crate) file: SnapFile,
+}
+
+impl SnapshotFileInfo {
+    /// The index of the last entry the snapshot covers.
+    pub fn index(&self) -> Index {
+        self.file.index
+    }
+
+    /// The term of that entry.
+    pub fn term(&self) -> Term {
+        self.file.term
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.file.path
+    }
+
+    /// The file's size in bytes, header and checksum included.
+    pub fn size(&self) -> u64 {
+        self.file.size
+    }
+}
+
+/// Writes a snapshot file as a stream: the data goes to [`Write`], and
+/// [`SnapshotWriter::finish`] makes the file durable under its final name.
+/// Until then the file is a temp file that no reader and no recovery takes
+/// for a snapshot; dropping the writer unfinished deletes it (and recovery
+/// deletes one a crash left behind).
+///
+/// It needs no `Storage`: it can run on a thread of its own while the
+/// storage goes on with the log.
+#[derive(Debug)]
+pub struct SnapshotWriter {
+    dir: PathBuf,
+    index: Index,
+    term: Term,
+    tmp: PathBuf,
+    /// `None` once finished.
+    file: Option<BufWriter<File>>,
+    /// Of everything written so far, header included.
+    crc: u32,
+    header_len: u64,
+    /// The data length the header promises.
+    data_len: u64,
+    written: u64,
+    /// Why the file cannot be finished: a failed write (the file's content is
+    /// then unknown) or more data than the header promises.
+    broken: Option<String>,
+    sync: bool,
+}
+
+impl SnapshotWriter {
+    /// Starts the file of a snapshot with `meta` and `data_len` bytes of data
+    /// in `dir` (the data dir of the `Storage` that will adopt it). `sync` as
+    /// in `StorageOptions`.
+    pub fn create(
+        dir: &Path,
+        meta: &SnapshotMeta,
+        data_len: u64,
+        sync: bool,
+    ) -> Result<Self, StorageError> {
+        let header = encode_header(meta, data_len)?;
+        let name = file_name(meta.index, meta.term);
+        let number = NEXT_TEMP.fetch_add(1, Ordering::Relaxed);
+        // Ends in `.tmp`, which recovery deletes, and is no snapshot file name.
+        let tmp = dir.join(format!("{name}.{}-{number}.tmp", std::process::id()));
+        let file =
+            OpenOptions::new().write(true).create(true).truncate(true).open(&tmp).at(&tmp)?;
+        // Built before the header is written, so a failure deletes the file.
+        let mut writer = SnapshotWriter {
+            dir: dir.to_path_buf(),
+            index: meta.index,
+            term: meta.term,
+            tmp,
+            file: Some(BufWriter::with_capacity(WRITE_BUFFER, file)),
+            crc: crc32c::crc32c(&header),
+            header_len: header.len() as u64,
+            data_len,
+            written: 0,
+            broken: None,
+            sync,
+        };
+        let file = writer.file.as_mut().expect("invariant: just opened");
+        file.write_all(&header).at(&writer.tmp)?;
+        Ok(writer)
+    }
+
+    /// Checks exactly the promised data was written, then appends the
+    /// checksum, fsyncs the file, renames it to its final name and fsyncs
+    /// the directory. On an error the temp file is deleted.
+    pub fn finish(mut self) -> Result<SnapshotFileInfo, StorageError> {
+        if let Some(reason) = self.broken.take() {
+            return Err(StorageError::InvalidSnapshot(format!(
+                "the snapshot file {} cannot be finished: {reason}",
+                self.tmp.display()
+            )));
+        }
+        if self.written != self.data_len {
+            return Err(StorageError::InvalidSnapshot(format!(
+                "{} bytes of snapshot data were written but {} were promised",
+                self.written, self.data_len
+            )));
+        }
+        // On an error below, returning drops `self`, which deletes the temp file.
+        let mut file = self.file.take().expect("invariant: the file is open until finish");
+        file.write_all(&self.crc.to_le_bytes()).at(&self.tmp)?;
+        let file = file.into_inner().map_err(|e| e.into_error()).at(&self.tmp)?;
+        if self.sync {
+            file.sync_all().at(&self.tmp)?;
+        }
+        drop(file);
+        let target = self.dir.join(file_name(self.index, self.term));
+        fs::rename(&self.tmp, &target).at(&target)?;
+        // Renamed: there is no temp file left for `drop` to delete.
+        self.tmp = PathBuf::new();
+        fsync_dir(&self.dir, self.sync)?;
+        let size = self.header_len + self.data_len + 4;
+        let file = SnapFile { index: self.index, term: self.term, path: target, size };
+        Ok(SnapshotFileInfo { file })
+    }
+
+    fn file(&mut self) -> io::Result<&mut BufWriter<File>> {
+        if let Some(reason) = &self.broken {
+            return Err(io::Error::other(format!("the snapshot file is unusable: {reason}")));
+        }
+        Ok(self.file.as_mut().expect("invariant: the file is open until finish"))
+    }
+}
+
+impl Write for SnapshotWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let room = self.data_len - self.written;
+        if data.len() as u64 > room {
+            let reason = format!("more than the {} bytes of data promised", self.data_len);
+            self.broken = Some(reason.clone());
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, reason));
+        }
+        match self.file()?.write(data) {
+            Ok(n) => {
+                self.crc = crc32c::crc32c_append(self.crc, &data[..n]);
+                self.written += n as u64;
+                Ok(n)
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Err(e),
+            Err(e) => {
+                self.broken = Some(format!("a write failed: {e}"));
+                Err(e)
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file()?.flush()
+    }
+}
+
+impl Drop for SnapshotWriter {
+    fn drop(&mut self) {
+        // Unfinished: the temp file goes, without flushing what is buffered.
+        if let Some(file) = self.file.take() {
+            drop(file.into_parts());
+        }
+        if !self.tmp.as_os_str().is_empty() {
+            if let Err(e) = remove_file(&self.tmp) {
+                warn!(error = %e, "could not delete an unfinished snapshot file; the next start deletes it");
+            }
+        }
+    }
+}
+
+/// Reads and validates the newest valid snapshot file in `dir` whose index is
+/// at least `at_least`, skipping damaged ones; `None` if there is none. Needs
+/// no `Storage`, so it can run on any thread (say, to send a snapshot to a
+/// follower); a file deleted meanwhile (pruned) is skipped too.
+pub fn load_newest_snapshot(dir: &Path, at_least: Index) -> Result<Option<Snapshot>, StorageError> {
+    let mut files = Vec::new();
+    for entry in fs::read_dir(dir).at(dir)? {
+        let entry = entry.at(dir)?;
+        let Some((index, term)) = entry.file_name().to_str().and_then(parse_name) else {
+            continue;
+        };
+        if index >= at_least {
+            files.push(SnapFile { index, term, path: entry.path(), size: 0 });
+        }
+    }
+    files.sort_by_key(|f| (f.index, f.term));
+    for file in files.iter().rev() {
+        match load(file) {
+            Ok(Ok(snapshot)) => return Ok(Some(snapshot)),
+            Ok(Err(reason)) => {
+                warn!(file = %file.path.display(), %reason, "skipping an invalid snapshot file");
+            }
+            Err(StorageError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(None)
 }
 
 /// Reads and validates a snapshot file: `Ok(Err(reason))` if its content is
@@ -218,7 +437,8 @@ mod tests {
     }
 
     fn encode(s: &Snapshot) -> Vec<u8> {
-        let mut out = encode_header(&s.meta, s.data.len()).expect("small membership encodes");
+        let mut out =
+            encode_header(&s.meta, s.data.len() as u64).expect("small membership encodes");
         out.extend_from_slice(&s.data);
         let crc = crc32c::crc32c(&out);
         out.extend_from_slice(&crc.to_le_bytes());

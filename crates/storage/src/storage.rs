@@ -19,10 +19,11 @@ use raftmq_raft::{Entry, HardState, Index, Payload, Snapshot, Term};
 use tracing::debug;
 
 use crate::error::StorageError;
+use crate::fsutil::remove_durably;
 use crate::hard_state;
 use crate::identity::Identity;
 use crate::recovery::{self, Recovery};
-use crate::snapshot_file::{self, SnapFile, KEEP};
+use crate::snapshot_file::{self, SnapFile, SnapshotFileInfo, KEEP};
 use crate::wal::Wal;
 
 /// The largest command or membership context an entry may carry: a record's
@@ -228,34 +229,103 @@ impl Storage {
     /// A snapshot no newer than the one held (say, one the state machine
     /// took while a newer one from the leader was being installed) is
     /// ignored: the one held already covers it.
+    ///
+    /// The whole snapshot is in memory here; a large one is better written
+    /// with a `SnapshotWriter` (on another thread) and then adopted.
     pub fn save_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
         self.check_running()?;
         let meta = &snapshot.meta;
+        // Checked before writing too, so a snapshot that would be ignored or
+        // refused costs no file.
+        if !self.check_adoptable(meta.index, meta.term)? {
+            return Ok(());
+        }
+        let saved = snapshot_file::save(&self.dir, snapshot, self.opts.sync);
+        let file = self.stop_on_error(saved)?;
+        self.adopt_snapshot(SnapshotFileInfo { file })
+    }
+
+    /// Makes the storage use a snapshot file written by a `SnapshotWriter`
+    /// into its data dir, as `save_snapshot` does after writing one: records
+    /// it, keeps the newest two snapshot files, and deletes the WAL segments
+    /// it covers.
+    ///
+    /// A snapshot no newer than the one held is ignored, and its file
+    /// deleted (unless it is one of the files kept: the writer then replaced
+    /// a kept file by one of the same state). One that does not fit the log
+    /// is refused, and its file deleted too: left in place, recovery would
+    /// take it for the newest snapshot.
+    pub fn adopt_snapshot(&mut self, info: SnapshotFileInfo) -> Result<(), StorageError> {
+        self.check_running()?;
+        let mut file = info.file;
+        let name = file.path.file_name().map(|name| self.dir.join(name));
+        match name {
+            Some(ours) if self.is_in_dir(&file.path) => file.path = ours,
+            _ => {
+                return Err(StorageError::InvalidSnapshot(format!(
+                    "snapshot file {} is not in the data dir {}",
+                    file.path.display(),
+                    self.dir.display()
+                )))
+            }
+        }
+        match self.check_adoptable(file.index, file.term) {
+            Ok(true) => {}
+            Ok(false) => return self.discard(&file),
+            Err(refused) => {
+                self.discard(&file)?;
+                return Err(refused);
+            }
+        }
+        let index = file.index;
+        let adopted = self.record_snapshot(file).and_then(|()| self.wal.release_through(index));
+        self.stop_on_error(adopted)?;
+        Ok(())
+    }
+
+    /// Whether a snapshot at (`index`, `term`) is newer than the one held
+    /// and fits the log: `Ok(false)` if it is no newer (to be ignored), an
+    /// error if it does not fit.
+    fn check_adoptable(&self, index: Index, term: Term) -> Result<bool, StorageError> {
         let invalid = |msg: String| Err(StorageError::InvalidSnapshot(msg));
-        if meta.index == 0 {
+        if index == 0 {
             return invalid("a snapshot covers at least entry 1".into());
         }
         let (held_index, held_term) = self.snapshot_at;
-        if meta.index < held_index || (meta.index, meta.term) == (held_index, held_term) {
-            debug!(
-                index = meta.index,
-                held_index, "ignoring a snapshot no newer than the one held"
-            );
-            return Ok(());
+        if index < held_index || (index, term) == (held_index, held_term) {
+            debug!(index, held_index, "ignoring a snapshot no newer than the one held");
+            return Ok(false);
         }
-        if meta.index > self.wal.last_index() {
+        if index > self.wal.last_index() {
             return invalid(format!(
-                "snapshot at {} is beyond the last entry {}; a snapshot from the leader goes to install_snapshot",
-                meta.index,
+                "snapshot at {index} is beyond the last entry {}; a snapshot from the leader goes to install_snapshot",
                 self.wal.last_index()
             ));
         }
-        self.check_not_older(snapshot)?;
-        let saved = self.write_snapshot(snapshot);
-        self.stop_on_error(saved)?;
-        let released = self.wal.release_through(meta.index);
-        self.stop_on_error(released)?;
-        Ok(())
+        self.check_not_older(index, term)?;
+        Ok(true)
+    }
+
+    /// Whether `path` is in the data dir, however either is spelled.
+    fn is_in_dir(&self, path: &Path) -> bool {
+        let Some(parent) = path.parent() else { return false };
+        if parent == self.dir {
+            return true;
+        }
+        match (std::fs::canonicalize(parent), std::fs::canonicalize(&self.dir)) {
+            (Ok(a), Ok(b)) => a == b,
+            _ => false,
+        }
+    }
+
+    /// Deletes a snapshot file that is not adopted, unless it is one of the
+    /// files kept.
+    fn discard(&mut self, file: &SnapFile) -> Result<(), StorageError> {
+        if self.snapshots.iter().any(|kept| kept.path == file.path) {
+            return Ok(());
+        }
+        let removed = remove_durably(&self.dir, &file.path, self.opts.sync);
+        self.stop_on_error(removed)
     }
 
     /// Replaces everything with a snapshot received from the leader: the
@@ -276,7 +346,7 @@ impl Storage {
                 meta.index, self.hard_state.commit
             )));
         }
-        self.check_not_older(snapshot)?;
+        self.check_not_older(meta.index, meta.term)?;
         let installed = self.write_snapshot(snapshot).and_then(|()| {
             // Order matters for a crash in between: the snapshot is durable
             // before the log goes, and recovery finishes a partial reset.
@@ -290,13 +360,11 @@ impl Storage {
         self.stop_on_error(installed)
     }
 
-    fn check_not_older(&self, snapshot: &Snapshot) -> Result<(), StorageError> {
-        let (index, term) = self.snapshot_at;
-        let meta = &snapshot.meta;
-        if meta.index < index || (meta.index == index && meta.term != term) {
+    fn check_not_older(&self, index: Index, term: Term) -> Result<(), StorageError> {
+        let (held_index, held_term) = self.snapshot_at;
+        if index < held_index || (index == held_index && term != held_term) {
             return Err(StorageError::InvalidSnapshot(format!(
-                "snapshot at index {} term {} is older than (or conflicts with) the one held, at index {index} term {term}",
-                meta.index, meta.term
+                "snapshot at index {index} term {term} is older than (or conflicts with) the one held, at index {held_index} term {held_term}"
             )));
         }
         Ok(())
@@ -305,11 +373,17 @@ impl Storage {
     /// Writes the snapshot file, records it and prunes old files.
     fn write_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StorageError> {
         let file = snapshot_file::save(&self.dir, snapshot, self.opts.sync)?;
+        self.record_snapshot(file)
+    }
+
+    /// Records a written snapshot file as the one in use and prunes old files.
+    fn record_snapshot(&mut self, file: SnapFile) -> Result<(), StorageError> {
+        let at = (file.index, file.term);
         self.snapshots.retain(|f| f.path != file.path);
         self.snapshots.push(file);
         self.snapshots.sort_by_key(|f| (f.index, f.term));
         snapshot_file::prune(&self.dir, &mut self.snapshots, KEEP, self.opts.sync)?;
-        self.snapshot_at = (snapshot.meta.index, snapshot.meta.term);
+        self.snapshot_at = at;
         Ok(())
     }
 

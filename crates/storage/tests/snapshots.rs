@@ -3,11 +3,13 @@
 mod common;
 
 use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 use common::*;
 use raftmq_raft::{HardState, Membership, Snapshot, SnapshotMeta};
-use raftmq_storage::StorageError;
+use raftmq_storage::{load_newest_snapshot, SnapshotFileInfo, SnapshotWriter, StorageError};
 
 fn snapshot(index: u64, term: u64) -> Snapshot {
     Snapshot {
@@ -192,4 +194,157 @@ fn snapshots_that_do_not_fit_are_refused() {
     storage.set_hard_state(HardState { term: 1, vote: None, commit: 45 }).expect("commit");
     refused(storage.install_snapshot(&snapshot(40, 1)));
     storage.save_snapshot(&snapshot(40, 1)).expect("a snapshot that fits");
+}
+
+/// Writes `s` with a `SnapshotWriter` into `dir`, in pieces of 7 bytes.
+fn write_with_writer(dir: &Path, s: &Snapshot) -> SnapshotFileInfo {
+    let mut writer =
+        SnapshotWriter::create(dir, &s.meta, s.data.len() as u64, true).expect("create");
+    for piece in s.data.chunks(7) {
+        writer.write_all(piece).expect("write");
+    }
+    writer.finish().expect("finish")
+}
+
+/// Every file in `dir` whose name contains `part`.
+fn files_named(dir: &Path, part: &str) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = fs::read_dir(dir)
+        .expect("data dir lists")
+        .map(|e| e.expect("dir entry reads").path())
+        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.contains(part)))
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn a_streamed_snapshot_file_is_the_same_as_a_saved_one() {
+    let (saved, streamed) = (tempfile::tempdir().expect("dir"), tempfile::tempdir().expect("dir"));
+    let mut storage = write_log(saved.path(), 100, 1 << 20);
+    storage.save_snapshot(&snapshot(55, 1)).expect("save");
+    let info = write_with_writer(streamed.path(), &snapshot(55, 1));
+    let saved_file = snapshots(saved.path()).pop().expect("a saved file");
+    assert_eq!(info.path(), streamed.path().join(saved_file.file_name().expect("a name")));
+    assert_eq!((info.index(), info.term()), (55, 1));
+    let bytes = fs::read(info.path()).expect("read");
+    assert_eq!(bytes, fs::read(&saved_file).expect("read"));
+    assert_eq!(info.size(), bytes.len() as u64);
+    assert_eq!(files_named(streamed.path(), ".tmp"), Vec::<PathBuf>::new());
+    assert_eq!(load_newest_snapshot(streamed.path(), 0).expect("load"), Some(snapshot(55, 1)));
+}
+
+#[test]
+fn a_snapshot_written_on_another_thread_is_adopted() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let mut storage = write_log(tmp.path(), 100, 64);
+    let dir = tmp.path().to_path_buf();
+    let info = std::thread::spawn(move || write_with_writer(&dir, &snapshot(55, 1)))
+        .join()
+        .expect("the writer thread");
+    // Meanwhile the log went on.
+    storage.append(&entries(101..=110, 1, 0)).expect("append");
+    storage.sync().expect("sync");
+    storage.adopt_snapshot(info).expect("adopt");
+    assert_eq!(storage.first_index(), 51, "the segments it covers are released");
+    drop(storage);
+    let (_, recovered) = open(tmp.path(), 64);
+    assert_eq!(recovered.snapshot, Some(snapshot(55, 1)));
+    assert_eq!(recovered.entries, entries(56..=110, 1, 0));
+}
+
+#[test]
+fn an_unfinished_writer_leaves_no_snapshot() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    drop(write_log(tmp.path(), 100, 1 << 20));
+    let s = snapshot(55, 1);
+    let len = s.data.len() as u64;
+    // Dropped before finish: its temp file goes at once.
+    let mut writer = SnapshotWriter::create(tmp.path(), &s.meta, len, true).expect("create");
+    writer.write_all(&s.data[..10]).expect("write");
+    assert_eq!(files_named(tmp.path(), ".tmp").len(), 1);
+    drop(writer);
+    assert_eq!(files_named(tmp.path(), "snap-"), Vec::<PathBuf>::new());
+    // A crash instead (the writer never dropped): the next open deletes the temp file.
+    let mut writer = SnapshotWriter::create(tmp.path(), &s.meta, len, true).expect("create");
+    writer.write_all(&s.data).expect("write");
+    writer.flush().expect("flush");
+    std::mem::forget(writer);
+    assert_eq!(files_named(tmp.path(), ".tmp").len(), 1);
+    let (_, recovered) = open(tmp.path(), 1 << 20);
+    assert_eq!(recovered.snapshot, None);
+    assert_eq!(recovered.entries.len(), 100);
+    assert_eq!(files_named(tmp.path(), "snap-"), Vec::<PathBuf>::new());
+    assert_eq!(load_newest_snapshot(tmp.path(), 0).expect("load"), None);
+}
+
+#[test]
+fn a_writer_refuses_a_wrong_byte_count() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let s = snapshot(55, 1);
+    let len = s.data.len() as u64;
+    let mut short = SnapshotWriter::create(tmp.path(), &s.meta, len, true).expect("create");
+    short.write_all(&s.data[1..]).expect("write");
+    let err = short.finish().expect_err("a byte short");
+    assert!(matches!(err, StorageError::InvalidSnapshot(_)), "{err}");
+
+    let mut long = SnapshotWriter::create(tmp.path(), &s.meta, len, true).expect("create");
+    long.write_all(&s.data).expect("write");
+    long.write_all(b"x").expect_err("a byte more than promised");
+    let err = long.finish().expect_err("a byte too many");
+    assert!(matches!(err, StorageError::InvalidSnapshot(_)), "{err}");
+    assert_eq!(files_named(tmp.path(), "snap-"), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn adopting_a_snapshot_no_newer_than_the_one_held_is_ignored() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let mut storage = write_log(tmp.path(), 100, 1 << 20);
+    storage.save_snapshot(&snapshot(30, 1)).expect("save");
+    storage.save_snapshot(&snapshot(60, 1)).expect("save");
+    let kept = snapshots(tmp.path());
+    // Older and not kept: ignored, its file deleted.
+    let older = write_with_writer(tmp.path(), &snapshot(20, 1));
+    storage.adopt_snapshot(older).expect("an older snapshot is ignored");
+    // The held one, or another kept one, written again: ignored, the file stays.
+    storage.adopt_snapshot(write_with_writer(tmp.path(), &snapshot(60, 1))).expect("held");
+    storage.adopt_snapshot(write_with_writer(tmp.path(), &snapshot(30, 1))).expect("kept");
+    assert_eq!(snapshots(tmp.path()), kept);
+    // Beyond the log, or conflicting with the one held: refused, the file deleted.
+    let beyond = write_with_writer(tmp.path(), &snapshot(101, 1));
+    let err = storage.adopt_snapshot(beyond).expect_err("beyond the log");
+    assert!(matches!(err, StorageError::InvalidSnapshot(_)), "{err}");
+    let conflict = write_with_writer(tmp.path(), &snapshot(60, 2));
+    let err = storage.adopt_snapshot(conflict).expect_err("another term at the held index");
+    assert!(matches!(err, StorageError::InvalidSnapshot(_)), "{err}");
+    assert_eq!(snapshots(tmp.path()), kept);
+    // A file outside the data dir is refused and left alone.
+    let elsewhere = tempfile::tempdir().expect("temp dir");
+    let outside = write_with_writer(elsewhere.path(), &snapshot(80, 1));
+    let err = storage.adopt_snapshot(outside.clone()).expect_err("not in the data dir");
+    assert!(matches!(err, StorageError::InvalidSnapshot(_)), "{err}");
+    assert!(outside.path().exists());
+    // And the storage still works.
+    storage.save_snapshot(&snapshot(80, 1)).expect("save");
+    drop(storage);
+    let (_, recovered) = open(tmp.path(), 1 << 20);
+    assert_eq!(recovered.snapshot, Some(snapshot(80, 1)));
+}
+
+#[test]
+fn load_newest_snapshot_skips_damaged_files_and_older_ones() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let mut storage = write_log(tmp.path(), 100, 1 << 20);
+    storage.save_snapshot(&snapshot(30, 1)).expect("save");
+    storage.save_snapshot(&snapshot(60, 1)).expect("save");
+    assert_eq!(load_newest_snapshot(tmp.path(), 0).expect("load"), Some(snapshot(60, 1)));
+    assert_eq!(load_newest_snapshot(tmp.path(), 60).expect("load"), Some(snapshot(60, 1)));
+    assert_eq!(load_newest_snapshot(tmp.path(), 61).expect("load"), None);
+
+    let newest = snapshots(tmp.path()).pop().expect("snapshot");
+    let mut bytes = fs::read(&newest).expect("read");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    fs::write(&newest, bytes).expect("write");
+    assert_eq!(load_newest_snapshot(tmp.path(), 0).expect("load"), Some(snapshot(30, 1)));
+    assert_eq!(load_newest_snapshot(tmp.path(), 31).expect("load"), None);
 }

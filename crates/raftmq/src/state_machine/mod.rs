@@ -45,6 +45,10 @@ use queues::{QueueError, Topics};
 use sessions::{SessionCheck, Sessions};
 
 /// The whole replicated state of a node, advanced one committed entry at a time.
+///
+/// A clone shares the queued messages (copy-on-write, per chunk of messages), so it costs
+/// little even with millions queued: the way to snapshot on another thread while the original
+/// goes on applying.
 #[derive(Clone, Debug)]
 pub struct StateMachine {
     applied_index: Index,
@@ -186,9 +190,26 @@ impl StateMachine {
         self.clock_ms
     }
 
-    /// The whole state, encoded as a `raftmq.v1.StateSnapshot`.
+    /// The whole state, encoded as a `raftmq.v1.StateSnapshot`: [`StateMachine::snapshot_to`]
+    /// into memory.
     pub fn snapshot(&self) -> Vec<u8> {
-        snapshot::encode(self)
+        let mut data = Vec::with_capacity(self.snapshot_len() as usize);
+        self.snapshot_to(&mut data).expect("writing to a Vec never fails");
+        data
+    }
+
+    /// Writes [`StateMachine::snapshot`]'s bytes to `w` without building them in memory (the
+    /// queues can be most of a node's memory), returning how many were written. It writes in
+    /// pieces of up to 64 KiB, so `w` need not be buffered. A snapshot is best taken from a
+    /// clone (cheap: queue chunks are shared) on another thread, so that applying goes on.
+    pub fn snapshot_to(&self, w: &mut impl std::io::Write) -> std::io::Result<u64> {
+        snapshot::encode_to(self, w)
+    }
+
+    /// The exact length of [`StateMachine::snapshot`], counted without encoding the queues,
+    /// for a file header written before the data.
+    pub fn snapshot_len(&self) -> u64 {
+        snapshot::encoded_len(self)
     }
 
     /// Rebuilds a state machine from [`StateMachine::snapshot`]'s bytes. The TTL is
@@ -200,7 +221,15 @@ impl StateMachine {
     /// A stable 64-bit hash of the whole state (including the applied index and term): equal
     /// on two nodes exactly when their snapshots are equal.
     pub fn digest(&self) -> u64 {
-        snapshot::fnv1a_64(&self.snapshot())
+        let mut hasher = snapshot::Fnv1a64::default();
+        self.snapshot_to(&mut hasher).expect("hashing never fails");
+        hasher.0
+    }
+
+    /// The bytes allocated for the topics and their queued messages (allocator overhead
+    /// aside), for metrics: most of a busy node's memory.
+    pub fn queue_heap_bytes(&self) -> usize {
+        self.topics.heap_bytes()
     }
 
     /// Moves the applied position to (`index`, `term`); `false` (and nothing moves) if `index`

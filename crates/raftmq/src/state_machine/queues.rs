@@ -1,16 +1,42 @@
 //! Topics and their FIFO queues: the message-queue half of the state (seed 002, RRMQ).
 //!
 //! Topics are listed in creation order, as RRMQ clients expect, so they are kept in a `Vec`
-//! with a name index beside it; each topic is a `VecDeque` so put and consume are O(1) at the
-//! two ends. Nothing here knows about commands, sessions or protobuf results: it is the plain
-//! data structure, and `StateMachine` maps its errors to result codes.
+//! with a name index beside it. Nothing here knows about commands, sessions or protobuf
+//! results: it is the plain data structure, and `StateMachine` maps its errors to result
+//! codes.
+//!
+//! A queue can hold millions of small messages, so it does not keep one `String` per message
+//! (a 24-byte header and an allocation each, ~136 bytes for a 100-byte message). Messages are
+//! stored back to back in chunks of up to [`CHUNK_BYTES`] (or [`CHUNK_MESSAGES`] messages),
+//! with the end offset of each: ~104 bytes for a 100-byte message. Each chunk is behind an
+//! `Arc`, so cloning a queue — which the node does to snapshot the state on another thread
+//! while this one keeps applying — costs one reference count per chunk, not a copy of every
+//! message. Only the back chunk is ever written, through `Arc::make_mut`: if a clone still
+//! shares it, that one chunk is copied first. Consuming never writes a chunk at all: the queue
+//! keeps its own read position in the front chunk.
 
 use std::collections::{HashMap, VecDeque};
-
-use raftmq_proto::client::TopicQueue;
+use std::mem::size_of;
+use std::sync::Arc;
 
 /// The longest topic name accepted, in bytes.
 pub const MAX_TOPIC_NAME_BYTES: usize = 255;
+
+/// The message bytes a chunk holds before the next message starts a new chunk. A message
+/// larger than this gets a chunk of its own.
+const CHUNK_BYTES: usize = 64 * 1024;
+
+/// The messages a chunk holds before the next message starts a new chunk: bounds the offset
+/// table of a chunk of tiny messages.
+const CHUNK_MESSAGES: usize = 1024;
+
+/// The smallest chunk allocated, so that a queue of a few short messages does not reallocate
+/// on every put.
+const MIN_CHUNK_BYTES: usize = 256;
+
+/// The largest emptied chunk kept for reuse by a queue drained as fast as it fills (so that
+/// such a queue does not allocate per message); a larger one is shrunk to this.
+const REUSE_CHUNK_BYTES: usize = 4 * 1024;
 
 /// Why a queue operation did nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,8 +60,7 @@ pub(crate) struct Topics {
 #[derive(Clone, Debug)]
 struct Topic {
     name: String,
-    /// Oldest message first.
-    queue: VecDeque<String>,
+    queue: Queue,
 }
 
 impl Topics {
@@ -45,18 +70,18 @@ impl Topics {
             return Err(QueueError::TopicExists);
         }
         self.by_name.insert(name.to_owned(), self.topics.len());
-        self.topics.push(Topic { name: name.to_owned(), queue: VecDeque::new() });
+        self.topics.push(Topic { name: name.to_owned(), queue: Queue::default() });
         Ok(())
     }
 
     pub(crate) fn put(&mut self, topic: &str, message: String) -> Result<(), QueueError> {
-        self.topic_mut(topic)?.queue.push_back(message);
+        self.topic_mut(topic)?.queue.push(&message);
         Ok(())
     }
 
     /// Removes and returns the oldest message of `topic`.
     pub(crate) fn consume(&mut self, topic: &str) -> Result<String, QueueError> {
-        self.topic_mut(topic)?.queue.pop_front().ok_or(QueueError::QueueEmpty)
+        self.topic_mut(topic)?.queue.pop().ok_or(QueueError::QueueEmpty)
     }
 
     /// Removes `topic` and its queue (a deleted topic); `false` if there was none.
@@ -74,9 +99,23 @@ impl Topics {
         self.topics.iter().map(|topic| topic.name.as_str())
     }
 
+    /// Every topic with its queue, in creation order: the snapshot form.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &Queue)> {
+        self.topics.iter().map(|topic| (topic.name.as_str(), &topic.queue))
+    }
+
     /// The number of messages waiting in `topic`, or `None` if there is no such topic.
     pub(crate) fn queue_len(&self, topic: &str) -> Option<usize> {
         self.by_name.get(topic).map(|&position| self.topics[position].queue.len())
+    }
+
+    /// The bytes allocated for the topics and their queues (allocator overhead aside). A
+    /// chunk still shared with a clone is counted in both.
+    pub(crate) fn heap_bytes(&self) -> usize {
+        let names: usize = self.topics.iter().map(|topic| 2 * topic.name.capacity()).sum();
+        let queues: usize = self.topics.iter().map(|topic| topic.queue.heap_bytes()).sum();
+        let index = self.by_name.capacity() * (size_of::<(String, usize)>() + 1);
+        self.topics.capacity() * size_of::<Topic>() + names + index + queues
     }
 
     fn topic_mut(&mut self, name: &str) -> Result<&mut Topic, QueueError> {
@@ -84,22 +123,11 @@ impl Topics {
         Ok(&mut self.topics[position])
     }
 
-    /// The snapshot form: topics in creation order, messages oldest first.
-    pub(crate) fn to_proto(&self) -> Vec<TopicQueue> {
-        self.topics
-            .iter()
-            .map(|topic| TopicQueue {
-                name: topic.name.clone(),
-                messages: topic.queue.iter().cloned().collect(),
-            })
-            .collect()
-    }
-
-    /// Rebuilds the topics from their snapshot form, refusing names this state machine would
-    /// never have created (invalid or duplicate).
-    pub(crate) fn from_proto(topics: Vec<TopicQueue>) -> Result<Self, String> {
+    /// Rebuilds the topics from a snapshot's (name, queue) pairs in creation order, refusing
+    /// names this state machine would never have created (invalid or duplicate).
+    pub(crate) fn from_queues(topics: Vec<(String, Queue)>) -> Result<Self, String> {
         let mut restored = Topics::default();
-        for TopicQueue { name, messages } in topics {
+        for (name, queue) in topics {
             restored.create(&name).map_err(|error| match error {
                 QueueError::TopicExists => format!("topic {name:?} appears twice"),
                 QueueError::InvalidName(reason) => format!("topic name {name:?}: {reason}"),
@@ -108,7 +136,7 @@ impl Topics {
                 }
             })?;
             let position = restored.topics.len() - 1;
-            restored.topics[position].queue = messages.into();
+            restored.topics[position].queue = queue;
         }
         Ok(restored)
     }
@@ -124,8 +152,162 @@ fn validate_name(name: &str) -> Result<(), QueueError> {
     }
 }
 
+/// One topic's messages, oldest first, in shared chunks (see the module docs).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Queue {
+    /// Oldest first. The front chunk has unread messages from `head` on — or, in an empty
+    /// queue, it is the one empty chunk kept for reuse; every other chunk is wholly unread.
+    chunks: VecDeque<Arc<Chunk>>,
+    /// How many messages of the front chunk were consumed already.
+    head: usize,
+    /// The number of messages waiting.
+    len: usize,
+}
+
+impl Queue {
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Appends `message` at the back.
+    pub(crate) fn push(&mut self, message: &str) {
+        match self.chunks.back_mut() {
+            Some(back) if back.has_room(message.len()) => {}
+            Some(back) => {
+                // The back chunk is full and will never change again: give back what its last
+                // doubling reserved beyond its use, unless a clone shares it (a copy to save a
+                // few bytes is not worth it). The next chunk starts at its size, as a queue
+                // that filled one chunk is likely to fill the next.
+                let (bytes, messages) = (back.data.capacity().min(CHUNK_BYTES), back.len());
+                if let Some(full) = Arc::get_mut(back) {
+                    full.shrink();
+                }
+                self.chunks.push_back(Arc::new(Chunk::with_capacity(bytes, messages)));
+            }
+            None => self.chunks.push_back(Arc::new(Chunk::default())),
+        }
+        let back = self.chunks.back_mut().expect("invariant: a back chunk with room was ensured");
+        Arc::make_mut(back).push(message);
+        self.len += 1;
+    }
+
+    /// Removes and returns the oldest message.
+    pub(crate) fn pop(&mut self) -> Option<String> {
+        let front = self.chunks.front()?;
+        if self.head == front.len() {
+            return None; // the empty chunk kept for reuse
+        }
+        let message = front.message(self.head).to_owned();
+        self.head += 1;
+        self.len -= 1;
+        if self.head == front.len() {
+            self.head = 0;
+            if self.chunks.len() == 1 {
+                if let Some(only) = self.chunks.front_mut().and_then(Arc::get_mut) {
+                    only.reset_for_reuse();
+                    return Some(message);
+                }
+            }
+            self.chunks.pop_front();
+        }
+        Some(message)
+    }
+
+    /// The messages, oldest first.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &str> {
+        self.chunks.iter().enumerate().flat_map(move |(position, chunk)| {
+            let first = if position == 0 { self.head } else { 0 };
+            (first..chunk.len()).map(move |message| chunk.message(message))
+        })
+    }
+
+    /// The bytes allocated for this queue (allocator overhead aside).
+    pub(crate) fn heap_bytes(&self) -> usize {
+        let slots = self.chunks.capacity() * size_of::<Arc<Chunk>>();
+        slots + self.chunks.iter().map(|chunk| chunk.heap_bytes()).sum::<usize>()
+    }
+}
+
+/// Messages stored back to back. Once the queue has moved on to a newer chunk it is never
+/// written again, so clones can share it.
+#[derive(Clone, Debug, Default)]
+struct Chunk {
+    /// The messages, concatenated. A `String` rather than bytes, so a message is sliced out
+    /// as a `&str` without unsafe code or a second UTF-8 check.
+    data: String,
+    /// Where each message ends in `data`. A u32 is enough: a chunk holds at most
+    /// [`CHUNK_BYTES`], or a single message, and a message is part of one Raft entry, which
+    /// storage keeps below 4 GiB.
+    ends: Vec<u32>,
+}
+
+impl Chunk {
+    fn with_capacity(bytes: usize, messages: usize) -> Self {
+        Chunk { data: String::with_capacity(bytes), ends: Vec::with_capacity(messages) }
+    }
+
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    fn message(&self, position: usize) -> &str {
+        let start = position.checked_sub(1).map_or(0, |before| self.ends[before] as usize);
+        &self.data[start..self.ends[position] as usize]
+    }
+
+    /// Whether a message of `bytes` belongs in this chunk. An empty chunk takes any message,
+    /// so one larger than [`CHUNK_BYTES`] gets a chunk of its own.
+    fn has_room(&self, bytes: usize) -> bool {
+        self.ends.is_empty()
+            || (self.ends.len() < CHUNK_MESSAGES && self.data.len() + bytes <= CHUNK_BYTES)
+    }
+
+    fn push(&mut self, message: &str) {
+        let needed = self.data.len() + message.len();
+        if needed > self.data.capacity() {
+            // Doubling, as `String` would, but capped at CHUNK_BYTES so that a full chunk has
+            // (almost) no unused capacity: that slack would be paid per message.
+            let doubled = (self.data.capacity() * 2).clamp(MIN_CHUNK_BYTES, CHUNK_BYTES);
+            self.data.reserve_exact(needed.max(doubled) - self.data.len());
+        }
+        self.data.push_str(message);
+        let end = u32::try_from(self.data.len())
+            .expect("invariant: a chunk is under 4 GiB (one Raft entry at most)");
+        self.ends.push(end);
+    }
+
+    /// Drops the capacity a full chunk will never use, if it is worth a reallocation.
+    fn shrink(&mut self) {
+        if self.data.capacity() - self.data.len() > self.data.capacity() / 16 {
+            self.data.shrink_to_fit();
+        }
+        self.ends.shrink_to_fit();
+    }
+
+    /// Empties the chunk for the next messages, keeping a small allocation but not a large
+    /// one: an idle topic should not pin a whole chunk.
+    fn reset_for_reuse(&mut self) {
+        if self.data.capacity() > REUSE_CHUNK_BYTES {
+            *self = Chunk::default();
+        } else {
+            self.data.clear();
+            self.ends.clear();
+        }
+    }
+
+    /// The chunk's allocations, including the `Arc`'s (two counts and the chunk itself).
+    fn heap_bytes(&self) -> usize {
+        2 * size_of::<usize>()
+            + size_of::<Chunk>()
+            + self.data.capacity()
+            + self.ends.capacity() * size_of::<u32>()
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     #[test]
@@ -139,6 +321,9 @@ mod tests {
         assert_eq!(topics.consume("t").as_deref(), Ok("b"));
         assert_eq!(topics.consume("t").as_deref(), Ok("c"));
         assert_eq!(topics.consume("t"), Err(QueueError::QueueEmpty));
+        assert_eq!(topics.put("t", "d".into()), Ok(()));
+        assert_eq!(topics.consume("t").as_deref(), Ok("d"));
+        assert_eq!(topics.queue_len("t"), Some(0));
     }
 
     #[test]
@@ -162,11 +347,147 @@ mod tests {
 
     #[test]
     fn snapshot_form_refuses_duplicates_and_bad_names() {
-        let queue = |name: &str| TopicQueue { name: name.into(), messages: vec![] };
-        assert!(Topics::from_proto(vec![queue("a"), queue("a")]).is_err());
-        assert!(Topics::from_proto(vec![queue("")]).is_err());
-        let restored = Topics::from_proto(vec![queue("b"), queue("a")]);
+        let queue = |name: &str| (name.to_owned(), Queue::default());
+        assert!(Topics::from_queues(vec![queue("a"), queue("a")]).is_err());
+        assert!(Topics::from_queues(vec![queue("")]).is_err());
+        let restored = Topics::from_queues(vec![queue("b"), queue("a")]);
         let names = restored.map(|topics| topics.names().map(String::from).collect::<Vec<_>>());
         assert_eq!(names, Ok(vec!["b".to_string(), "a".to_string()]));
+    }
+
+    /// A distinct 100-byte message.
+    fn message_100(i: usize) -> String {
+        format!("{i:0>100}")
+    }
+
+    #[test]
+    fn a_million_100_byte_messages_fit_in_115_mb() {
+        const COUNT: usize = 1_000_000;
+        let mut topics = Topics::default();
+        assert_eq!(topics.create("t"), Ok(()));
+        for i in 0..COUNT {
+            assert_eq!(topics.put("t", message_100(i)), Ok(()));
+        }
+        let bytes = topics.heap_bytes();
+        assert!(bytes <= 115_000_000, "{bytes} bytes for {COUNT} messages");
+        // A clone shares every chunk; the original's next put copies only the back one.
+        let clone = topics.clone();
+        assert_eq!(topics.put("t", message_100(COUNT)), Ok(()));
+        assert_eq!(topics.consume("t").as_deref(), Ok(message_100(0).as_str()));
+        assert_eq!(clone.queue_len("t"), Some(COUNT));
+        let clone_queue = clone.iter().next().expect("one topic").1;
+        assert_eq!(clone_queue.iter().last(), Some(message_100(COUNT - 1).as_str()));
+        assert_eq!(clone_queue.iter().next(), Some(message_100(0).as_str()));
+    }
+
+    #[test]
+    fn a_clone_is_unaffected_by_later_puts_and_consumes() {
+        let mut queue = Queue::default();
+        for i in 0..3000 {
+            queue.push(&message_100(i));
+        }
+        let before: Vec<String> = queue.iter().map(String::from).collect();
+        let clone = queue.clone();
+        // Consume across chunk boundaries, then put into the shared back chunk and beyond.
+        for i in 0..1500 {
+            assert_eq!(queue.pop(), Some(message_100(i)));
+        }
+        for i in 3000..4000 {
+            queue.push(&message_100(i));
+        }
+        assert_eq!(clone.iter().collect::<Vec<_>>(), before);
+        assert_eq!(clone.len(), 3000);
+        // And the other way round: the clone's changes do not reach the original.
+        let mut clone = clone;
+        while clone.pop().is_some() {}
+        clone.push("x");
+        let expected: Vec<String> = (1500..4000).map(message_100).collect();
+        assert_eq!(queue.iter().collect::<Vec<_>>(), expected);
+    }
+
+    #[test]
+    fn a_drained_queue_reuses_its_chunk_and_large_messages_get_their_own() {
+        let mut queue = Queue::default();
+        queue.push("a");
+        assert_eq!(queue.pop().as_deref(), Some("a"));
+        assert_eq!(queue.chunks.len(), 1, "the emptied chunk is kept for the next put");
+        assert_eq!(queue.pop(), None);
+        let big = "b".repeat(CHUNK_BYTES + 1);
+        queue.push("c");
+        queue.push(&big);
+        queue.push("d");
+        assert_eq!(queue.chunks.len(), 3);
+        assert_eq!(queue.iter().collect::<Vec<_>>(), ["c", big.as_str(), "d"]);
+        assert_eq!(queue.len(), 3);
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        /// Puts `count` messages of `bytes` bytes each.
+        Put {
+            count: usize,
+            bytes: usize,
+        },
+        Consume {
+            count: usize,
+        },
+        /// Keeps a clone (and the model's copy) to check at the end.
+        Clone,
+        /// Continues with the oldest clone kept instead of the original.
+        SwitchToClone,
+    }
+
+    fn arb_op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (1usize..1500, prop_oneof![0usize..8, 90usize..110, Just(CHUNK_BYTES + 3)])
+                .prop_map(|(count, bytes)| Op::Put { count: if bytes > 1000 { 1 } else { count }, bytes }),
+            3 => (1usize..1500).prop_map(|count| Op::Consume { count }),
+            1 => Just(Op::Clone),
+            1 => Just(Op::SwitchToClone),
+        ]
+    }
+
+    proptest! {
+        /// Random puts, consumes and clones behave as a `VecDeque<String>` does, and no clone
+        /// sees a change made after it was taken.
+        #[test]
+        fn behaves_like_a_vecdeque(ops in proptest::collection::vec(arb_op(), 1..30)) {
+            let mut queue = Queue::default();
+            let mut model: VecDeque<String> = VecDeque::new();
+            let mut clones: Vec<(Queue, VecDeque<String>)> = Vec::new();
+            let mut next = 0usize;
+            for op in ops {
+                match op {
+                    Op::Put { count, bytes } => {
+                        for _ in 0..count {
+                            let mut message = format!("{next}:");
+                            message.extend(std::iter::repeat_n('é', bytes / 2));
+                            next += 1;
+                            queue.push(&message);
+                            model.push_back(message);
+                        }
+                    }
+                    Op::Consume { count } => {
+                        for _ in 0..count {
+                            prop_assert_eq!(queue.pop(), model.pop_front());
+                        }
+                    }
+                    Op::Clone => clones.push((queue.clone(), model.clone())),
+                    Op::SwitchToClone => {
+                        if !clones.is_empty() {
+                            let (clone, clone_model) = clones.remove(0);
+                            clones.push((queue, model));
+                            (queue, model) = (clone, clone_model);
+                        }
+                    }
+                }
+                prop_assert_eq!(queue.len(), model.len());
+            }
+            prop_assert!(queue.iter().eq(model.iter().map(String::as_str)));
+            for (clone, clone_model) in &clones {
+                prop_assert_eq!(clone.len(), clone_model.len());
+                prop_assert!(clone.iter().eq(clone_model.iter().map(String::as_str)));
+            }
+        }
     }
 }

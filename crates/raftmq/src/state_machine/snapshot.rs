@@ -6,21 +6,47 @@
 //! client id, members by node id) — so equal states give equal bytes. That is what makes
 //! [`StateMachine::digest`] a stable fingerprint for comparing replicas.
 //!
+//! The queues can hold most of a node's memory (a million messages is ~100 MB), so they never
+//! go through a `StateSnapshot` value: that would copy every message into a `String` of its
+//! own and then the whole encoding into one buffer, twice the state at once. The `topics`
+//! field is written by hand, straight from the queues into a writer, with its lengths counted
+//! first; the other, small fields still go through prost, split around where `topics` belongs
+//! so the bytes are exactly prost's. Restoring likewise parses each `topics` field straight
+//! into a queue and hands the rest of the buffer to prost.
+//!
 //! Restoring checks the snapshot is consistent (a version this build reads, no duplicate or
 //! invalid names) rather than trusting it: a corrupt snapshot must stop the node with a clear
 //! error, not quietly serve a state no log could have produced.
 
-use prost::Message as _;
+use std::io::{self, Write};
+
+use prost::encoding::{
+    decode_key, decode_varint, encode_key, encode_varint, encoded_len_varint, key_len, merge_loop,
+    skip_field, string, DecodeContext, WireType,
+};
+use prost::{DecodeError, Message as _};
 use raftmq_proto::client::StateSnapshot;
 
 use super::members::Members;
 use super::metadata::Metadata;
-use super::queues::Topics;
+use super::queues::{Queue, Topics};
 use super::sessions::Sessions;
 use super::StateMachine;
 
 /// The `StateSnapshot.format_version` this build writes, and the only one it reads.
 pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
+
+/// `StateSnapshot.topics`. Fields 1-5 come before it and 7 on after it, which is where
+/// [`split_fields`] cuts.
+const TOPICS_TAG: u32 = 6;
+/// `TopicQueue.name`.
+const TOPIC_NAME_TAG: u32 = 1;
+/// `TopicQueue.messages`.
+const TOPIC_MESSAGES_TAG: u32 = 2;
+
+/// How much encoded output is gathered before a write: a message is a few dozen bytes, too
+/// little for a write call of its own on an unbuffered writer.
+const STAGING_BYTES: usize = 64 * 1024;
 
 /// Why a snapshot could not be restored.
 #[derive(Debug, thiserror::Error)]
@@ -36,32 +62,150 @@ pub enum SnapshotError {
     Inconsistent(String),
 }
 
-pub(super) fn encode(machine: &StateMachine) -> Vec<u8> {
-    let mut snapshot = StateSnapshot {
+/// The snapshot's fields other than `topics`: those before it (tags 1-5) and those after it
+/// (7 on). Encoded one after the other with `topics` in between, they are prost's encoding of
+/// the whole snapshot, because prost writes fields in tag order and leaves out defaults.
+/// A new field must go in the part its tag belongs to.
+fn split_fields(machine: &StateMachine) -> (StateSnapshot, StateSnapshot) {
+    let before = StateSnapshot {
         format_version: SNAPSHOT_FORMAT_VERSION,
         applied_index: machine.applied_index,
         applied_term: machine.applied_term,
         clock_ms: machine.clock_ms,
         operation_count: machine.operation_count,
-        topics: machine.topics.to_proto(),
+        ..StateSnapshot::default()
+    };
+    let mut after = StateSnapshot {
         sessions: machine.sessions.to_proto(),
         members: machine.members.to_proto(),
         ..StateSnapshot::default()
     };
-    machine.metadata.to_proto(&mut snapshot);
-    snapshot.encode_to_vec()
+    machine.metadata.to_proto(&mut after);
+    (before, after)
+}
+
+/// The encoded length of a string field (key, length, bytes).
+fn string_field_len(tag: u32, bytes: usize) -> u64 {
+    (key_len(tag) + encoded_len_varint(bytes as u64) + bytes) as u64
+}
+
+/// The encoded length of a `TopicQueue`, without its own key and length.
+fn topic_len(name: &str, queue: &Queue) -> u64 {
+    // proto3 leaves an empty string out (a valid state has no empty name, but the bytes must
+    // be prost's for any state).
+    let name_len = if name.is_empty() { 0 } else { string_field_len(TOPIC_NAME_TAG, name.len()) };
+    name_len + queue.iter().map(|m| string_field_len(TOPIC_MESSAGES_TAG, m.len())).sum::<u64>()
+}
+
+/// The encoded length of every `topics` field.
+fn topics_len(topics: &Topics) -> u64 {
+    topics
+        .iter()
+        .map(|(name, queue)| {
+            let len = topic_len(name, queue);
+            key_len(TOPICS_TAG) as u64 + encoded_len_varint(len) as u64 + len
+        })
+        .sum()
+}
+
+pub(super) fn encoded_len(machine: &StateMachine) -> u64 {
+    let (before, after) = split_fields(machine);
+    before.encoded_len() as u64 + topics_len(&machine.topics) + after.encoded_len() as u64
+}
+
+/// Writes the snapshot to `w`, returning the bytes written.
+pub(super) fn encode_to(machine: &StateMachine, w: &mut impl Write) -> io::Result<u64> {
+    let (before, after) = split_fields(machine);
+    let mut out = Staged::new(w);
+    out.message(&before);
+    for (name, queue) in machine.topics.iter() {
+        out.make_room(2 * 10)?;
+        encode_key(TOPICS_TAG, WireType::LengthDelimited, &mut out.buf);
+        encode_varint(topic_len(name, queue), &mut out.buf);
+        if !name.is_empty() {
+            out.string_field(TOPIC_NAME_TAG, name)?;
+        }
+        for message in queue.iter() {
+            out.string_field(TOPIC_MESSAGES_TAG, message)?;
+        }
+    }
+    out.make_room(after.encoded_len())?;
+    out.message(&after);
+    out.finish()
+}
+
+/// Encoded output gathered into writes of about [`STAGING_BYTES`].
+struct Staged<'w, W: Write> {
+    w: &'w mut W,
+    buf: Vec<u8>,
+    written: u64,
+}
+
+impl<'w, W: Write> Staged<'w, W> {
+    fn new(w: &'w mut W) -> Self {
+        Staged { w, buf: Vec::with_capacity(STAGING_BYTES), written: 0 }
+    }
+
+    /// Writes out what is gathered if `bytes` more would not fit.
+    fn make_room(&mut self, bytes: usize) -> io::Result<()> {
+        if self.buf.len() + bytes > STAGING_BYTES {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.w.write_all(&self.buf)?;
+        self.written += self.buf.len() as u64;
+        self.buf.clear();
+        Ok(())
+    }
+
+    /// Gathers an encoded message (which may outgrow the staging size: it is not split).
+    fn message(&mut self, message: &StateSnapshot) {
+        message.encode(&mut self.buf).expect("invariant: a Vec has room for any message");
+    }
+
+    fn string_field(&mut self, tag: u32, value: &str) -> io::Result<()> {
+        // A key and a length take at most 5 + 10 bytes.
+        self.make_room(15 + value.len())?;
+        encode_key(tag, WireType::LengthDelimited, &mut self.buf);
+        encode_varint(value.len() as u64, &mut self.buf);
+        if value.len() > STAGING_BYTES {
+            self.flush()?;
+            self.w.write_all(value.as_bytes())?;
+            self.written += value.len() as u64;
+        } else {
+            self.buf.extend_from_slice(value.as_bytes());
+        }
+        Ok(())
+    }
+
+    fn finish(mut self) -> io::Result<u64> {
+        self.flush()?;
+        Ok(self.written)
+    }
 }
 
 pub(super) fn decode(data: &[u8], session_ttl_ms: u64) -> Result<StateMachine, SnapshotError> {
-    let snapshot = StateSnapshot::decode(data)?;
+    let (queues, others) = take_topics(data)?;
+    let snapshot = StateSnapshot::decode(others.as_slice())?;
     if snapshot.format_version != SNAPSHOT_FORMAT_VERSION {
         return Err(SnapshotError::UnsupportedVersion {
             found: snapshot.format_version,
             supported: SNAPSHOT_FORMAT_VERSION,
         });
     }
-    let topics =
-        Topics::from_proto(snapshot.topics.clone()).map_err(SnapshotError::Inconsistent)?;
+    let mut topics = Vec::with_capacity(queues.len());
+    for TopicBuilder { name, queue, oversized } in queues {
+        if let Some(bytes) = oversized {
+            return Err(SnapshotError::Inconsistent(format!(
+                "topic {name:?} holds a message of {bytes} bytes, larger than any Raft entry"
+            )));
+        }
+        topics.push((name, queue));
+    }
+    let topics = Topics::from_queues(topics).map_err(SnapshotError::Inconsistent)?;
     let names: Vec<String> = topics.names().map(str::to_owned).collect();
     let metadata =
         Metadata::from_proto(&snapshot, &names, snapshot.applied_index, snapshot.clock_ms)
@@ -79,16 +223,156 @@ pub(super) fn decode(data: &[u8], session_ttl_ms: u64) -> Result<StateMachine, S
     })
 }
 
+/// A `TopicQueue` being parsed.
+#[derive(Default)]
+struct TopicBuilder {
+    name: String,
+    queue: Queue,
+    /// The size of a message too large for a queue (4 GiB or more), which no state machine
+    /// could have held: refused as inconsistent once the whole snapshot has decoded.
+    oversized: Option<usize>,
+}
+
+impl TopicBuilder {
+    fn push(&mut self, message: &str) {
+        if u32::try_from(message.len()).is_ok() {
+            self.queue.push(message);
+        } else {
+            self.oversized = Some(message.len());
+        }
+    }
+}
+
+/// Reads the top level of an encoded `StateSnapshot`: each `topics` field is parsed straight
+/// into a queue, every other field is copied as it is into the returned buffer, for prost.
+/// Decodes whatever prost would (fields in any order, unknown fields skipped) and fails on
+/// whatever prost would fail on, with prost's errors.
+fn take_topics(data: &[u8]) -> Result<(Vec<TopicBuilder>, Vec<u8>), DecodeError> {
+    let mut buf = data;
+    let mut topics = Vec::new();
+    let mut others = Vec::new();
+    while !buf.is_empty() {
+        let field = buf;
+        let (tag, wire_type) = decode_key(&mut buf)?;
+        if tag == TOPICS_TAG && wire_type == WireType::LengthDelimited {
+            let mut topic = TopicBuilder::default();
+            merge_loop(&mut topic, &mut buf, DecodeContext::default(), merge_topic_field)?;
+            topics.push(topic);
+        } else {
+            // Including `topics` with a wrong wire type: prost reports that.
+            skip_field(wire_type, tag, &mut buf, DecodeContext::default())?;
+            others.extend_from_slice(&field[..field.len() - buf.len()]);
+        }
+    }
+    Ok((topics, others))
+}
+
+/// Merges one field of a `TopicQueue` into `topic`, as prost's generated code would.
+fn merge_topic_field(
+    topic: &mut TopicBuilder,
+    buf: &mut &[u8],
+    ctx: DecodeContext,
+) -> Result<(), DecodeError> {
+    let (tag, wire_type) = decode_key(buf)?;
+    match tag {
+        TOPIC_NAME_TAG => string::merge(wire_type, &mut topic.name, buf, ctx),
+        TOPIC_MESSAGES_TAG => merge_message(wire_type, topic, buf, ctx),
+        _ => skip_field(wire_type, tag, buf, ctx),
+    }
+}
+
+/// Appends one `messages` element to the topic's queue, straight from the buffer.
+fn merge_message(
+    wire_type: WireType,
+    topic: &mut TopicBuilder,
+    buf: &mut &[u8],
+    ctx: DecodeContext,
+) -> Result<(), DecodeError> {
+    if wire_type == WireType::LengthDelimited {
+        let mut rest = *buf;
+        if let Ok(len) = decode_varint(&mut rest) {
+            let len = usize::try_from(len).unwrap_or(usize::MAX);
+            if len <= rest.len() {
+                let (bytes, after) = rest.split_at(len);
+                if let Ok(message) = std::str::from_utf8(bytes) {
+                    topic.push(message);
+                    *buf = after;
+                    return Ok(());
+                }
+            }
+        }
+    }
+    // The field is malformed: let prost decode it, for its error. (Were prost to take it
+    // after all, it is still pushed: a fallback, not a panic.)
+    let mut message = String::new();
+    string::merge(wire_type, &mut message, buf, ctx)?;
+    topic.push(&message);
+    Ok(())
+}
+
 /// The 64-bit FNV-1a hash of `bytes`: tiny, dependency-free and, unlike std's `DefaultHasher`,
 /// guaranteed the same on every platform and Rust version.
+#[cfg(test)]
 pub(super) fn fnv1a_64(bytes: &[u8]) -> u64 {
-    const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    bytes.iter().fold(OFFSET_BASIS, |hash, &byte| (hash ^ u64::from(byte)).wrapping_mul(PRIME))
+    let mut hasher = Fnv1a64::default();
+    hasher.write_all(bytes).expect("hashing never fails");
+    hasher.0
+}
+
+/// A writer that hashes what is written with 64-bit FNV-1a, so the digest of a snapshot needs
+/// no buffer holding it.
+pub(super) struct Fnv1a64(pub(super) u64);
+
+impl Default for Fnv1a64 {
+    fn default() -> Self {
+        Fnv1a64(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Write for Fnv1a64 {
+    fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        const PRIME: u64 = 0x0000_0100_0000_01b3;
+        self.0 =
+            bytes.iter().fold(self.0, |hash, &byte| (hash ^ u64::from(byte)).wrapping_mul(PRIME));
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The whole state as a `StateSnapshot` value, built the simple way (every message copied):
+/// the reference the streaming encoder is checked against.
+#[cfg(test)]
+pub(super) fn to_proto(machine: &StateMachine) -> StateSnapshot {
+    use raftmq_proto::client::TopicQueue;
+    let mut snapshot = StateSnapshot {
+        format_version: SNAPSHOT_FORMAT_VERSION,
+        applied_index: machine.applied_index,
+        applied_term: machine.applied_term,
+        clock_ms: machine.clock_ms,
+        operation_count: machine.operation_count,
+        topics: machine
+            .topics
+            .iter()
+            .map(|(name, queue)| TopicQueue {
+                name: name.to_owned(),
+                messages: queue.iter().map(str::to_owned).collect(),
+            })
+            .collect(),
+        sessions: machine.sessions.to_proto(),
+        members: machine.members.to_proto(),
+        ..StateSnapshot::default()
+    };
+    machine.metadata.to_proto(&mut snapshot);
+    snapshot
 }
 
 #[cfg(test)]
 mod tests {
+    use raftmq_proto::client::TopicQueue;
+
     use super::*;
 
     #[test]
@@ -96,6 +380,12 @@ mod tests {
         assert_eq!(fnv1a_64(b""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(fnv1a_64(b"a"), 0xaf63_dc4c_8601_ec8c);
         assert_eq!(fnv1a_64(b"foobar"), 0x8594_4171_f739_67e8);
+        // In pieces, as a writer gets it, the hash is the same.
+        let mut hasher = Fnv1a64::default();
+        for piece in [&b"foo"[..], b"", b"ba", b"r"] {
+            hasher.write_all(piece).expect("hashing never fails");
+        }
+        assert_eq!(hasher.0, 0x8594_4171_f739_67e8);
     }
 
     #[test]
@@ -112,5 +402,43 @@ mod tests {
     #[test]
     fn garbage_is_a_decode_error() {
         assert!(matches!(decode(&[0xff, 0xff, 0xff], 0), Err(SnapshotError::Decode(_))));
+        // A topic whose message is not UTF-8, and one whose message runs past its topic.
+        let mut bad_utf8 = vec![0x08, 0x01, 0x32, 0x06, 0x0a, 0x01, b't', 0x12, 0x01, 0xc3];
+        assert!(matches!(decode(&bad_utf8, 0), Err(SnapshotError::Decode(_))));
+        bad_utf8[9] = b'x';
+        assert!(decode(&bad_utf8, 0).is_ok());
+        let overrun = [0x08, 0x01, 0x32, 0x05, 0x0a, 0x01, b't', 0x12, 0x02, b'x', b'y'];
+        assert!(matches!(decode(&overrun, 0), Err(SnapshotError::Decode(_))));
+        // `topics` with the wrong wire type.
+        assert!(matches!(decode(&[0x08, 0x01, 0x30, 0x01], 0), Err(SnapshotError::Decode(_))));
+    }
+
+    #[test]
+    fn fields_in_any_order_and_unknown_fields_decode_as_prost_does() {
+        let topic = |name: &str, messages: &[&str]| TopicQueue {
+            name: name.into(),
+            messages: messages.iter().map(|m| m.to_string()).collect(),
+        };
+        let topics = StateSnapshot {
+            topics: vec![topic("a", &["1", "2"]), topic("b", &[])],
+            ..Default::default()
+        };
+        let version = StateSnapshot { format_version: 1, ..Default::default() };
+        // Version after the topics, an unknown varint field 99 and an unknown field in a topic
+        // (a second name, which replaces the first, as in prost).
+        let mut data = topics.encode_to_vec();
+        data.extend_from_slice(&[0x32, 0x08, 0x0a, 0x01, b'x', 0x0a, 0x01, b'c', 0x18, 0x07]);
+        data.extend_from_slice(&version.encode_to_vec());
+        data.extend_from_slice(&[0x98, 0x06, 0x05]);
+        let restored = decode(&data, 0).expect("a valid snapshot, if unusual");
+        let expected = StateSnapshot {
+            format_version: 1,
+            topics: vec![topic("a", &["1", "2"]), topic("b", &[]), topic("c", &[])],
+            ..Default::default()
+        };
+        assert_eq!(StateSnapshot::decode(data.as_slice()), Ok(expected.clone()));
+        let mut expected = expected;
+        expected.topic_records = to_proto(&restored).topic_records; // derived on restore
+        assert_eq!(to_proto(&restored), expected);
     }
 }
