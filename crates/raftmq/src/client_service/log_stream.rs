@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use prost::Message as _;
 use raftmq_proto::client::{log_record, Command, LogRecord, SnapshotMarker};
-use raftmq_raft::{Entry, Index, Payload, Snapshot};
+use raftmq_raft::{Entry, Index, Payload};
 use tokio::sync::{mpsc, oneshot};
 use tonic::Status;
 
@@ -98,7 +98,7 @@ async fn feed(
             Err(e) => return Some(Status::unavailable(format!("{e}; resume from index {next}"))),
         };
         let batch = match read {
-            LogRead::Compacted(snapshot) => match snapshot_record(&node, &snapshot) {
+            LogRead::Compacted(meta) => match snapshot_record(&node, meta.index).await {
                 Ok(record) => vec![record],
                 Err(status) => return Some(status),
             },
@@ -173,10 +173,21 @@ pub fn entry_record(entry: &Entry, commit_index: Index) -> LogRecord {
 }
 
 /// The marker that stands for everything a snapshot compacted.
-fn snapshot_record(node: &NodeHandle, snapshot: &Snapshot) -> Result<LogRecord, Status> {
+/// The marker that stands for the snapshot stored at (or after) `index`; the
+/// file is read and decoded off the async threads.
+async fn snapshot_record(node: &NodeHandle, index: u64) -> Result<LogRecord, Status> {
     let ttl = node.config().session_ttl.as_millis() as u64;
-    let state = StateMachine::restore(&snapshot.data, ttl)
-        .map_err(|e| Status::internal(format!("the node's snapshot does not decode: {e}")))?;
+    let dir = node.config().data_dir.clone();
+    let (snapshot, state) = tokio::task::spawn_blocking(move || {
+        let snapshot = raftmq_storage::load_newest_snapshot(&dir, index)
+            .map_err(|e| Status::internal(format!("cannot read the node's snapshot: {e}")))?
+            .ok_or_else(|| Status::unavailable(format!("no snapshot at index {index} yet")))?;
+        let state = StateMachine::restore(&snapshot.data, ttl)
+            .map_err(|e| Status::internal(format!("the node's snapshot does not decode: {e}")))?;
+        Ok::<_, Status>((snapshot, state))
+    })
+    .await
+    .map_err(|e| Status::internal(format!("snapshot loader: {e}")))??;
     let membership = &snapshot.meta.membership;
     let marker = SnapshotMarker {
         operation_count: state.operation_count(),

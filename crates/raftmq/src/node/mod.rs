@@ -98,7 +98,7 @@ pub fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
     } else {
         let state = InitialState {
             hard_state: recovered.hard_state,
-            snapshot: recovered.snapshot,
+            snapshot: recovered.snapshot.map(|s| s.meta),
             entries: recovered.entries,
         };
         Raft::new(raft_config, state)?
@@ -106,6 +106,7 @@ pub fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
 
     let local_ip = Some(config.raft_listen.ip()).filter(|ip| !ip.is_unspecified());
     let (wal_done_tx, wal_done) = mpsc::unbounded_channel();
+    let snapshot_failed = wal_done_tx.clone();
     let wal = wal_writer::spawn(storage, wal_done_tx);
     let (inbound_tx, inbound) = mpsc::channel(16 * 1024);
     let (requests_tx, requests) = mpsc::channel(16 * 1024);
@@ -116,7 +117,13 @@ pub fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
     let (stopped_tx, stopped) = watch::channel(None);
     let sm = Arc::new(RwLock::new(sm));
     let events = EventLog::default();
-    let mut transport = Transport::new(config.id, local_ip, config.trace_rpc, snapshot_status_tx);
+    let mut transport = Transport::new(
+        config.id,
+        local_ip,
+        config.trace_rpc,
+        snapshot_status_tx,
+        config.data_dir.clone(),
+    );
     let addrs =
         driver::peer_addresses(&config, &sm.read().expect("state machine lock is never poisoned"));
     transport.set_addresses(addrs);
@@ -140,6 +147,7 @@ pub fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         sm: sm.clone(),
         wal,
         wal_done,
+        snapshot_failed,
         inbound,
         requests,
         snapshot_status,

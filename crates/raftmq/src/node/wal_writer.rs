@@ -10,8 +10,8 @@
 use std::sync::mpsc;
 use std::thread;
 
-use raftmq_raft::{Entry, HardState, Index, Message, Snapshot, Term};
-use raftmq_storage::{Storage, StorageError};
+use raftmq_raft::{Entry, HardState, Index, Message, Snapshot, SnapshotMeta, Term};
+use raftmq_storage::{SnapshotFileInfo, Storage, StorageError};
 use tokio::sync::mpsc::UnboundedSender;
 
 /// One Ready's writes.
@@ -25,17 +25,20 @@ pub struct WriteBatch {
 
 pub enum WalRequest {
     Write(WriteBatch),
-    /// Store a snapshot the state machine took, then release old segments.
-    SaveSnapshot(Snapshot),
+    /// The snapshot thread finished a snapshot file: record it, then release
+    /// the segments it covers.
+    AdoptSnapshot(SnapshotFileInfo, SnapshotMeta),
 }
 
 pub enum WalDone {
     /// A batch is durable; `last` is its last entry (or snapshot), if any.
-    Written {
-        last: Option<(Index, Term)>,
-        persisted_messages: Vec<Message>,
-    },
-    SnapshotSaved(Snapshot),
+    Written { last: Option<(Index, Term)>, persisted_messages: Vec<Message> },
+    /// A snapshot of the state machine is durable and adopted; the core may
+    /// compact its log up to it.
+    SnapshotSaved(SnapshotMeta),
+    /// Taking a snapshot failed before it was adopted; nothing changed, and
+    /// the driver tries again later.
+    SnapshotFailed(String),
     /// Storage failed: the node must stop (a node that cannot persist must
     /// not acknowledge anything).
     Failed(StorageError),
@@ -102,15 +105,15 @@ fn write_group(
                 completions
                     .push(WalDone::Written { last, persisted_messages: batch.persisted_messages });
             }
-            WalRequest::SaveSnapshot(snapshot) => snapshots.push(snapshot),
+            WalRequest::AdoptSnapshot(file, meta) => snapshots.push((file, meta)),
         }
     }
     if needs_sync {
         storage.sync()?;
     }
-    for snapshot in snapshots {
-        storage.save_snapshot(&snapshot)?;
-        completions.push(WalDone::SnapshotSaved(snapshot));
+    for (file, meta) in snapshots {
+        storage.adopt_snapshot(file)?;
+        completions.push(WalDone::SnapshotSaved(meta));
     }
     Ok(completions)
 }

@@ -16,6 +16,7 @@ pub mod server;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use raftmq_proto::raft::raft_client::RaftClient;
@@ -37,6 +38,9 @@ pub struct Transport {
     trace_rpc: bool,
     peers: HashMap<NodeId, Peer>,
     snapshot_status: mpsc::UnboundedSender<(NodeId, bool)>,
+    /// Where this node's snapshot files are: a snapshot the core sends goes
+    /// out with the data of the file stored for it.
+    snapshot_dir: PathBuf,
 }
 
 struct Peer {
@@ -58,8 +62,9 @@ impl Transport {
         local_ip: Option<IpAddr>,
         trace_rpc: bool,
         snapshot_status: mpsc::UnboundedSender<(NodeId, bool)>,
+        snapshot_dir: PathBuf,
     ) -> Self {
-        Self { id, local_ip, trace_rpc, peers: HashMap::new(), snapshot_status }
+        Self { id, local_ip, trace_rpc, peers: HashMap::new(), snapshot_status, snapshot_dir }
     }
 
     /// Connects to new members and reconnects moved ones. Removed members are
@@ -96,8 +101,12 @@ impl Transport {
             let channel = peer.channel.clone();
             let status = self.snapshot_status.clone();
             let (from, to, term) = (msg.from, msg.to, msg.term);
+            let dir = self.snapshot_dir.clone();
             tokio::spawn(async move {
-                let delivered = send_snapshot(channel, from, to, term, snapshot).await;
+                let delivered = match stored_snapshot(dir, snapshot.meta.index).await {
+                    Ok(snapshot) => send_snapshot(channel, from, to, term, snapshot).await,
+                    Err(e) => Err(e),
+                };
                 if let Err(e) = &delivered {
                     tracing::warn!(node = from, peer = to, "snapshot transfer failed: {e}");
                 }
@@ -181,6 +190,23 @@ async fn run_peer(
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(1));
+    }
+}
+
+/// The core sends a snapshot's metadata only (it never holds the data): the
+/// file stored for it — or a newer one, which covers only committed entries
+/// too — is read from disk off the async threads.
+async fn stored_snapshot(dir: PathBuf, index: u64) -> Result<Snapshot, tonic::Status> {
+    let loaded =
+        tokio::task::spawn_blocking(move || raftmq_storage::load_newest_snapshot(&dir, index))
+            .await
+            .map_err(|e| tonic::Status::internal(format!("snapshot loader: {e}")))?;
+    match loaded {
+        Ok(Some(snapshot)) => Ok(snapshot),
+        Ok(None) => Err(tonic::Status::unavailable(format!(
+            "no snapshot at or after index {index} on disk yet"
+        ))),
+        Err(e) => Err(tonic::Status::internal(format!("cannot read the snapshot: {e}"))),
     }
 }
 
