@@ -70,13 +70,26 @@ pub async fn run(spec: LoadSpec) -> anyhow::Result<Report> {
     let start = Instant::now();
     let deadline = start + spec.duration;
     let progress = spec.progress.then(|| tokio::spawn(progress_line(shared.clone(), start)));
+    // gRPC clients share one channel (one HTTP/2 connection) per node, as
+    // gRPC applications do: their requests then travel together, many to a
+    // read or write, where a connection per client costs a syscall each.
+    let channels = match spec.protocol {
+        Protocol::Grpc => spec
+            .grpc_targets
+            .iter()
+            .map(|addr| Ok(crate::transport::endpoint(addr, None)?.connect_lazy()))
+            .collect::<Result<Vec<_>, tonic::transport::Error>>()
+            .map_err(|e| anyhow::anyhow!("bad gRPC address: {e}"))?,
+        Protocol::Http | Protocol::Etcd => Vec::new(),
+    };
     let mut tasks = Vec::new();
     for client in 0..spec.clients {
         let spec = spec.clone();
         let shared = shared.clone();
         let client_id = format!("{run_id}-{client}");
+        let channel = (!channels.is_empty()).then(|| channels[client % channels.len()].clone());
         tasks.push(tokio::spawn(async move {
-            run_client(client, client_id, spec, shared, deadline).await
+            run_client(client, client_id, spec, channel, shared, deadline).await
         }));
     }
     let mut latencies = histogram();
@@ -152,6 +165,7 @@ async fn run_client(
     client: usize,
     client_id: String,
     spec: LoadSpec,
+    channel: Option<tonic::transport::Channel>,
     shared: Arc<Shared>,
     deadline: Instant,
 ) -> (hdrhistogram::Histogram<u64>, BTreeMap<String, u64>) {
@@ -159,19 +173,7 @@ async fn run_client(
     let mut errors: BTreeMap<String, u64> = BTreeMap::new();
     let value = "v".repeat(spec.value_size);
     let http_target = spec.http_targets[client % spec.http_targets.len().max(1)].clone();
-    let mut grpc = match spec.protocol {
-        Protocol::Grpc => {
-            let addr = &spec.grpc_targets[client % spec.grpc_targets.len().max(1)];
-            match crate::transport::endpoint(addr, None) {
-                Ok(e) => Some(ClientClient::new(e.connect_lazy())),
-                Err(e) => {
-                    errors.insert(format!("bad address: {e}"), 1);
-                    return (latencies, errors);
-                }
-            }
-        }
-        Protocol::Http | Protocol::Etcd => None,
-    };
+    let mut grpc = channel.map(ClientClient::new);
     let mut conn = HttpConn::new(&http_target);
     // A put's body is the same on every request of a client: encode it once.
     let put_body = Bytes::from(json!({"topic": spec.topic, "message": value}).to_string());
