@@ -50,7 +50,9 @@ pub fn status_of(e: &NodeError) -> StatusCode {
         NodeError::Timeout(_) | NodeError::Unreachable(_) => StatusCode::GATEWAY_TIMEOUT,
         NodeError::Refused(ProposeError::MembershipChangePending { .. }) => StatusCode::CONFLICT,
         NodeError::Refused(ProposeError::InvalidMembershipChange(_)) => StatusCode::BAD_REQUEST,
-        NodeError::Refused(_) | NodeError::Shutdown => StatusCode::SERVICE_UNAVAILABLE,
+        NodeError::Refused(_) | NodeError::LeaderRefused(_) | NodeError::Shutdown => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         NodeError::Invalid(_) => StatusCode::BAD_REQUEST,
         NodeError::Conflict(_) => StatusCode::CONFLICT,
         NodeError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -13,7 +13,7 @@
 //! unless `?stale=true`. Failures keep the route's body shape and carry the
 //! reason in the `x-raftmq-error` header.
 
-mod errors;
+pub(crate) mod errors;
 mod members;
 mod metadata_common;
 mod metadata_fetch;

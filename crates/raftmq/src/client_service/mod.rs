@@ -134,7 +134,9 @@ pub fn grpc_status(e: NodeError) -> Status {
         NodeError::Timeout(_) | NodeError::Unreachable(_) => Status::deadline_exceeded(message),
         NodeError::Invalid(_) => Status::invalid_argument(message),
         NodeError::Conflict(_) => Status::failed_precondition(message),
-        NodeError::Refused(_) | NodeError::Shutdown => Status::unavailable(message),
+        NodeError::Refused(_) | NodeError::LeaderRefused(_) | NodeError::Shutdown => {
+            Status::unavailable(message)
+        }
         NodeError::Internal(_) => Status::internal(message),
     }
 }

@@ -28,6 +28,11 @@ pub enum NodeError {
     /// The core refused the request; nothing was appended.
     #[error("{0}")]
     Refused(ProposeError),
+    /// The leader, reached through another node, refused the request for now
+    /// (too much uncommitted, no quorum, shutting down); its reason is kept
+    /// so the client sees it and not a vague "no leader". Not applied.
+    #[error("the leader refused the request for now: {0}")]
+    LeaderRefused(String),
     #[error("invalid request: {0}")]
     Invalid(String),
     /// Refused because it conflicts with the cluster's state; not applied.
@@ -62,6 +67,7 @@ impl NodeError {
                 | NodeError::NotLeader { .. }
                 | NodeError::LeadershipLost
                 | NodeError::Refused(_)
+                | NodeError::LeaderRefused(_)
                 | NodeError::Invalid(_)
                 | NodeError::Conflict(_)
                 | NodeError::Undelivered(_)

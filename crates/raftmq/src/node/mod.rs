@@ -613,7 +613,7 @@ fn raft_error(error: raftmq_proto::raft::RaftError) -> NodeError {
         Ok(RaftErrorCode::Timeout) => NodeError::Timeout(0),
         Ok(RaftErrorCode::LeadershipLost) => NodeError::LeadershipLost,
         Ok(RaftErrorCode::InvalidRequest) => NodeError::Invalid(error.message),
-        Ok(RaftErrorCode::Unavailable) => NodeError::NoLeader,
+        Ok(RaftErrorCode::Unavailable) => NodeError::LeaderRefused(error.message),
         Ok(RaftErrorCode::Conflict) => NodeError::Conflict(error.message),
         _ => NodeError::Internal(error.message),
     }
@@ -628,7 +628,9 @@ pub fn to_raft_error(error: &NodeError, leader: Option<NodeId>) -> raftmq_proto:
         NodeError::LeadershipLost => RaftErrorCode::LeadershipLost,
         NodeError::Invalid(_) => RaftErrorCode::InvalidRequest,
         NodeError::Conflict(_) => RaftErrorCode::Conflict,
-        NodeError::NoLeader | NodeError::Refused(_) => RaftErrorCode::Unavailable,
+        NodeError::NoLeader | NodeError::Refused(_) | NodeError::LeaderRefused(_) => {
+            RaftErrorCode::Unavailable
+        }
         _ => RaftErrorCode::Unspecified,
     };
     raftmq_proto::raft::RaftError {
@@ -636,5 +638,42 @@ pub fn to_raft_error(error: &NodeError, leader: Option<NodeId>) -> raftmq_proto:
         message: error.to_string(),
         leader_id: leader.unwrap_or(0),
         leader_addr: String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use raftmq_raft::ProposeError;
+
+    #[test]
+    fn a_refusal_keeps_its_reason_across_forwarding() {
+        let refused = NodeError::Refused(ProposeError::TooManyUncommitted { limit: 256 << 20 });
+        let back = raft_error(to_raft_error(&refused, Some(1)));
+        assert!(
+            matches!(&back, NodeError::LeaderRefused(why) if why.contains("waiting for commit")),
+            "got {back:?}"
+        );
+        assert!(back.definitely_not_applied());
+        assert_eq!(crate::api::errors::status_of(&back), http::StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[test]
+    fn the_other_codes_round_trip() {
+        for error in [
+            NodeError::Timeout(5000),
+            NodeError::LeadershipLost,
+            NodeError::Invalid("x".into()),
+            NodeError::Conflict("y".into()),
+        ] {
+            let back = raft_error(to_raft_error(&error, None));
+            assert_eq!(
+                std::mem::discriminant(&back),
+                std::mem::discriminant(&error),
+                "{error:?} came back as {back:?}"
+            );
+        }
+        let not_leader = raft_error(to_raft_error(&NodeError::NotLeader { leader: None }, Some(2)));
+        assert!(matches!(not_leader, NodeError::NotLeader { leader: Some(2) }));
     }
 }
