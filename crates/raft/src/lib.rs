@@ -22,7 +22,9 @@
 //!     on client write: raft.propose(bytes)         -> Err(NotLeader{leader}) if not leader
 //!     on client read:  raft.read_index(ctx)
 //!     let ready = raft.ready();
-//!     send ready.messages;                          // now
+//!     send ready.messages;                          // now; an InstallSnapshot gets
+//!                                                   // the stored snapshot's data attached
+//!     on snapshot stored: raft.snapshot_taken(meta) // compacts the log; data stays with you
 //!     write ready.snapshot, ready.entries, ready.hard_state; fsync
 //!     send ready.persisted_messages;                // only after the fsync
 //!     raft.persisted(last index written, its term)

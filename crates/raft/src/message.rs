@@ -54,7 +54,9 @@ pub enum Body {
         granted: bool,
     },
     /// Leader → follower whose next entry is compacted away: the whole
-    /// state up to the snapshot's index. The transport may chunk `data`.
+    /// state up to the snapshot's index. The core sends the metadata with
+    /// empty `data`; the runtime attaches its stored snapshot's data (see
+    /// `snapshot.rs`). The transport may chunk `data`.
     InstallSnapshot {
         snapshot: Snapshot,
     },
