@@ -110,7 +110,15 @@ impl Fencing {
         };
         if due {
             let kind = Kind::BrokerHeartbeat(BrokerHeartbeat { broker_id });
-            node.execute(command(kind)).await?;
+            let applied = node.execute(command(kind)).await?;
+            // The caller answers from this replica, which may be a follower
+            // that has not applied the entry yet (the leader applied it):
+            // wait for it, so the broker reads its own heartbeat (ALIVE).
+            let _ = tokio::time::timeout(
+                node.config().commit_timeout,
+                node.wait_applied_beyond(applied.index.saturating_sub(1)),
+            )
+            .await;
         }
         Ok(Beat::Noted)
     }
