@@ -41,6 +41,7 @@ pub async fn run(
             }
         });
     }
+    tokio::spawn(node::announce::announce_client_address(node.clone()));
     serve(node, raft_listener, client_listener, shutdown).await
 }
 

@@ -129,7 +129,7 @@ fn a_whole_cluster_kill_9_and_restart_loses_no_acknowledged_message() {
 }
 
 #[test]
-fn requests_to_followers_are_forwarded_to_the_leader() {
+fn requests_to_followers_are_forwarded_to_the_leader_which_every_node_names() {
     let _serial = serial();
     let cluster = Cluster::start(3);
     let leader = cluster.wait_leader();
@@ -160,6 +160,20 @@ fn requests_to_followers_are_forwarded_to_the_leader() {
     for key in ["term", "node_id", "commit_index", "applied_index", "last_index", "leader_address"]
     {
         assert!(status.get(key).is_some(), "/status lacks {key}: {status}");
+    }
+    // Started with `--peers` (raft addresses only), the members announce their REST
+    // addresses through the log: every node soon names the leader's REST address.
+    let leader_rest = format!("127.0.0.1:{}", cluster.node(leader).client_port);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    for node in 1..=3 {
+        loop {
+            let status = cluster.status(node).unwrap();
+            if status["leader_address"] == json!(leader_rest) {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "node {node}: {status}");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
     }
 }
 

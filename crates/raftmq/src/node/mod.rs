@@ -7,6 +7,7 @@
 //! wait until this node has applied up to it, then read locally — so reads
 //! on followers are linearizable too, and cost the leader no log entry.
 
+pub mod announce;
 pub mod driver;
 pub mod error;
 pub mod join;
@@ -226,6 +227,11 @@ impl NodeHandle {
 
     pub fn shutdown(&self) {
         let _ = self.inner.shutdown.send(true);
+    }
+
+    /// Whether the driver has stopped (shut down, or on a fault).
+    pub fn is_stopped(&self) -> bool {
+        self.inner.stopped.borrow().is_some()
     }
 
     /// Resolves when the driver stopped, with the reason.

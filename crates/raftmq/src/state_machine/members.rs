@@ -41,6 +41,22 @@ impl Members {
         }
     }
 
+    /// Records a member's client (REST) address. Only a member already in the book, and only
+    /// a non-empty address: the raft address, which the transport dials, is not changed here.
+    pub(crate) fn set_client_address(
+        &mut self,
+        node: NodeId,
+        client_addr: String,
+    ) -> Result<(), String> {
+        if client_addr.is_empty() {
+            return Err("the client address is empty".into());
+        }
+        let info =
+            self.book.get_mut(&node).ok_or_else(|| format!("node {node} is not a member"))?;
+        info.client_addr = client_addr;
+        Ok(())
+    }
+
     /// The snapshot form, ordered by node id.
     pub(crate) fn to_proto(&self) -> Vec<MemberInfo> {
         self.book.values().cloned().collect()
@@ -79,6 +95,20 @@ mod tests {
 
     fn change(kind: ConfChangeKind, node: NodeId, context: Bytes) -> ConfChange {
         ConfChange { kind, node, context }
+    }
+
+    #[test]
+    fn a_member_sets_its_client_address_but_not_a_stranger() {
+        let mut members = Members::default();
+        let mut founding = info(1, "n1:1");
+        founding.client_addr.clear();
+        members.apply(&change(ConfChangeKind::AddVoter, 1, founding.encode_to_vec().into()));
+        assert_eq!(members.set_client_address(1, "n1:80".into()), Ok(()));
+        let book = members.book().get(&1).expect("a member");
+        assert_eq!((book.raft_addr.as_str(), book.client_addr.as_str()), ("n1:1", "n1:80"));
+        assert!(members.set_client_address(2, "n2:80".into()).is_err(), "not a member");
+        assert!(members.set_client_address(1, String::new()).is_err(), "empty");
+        assert_eq!(members.book().get(&1).map(|m| m.client_addr.as_str()), Some("n1:80"));
     }
 
     #[test]

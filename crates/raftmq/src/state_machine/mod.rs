@@ -291,6 +291,12 @@ impl StateMachine {
                 self.operation_count += 1;
                 results::ok()
             }
+            Some(command::Kind::SetClientAddress(set)) => {
+                match self.members.set_client_address(set.node_id, set.client_addr) {
+                    Ok(()) => results::ok(),
+                    Err(why) => results::error(ErrorCode::Invalid, why),
+                }
+            }
             Some(other) => match self.metadata.apply(self.at(), &other) {
                 Some(outcome) => results::metadata(outcome),
                 None => results::error(ErrorCode::Invalid, "the command kind is not handled"),

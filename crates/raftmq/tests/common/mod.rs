@@ -78,7 +78,7 @@ impl Cluster {
         cluster
     }
 
-    fn node(&self, id: u64) -> &Node {
+    pub fn node(&self, id: u64) -> &Node {
         &self.nodes[id as usize - 1]
     }
 

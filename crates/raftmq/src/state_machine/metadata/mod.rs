@@ -120,7 +120,8 @@ impl Metadata {
             | Kind::CreateTopic(_)
             | Kind::PutMessage(_)
             | Kind::ConsumeMessage(_)
-            | Kind::Operation(_) => return None,
+            | Kind::Operation(_)
+            | Kind::SetClientAddress(_) => return None,
         })
     }
 
