@@ -6,6 +6,13 @@
 //! of its own term (which closes the hole Ongaro described in 2015, where a
 //! change from an earlier term could be lost after a leader change).
 //!
+//! Taking effect on commit means nodes may briefly be in two consecutive
+//! configurations, which share a majority — but never two changes apart: a
+//! node holding a change entry that another change entry follows treats the
+//! first as committed (it is: the second was proposed only after it
+//! committed), even when its own commit index came back lower after a restart
+//! (`Raft::new`).
+//!
 //! New members should join as learners (they receive the log but do not vote)
 //! and be promoted once caught up, so that adding a voter with an empty log
 //! never stalls commitment.

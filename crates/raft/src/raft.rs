@@ -126,6 +126,7 @@ impl Raft {
         // Memberships committed before the crash are in force again at once,
         // so the node campaigns (or not) with the right voters.
         raft.apply_committed_memberships(snapshot_index, raft.log.committed());
+        raft.commit_changes_followed_by_another();
         raft.reset_election_timeout();
         Ok(raft)
     }
@@ -441,6 +442,30 @@ impl Raft {
         let new = self.log.committed();
         self.apply_committed_memberships(old, new);
         true
+    }
+
+    /// A leader proposes a membership change only once every earlier change
+    /// in its log is committed (`propose_membership`). So a change entry that
+    /// another change entry follows is committed — and the log up to it, by
+    /// the log matching property —, whatever this node heard. A restarted
+    /// node needs this: its commit index is not durable on its own (a torn
+    /// write can keep an entry and lose the commit mark written after it), and
+    /// without it the node could come back in a configuration two changes
+    /// old, whose majorities need not overlap the newest one's (it could win a
+    /// term with votes from {1, 2} of C0 = {1, 2, 3} while another node wins
+    /// the same term with {3, 4, 5} of C2 = C0 + 4 + 5).
+    fn commit_changes_followed_by_another(&mut self) {
+        let mut latest = None;
+        let mut followed = None;
+        for entry in self.log.range(self.log.committed(), self.log.last_index()) {
+            if let Payload::Membership(_) = entry.payload {
+                followed = latest;
+                latest = Some(entry.index);
+            }
+        }
+        if let Some(index) = followed {
+            self.commit_to(index);
+        }
     }
 
     fn apply_committed_memberships(&mut self, from: Index, to: Index) {

@@ -780,6 +780,29 @@ fn restart_restores_membership_from_the_snapshot_and_committed_entries() {
     assert_eq!(ready.committed.iter().map(|e| e.index).collect::<Vec<_>>(), vec![6, 7]);
 }
 
+#[test]
+fn a_restart_commits_a_change_that_another_change_follows() {
+    // The log holds two changes, e (add 4) and f (add 5), but the commit index
+    // came back below e (it is not durable on its own). A leader proposes f
+    // only after e commits, so e is committed: the node must come back in
+    // C1 = {1, 2, 3, 4}, not in C0 = {1, 2, 3}, whose majority {1, 2} need not
+    // overlap one of C2's ({3, 4, 5}).
+    let meta = SnapshotMeta { index: 5, term: 2, membership: Membership::with_voters([1, 2, 3]) };
+    let conf = |index, node| Entry {
+        index,
+        term: 2,
+        payload: Payload::Membership(change(ConfChangeKind::AddVoter, node)),
+    };
+    let state = InitialState {
+        hard_state: HardState { term: 2, vote: None, commit: 5 },
+        snapshot: Some(meta),
+        entries: vec![conf(6, 4), cmd(7, 2, "x"), conf(8, 5)],
+    };
+    let node = Raft::new(config(1), state).expect("valid");
+    assert_eq!(node.commit_index(), 6, "e, and the log up to it, is committed");
+    assert_eq!(node.membership(), &Membership::with_voters([1, 2, 3, 4]));
+}
+
 // ----- Reads, config, snapshots -----
 
 #[test]
