@@ -59,7 +59,17 @@ impl HttpConn {
         headers: &[(&str, &str)],
         body: Option<Bytes>,
     ) -> Result<StatusCode, ConnError> {
-        match tokio::time::timeout(TIMEOUT, self.exchange(method, path, headers, body)).await {
+        let mut request = Request::builder().method(method).uri(path).header("host", &self.target);
+        if body.is_some() {
+            request = request.header("content-type", "application/json");
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        // A request that cannot be built (a bad header value) never reaches the wire.
+        let request =
+            request.body(Full::new(body.unwrap_or_default())).map_err(|_| ConnError::Connection)?;
+        match tokio::time::timeout(TIMEOUT, self.exchange(request)).await {
             Ok(Ok(status)) => Ok(status),
             Ok(Err(e)) => {
                 self.sender = None;
@@ -72,22 +82,7 @@ impl HttpConn {
         }
     }
 
-    async fn exchange(
-        &mut self,
-        method: Method,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: Option<Bytes>,
-    ) -> Result<StatusCode, ConnError> {
-        let mut request = Request::builder().method(method).uri(path).header("host", &self.target);
-        if body.is_some() {
-            request = request.header("content-type", "application/json");
-        }
-        for (name, value) in headers {
-            request = request.header(*name, *value);
-        }
-        let request =
-            request.body(Full::new(body.unwrap_or_default())).map_err(|_| ConnError::Connection)?;
+    async fn exchange(&mut self, request: Request<Full<Bytes>>) -> Result<StatusCode, ConnError> {
         let sender = self.connected().await?;
         sender.ready().await.map_err(|_| ConnError::Connection)?;
         let response = sender.send_request(request).await.map_err(|_| ConnError::Connection)?;

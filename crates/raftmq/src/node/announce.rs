@@ -44,7 +44,8 @@ pub async fn announce_client_address(node: NodeHandle) {
                         node.wait_applied_beyond(applied.index.saturating_sub(1)),
                     )
                     .await;
-                    continue;
+                    // Checked again at the top, after a pause: a command the state
+                    // machine refused must not be proposed again in a tight loop.
                 }
                 Err(NodeError::Shutdown) => return,
                 Err(e) => tracing::debug!(node = node.id(), "announcing the REST address: {e}"),
