@@ -281,7 +281,7 @@ fn recover_log(
                 %reason,
                 "cutting off the torn tail of the last WAL segment (a write interrupted by a crash)"
             );
-            let file = segment::open_for_append(&path)?;
+            let file = segment::open_for_write(&path)?;
             segment::truncate_file(&file, &path, scan.valid_len, opts.sync)?;
         }
         log.max_commit = log.max_commit.max(scan.max_commit);

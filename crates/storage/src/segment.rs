@@ -14,6 +14,7 @@ use raftmq_raft::{Entry, Index, Term};
 
 use crate::codec::{self, Record};
 use crate::error::{IoContext, StorageError};
+use crate::fsutil;
 use crate::record::{self, Search};
 
 const PREFIX: &str = "wal-";
@@ -44,7 +45,8 @@ pub(crate) struct Segment {
     /// entry will get if it holds none yet.
     pub(crate) first_index: Index,
     pub(crate) path: PathBuf,
-    /// Bytes written to the file.
+    /// Bytes of records written to the file: where the next record goes. A
+    /// preallocated file is longer; the rest is zeros.
     pub(crate) len: u64,
     /// Byte offset of the record of entry `first_index + i`, so a conflicting
     /// suffix can be cut without reading the file back.
@@ -67,14 +69,20 @@ impl Segment {
     }
 }
 
-/// Opens a segment for appending.
-pub(crate) fn open_for_append(path: &Path) -> Result<File, StorageError> {
-    OpenOptions::new().append(true).open(path).at(path)
+/// Opens a segment for writing. Records are written at explicit offsets
+/// (the end of the valid records), not appended at the end of the file: a
+/// preallocated segment is longer than what it holds.
+pub(crate) fn open_for_write(path: &Path) -> Result<File, StorageError> {
+    OpenOptions::new().write(true).open(path).at(path)
 }
 
-/// Creates a new, empty segment file for appending; never replaces one.
-pub(crate) fn create(path: &Path) -> Result<File, StorageError> {
-    OpenOptions::new().append(true).create_new(true).open(path).at(path)
+/// Creates a new, empty segment file, preallocated to `preallocate` bytes
+/// (zeros, which recovery reads as the end of the records); never replaces
+/// one.
+pub(crate) fn create(path: &Path, preallocate: u64) -> Result<File, StorageError> {
+    let file = OpenOptions::new().write(true).create_new(true).open(path).at(path)?;
+    fsutil::preallocate(&file, preallocate);
+    Ok(file)
 }
 
 /// Cuts a segment file to `len` bytes and makes that durable.
@@ -127,6 +135,11 @@ pub(crate) fn scan(
     while offset < bytes.len() {
         let (payload, end) = match record::read_record(bytes, offset) {
             Ok(found) => found,
+            // Nothing but zeros left: the unwritten part of a preallocated
+            // segment, the clean end of its records. (Records lost from the
+            // end of an earlier segment would still show, as a gap before
+            // the next one.)
+            Err(_) if bytes[offset..].iter().all(|&b| b == 0) => break,
             Err(bad) if !is_last => return Err(corrupt(offset, bad.to_string())),
             Err(bad) => {
                 let acceptable = |p: &[u8]| codec::decode(p).is_ok();
@@ -245,6 +258,22 @@ mod tests {
         let mut mixed = segment_bytes(1..=2, 3);
         mixed.extend(segment_bytes(3..=3, 2));
         assert!(matches!(run(&mixed, 1, true), Err(StorageError::Corrupt { .. })));
+    }
+
+    #[test]
+    fn zeros_after_the_records_are_the_clean_end_of_any_segment() {
+        let mut bytes = segment_bytes(1..=3, 1);
+        let end = bytes.len() as u64;
+        bytes.resize(4096, 0);
+        for is_last in [false, true] {
+            let (scan, entries) = run(&bytes, 1, is_last).expect("a preallocated segment scans");
+            assert_eq!(entries.len(), 3);
+            assert_eq!(scan.valid_len, end);
+            assert!(scan.torn.is_none(), "the end of the records is not a torn tail");
+        }
+        // Anything but zeros after them is still damage.
+        bytes[4000] = 1;
+        assert!(matches!(run(&bytes, 1, false), Err(StorageError::Corrupt { .. })));
     }
 
     #[test]

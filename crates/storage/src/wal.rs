@@ -6,6 +6,12 @@
 //! previous one. Segments roll at `sync`, once the active one has passed
 //! `segment_bytes`, so a segment is only ever closed after it is durable.
 //!
+//! A new segment is preallocated to `segment_bytes` (see
+//! `fsutil::preallocate`) and records are written at explicit offsets inside
+//! it, so an fsync of the active segment need not also record a growing
+//! file's size and new blocks. Recovery reads the zeros after the last
+//! record as the end of the segment.
+//!
 //! Truncating a conflicting suffix is done physically (cut the file, delete
 //! later segments) and made durable at once, before any new entry is: were
 //! the cut lost in a crash while new entries survived, the old suffix could
@@ -14,7 +20,7 @@
 //! segments. Truncation follows only a leader change, so its fsyncs are rare.
 
 use std::fs::File;
-use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use raftmq_raft::{Entry, Index};
@@ -71,7 +77,7 @@ impl Wal {
             if last.has_entries() && last.len >= segment_bytes {
                 segments.push(last);
             } else {
-                let file = segment::open_for_append(&last.path)?;
+                let file = segment::open_for_write(&last.path)?;
                 active = Some(Active { segment: last, file });
             }
         }
@@ -137,7 +143,7 @@ impl Wal {
         if self.active.is_none() {
             let first_index = self.last_index + 1;
             let path = self.dir.join(segment::file_name(first_index));
-            let file = segment::create(&path)?;
+            let file = segment::create(&path, self.segment_bytes)?;
             self.dir_dirty = true;
             let segment = Segment { first_index, path, len: 0, offsets: Vec::new() };
             self.active = Some(Active { segment, file });
@@ -151,7 +157,7 @@ impl Wal {
             return Ok(());
         }
         let active = self.active.as_mut().expect("buffered records belong to an active segment");
-        active.file.write_all(&self.buf).at(&active.segment.path)?;
+        active.file.write_all_at(&self.buf, active.segment.len).at(&active.segment.path)?;
         active.segment.len += self.buf.len() as u64;
         self.buf.clear();
         self.dirty = true;
@@ -221,7 +227,7 @@ impl Wal {
         let i = (from - segment.first_index) as usize;
         let offset = segment.offsets[i];
         segment.offsets.truncate(i);
-        let file = segment::open_for_append(&segment.path)?;
+        let file = segment::open_for_write(&segment.path)?;
         segment::truncate_file(&file, &segment.path, offset, self.sync)?;
         segment.len = offset;
         self.active = Some(Active { segment, file });

@@ -33,20 +33,36 @@ fn a_torn_last_record_is_cut_at_every_byte_offset() {
     let bytes = fs::read(&last_segment).expect("read segment");
     let last_record = *record_offsets(&bytes).last().expect("records");
     let name = last_segment.file_name().expect("file name");
+    assert_eq!(bytes.len(), 1 << 20, "the segment is preallocated");
 
-    for cut in last_record..bytes.len() {
-        let dir = tmp.path().join(format!("cut-{cut}"));
+    // The file cut short (it grew as written), or kept at its preallocated
+    // length with zeros after the cut.
+    for (cut, preallocated) in
+        (last_record..records_end(&bytes)).flat_map(|cut| [(cut, false), (cut, true)])
+    {
+        let dir = tmp.path().join(format!("cut-{cut}-{preallocated}"));
         fs::create_dir(&dir).expect("mkdir");
         for file in fs::read_dir(&pristine).expect("ls") {
             let file = file.expect("entry").path();
             fs::copy(&file, dir.join(file.file_name().expect("name"))).expect("copy");
         }
-        fs::write(dir.join(name), &bytes[..cut]).expect("tear the tail");
+        let mut torn = bytes[..cut].to_vec();
+        if preallocated {
+            torn.resize(bytes.len(), 0);
+        }
+        fs::write(dir.join(name), &torn).expect("tear the tail");
 
         let (mut storage, recovered) = open(&dir, 1 << 20);
         assert_eq!(recovered.entries, entries(1..=19, 1, 0), "cut at {cut}");
         assert_eq!(storage.last_index(), 19);
-        assert_eq!(fs::metadata(dir.join(name)).expect("stat").len(), last_record as u64);
+        let len = fs::metadata(dir.join(name)).expect("stat").len();
+        if cut > last_record || !preallocated {
+            // A torn record is cut off with whatever follows it.
+            assert_eq!(len, last_record as u64, "cut at {cut}");
+        } else {
+            // Zeros right after the last record: the clean end, kept.
+            assert_eq!(len, bytes.len() as u64);
+        }
 
         storage.append(&entries(20..=25, 2, 1)).expect("append after recovery");
         storage.sync().expect("sync");
@@ -81,10 +97,11 @@ fn a_file_cut_anywhere_yields_a_prefix_never_garbage() {
         storage.sync().expect("sync");
     }
     let segment = segments(&pristine).pop().expect("segment");
-    let bytes = fs::read(&segment).expect("read");
+    let preallocated = fs::read(&segment).expect("read");
+    let bytes = &preallocated[..records_end(&preallocated)];
     // Where each entry record ends (type byte 1 after the 8-byte header;
     // commit marks are type 2).
-    let offsets = record_offsets(&bytes);
+    let offsets = record_offsets(bytes);
     let entry_ends: Vec<usize> = offsets
         .iter()
         .zip(offsets.iter().skip(1).copied().chain([bytes.len()]))
@@ -92,13 +109,21 @@ fn a_file_cut_anywhere_yields_a_prefix_never_garbage() {
         .map(|(_, end)| end)
         .collect();
     assert_eq!(entry_ends.len(), written.len());
-    for cut in 0..=bytes.len() {
-        fs::write(&segment, &bytes[..cut]).expect("cut");
+    // The file cut short, or zeros from the cut on in a preallocated file.
+    for (cut, zeros_after) in (0..=bytes.len()).flat_map(|cut| [(cut, false), (cut, true)]) {
+        let mut torn = bytes[..cut].to_vec();
+        if zeros_after {
+            torn.resize(preallocated.len(), 0);
+        }
+        fs::write(&segment, &torn).expect("cut");
         let (_, recovered) = open(&pristine, 1 << 20);
         let n = recovered.entries.len();
         assert_eq!(recovered.entries, written[..n], "cut at {cut}: not a prefix");
-        // Exactly the entries wholly before the cut are kept.
-        let whole = entry_ends.iter().filter(|&&end| end <= cut).count();
+        // Exactly the entries wholly before the cut are kept (or left whole
+        // by it: a record whose bytes past the cut were zeros anyway).
+        let intact =
+            |end: usize| end <= cut || (zeros_after && bytes[cut..end].iter().all(|&b| b == 0));
+        let whole = entry_ends.iter().filter(|&&end| intact(end)).count();
         assert_eq!(n, whole, "cut at {cut}");
         assert!(recovered.hard_state.commit <= n as u64, "cut at {cut}: commit past the log");
     }
@@ -168,7 +193,7 @@ fn a_zeroed_page_in_the_middle_of_a_segment_is_corruption() {
     assert!(segs.len() >= 2);
     for seg in [&segs[0], segs.last().expect("last")] {
         let bytes = fs::read(seg).expect("read");
-        assert!(bytes.len() > 3 * 4096, "segment too small for this test");
+        assert!(records_end(&bytes) > 3 * 4096, "segment too small for this test");
         let damaged_record = record_offsets(&bytes).into_iter().filter(|&o| o <= 4096).max();
         zero_page(seg, 4096);
         let err = try_open(tmp.path(), 16 << 10).expect_err("corruption is refused");
@@ -182,7 +207,7 @@ fn a_zeroed_page_at_the_end_of_the_last_segment_is_a_torn_tail() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let last = write_log(tmp.path(), 1 << 20, 300, 50);
     let bytes = fs::read(&last).expect("read");
-    let page = bytes.len() - 4096;
+    let page = records_end(&bytes) - 4096;
     let offsets = record_offsets(&bytes);
     let kept = offsets.iter().filter(|&&o| o < page).count() - 1;
     zero_page(&last, page);
@@ -191,8 +216,9 @@ fn a_zeroed_page_at_the_end_of_the_last_segment_is_a_torn_tail() {
 }
 
 #[test]
-fn zeros_past_the_last_record_are_a_torn_tail() {
-    // A file system may extend a file with zeros it never got to fill.
+fn zeros_past_the_last_record_end_the_log() {
+    // A file system may extend a file with zeros it never got to fill, and a
+    // preallocated segment is zeros past its last record.
     let tmp = tempfile::tempdir().expect("temp dir");
     let last = write_log(tmp.path(), 1 << 20, 30, 10);
     let mut bytes = fs::read(&last).expect("read");

@@ -88,6 +88,20 @@ pub fn init_logging(node: Option<u64>) {
     let _ = builder.try_init();
 }
 
+/// The async runtime of a command. One thread: tokio's current-thread
+/// runtime (every task on the thread that runs the command); more: the
+/// work-stealing runtime with that many workers.
+pub(crate) fn runtime(threads: u16) -> std::io::Result<tokio::runtime::Runtime> {
+    if threads == 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(usize::from(threads))
+            .enable_all()
+            .build()
+    }
+}
+
 /// SIGINT or SIGTERM: what stops a long-running command (a node, a
 /// replicator, a dev cluster) cleanly, whether from a terminal or a script.
 pub(crate) async fn shutdown_signal() {

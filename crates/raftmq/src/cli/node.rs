@@ -93,21 +93,8 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
     let threads = args.threads;
     let config = build(args)?;
     super::init_logging(Some(config.id));
-    let runtime = runtime(threads)?;
+    let runtime = super::runtime(threads)?;
     runtime.block_on(crate::server::run(config, super::shutdown_signal()))
-}
-
-/// One thread: tokio's current-thread runtime (every task on the thread that
-/// runs the node); more: the work-stealing runtime with that many workers.
-fn runtime(threads: u16) -> std::io::Result<tokio::runtime::Runtime> {
-    if threads == 1 {
-        tokio::runtime::Builder::new_current_thread().enable_all().build()
-    } else {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(usize::from(threads))
-            .enable_all()
-            .build()
-    }
 }
 
 fn build(args: NodeArgs) -> anyhow::Result<NodeConfig> {

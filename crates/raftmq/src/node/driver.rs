@@ -20,7 +20,7 @@ use tokio::time::MissedTickBehavior;
 
 use super::error::NodeError;
 use super::status::{MemberProgress, NodeStatus};
-use super::wal_writer::{WalDone, WalRequest, WriteBatch};
+use super::wal_writer::{WalDone, WalRequest, WalWriter, WriteBatch};
 use crate::config::{now_ms, NodeConfig};
 use crate::events::EventLog;
 use crate::state_machine::{results, StateMachine};
@@ -78,7 +78,7 @@ pub struct Driver {
     pub raft: Raft,
     pub config: NodeConfig,
     pub sm: Arc<RwLock<StateMachine>>,
-    pub wal: std::sync::mpsc::Sender<WalRequest>,
+    pub wal: WalWriter,
     pub wal_done: mpsc::UnboundedReceiver<WalDone>,
     /// The snapshot thread reports a failure here (the same channel as the
     /// WAL writer's completions).
@@ -345,12 +345,13 @@ impl Driver {
         }
         let has_writes = hard_state.is_some() || snapshot.is_some() || !entries.is_empty();
         if has_writes || (!persisted_messages.is_empty() && self.wal_outstanding > 0) {
-            self.wal_outstanding += 1;
             let batch =
                 WriteBatch { snapshot: snapshot.clone(), entries, hard_state, persisted_messages };
-            self.wal
-                .send(WalRequest::Write(batch))
-                .map_err(|_| NodeError::Internal("the WAL writer stopped".into()))?;
+            let inline = self.writes_inline(&batch);
+            self.wal_outstanding += 1;
+            if let Some(done) = self.wal.write(batch, inline)? {
+                self.on_wal_done(done)?;
+            }
         } else {
             // Nothing to make durable and nothing ahead in the WAL queue.
             for msg in persisted_messages {
@@ -373,6 +374,20 @@ impl Driver {
             }
         }
         Ok(())
+    }
+
+    /// Whether to write `batch` on this thread rather than hand it to the WAL
+    /// writer (see `wal_writer`). Never with a write queued ahead of it, which
+    /// would break the order of completions. A follower writes inline: it has
+    /// nothing to do until its write is durable. A leader hands over the
+    /// writes that need an fsync, so it keeps replicating while its disk
+    /// works, and writes inline those that need none (a new commit index).
+    /// An installed snapshot always goes to the thread: writing a large file
+    /// here would stop heartbeats and votes for as long as it takes.
+    fn writes_inline(&self, batch: &WriteBatch) -> bool {
+        self.wal_outstanding == 0
+            && batch.snapshot.is_none()
+            && (self.raft.role() != Role::Leader || !batch.needs_sync())
     }
 
     fn restore_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), NodeError> {
@@ -465,7 +480,7 @@ impl Driver {
         self.snapshot_in_progress = true;
         let dir = self.config.data_dir.clone();
         let sync = self.config.fsync;
-        let (wal, done) = (self.wal.clone(), self.snapshot_failed.clone());
+        let (wal, done) = (self.wal.sender(), self.snapshot_failed.clone());
         let spawned = std::thread::Builder::new().name("raftmq-snapshot".into()).spawn(move || {
             match write_snapshot(&dir, &meta, &state, sync) {
                 Ok(file) => {

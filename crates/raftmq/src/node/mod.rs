@@ -108,7 +108,7 @@ pub fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
     let local_ip = Some(config.raft_listen.ip()).filter(|ip| !ip.is_unspecified());
     let (wal_done_tx, wal_done) = mpsc::unbounded_channel();
     let snapshot_failed = wal_done_tx.clone();
-    let wal = wal_writer::spawn(storage, wal_done_tx);
+    let wal = wal_writer::WalWriter::spawn(storage, wal_done_tx);
     let (inbound_tx, inbound) = mpsc::channel(16 * 1024);
     let (requests_tx, requests) = mpsc::channel(16 * 1024);
     let (snapshot_status_tx, snapshot_status) = mpsc::unbounded_channel();

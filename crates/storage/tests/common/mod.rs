@@ -82,6 +82,15 @@ pub fn record_offsets(bytes: &[u8]) -> Vec<usize> {
     offsets
 }
 
+/// Where the records of a segment's bytes end. A segment is preallocated, so
+/// the file is longer: zeros follow.
+pub fn records_end(bytes: &[u8]) -> usize {
+    record_offsets(bytes).last().map_or(0, |&at| {
+        let len = u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes")) as usize;
+        at + 8 + len
+    })
+}
+
 pub fn indexes(entries: &[Entry]) -> Vec<u64> {
     entries.iter().map(|e| e.index).collect()
 }
