@@ -40,6 +40,37 @@ impl Raft {
         Ok(())
     }
 
+    /// Hands leadership to the voter whose log matches the most of this
+    /// leader's, so the transfer finishes soonest; ties go to the lowest id.
+    /// The leader chooses, not whoever asks: only it knows both the
+    /// configuration in force and how far each follower has come (a follower
+    /// may not yet have applied a change that removed its first choice).
+    /// Returns the chosen voter.
+    pub fn transfer_leader_to_most_caught_up(&mut self) -> Result<NodeId, ProposeError> {
+        if self.role != Role::Leader {
+            return Err(ProposeError::NotLeader { leader: self.leader });
+        }
+        let me = self.config.id;
+        let matched = |id: &NodeId| self.progress.get(id).map_or(0, |p| p.matched);
+        let best = self
+            .membership
+            .voters
+            .iter()
+            .filter(|id| **id != me)
+            // max_by_key keeps the last of equals; voters iterate in
+            // ascending order, so reverse them for the lowest id on a tie.
+            .rev()
+            .max_by_key(|id| matched(id))
+            .copied();
+        let Some(to) = best else {
+            return Err(ProposeError::InvalidMembershipChange(format!(
+                "node {me} is the last voter, so there is nobody to hand leadership to"
+            )));
+        };
+        self.transfer_leader(to)?;
+        Ok(to)
+    }
+
     /// Sends TimeoutNow once the target has every entry. Returns whether sent.
     pub(crate) fn maybe_finish_transfer(&mut self, from: NodeId) -> bool {
         let Some(transfer) = self.transfer else { return false };

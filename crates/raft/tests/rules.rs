@@ -5,7 +5,7 @@
 //! node, and its next `Ready` is inspected. `Net` runs a small cluster with
 //! instant disks when a test needs a leader first.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::Bytes;
 use raftmq_raft::{
@@ -663,6 +663,41 @@ fn proposals_are_refused_during_a_leadership_transfer() {
         leader.propose_membership(change(ConfChangeKind::AddLearner, 4)),
         Err(ProposeError::TransferInProgress { to: 3 })
     );
+}
+
+#[test]
+fn a_transfer_without_a_target_goes_to_the_most_caught_up_voter_in_force() {
+    let mut net = Net::new(4, |_| {});
+    net.elect(1);
+    // Node 2 misses the removal of node 3; nodes 3 and 4 have it, and it
+    // commits with 1, 3 and 4.
+    net.node(1).propose_membership(change(ConfChangeKind::Remove, 3)).expect("leader");
+    let sent = flush(net.node(1));
+    net.deliver_except(sent, 2);
+    assert_eq!(net.node(1).membership().voters, BTreeSet::from([1, 2, 4]));
+    // Node 3 matches as much as node 4 and has the lower id, but is no
+    // longer a voter; node 2 is behind. So node 4.
+    assert_eq!(net.node(1).transfer_leader_to_most_caught_up(), Ok(4));
+    assert_eq!(net.node(1).ready().messages, vec![msg(1, 4, 2, Body::TimeoutNow)]);
+    // Only the leader knows how far each follower has come.
+    assert_eq!(
+        net.node(2).transfer_leader_to_most_caught_up(),
+        Err(ProposeError::NotLeader { leader: Some(1) })
+    );
+}
+
+#[test]
+fn a_transfer_without_a_target_goes_to_the_lowest_id_on_a_tie_and_needs_another_voter() {
+    let mut net = Net::new(3, |_| {});
+    net.elect(1);
+    assert_eq!(net.node(1).transfer_leader_to_most_caught_up(), Ok(2));
+
+    let mut alone = Net::new(1, |_| {});
+    alone.elect(1);
+    assert!(matches!(
+        alone.node(1).transfer_leader_to_most_caught_up(),
+        Err(ProposeError::InvalidMembershipChange(_))
+    ));
 }
 
 #[test]

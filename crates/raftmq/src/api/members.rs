@@ -112,6 +112,6 @@ pub async fn transfer_leader(State(node): State<NodeHandle>, Path(id): Path<Node
     if !node.status().voters.contains(&id) {
         return Err(ApiError::v1(StatusCode::BAD_REQUEST, format!("node {id} is not a voter")));
     }
-    node.transfer_leader_anywhere(id).await.map_err(|e| ApiError::v1_node(&e))?;
+    node.transfer_leader_anywhere(Some(id)).await.map_err(|e| ApiError::v1_node(&e))?;
     Ok((StatusCode::ACCEPTED, Json(json!({"transferring_to": id}))))
 }

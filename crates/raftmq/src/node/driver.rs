@@ -50,9 +50,11 @@ pub enum Request {
     ReadIndex {
         reply: Reply<Index>,
     },
+    /// Hands leadership to `to`, or with `None` to the voter the leader
+    /// finds most caught up. Answers with the voter chosen.
     TransferLeader {
-        to: NodeId,
-        reply: Reply<()>,
+        to: Option<NodeId>,
+        reply: Reply<NodeId>,
     },
     /// Committed entries from `from` on (at most `max`), for log followers
     /// such as replicators.
@@ -204,7 +206,11 @@ impl Driver {
                 }
             }
             Request::TransferLeader { to, reply } => {
-                let _ = reply.send(self.raft.transfer_leader(to).map_err(NodeError::from));
+                let chosen = match to {
+                    Some(to) => self.raft.transfer_leader(to).map(|()| to),
+                    None => self.raft.transfer_leader_to_most_caught_up(),
+                };
+                let _ = reply.send(chosen.map_err(NodeError::from));
             }
             Request::ReadLog { from, max, reply } => {
                 let _ = reply.send(Ok(self.read_log(from, max)));

@@ -183,8 +183,11 @@ impl RaftService for RaftServer {
         request: Request<TransferLeaderRequest>,
     ) -> Result<Response<TransferLeaderReply>, Status> {
         let to = request.into_inner().to;
-        let error = self.node.transfer_leader(to).await.err().map(|e| self.error(&e));
-        Ok(Response::new(TransferLeaderReply { error }))
+        let reply = match self.node.transfer_leader((to != 0).then_some(to)).await {
+            Ok(to) => TransferLeaderReply { error: None, to },
+            Err(e) => TransferLeaderReply { error: Some(self.error(&e)), to: 0 },
+        };
+        Ok(Response::new(reply))
     }
 }
 
