@@ -404,7 +404,8 @@ impl Storage {
         &self.dir
     }
 
-    /// Bytes of segments and snapshot files on disk, for metrics.
+    /// Bytes of WAL records and snapshot files on disk (the active segment's
+    /// preallocated, unwritten space is not counted).
     pub fn disk_usage(&self) -> u64 {
         self.wal.disk_bytes() + self.snapshots.iter().map(|f| f.size).sum::<u64>()
     }

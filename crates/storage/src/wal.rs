@@ -103,7 +103,8 @@ impl Wal {
         self.segments().find(|s| s.has_entries()).map_or(self.last_index + 1, |s| s.first_index)
     }
 
-    /// Bytes of the segment files (written, not merely buffered).
+    /// Bytes of records written to the segment files (not merely buffered).
+    /// The active segment's preallocated space beyond them is not counted.
     pub(crate) fn disk_bytes(&self) -> u64 {
         self.segments().map(|s| s.len).sum()
     }
