@@ -45,7 +45,7 @@
 //! | fast backtracking by term (conflict hints) | `log.rs` (`find_conflict_by_term`), `replication.rs` |
 //! | probe / replicate / snapshot flow control, in-flight limits, batching | `progress.rs`, `replication.rs` (`send_append`) |
 //! | commit only by counting entries of the current term (§5.4.2, Figure 8) | `replication.rs` (`maybe_commit`) |
-//! | the leader counts itself only once its own write is durable | `raft.rs` (`persisted`) |
+//! | the leader counts itself only once its own write is durable (diss. §10.2.1: it writes in parallel with its followers, and may commit on their disks alone; `followers_make_a_quorum` tells the runtime when its own fsync can wait) | `raft.rs` (`persisted`), `replication.rs` |
 //! | a follower commits no further than what it verified | `replication.rs` (`handle_append`) |
 //! | ReadIndex, lease reads (diss. §6.4) | `read_index.rs` |
 //! | leadership transfer (diss. §3.10) | `transfer.rs` |

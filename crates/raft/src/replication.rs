@@ -62,6 +62,31 @@ impl Raft {
         active >= self.membership.quorum()
     }
 
+    /// Whether this leader's followers alone make a quorum of voters that
+    /// are streaming entries (in Replicate) and answered within the last
+    /// heartbeat interval. Then new entries commit without the leader's own
+    /// copy, and the runtime may let the leader's fsync wait (an entry
+    /// counts for the leader only once its disk has it, so waiting never
+    /// counts an entry early). False on a follower.
+    pub fn followers_make_a_quorum(&self) -> bool {
+        if self.role != crate::ready::Role::Leader {
+            return false;
+        }
+        let id = self.config.id;
+        let streaming = self
+            .membership
+            .voters
+            .iter()
+            .filter(|node| **node != id)
+            .filter_map(|node| self.progress.get(node))
+            .filter(|pr| {
+                pr.state == ProgressState::Replicate
+                    && pr.ticks_since_contact <= self.config.heartbeat_ticks
+            })
+            .count();
+        streaming >= self.membership.quorum()
+    }
+
     pub(crate) fn broadcast_heartbeat(&mut self, read_seq: u64) {
         for to in self.peers() {
             // Never tell a follower to commit past what it is known to hold.

@@ -666,6 +666,29 @@ fn proposals_are_refused_during_a_leadership_transfer() {
 }
 
 #[test]
+fn followers_make_a_quorum_only_while_enough_of_them_stream_and_answer() {
+    // The runtime lets a leader defer its own fsync only then: its entries
+    // then commit on its followers' disks alone.
+    let mut net = Net::new(3, |_| {});
+    net.elect(1);
+    assert!(net.node(1).followers_make_a_quorum());
+    assert!(!net.node(2).followers_make_a_quorum(), "a follower has no followers");
+    // Node 3 stops answering; after a heartbeat interval, one follower is no
+    // quorum of three.
+    let heartbeat_ticks = net.node(1).config().heartbeat_ticks;
+    for _ in 0..=heartbeat_ticks {
+        net.node(1).tick();
+        let sent = flush(net.node(1));
+        net.deliver_except(sent, 3);
+    }
+    assert!(!net.node(1).followers_make_a_quorum());
+    // A single voter has no followers to commit without it.
+    let mut alone = Net::new(1, |_| {});
+    alone.elect(1);
+    assert!(!alone.node(1).followers_make_a_quorum());
+}
+
+#[test]
 fn a_transfer_without_a_target_goes_to_the_most_caught_up_voter_in_force() {
     let mut net = Net::new(4, |_| {});
     net.elect(1);

@@ -49,6 +49,10 @@ pub struct NodeConfig {
     pub max_body_bytes: usize,
     /// fsync the log (off only for throwaway experiments).
     pub fsync: bool,
+    /// A leader whose followers alone make a quorum writes its own new
+    /// entries without an fsync and syncs them once a tick (see
+    /// `WriteBatch::defer_sync`); off: it syncs every batch.
+    pub defer_leader_sync: bool,
     /// WAL segment size; compaction releases whole segments.
     pub segment_bytes: u64,
     /// A broker with no heartbeat or metadata fetch for this long is fenced (by the leader).
@@ -83,6 +87,7 @@ impl NodeConfig {
             session_ttl: Duration::from_secs(600),
             max_body_bytes: 1 << 20,
             fsync: true,
+            defer_leader_sync: true,
             segment_bytes: 64 << 20,
             broker_session_timeout: Duration::from_secs(9),
             metadata_history: Duration::from_secs(600),
@@ -109,11 +114,26 @@ impl NodeConfig {
         let mut config = raftmq_raft::Config::new(self.id);
         config.heartbeat_ticks = self.heartbeat_ticks;
         config.election_ticks = self.election_ticks;
-        // Different seeds on every start, so restarted nodes do not keep
-        // colliding; the core stays deterministic for a given seed.
-        config.seed = self.id ^ std::process::id() as u64 ^ now_ms();
+        config.seed = election_seed(self.id);
         config
     }
+}
+
+/// A seed for the core's randomized election timeouts, different on every
+/// node and every start (the core stays deterministic for a given seed).
+/// Two nodes with one seed draw the same timeouts, time out on the same tick
+/// and split the vote, round after round for as long as they live. A plain
+/// `id ^ pid ^ now_ms` did that: nodes 1 and 3 started in the same
+/// millisecond with pids 4k and 4k + 2 XOR to the same value (seen in CI:
+/// two survivors of a leader kill campaigned in lockstep for 15 s). So the
+/// inputs go through a hash with per-process random keys.
+pub fn election_seed(id: NodeId) -> u64 {
+    seed_from(id, std::process::id(), std::time::SystemTime::now())
+}
+
+fn seed_from(id: NodeId, pid: u32, now: std::time::SystemTime) -> u64 {
+    use std::hash::BuildHasher;
+    std::collections::hash_map::RandomState::new().hash_one((id, pid, now))
 }
 
 /// `raftmq-data/<host>-<port>` beside the working directory: derived from the
@@ -206,6 +226,15 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nodes_started_together_get_different_election_seeds() {
+        // 1 ^ 4096 == 3 ^ 4098: the inputs that gave two nodes one seed.
+        let now = std::time::SystemTime::now();
+        assert_ne!(seed_from(1, 4096, now), seed_from(3, 4098, now));
+        // And a restart with the same inputs still draws differently.
+        assert_ne!(seed_from(1, 4096, now), seed_from(1, 4096, now));
+    }
 
     #[test]
     fn peers_parse_both_styles() {

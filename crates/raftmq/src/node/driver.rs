@@ -12,7 +12,8 @@ use bytes::Bytes;
 use prost::Message as _;
 use raftmq_proto::client::{Command, CommandResult};
 use raftmq_raft::{
-    ConfChange, Index, Message, NodeId, Payload, Raft, Ready, Role, Snapshot, SnapshotMeta, Term,
+    ConfChange, Entry, HardState, Index, Message, NodeId, Payload, Raft, Ready, Role, Snapshot,
+    SnapshotMeta, Term,
 };
 use raftmq_storage::{SnapshotFileInfo, SnapshotWriter};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -100,6 +101,9 @@ pub struct Driver {
     pub next_read_ctx: u64,
     /// WAL batches sent and not yet durable.
     pub wal_outstanding: usize,
+    /// The last of the leader's own entries written without a sync
+    /// (`WriteBatch::defer_sync`) and not yet covered by one.
+    pub unsynced: Option<(Index, Term)>,
     pub snapshot_in_progress: bool,
     pub ticks: u64,
 }
@@ -154,6 +158,7 @@ impl Driver {
                     self.raft.snapshot_status(to, delivered);
                 }
                 _ = ticker.tick() => {
+                    self.sync_deferred()?;
                     self.raft.tick();
                     self.ticks += 1;
                     if self.ticks.is_multiple_of(PROMOTION_CHECK_TICKS) {
@@ -350,9 +355,31 @@ impl Driver {
             self.transport.send(msg);
         }
         let has_writes = hard_state.is_some() || snapshot.is_some() || !entries.is_empty();
-        if has_writes || (!persisted_messages.is_empty() && self.wal_outstanding > 0) {
-            let batch =
-                WriteBatch { snapshot: snapshot.clone(), entries, hard_state, persisted_messages };
+        // Messages that promise durable state must wait for a write ahead of
+        // them, or for a sync of entries written without one.
+        let must_wait = self.wal_outstanding > 0 || self.unsynced.is_some();
+        if has_writes || (!persisted_messages.is_empty() && must_wait) {
+            let defer_sync =
+                self.defers_sync(&entries, &hard_state, &snapshot, &persisted_messages);
+            let mut batch = WriteBatch {
+                snapshot: snapshot.clone(),
+                entries,
+                hard_state,
+                persisted_messages,
+                defer_sync,
+                force_sync: false,
+            };
+            if defer_sync {
+                let last = batch.entries.last().expect("a deferred batch has entries");
+                self.unsynced = Some((last.index, last.term));
+            } else if self.unsynced.is_some() && !batch.persisted_messages.is_empty() {
+                // An acknowledgement or a vote vouches for the whole log.
+                batch.force_sync = true;
+            }
+            if batch.needs_sync() {
+                // This batch's sync covers every write before it.
+                self.unsynced = None;
+            }
             let inline = self.writes_inline(&batch);
             self.wal_outstanding += 1;
             if let Some(done) = self.wal.write(batch, inline)? {
@@ -378,6 +405,37 @@ impl Driver {
             if let Some(reply) = self.reads.remove(&u64::from_le_bytes(ctx)) {
                 let _ = reply.send(Ok(read.index));
             }
+        }
+        Ok(())
+    }
+
+    /// Whether a leader may write its new entries without syncing them yet:
+    /// when its followers alone make a quorum, so the entries commit without
+    /// the leader's copy, and the batch carries nothing else that must be
+    /// durable. Unsynced entries are synced at the next tick at the latest
+    /// (`sync_deferred`), or sooner by any batch that syncs.
+    fn defers_sync(
+        &self,
+        entries: &[Entry],
+        hard_state: &Option<HardState>,
+        snapshot: &Option<Snapshot>,
+        persisted_messages: &[Message],
+    ) -> bool {
+        self.config.defer_leader_sync
+            && !entries.is_empty()
+            && hard_state.is_none()
+            && snapshot.is_none()
+            && persisted_messages.is_empty()
+            && self.raft.followers_make_a_quorum()
+    }
+
+    /// Syncs the leader's deferred entries (once a tick): they then count
+    /// for the leader, which matters when a follower is slow or gone, and a
+    /// leader that crashes loses at most a tick of its own, uncounted copy.
+    fn sync_deferred(&mut self) -> Result<(), NodeError> {
+        if let Some((index, term)) = self.unsynced.take() {
+            self.wal_outstanding += 1;
+            self.wal.sync(index, term)?;
         }
         Ok(())
     }

@@ -161,6 +161,7 @@ pub fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         reads: HashMap::new(),
         next_read_ctx: 0,
         wal_outstanding: 0,
+        unsynced: None,
         snapshot_in_progress: false,
         ticks: 0,
     };

@@ -163,7 +163,15 @@ impl Cluster {
             }
             std::thread::sleep(Duration::from_millis(25));
         }
-        panic!("no agreed leader within 15 s");
+        let statuses: Vec<String> = self
+            .running()
+            .iter()
+            .map(|id| {
+                let events = self.get_json(*id, "/v1/events?limit=40").1;
+                format!("node {id}: {:?}\nevents: {events}", self.status(*id))
+            })
+            .collect();
+        panic!("no agreed leader within 15 s: {statuses:#?}");
     }
 
     pub fn put_json(&self, id: u64, path: &str, body: Value) -> (u16, Value) {
