@@ -25,6 +25,7 @@ pub mod config;
 pub mod events;
 pub mod metadata_fencing;
 pub mod node;
+pub mod ports;
 pub mod replicator;
 pub mod server;
 pub mod state_machine;

@@ -184,10 +184,8 @@ fn a_follower_with_redirect_answers_307_to_the_leader() {
     // The RRMQ config file gives every node every client address.
     let ports: Vec<(u16, u16)> = (0..3)
         .map(|_| {
-            let a =
-                std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-            let b =
-                std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let a = raftmq::ports::free_port().expect("a free port");
+            let b = raftmq::ports::free_port().expect("a free port");
             (a, b)
         })
         .collect();

@@ -3,7 +3,6 @@
 //! default timeouts. The load goes through etcd's own API (its JSON gateway,
 //! `POST /v3/kv/put`).
 
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -24,10 +23,6 @@ struct Member {
     child: Option<Child>,
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
 pub fn b64(text: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(text)
 }
@@ -43,8 +38,8 @@ impl EtcdCluster {
         for i in 1..=n {
             members.push(Member {
                 name: format!("e{i}"),
-                client: format!("127.0.0.1:{}", free_port()?),
-                peer: format!("127.0.0.1:{}", free_port()?),
+                client: format!("127.0.0.1:{}", crate::ports::free_port()?),
+                peer: format!("127.0.0.1:{}", crate::ports::free_port()?),
                 child: None,
             });
         }

@@ -1,7 +1,6 @@
 //! A throwaway local cluster of real `raftmq node` processes (fsync on, the
 //! default timeouts) for benchmarks and failover measurements.
 
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -23,10 +22,6 @@ pub struct LocalNode {
     child: Option<Child>,
 }
 
-fn free_port() -> anyhow::Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
 impl LocalCluster {
     /// Starts `n` nodes in a temporary folder (under `base`, if given, so
     /// the disk under test can be chosen) and waits for a leader.
@@ -39,8 +34,8 @@ impl LocalCluster {
         for id in 1..=n {
             nodes.push(LocalNode {
                 id,
-                client: format!("127.0.0.1:{}", free_port()?),
-                raft: format!("127.0.0.1:{}", free_port()?),
+                client: format!("127.0.0.1:{}", crate::ports::free_port()?),
+                raft: format!("127.0.0.1:{}", crate::ports::free_port()?),
                 data_dir: dir.path().join(format!("node{id}")),
                 child: None,
             });

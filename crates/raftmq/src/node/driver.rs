@@ -12,8 +12,8 @@ use bytes::Bytes;
 use prost::Message as _;
 use raftmq_proto::client::{Command, CommandResult};
 use raftmq_raft::{
-    ConfChange, Entry, HardState, Index, Message, NodeId, Payload, Raft, Ready, Role, Snapshot,
-    SnapshotMeta, Term,
+    ConfChange, Entry, Index, Message, NodeId, Payload, Raft, Ready, Role, Snapshot, SnapshotMeta,
+    Term,
 };
 use raftmq_storage::{SnapshotFileInfo, SnapshotWriter};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -359,8 +359,7 @@ impl Driver {
         // them, or for a sync of entries written without one.
         let must_wait = self.wal_outstanding > 0 || self.unsynced.is_some();
         if has_writes || (!persisted_messages.is_empty() && must_wait) {
-            let defer_sync =
-                self.defers_sync(&entries, &hard_state, &snapshot, &persisted_messages);
+            let defer_sync = self.defers_sync(&entries, &snapshot, &persisted_messages);
             let mut batch = WriteBatch {
                 snapshot: snapshot.clone(),
                 entries,
@@ -412,18 +411,18 @@ impl Driver {
     /// Whether a leader may write its new entries without syncing them yet:
     /// when its followers alone make a quorum, so the entries commit without
     /// the leader's copy, and the batch carries nothing else that must be
-    /// durable. Unsynced entries are synced at the next tick at the latest
+    /// durable. (Its hard state may change only in its commit index, which
+    /// need not be durable: a leader's term and vote stay put while it
+    /// leads.) Unsynced entries are synced at the next tick at the latest
     /// (`sync_deferred`), or sooner by any batch that syncs.
     fn defers_sync(
         &self,
         entries: &[Entry],
-        hard_state: &Option<HardState>,
         snapshot: &Option<Snapshot>,
         persisted_messages: &[Message],
     ) -> bool {
         self.config.defer_leader_sync
             && !entries.is_empty()
-            && hard_state.is_none()
             && snapshot.is_none()
             && persisted_messages.is_empty()
             && self.raft.followers_make_a_quorum()
