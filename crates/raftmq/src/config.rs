@@ -51,7 +51,7 @@ pub struct NodeConfig {
     pub fsync: bool,
     /// A leader whose followers alone make a quorum writes its own new
     /// entries without an fsync and syncs them once a tick (see
-    /// `WriteBatch::defer_sync`); off: it syncs every batch.
+    /// `Durability::Deferred`); off: it syncs every batch.
     pub defer_leader_sync: bool,
     /// WAL segment size; compaction releases whole segments.
     pub segment_bytes: u64,

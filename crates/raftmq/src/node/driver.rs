@@ -21,7 +21,7 @@ use tokio::time::MissedTickBehavior;
 
 use super::error::NodeError;
 use super::status::{MemberProgress, NodeStatus};
-use super::wal_writer::{WalDone, WalRequest, WalWriter, WriteBatch};
+use super::wal_writer::{Durability, WalDone, WalRequest, WalWriter, WriteBatch};
 use crate::config::{now_ms, NodeConfig};
 use crate::events::EventLog;
 use crate::state_machine::{results, StateMachine};
@@ -102,7 +102,7 @@ pub struct Driver {
     /// WAL batches sent and not yet durable.
     pub wal_outstanding: usize,
     /// The last of the leader's own entries written without a sync
-    /// (`WriteBatch::defer_sync`) and not yet covered by one.
+    /// (`Durability::Deferred`) and not yet covered by one.
     pub unsynced: Option<(Index, Term)>,
     pub snapshot_in_progress: bool,
     pub ticks: u64,
@@ -359,22 +359,23 @@ impl Driver {
         // them, or for a sync of entries written without one.
         let must_wait = self.wal_outstanding > 0 || self.unsynced.is_some();
         if has_writes || (!persisted_messages.is_empty() && must_wait) {
-            let defer_sync = self.defers_sync(&entries, &snapshot, &persisted_messages);
-            let mut batch = WriteBatch {
+            let durability = if self.defers_sync(&entries, &snapshot, &persisted_messages) {
+                let last = entries.last().expect("a deferred batch has entries");
+                self.unsynced = Some((last.index, last.term));
+                Durability::Deferred
+            } else if self.unsynced.is_some() && !persisted_messages.is_empty() {
+                // An acknowledgement or a vote vouches for the whole log.
+                Durability::Forced
+            } else {
+                Durability::Synced
+            };
+            let batch = WriteBatch {
                 snapshot: snapshot.clone(),
                 entries,
                 hard_state,
                 persisted_messages,
-                defer_sync,
-                force_sync: false,
+                durability,
             };
-            if defer_sync {
-                let last = batch.entries.last().expect("a deferred batch has entries");
-                self.unsynced = Some((last.index, last.term));
-            } else if self.unsynced.is_some() && !batch.persisted_messages.is_empty() {
-                // An acknowledgement or a vote vouches for the whole log.
-                batch.force_sync = true;
-            }
             if batch.needs_sync() {
                 // This batch's sync covers every write before it.
                 self.unsynced = None;

@@ -16,7 +16,7 @@
 //! batched into its next write, which is group commit all the same.
 //!
 //! A leader whose followers alone make a quorum writes its own new entries
-//! without an fsync (`WriteBatch::defer_sync`): they commit on the
+//! without an fsync (`Durability::Deferred`): they commit on the
 //! followers' disks, and the leader counts itself only once a later sync
 //! (the driver asks once a tick, [`WalRequest::Sync`]) covers them. Nodes
 //! sharing a disk then queue behind two fsyncs per commit instead of three.
@@ -37,16 +37,24 @@ pub struct WriteBatch {
     pub hard_state: Option<HardState>,
     /// Sent by the driver once this batch is durable.
     pub persisted_messages: Vec<Message>,
-    /// A leader's own new entries while its followers alone make a quorum:
-    /// written but not synced, and not reported as durable, so the leader
-    /// does not count itself for them. A later sync (of any batch, or
+    pub durability: Durability,
+}
+
+/// When a batch's writes are synced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// Before the batch completes, if it holds entries or a snapshot.
+    Synced,
+    /// Not yet: a leader's own new entries while its followers alone make a
+    /// quorum. They are written but not reported as durable, so the leader
+    /// does not count itself for them; a later sync (of any batch, or
     /// [`WalRequest::Sync`]) makes them durable. The fsync the leader saves
     /// is disk time its followers' fsyncs no longer wait behind: three nodes
-    /// on one disk serialize their syncs.
-    pub defer_sync: bool,
-    /// Sync even without entries: the batch's persisted messages vouch for
-    /// entries written earlier with `defer_sync`.
-    pub force_sync: bool,
+    /// on one disk serialize their syncs. Never used for a snapshot.
+    Deferred,
+    /// Synced even without entries: the batch's persisted messages vouch
+    /// for entries written earlier without a sync.
+    Forced,
 }
 
 pub enum WalRequest {
@@ -55,7 +63,7 @@ pub enum WalRequest {
     /// the segments it covers.
     AdoptSnapshot(SnapshotFileInfo, SnapshotMeta),
     /// Make everything written so far durable (entries written with
-    /// `defer_sync`, the last of them given), and report it.
+    /// `Durability::Deferred`, the last of them given), and report it.
     Sync(Index, Term),
 }
 
@@ -75,10 +83,14 @@ pub enum WalDone {
 
 impl WriteBatch {
     /// Whether this batch needs an fsync: entries and installed snapshots do
-    /// (unless deferred); a new term, vote or commit index alone does not
-    /// (see `write_group`).
+    /// (unless deferred), and a forced one does; a new term, vote or commit
+    /// index alone does not (see `write_group`).
     pub fn needs_sync(&self) -> bool {
-        self.force_sync || self.snapshot.is_some() || (!self.entries.is_empty() && !self.defer_sync)
+        match self.durability {
+            Durability::Synced => self.snapshot.is_some() || !self.entries.is_empty(),
+            Durability::Deferred => false,
+            Durability::Forced => true,
+        }
     }
 }
 
@@ -214,7 +226,7 @@ fn write_group(
                 if let Some(hard_state) = batch.hard_state {
                     storage.set_hard_state(hard_state)?;
                 }
-                if batch.defer_sync && batch.snapshot.is_none() {
+                if batch.durability == Durability::Deferred {
                     deferred.push((completions.len(), last.take()));
                 }
                 completions
@@ -263,13 +275,12 @@ mod tests {
             entries: vec![Entry { index, term: 1, payload: Payload::Noop }],
             hard_state: None,
             persisted_messages: Vec::new(),
-            defer_sync: false,
-            force_sync: false,
+            durability: Durability::Synced,
         }
     }
 
     fn deferred(index: Index) -> WriteBatch {
-        WriteBatch { defer_sync: true, ..batch(index) }
+        WriteBatch { durability: Durability::Deferred, ..batch(index) }
     }
 
     fn open(dir: &std::path::Path) -> (Storage, Vec<Index>) {
@@ -350,7 +361,7 @@ mod tests {
         assert_eq!(done.iter().map(written).collect::<Vec<_>>(), vec![None]);
         // With a batch whose acknowledgement vouches for the log (forced to
         // sync though it has no entries), everything in the group is durable.
-        let forced = WriteBatch { entries: Vec::new(), force_sync: true, ..batch(0) };
+        let forced = WriteBatch { entries: Vec::new(), durability: Durability::Forced, ..batch(0) };
         assert!(forced.needs_sync());
         let group = vec![WalRequest::Write(deferred(2)), WalRequest::Write(forced)];
         let done = write_group(&mut storage, group).expect("written");
