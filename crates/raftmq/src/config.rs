@@ -41,7 +41,7 @@ pub struct NodeConfig {
     pub commit_timeout: Duration,
     /// Answer 307 to the leader instead of forwarding.
     pub redirect: bool,
-    /// Log every RPC in seed 003's format.
+    /// Log every RPC in the trace format of docs/replicator.md.
     pub trace_rpc: bool,
     /// Take a snapshot after this many entries since the last one.
     pub snapshot_entries: u64,

@@ -1,4 +1,4 @@
-//! The node's event log (seed 000): role changes, elections, terms, leaders,
+//! The node's event log (`GET /v1/events`, docs/http.md): role changes, elections, terms, leaders,
 //! snapshots and membership changes, with time and term. Each event is
 //! printed as a readable log line and the newest ones are kept in a ring
 //! buffer served at `GET /v1/events`.

@@ -1,5 +1,5 @@
 //! The public gRPC `Client` service (`proto/raftmq.proto`): submit an
-//! operation (seed 003's `SubmitClientRequest`), stream the committed log to
+//! operation (`SubmitClientRequest`, docs/replicator.md), stream the committed log to
 //! log followers such as the paired replicators (`ReplicateLog`, in
 //! [`log_stream`]), and read a node's status.
 

@@ -1,4 +1,4 @@
-//! `raftmq replicator`: the process paired with a node (seed 003) that
+//! `raftmq replicator`: the process paired with a node (docs/replicator.md) that
 //! follows the node's committed log and executes its operations — in KRaft's
 //! terms an observer: it reads the log, it never votes or writes.
 //!

@@ -136,7 +136,7 @@ pub fn endpoint(addr: &str, local_ip: Option<IpAddr>) -> Result<Endpoint, tonic:
         .local_address(local_ip))
 }
 
-/// The name of the RPC a message stands for, in seed 003's trace format.
+/// The name of the RPC a message stands for, in the RPC trace format of docs/replicator.md.
 pub fn rpc_name(body: &Body) -> &'static str {
     match body {
         Body::Append { .. } | Body::Heartbeat { .. } => "AppendEntries",
