@@ -111,13 +111,16 @@ fn head_and_options_change_nothing_and_a_consume_cannot_be_stale() {
     assert_eq!(cluster.get_json(1, "/message/t"), (404, json!({"success": false})));
 }
 
+/// method, path, body, content type, expected status, whether an RRMQ route.
+type Case<'a> = (&'a str, &'a str, Option<&'a str>, Option<&'a str>, u16, bool);
+
 #[test]
 fn every_failure_has_the_json_error_shape() {
     let _serial = serial();
     let cluster = Cluster::start(1);
     cluster.wait_leader();
     let long_query = format!("/topic?x={}", "y".repeat(9000));
-    let cases: Vec<(&str, &str, Option<&str>, Option<&str>, u16, bool)> = vec![
+    let cases: Vec<Case> = vec![
         ("GET", "/no/such/route", None, None, 404, false),
         ("GET", "/message", None, None, 405, true),
         ("DELETE", "/topic", None, None, 405, true),
