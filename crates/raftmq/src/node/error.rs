@@ -110,3 +110,28 @@ impl From<ProposeError> for NodeError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A read that timed out or lost its connection never speaks of a write that "may or may
+    /// not be applied" (issue: a read through a removed node answered exactly that).
+    #[test]
+    fn a_failed_read_never_says_a_write_may_be_applied() {
+        for error in [
+            NodeError::Timeout(5000),
+            NodeError::Timeout(0),
+            NodeError::Unreachable("reset".into()),
+        ] {
+            assert!(error.to_string().contains("may or may not"), "{error}");
+            let read = error.for_read();
+            let text = read.to_string();
+            assert!(text.starts_with("read timed out: "), "{text}");
+            assert!(!text.contains("may or may not"), "{text}");
+            assert!(read.definitely_not_applied());
+        }
+        // Other failures keep their meaning.
+        assert!(matches!(NodeError::NoLeader.for_read(), NodeError::NoLeader));
+    }
+}
