@@ -1,9 +1,15 @@
 //! Serves a node: the gRPC services on its raft address and the REST API on
 //! its client address, until the node stops or a shutdown is asked for.
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use anyhow::Context;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use raftmq_proto::raft::raft_server::RaftServer as RaftGrpc;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::config::NodeConfig;
@@ -12,6 +18,14 @@ use crate::transport::server::RaftServer;
 
 /// Largest gRPC message accepted (a batch of entries or a snapshot chunk).
 const MAX_GRPC_MESSAGE: usize = 64 << 20;
+
+/// How long a client may take to send a request's headers (docs/http.md). The body has its
+/// own timeout (`api::errors::BODY_READ_TIMEOUT`, 408).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Client connections a node serves at once; more wait in the listen backlog until one ends,
+/// so a flood of connections cannot take the node's memory or file descriptors.
+pub const MAX_CLIENT_CONNECTIONS: usize = 1024;
 
 /// Binds both ports first (so a port in use fails fast, before any state is
 /// touched), then starts the node and serves it.
@@ -59,7 +73,7 @@ pub async fn serve(
         .add_service(raft_service)
         .add_service(crate::client_service::service(node.clone()))
         .serve_with_incoming(TcpListenerStream::new(raft_listener));
-    let rest = axum::serve(client_listener, crate::api::router(node.clone()));
+    let rest = serve_rest(client_listener, crate::api::router(node.clone()));
     let id = node.id();
     tokio::select! {
         result = grpc => result.context("the gRPC server failed")?,
@@ -75,4 +89,37 @@ pub async fn serve(
         }
     }
     Ok(())
+}
+
+/// Serves the REST API: HTTP/1.1 with a header read timeout, at most `MAX_CLIENT_CONNECTIONS`
+/// connections at once. (`axum::serve` has neither: a client that sent half its headers held
+/// its connection for as long as it liked.)
+async fn serve_rest(listener: TcpListener, router: axum::Router) -> std::io::Result<()> {
+    let permits = Arc::new(Semaphore::new(MAX_CLIENT_CONNECTIONS));
+    loop {
+        let permit = permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the connection semaphore is never closed");
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors and the like: pause rather than spin.
+                tracing::warn!("accepting a client connection failed: {e}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(router.clone());
+        tokio::spawn(async move {
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+            if let Err(e) = http.serve_connection(TokioIo::new(stream), service).await {
+                tracing::debug!("client connection ended: {e}");
+            }
+            drop(permit);
+        });
+    }
 }

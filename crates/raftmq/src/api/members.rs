@@ -9,14 +9,21 @@ use raftmq_proto::client::MemberInfo;
 use raftmq_raft::{ConfChange, ConfChangeKind, NodeId};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use utoipa::ToSchema;
 
-use super::errors::ApiError;
+use super::errors::{ApiError, V1Error};
 use crate::node::NodeHandle;
 
 type Answer = Result<(StatusCode, Json<Value>), ApiError>;
 
 /// Members, their addresses and roles; on the leader also each one's match
 /// index, lag and last contact (a follower cannot know them and says so).
+#[utoipa::path(get, path = "/v1/members", tag = "members",
+    responses((status = 200, description = "The members, as this node knows them", body = Object,
+            example = json!({"leader_id": 1, "seen_by": 1, "progress_known": true, "members": [
+                {"node_id": 1, "raft_addr": "127.0.0.1:7101", "client_addr": "127.0.0.1:7001",
+                 "role": "voter", "match_index": 42, "lag": 0, "last_contact_ms": 0}]})),
+        (status = 410, description = "This node was removed from the cluster", body = V1Error)))]
 pub async fn list(State(node): State<NodeHandle>) -> Json<Value> {
     let status = node.status();
     let book = node.state().members().clone();
@@ -46,8 +53,10 @@ pub async fn list(State(node): State<NodeHandle>) -> Json<Value> {
     }))
 }
 
-#[derive(Deserialize)]
+/// `POST /v1/members`'s body.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"node_id": 4, "raft_addr": "127.0.0.1:7104", "client_addr": "127.0.0.1:7004"}))]
 pub struct AddMember {
     node_id: NodeId,
     raft_addr: String,
@@ -59,11 +68,24 @@ pub struct AddMember {
     role: Option<String>,
 }
 
+/// Adds a member: as a learner promoted to voter once caught up (default), as an observer (a
+/// learner that stays one), or as a voter at once. Start the new node with `--join`.
+#[utoipa::path(post, path = "/v1/members", tag = "members", request_body = AddMember,
+    responses((status = 201, description = "Added (committed)", body = Object,
+            example = json!({"node_id": 4, "index": 57})),
+        (status = 400, description = "A bad body or field", body = V1Error),
+        (status = 405, description = "Another method", body = V1Error),
+        (status = 409, description = "Already a member, or another membership change is pending", body = V1Error),
+        (status = 410, description = "This node was removed from the cluster", body = V1Error),
+        (status = 413, description = "Body over the limit", body = V1Error),
+        (status = 415, description = "A content type that is not JSON (none, form and text are read as JSON)", body = V1Error),
+        (status = 503, description = "No leader: nothing was changed; retry", body = V1Error),
+        (status = 504, description = "Not committed in time: the change may still be applied", body = V1Error)))]
 pub async fn add(
     State(node): State<NodeHandle>,
     body: Result<Json<AddMember>, axum::extract::rejection::JsonRejection>,
 ) -> Answer {
-    let Json(body) = body.map_err(|e| ApiError::v1(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let Json(body) = body.map_err(|e| ApiError::v1(e.status(), e.body_text()))?;
     if body.node_id == 0 {
         return Err(ApiError::v1(StatusCode::BAD_REQUEST, "node_id must be 1 or more"));
     }
@@ -96,6 +118,18 @@ pub async fn add(
     Ok((StatusCode::CREATED, Json(json!({"node_id": info.node_id, "index": applied.index}))))
 }
 
+/// Removes a member (the leader hands leadership over first if it is the one removed). The
+/// removed node keeps running and answers 410 to everything but its status.
+#[utoipa::path(delete, path = "/v1/members/{id}", tag = "members",
+    params(("id" = u64, Path, description = "The member's node id")),
+    responses((status = 200, description = "Removed (committed)", body = Object,
+            example = json!({"removed": 3, "index": 58})),
+        (status = 400, description = "A bad id, or the last voter", body = V1Error),
+        (status = 404, description = "Not a member", body = V1Error),
+        (status = 409, description = "Another membership change is pending", body = V1Error),
+        (status = 410, description = "This node was removed from the cluster", body = V1Error),
+        (status = 503, description = "No leader: nothing was changed; retry", body = V1Error),
+        (status = 504, description = "Not committed in time: the change may still be applied", body = V1Error)))]
 pub async fn remove(State(node): State<NodeHandle>, Path(id): Path<NodeId>) -> Answer {
     let status = node.status();
     if !status.voters.contains(&id) && !status.learners.contains(&id) {
@@ -108,6 +142,15 @@ pub async fn remove(State(node): State<NodeHandle>, Path(id): Path<NodeId>) -> A
     Ok((StatusCode::OK, Json(json!({"removed": id, "index": applied.index}))))
 }
 
+/// Hands leadership to a voter.
+#[utoipa::path(post, path = "/v1/members/{id}/transfer-leader", tag = "members",
+    params(("id" = u64, Path, description = "The voter to lead")),
+    responses((status = 202, description = "The transfer started", body = Object,
+            example = json!({"transferring_to": 2})),
+        (status = 400, description = "A bad id, or not a voter", body = V1Error),
+        (status = 410, description = "This node was removed from the cluster", body = V1Error),
+        (status = 503, description = "No leader, or a transfer is under way; retry", body = V1Error),
+        (status = 504, description = "The leader did not answer in time", body = V1Error)))]
 pub async fn transfer_leader(State(node): State<NodeHandle>, Path(id): Path<NodeId>) -> Answer {
     if !node.status().voters.contains(&id) {
         return Err(ApiError::v1(StatusCode::BAD_REQUEST, format!("node {id} is not a voter")));

@@ -1,17 +1,17 @@
-//! The REST API on a node's client port (axum).
+//! The REST API on a node's client port (axum); the contract is docs/http.md.
 //!
-//! - the RRMQ routes (`../shared/specs/rrmq.md`), with exactly its bodies:
+//! - the RRMQ routes (docs/rrmq.md), with exactly its bodies:
 //!   `PUT /topic`, `GET /topic`, `PUT /message`, `GET /message/<topic>`,
 //!   `GET /status`, and `GET /` for liveness probes;
-//! - `/v1/...`: the node's own API (events, ...);
+//! - `/v1/...`: the node's own API (status, events, members);
 //! - the KRaft-style metadata API (`/v1/brokers`, `/v1/topics`, `/v1/partitions`,
-//!   `/v1/producers`, `/v1/metadata`), PyRaft's and YAKt's routes, `/openapi.json` and `/docs`
-//!   (see `metadata_routes`).
+//!   `/v1/producers`, `/v1/metadata`), PyRaft's and YAKt's routes (docs/metadata.md),
+//!   `/openapi.json` and `/docs` (see `metadata_routes`).
 //!
 //! Any node answers any request: writes are forwarded to the leader (or, with
 //! `--redirect`, answered with 307 to the leader), reads are linearizable
-//! unless `?stale=true`. Failures keep the route's body shape and carry the
-//! reason in the `x-raftmq-error` header.
+//! unless `?stale=true`. Every request passes `errors::edge` first: methods,
+//! limits, body reading and the uniform error shape are decided there.
 
 pub(crate) mod errors;
 mod members;
@@ -36,7 +36,7 @@ use crate::node::NodeHandle;
 
 pub fn router(node: NodeHandle) -> Router {
     let limit = node.config().max_body_bytes;
-    Router::new()
+    let routes = Router::new()
         .route("/", get(rrmq::root))
         .route("/topic", put(rrmq::create_topic).get(rrmq::list_topics))
         .route("/message", put(rrmq::put_message))
@@ -50,8 +50,11 @@ pub fn router(node: NodeHandle) -> Router {
         .merge(metadata_routes::routes(&node))
         .fallback(errors::not_found)
         .layer(DefaultBodyLimit::max(limit))
-        .layer(middleware::from_fn(move |request, next| {
-            errors::refuse_oversized(limit, request, next)
-        }))
-        .with_state(node)
+        .with_state(node.clone());
+    // The edge wraps the whole router, so it runs before routing: a layer added with
+    // `Router::layer` runs after the method is chosen, when a HEAD is already on its way to
+    // a GET handler (which, for `GET /message/{topic}`, consumes).
+    let edge =
+        middleware::from_fn(move |request, next| errors::edge(node.clone(), limit, request, next));
+    Router::new().fallback_service(tower::Layer::layer(&edge, routes))
 }

@@ -7,19 +7,30 @@ use axum::Router;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-use super::{metadata_common, metadata_fetch, pyraft, v1_metadata as v1, yakt};
+use super::v1 as node_api;
+use super::{
+    errors, members, metadata_common, metadata_fetch, pyraft, rrmq, v1_metadata as v1, yakt,
+};
 use crate::node::NodeHandle;
 use crate::state_machine::metadata::records;
 
 #[derive(OpenApi)]
 #[openapi(
     info(
-        title = "raftmq metadata API",
-        description = "KRaft-style cluster metadata kept by a Raft quorum: brokers, topics, \
-                       partitions, producer ids and metadata fetch by offset. Any node answers; \
-                       writes go through the replicated log. Also PyRaft's and YAKt's routes."
+        title = "raftmq API",
+        description = "A Raft-replicated message queue (the RRMQ routes) and KRaft-style cluster \
+                       metadata (brokers, topics, partitions, producer ids, metadata fetch by \
+                       offset), with PyRaft's and YAKt's routes, and the node's own routes \
+                       (status, events, members). Any node answers; writes go through the \
+                       replicated log. Every failure has a JSON body and the reason in the \
+                       x-raftmq-error header; HEAD and OPTIONS are answered 405 with Allow \
+                       (docs/http.md)."
     ),
     paths(
+        rrmq::root, rrmq::create_topic, rrmq::list_topics, rrmq::put_message,
+        rrmq::consume_message, rrmq::status,
+        node_api::status, node_api::events,
+        members::list, members::add, members::remove, members::transfer_leader,
         v1::register_broker, v1::list_brokers, v1::get_broker, v1::change_broker,
         v1::unregister_broker, v1::delete_broker, v1::heartbeat,
         v1::create_topic, v1::list_topics, v1::get_topic, v1::delete_topic,
@@ -39,8 +50,14 @@ use crate::state_machine::metadata::records;
     components(schemas(
         records::BrokerView, records::TopicView, records::PartitionView, records::ProducerView,
         records::Envelope, metadata_common::ErrorBody,
+        rrmq::TopicBody, rrmq::MessageBody, rrmq::RrmqOk, rrmq::RootAnswer, rrmq::StatusAnswer,
+        errors::RrmqFailure, errors::V1Error, members::AddMember,
+        crate::node::status::NodeStatusView, crate::node::status::MemberProgress,
     )),
     tags(
+        (name = "rrmq", description = "The RRMQ message-queue routes (docs/rrmq.md)"),
+        (name = "node", description = "This node: status and event log"),
+        (name = "members", description = "Cluster membership"),
         (name = "brokers", description = "Broker registrations, changes, heartbeats"),
         (name = "topics", description = "Topics (the same topics as the RRMQ queue routes)"),
         (name = "partitions", description = "Partitions of topics"),

@@ -131,7 +131,10 @@ pub fn grpc_status(e: NodeError) -> Status {
         | NodeError::NotLeader { .. }
         | NodeError::LeadershipLost
         | NodeError::Undelivered(_) => Status::unavailable(message),
-        NodeError::Timeout(_) | NodeError::Unreachable(_) => Status::deadline_exceeded(message),
+        NodeError::Timeout(_) | NodeError::Unreachable(_) | NodeError::ReadTimeout(_) => {
+            Status::deadline_exceeded(message)
+        }
+        NodeError::Removed(_) => Status::failed_precondition(message),
         NodeError::Invalid(_) => Status::invalid_argument(message),
         NodeError::Conflict(_) => Status::failed_precondition(message),
         NodeError::Refused(_) | NodeError::LeaderRefused(_) | NodeError::Shutdown => {

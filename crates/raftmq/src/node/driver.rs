@@ -106,6 +106,8 @@ pub struct Driver {
     pub unsynced: Option<(Index, Term)>,
     pub snapshot_in_progress: bool,
     pub ticks: u64,
+    /// Whether this node has been a member (see `status::is_removed`).
+    pub was_member: bool,
 }
 
 pub enum PendingReply {
@@ -576,9 +578,13 @@ impl Driver {
                 last_contact_ms: if *id == raft.id() { 0 } else { p.ticks_since_contact * tick_ms },
             })
             .collect();
+        let in_membership = raft.membership().contains(raft.id());
+        self.was_member |= in_membership;
+        let has_voters = !raft.membership().voters.is_empty();
         let status = NodeStatus {
             node_id: raft.id(),
             role: raft.role(),
+            removed: super::status::is_removed(in_membership, self.was_member, has_voters),
             term: raft.term(),
             leader_id: raft.leader(),
             commit_index: raft.commit_index(),

@@ -38,6 +38,14 @@ pub enum NodeError {
     /// Refused because it conflicts with the cluster's state; not applied.
     #[error("conflict: {0}")]
     Conflict(String),
+    /// A read (a read index or the wait to apply up to it) took too long. A read changes
+    /// nothing, so unlike a write's timeout there is nothing that "may be applied".
+    #[error("read timed out: {0}; a read changes nothing, retry")]
+    ReadTimeout(String),
+    /// A committed membership change removed this node: it no longer takes part in the
+    /// cluster, and says which member to use instead.
+    #[error("this node was removed from the cluster; {0}")]
+    Removed(String),
     #[error("the node is shutting down")]
     Shutdown,
     #[error("internal error: {0}")]
@@ -71,7 +79,24 @@ impl NodeError {
                 | NodeError::Invalid(_)
                 | NodeError::Conflict(_)
                 | NodeError::Undelivered(_)
+                | NodeError::ReadTimeout(_)
+                | NodeError::Removed(_)
         )
+    }
+
+    /// The same failure, seen by a read: a read that timed out or lost its connection
+    /// changed nothing, so it must not say a write "may or may not be applied".
+    pub fn for_read(self) -> NodeError {
+        match self {
+            NodeError::Timeout(ms) if ms > 0 => {
+                NodeError::ReadTimeout(format!("no read index within {ms} ms"))
+            }
+            NodeError::Timeout(_) => NodeError::ReadTimeout("the leader timed out".into()),
+            NodeError::Unreachable(why) => {
+                NodeError::ReadTimeout(format!("lost the connection to the leader ({why})"))
+            }
+            other => other,
+        }
     }
 }
 
@@ -83,5 +108,30 @@ impl From<ProposeError> for NodeError {
             e @ ProposeError::MembershipChangePending { .. } => NodeError::Conflict(e.to_string()),
             other => NodeError::Refused(other),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A read that timed out or lost its connection never speaks of a write that "may or may
+    /// not be applied" (issue: a read through a removed node answered exactly that).
+    #[test]
+    fn a_failed_read_never_says_a_write_may_be_applied() {
+        for error in [
+            NodeError::Timeout(5000),
+            NodeError::Timeout(0),
+            NodeError::Unreachable("reset".into()),
+        ] {
+            assert!(error.to_string().contains("may or may not"), "{error}");
+            let read = error.for_read();
+            let text = read.to_string();
+            assert!(text.starts_with("read timed out: "), "{text}");
+            assert!(!text.contains("may or may not"), "{text}");
+            assert!(read.definitely_not_applied());
+        }
+        // Other failures keep their meaning.
+        assert!(matches!(NodeError::NoLeader.for_read(), NodeError::NoLeader));
     }
 }

@@ -61,7 +61,15 @@ struct Inner {
     local_ip: Option<IpAddr>,
     /// Ends with the driver's result: Err(reason) if it stopped on a fault.
     stopped: watch::Receiver<Option<String>>,
+    /// Since when this node has known no leader (None while it knows one).
+    leaderless_since: Arc<Mutex<Option<Instant>>>,
 }
+
+/// How long a node that knows no leader keeps requests waiting for one, counted from when it
+/// lost its leader, in election timeouts: long enough for an election (2 s with the default
+/// 200 ms timeout), and no longer, so that with no quorum a request is refused (503) promptly
+/// instead of after the commit timeout (docs/http.md).
+const LEADER_PATIENCE_ELECTIONS: u32 = 10;
 
 /// Opens storage, restores state and starts the driver and the WAL writer.
 /// The servers (gRPC, REST) are started by [`crate::server::serve`].
@@ -164,6 +172,9 @@ pub fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         unsynced: None,
         snapshot_in_progress: false,
         ticks: 0,
+        // A node that starts by joining is not a member until it is added; any other node
+        // was one (see `status::is_removed`).
+        was_member: config.join.is_empty(),
     };
     let id = config.id;
     tokio::spawn(async move {
@@ -177,6 +188,8 @@ pub fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         };
         let _ = stopped_tx.send(Some(reason));
     });
+    let leaderless_since = Arc::new(Mutex::new(Some(Instant::now())));
+    tokio::spawn(track_leaderless(status.clone(), leaderless_since.clone()));
     Ok(NodeHandle {
         inner: Arc::new(Inner {
             config,
@@ -191,8 +204,25 @@ pub fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
             channels: Mutex::new(HashMap::new()),
             local_ip,
             stopped,
+            leaderless_since,
         }),
     })
+}
+
+/// Keeps `since` at the instant the node last lost its leader (None while it has one).
+async fn track_leaderless(
+    mut status: watch::Receiver<NodeStatus>,
+    since: Arc<Mutex<Option<Instant>>>,
+) {
+    while status.changed().await.is_ok() {
+        let has_leader = status.borrow_and_update().leader_id.is_some();
+        let mut since = since.lock().expect("leaderless lock is never poisoned");
+        match (has_leader, *since) {
+            (true, _) => *since = None,
+            (false, None) => *since = Some(Instant::now()),
+            (false, Some(_)) => {}
+        }
+    }
 }
 
 impl NodeHandle {
@@ -320,6 +350,9 @@ impl NodeHandle {
     {
         let deadline = Instant::now() + self.inner.config.commit_timeout;
         loop {
+            if self.status().removed {
+                return Err(self.removed_error());
+            }
             let leader = self.wait_for_leader(deadline).await?;
             let outcome = op(leader).await;
             let retry = match &outcome {
@@ -364,9 +397,48 @@ impl NodeHandle {
                     }
                 }
             })
-            .await?;
+            .await
+            .map_err(NodeError::for_read)?;
         let deadline = Instant::now() + self.inner.config.commit_timeout;
-        self.wait_applied(index, deadline).await
+        self.wait_applied(index, deadline).await.map_err(|e| match e {
+            NodeError::Timeout(ms) => NodeError::ReadTimeout(format!(
+                "this node did not apply up to the read index {index} within {ms} ms"
+            )),
+            other => other,
+        })
+    }
+
+    /// The refusal a removed node answers with, naming a member to use instead: the leader it
+    /// last knew if that is still a voter, else any voter.
+    pub fn removed_error(&self) -> NodeError {
+        let status = self.status();
+        let pick = status
+            .leader_id
+            .filter(|l| status.voters.contains(l))
+            .or_else(|| status.voters.iter().copied().find(|v| *v != self.id()));
+        let hint = pick.and_then(|id| {
+            let member = self.member(id)?;
+            let addr = if member.client_addr.is_empty() {
+                format!("{} (its raft address)", member.raft_addr)
+            } else {
+                member.client_addr
+            };
+            Some(format!("use node {id} at {addr}"))
+        });
+        NodeError::Removed(hint.unwrap_or_else(|| "use another member".into()))
+    }
+
+    /// Until when a request that finds no leader waits for one: until the node has been
+    /// without a leader for `LEADER_PATIENCE_ELECTIONS` election timeouts, and at least one
+    /// (randomized) election timeout from now.
+    fn leader_patience(&self) -> Instant {
+        let election = self.inner.config.tick * self.inner.config.election_ticks as u32;
+        let at_least = Instant::now() + election * 2;
+        let since = *self.inner.leaderless_since.lock().expect("leaderless lock is never poisoned");
+        match since {
+            Some(since) => (since + election * LEADER_PATIENCE_ELECTIONS).max(at_least),
+            None => at_least,
+        }
     }
 
     /// Changes the membership, at the leader wherever it is.
@@ -470,9 +542,11 @@ impl NodeHandle {
         }
     }
 
-    /// The current leader, waiting for one to be elected if need be.
+    /// The current leader, waiting for one to be elected if need be (until `deadline`, and no
+    /// longer than the node's patience for a leader: see `leader_patience`).
     pub async fn wait_for_leader(&self, deadline: Instant) -> Result<NodeId, NodeError> {
         let mut status = self.inner.status.clone();
+        let deadline = deadline.min(self.leader_patience());
         let wait = status.wait_for(|s| s.leader_id.is_some());
         let outcome = tokio::time::timeout_at(deadline, wait).await.map(|r| r.map(|s| s.leader_id));
         match outcome {
