@@ -162,8 +162,8 @@ fn check_saved(path: &std::path::Path, budget: u64) -> anyhow::Result<()> {
         .find(|op| op.client == drainer && op.call == crate::chaos::history::Call::ListTopics)
         .map(|op| op.id);
     let report = checker::check(&ops, final_list, budget);
-    println!("{}", serde_json::to_string_pretty(&report)?);
-    println!("{}", report.summary());
+    say!("{}", serde_json::to_string_pretty(&report)?);
+    say!("{}", report.summary());
     if report.valid() {
         Ok(())
     } else {
@@ -173,7 +173,7 @@ fn check_saved(path: &std::path::Path, budget: u64) -> anyhow::Result<()> {
 
 fn print_run(report: &RunReport) {
     let verdict = if report.valid() { "PASS" } else { "FAIL" };
-    println!(
+    say!(
         "chaos seed {}: {verdict} in {:.0} s; faults {} {:?}; corrupt WALs refused {}; {}",
         report.seed,
         report.seconds,
@@ -184,33 +184,33 @@ fn print_run(report: &RunReport) {
     );
     if !report.valid() {
         for v in &report.check.violations {
-            println!("  violation in {}: {}", v.object, v.detail);
+            say!("  violation in {}: {}", v.object, v.detail);
             for op in &v.excerpt {
-                println!("    {}", serde_json::to_string(op).unwrap_or_default());
+                say!("    {}", serde_json::to_string(op).unwrap_or_default());
             }
         }
         for what in &report.check.inconclusive {
-            println!("  inconclusive: {what}");
+            say!("  inconclusive: {what}");
         }
         let t = &report.check.totals;
         for (name, values) in
             [("lost", &t.lost), ("duplicated", &t.duplicated), ("unexpected", &t.unexpected)]
         {
             if !values.is_empty() {
-                println!("  {name}: {values:?}");
+                say!("  {name}: {values:?}");
             }
         }
         for f in &report.findings {
-            println!("  nemesis finding: {}", f.what);
+            say!("  nemesis finding: {}", f.what);
         }
-        println!("  files: {}", report.out.display());
-        println!("  replay: {}", report.replay);
+        say!("  files: {}", report.out.display());
+        say!("  replay: {}", report.replay);
     }
 }
 
 fn print_total(reports: &[RunReport]) {
     let sum = |f: &dyn Fn(&RunReport) -> usize| reports.iter().map(f).sum::<usize>();
-    println!(
+    say!(
         "chaos total: runs {}, failed runs {}, seconds {:.0}, operations {}, faults {}, \
          linearizability violations {}, inconclusive {}, lost {}, duplicated {}, unexpected {}, \
          nemesis findings {}",
