@@ -160,6 +160,9 @@ fn json_failures_go_to_stderr_with_their_status_and_arguments_have_help() {
         (vec!["describe", "--help"], "--json"),
         (vec!["bench", "--help"], "--json"),
         (vec!["dev", "restart", "--help"], "The node's id"),
+        (vec!["dev", "--help"], "POST /nodes/{id}/restart"),
+        (vec!["chaos", "--help"], "--json"),
+        (vec!["client", "submit", "--help"], "--json"),
     ] {
         let out = raftmq(&args);
         assert!(

@@ -64,12 +64,17 @@ pub struct ChaosArgs {
     /// Only check a saved history (a run's history.json) and print the verdict.
     #[arg(long)]
     check: Option<PathBuf>,
+    /// Machine output: the run reports (or, with --check, the verdict) as JSON on
+    /// stdout instead of the text summary.
+    #[arg(long)]
+    json: bool,
     /// Extra flags for every `raftmq node` (e.g. "--tick-ms 10"), replacing the defaults.
     #[arg(long, allow_hyphen_values = true)]
     node_args: Option<String>,
 }
 
 pub fn run(args: ChaosArgs) -> anyhow::Result<()> {
+    super::out::set_json(args.json);
     if let Some(path) = &args.check {
         return check_saved(path, args.check_budget);
     }
@@ -141,10 +146,16 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<()> {
         let report = runner::run(&options).with_context(|| {
             format!("run with seed {} broke; replay: {}", options.seed, options.replay_command())
         })?;
-        print_run(&report);
+        if !args.json {
+            print_run(&report);
+        }
         reports.push(report);
     }
-    print_total(&reports);
+    if args.json {
+        say!("{}", serde_json::to_string_pretty(&reports)?);
+    } else {
+        print_total(&reports);
+    }
     if reports.iter().all(RunReport::valid) {
         Ok(())
     } else {
@@ -163,7 +174,9 @@ fn check_saved(path: &std::path::Path, budget: u64) -> anyhow::Result<()> {
         .map(|op| op.id);
     let report = checker::check(&ops, final_list, budget);
     say!("{}", serde_json::to_string_pretty(&report)?);
-    say!("{}", report.summary());
+    if !super::out::json_mode() {
+        say!("{}", report.summary());
+    }
     if report.valid() {
         Ok(())
     } else {
