@@ -13,7 +13,7 @@ fn main() -> std::process::ExitCode {
     match raftmq::cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            raftmq::cli::out::report_error(&e);
             std::process::ExitCode::FAILURE
         }
     }

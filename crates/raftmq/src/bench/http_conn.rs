@@ -22,6 +22,10 @@ use tokio::net::TcpStream;
 /// A request gets this long before it counts as timed out.
 const TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Redirects followed for one request before its 307 counts as its answer
+/// (a leader changing under the request can redirect it more than once).
+const MAX_REDIRECTS: usize = 5;
+
 /// Why a request got no answer (the kinds the report counts).
 #[derive(Debug)]
 pub enum ConnError {
@@ -51,7 +55,9 @@ impl HttpConn {
 
     /// Sends one request with a JSON body (or none) and reads the whole
     /// answer, so the connection can carry the next one. A failed request
-    /// drops the connection; the next call opens a new one.
+    /// drops the connection; the next call opens a new one. A 307 or 308 (a
+    /// node started with `--redirect` naming the leader) is followed: this
+    /// connection moves to the Location's host and sends the request again there.
     pub async fn send(
         &mut self,
         method: Method,
@@ -59,6 +65,42 @@ impl HttpConn {
         headers: &[(&str, &str)],
         body: Option<Bytes>,
     ) -> Result<StatusCode, ConnError> {
+        for _ in 0..MAX_REDIRECTS {
+            let request = self.build(method.clone(), path, headers, body.clone())?;
+            let (status, location) =
+                match tokio::time::timeout(TIMEOUT, self.exchange(request)).await {
+                    Ok(Ok(answer)) => answer,
+                    Ok(Err(e)) => {
+                        self.sender = None;
+                        return Err(e);
+                    }
+                    Err(_) => {
+                        self.sender = None;
+                        return Err(ConnError::Timeout);
+                    }
+                };
+            let redirected = status == StatusCode::TEMPORARY_REDIRECT
+                || status == StatusCode::PERMANENT_REDIRECT;
+            match location.as_deref().and_then(authority_of) {
+                Some(target) if redirected => {
+                    if target != self.target {
+                        self.target = target;
+                        self.sender = None;
+                    }
+                }
+                _ => return Ok(status),
+            }
+        }
+        Ok(StatusCode::TEMPORARY_REDIRECT)
+    }
+
+    fn build(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Bytes>,
+    ) -> Result<Request<Full<Bytes>>, ConnError> {
         let mut request = Request::builder().method(method).uri(path).header("host", &self.target);
         if body.is_some() {
             request = request.header("content-type", "application/json");
@@ -67,28 +109,24 @@ impl HttpConn {
             request = request.header(*name, *value);
         }
         // A request that cannot be built (a bad header value) never reaches the wire.
-        let request =
-            request.body(Full::new(body.unwrap_or_default())).map_err(|_| ConnError::Connection)?;
-        match tokio::time::timeout(TIMEOUT, self.exchange(request)).await {
-            Ok(Ok(status)) => Ok(status),
-            Ok(Err(e)) => {
-                self.sender = None;
-                Err(e)
-            }
-            Err(_) => {
-                self.sender = None;
-                Err(ConnError::Timeout)
-            }
-        }
+        request.body(Full::new(body.unwrap_or_default())).map_err(|_| ConnError::Connection)
     }
 
-    async fn exchange(&mut self, request: Request<Full<Bytes>>) -> Result<StatusCode, ConnError> {
+    async fn exchange(
+        &mut self,
+        request: Request<Full<Bytes>>,
+    ) -> Result<(StatusCode, Option<String>), ConnError> {
         let sender = self.connected().await?;
         sender.ready().await.map_err(|_| ConnError::Connection)?;
         let response = sender.send_request(request).await.map_err(|_| ConnError::Connection)?;
         let status = response.status();
+        let location = response
+            .headers()
+            .get(http::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         response.into_body().collect().await.map_err(|_| ConnError::Connection)?;
-        Ok(status)
+        Ok((status, location))
     }
 
     async fn connected(&mut self) -> Result<&mut SendRequest<Full<Bytes>>, ConnError> {
@@ -104,5 +142,29 @@ impl HttpConn {
             self.sender = Some(sender);
         }
         Ok(self.sender.as_mut().expect("invariant: connected just above"))
+    }
+}
+
+/// The host:port of a redirect's Location (`http://host:port/path`); None for
+/// anything else (a relative Location stays on the same node: not followed).
+fn authority_of(location: &str) -> Option<String> {
+    let rest = location.strip_prefix("http://")?;
+    let authority = rest.split(['/', '?']).next()?;
+    (!authority.is_empty()).then(|| authority.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::authority_of;
+
+    #[test]
+    fn a_redirect_names_the_host_to_move_to() {
+        assert_eq!(
+            authority_of("http://127.0.0.1:7002/message").as_deref(),
+            Some("127.0.0.1:7002")
+        );
+        assert_eq!(authority_of("http://h:1?x=1").as_deref(), Some("h:1"));
+        assert_eq!(authority_of("/message"), None);
+        assert_eq!(authority_of("https://h:1/"), None);
     }
 }

@@ -58,8 +58,9 @@ pub struct BenchArgs {
     /// spawned locally) and print one table with the ratio per row.
     #[arg(long, value_enum)]
     compare: Option<System>,
-    /// Write the results as JSON to this file.
-    #[arg(long)]
+    /// The results as JSON: `--json` alone prints them on stdout (instead of
+    /// the text report), `--json FILE` writes them to FILE.
+    #[arg(long, num_args = 0..=1, default_missing_value = "-", value_name = "FILE")]
     json: Option<PathBuf>,
     /// The topic to use.
     #[arg(long, default_value = "bench")]
@@ -82,6 +83,8 @@ struct SystemResult {
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let to_stdout = args.json.as_deref() == Some(std::path::Path::new("-"));
+    super::out::set_json(to_stdout);
     let mut results = Vec::new();
     match args.compare {
         Some(other) => {
@@ -90,13 +93,37 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             }
             results.push(run_system(&args, System::Raftmq)?);
             results.push(run_system(&args, other)?);
-            print_comparison(&results[0], &results[1]);
+            if !to_stdout {
+                print_comparison(&results[0], &results[1]);
+            }
         }
         None => results.push(run_system(&args, args.system)?),
     }
-    if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&results)?)?;
-        eprintln!("results written to {}", path.display());
+    match &args.json {
+        Some(_) if to_stdout => say!("{}", serde_json::to_string_pretty(&results)?),
+        Some(path) => {
+            std::fs::write(path, serde_json::to_string_pretty(&results)?)?;
+            eprintln!("results written to {}", path.display());
+        }
+        None => {}
+    }
+    // A run whose requests failed measured failures, not the system: say so
+    // in the exit status too, so that a script cannot take it for a result.
+    let runs = results.iter().flat_map(|r| r.runs.iter());
+    let (failed, sent) = runs.fold((0, 0), |(failed, sent), run| {
+        let errors: u64 = run.errors.values().sum();
+        (failed + errors, sent + errors + run.ok)
+    });
+    if failed > 0 {
+        let kinds: std::collections::BTreeMap<&str, u64> = results
+            .iter()
+            .flat_map(|r| r.runs.iter())
+            .flat_map(|run| run.errors.iter().map(|(k, n)| (k.as_str(), *n)))
+            .fold(Default::default(), |mut acc, (k, n)| {
+                *acc.entry(k).or_default() += n;
+                acc
+            });
+        bail!("{failed} of {sent} requests failed ({kinds:?})");
     }
     Ok(())
 }
@@ -123,7 +150,9 @@ fn run_system(args: &BenchArgs, system: System) -> anyhow::Result<SystemResult> 
                 progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
             };
             let report = runtime.block_on(workload::run(spec))?;
-            println!("[{name}] {report}");
+            if !super::out::json_mode() {
+                say!("[{name}] {report}");
+            }
             reports.push(report);
         }
         Ok(reports)
@@ -180,24 +209,23 @@ fn measure_failover(
         return Ok(None);
     }
     let report = failover::measure(cluster, rounds)?;
-    println!("[{name}] {report}");
+    if !super::out::json_mode() {
+        say!("[{name}] {report}");
+    }
     Ok(Some(report))
 }
 
 /// One table: each row both systems and the ratio (how many times better
 /// raftmq is: throughput divided, latency and failover inverted).
 fn print_comparison(ours: &SystemResult, theirs: &SystemResult) {
-    println!();
-    println!(
-        "| {:<28} | {:>12} | {:>12} | {:>7} |",
-        "measure", ours.system, theirs.system, "ratio"
-    );
-    println!("|{:-<30}|{:->14}|{:->14}|{:->9}|", "", "", "", "");
+    say!("");
+    say!("| {:<28} | {:>12} | {:>12} | {:>7} |", "measure", ours.system, theirs.system, "ratio");
+    say!("|{:-<30}|{:->14}|{:->14}|{:->9}|", "", "", "", "");
     // Two decimals for latencies, whose targets sit below a millisecond.
     let row = |label: String, a: f64, b: f64, higher_is_better: bool, unit: &str| {
         let ratio = if higher_is_better { a / b } else { b / a };
         let decimals = if unit == "ms" { 2 } else { 1 };
-        println!(
+        say!(
             "| {label:<28} | {a:>9.decimals$}{unit:>3} | {b:>9.decimals$}{unit:>3} | {ratio:>6.1}x |"
         );
     };

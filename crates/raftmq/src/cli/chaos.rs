@@ -64,12 +64,17 @@ pub struct ChaosArgs {
     /// Only check a saved history (a run's history.json) and print the verdict.
     #[arg(long)]
     check: Option<PathBuf>,
+    /// Machine output: the run reports (or, with --check, the verdict) as JSON on
+    /// stdout instead of the text summary.
+    #[arg(long)]
+    json: bool,
     /// Extra flags for every `raftmq node` (e.g. "--tick-ms 10"), replacing the defaults.
     #[arg(long, allow_hyphen_values = true)]
     node_args: Option<String>,
 }
 
 pub fn run(args: ChaosArgs) -> anyhow::Result<()> {
+    super::out::set_json(args.json);
     if let Some(path) = &args.check {
         return check_saved(path, args.check_budget);
     }
@@ -141,10 +146,16 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<()> {
         let report = runner::run(&options).with_context(|| {
             format!("run with seed {} broke; replay: {}", options.seed, options.replay_command())
         })?;
-        print_run(&report);
+        if !args.json {
+            print_run(&report);
+        }
         reports.push(report);
     }
-    print_total(&reports);
+    if args.json {
+        say!("{}", serde_json::to_string_pretty(&reports)?);
+    } else {
+        print_total(&reports);
+    }
     if reports.iter().all(RunReport::valid) {
         Ok(())
     } else {
@@ -162,8 +173,10 @@ fn check_saved(path: &std::path::Path, budget: u64) -> anyhow::Result<()> {
         .find(|op| op.client == drainer && op.call == crate::chaos::history::Call::ListTopics)
         .map(|op| op.id);
     let report = checker::check(&ops, final_list, budget);
-    println!("{}", serde_json::to_string_pretty(&report)?);
-    println!("{}", report.summary());
+    say!("{}", serde_json::to_string_pretty(&report)?);
+    if !super::out::json_mode() {
+        say!("{}", report.summary());
+    }
     if report.valid() {
         Ok(())
     } else {
@@ -173,7 +186,7 @@ fn check_saved(path: &std::path::Path, budget: u64) -> anyhow::Result<()> {
 
 fn print_run(report: &RunReport) {
     let verdict = if report.valid() { "PASS" } else { "FAIL" };
-    println!(
+    say!(
         "chaos seed {}: {verdict} in {:.0} s; faults {} {:?}; corrupt WALs refused {}; {}",
         report.seed,
         report.seconds,
@@ -184,33 +197,33 @@ fn print_run(report: &RunReport) {
     );
     if !report.valid() {
         for v in &report.check.violations {
-            println!("  violation in {}: {}", v.object, v.detail);
+            say!("  violation in {}: {}", v.object, v.detail);
             for op in &v.excerpt {
-                println!("    {}", serde_json::to_string(op).unwrap_or_default());
+                say!("    {}", serde_json::to_string(op).unwrap_or_default());
             }
         }
         for what in &report.check.inconclusive {
-            println!("  inconclusive: {what}");
+            say!("  inconclusive: {what}");
         }
         let t = &report.check.totals;
         for (name, values) in
             [("lost", &t.lost), ("duplicated", &t.duplicated), ("unexpected", &t.unexpected)]
         {
             if !values.is_empty() {
-                println!("  {name}: {values:?}");
+                say!("  {name}: {values:?}");
             }
         }
         for f in &report.findings {
-            println!("  nemesis finding: {}", f.what);
+            say!("  nemesis finding: {}", f.what);
         }
-        println!("  files: {}", report.out.display());
-        println!("  replay: {}", report.replay);
+        say!("  files: {}", report.out.display());
+        say!("  replay: {}", report.replay);
     }
 }
 
 fn print_total(reports: &[RunReport]) {
     let sum = |f: &dyn Fn(&RunReport) -> usize| reports.iter().map(f).sum::<usize>();
-    println!(
+    say!(
         "chaos total: runs {}, failed runs {}, seconds {:.0}, operations {}, faults {}, \
          linearizability violations {}, inconclusive {}, lost {}, duplicated {}, unexpected {}, \
          nemesis findings {}",

@@ -1,24 +1,77 @@
 //! `raftmq dev`: a local cluster of real `raftmq node` processes on loopback.
-//! Prints each node's URLs, shows every node's log (its event log included)
-//! interleaved with a `[node N]` prefix, and stops them all on Ctrl-C.
+//!
+//! It refuses a data folder written by another cluster (suggesting `--fresh`),
+//! prints a table of the nodes (id, pid, REST URL, gRPC address, docs URL),
+//! shows every node's log interleaved with a `[node N]` prefix, announces each
+//! new leader, notices a node that exits (printing its exit status), and stops
+//! every node on Ctrl-C or SIGTERM. When no node runs any more it exits 1.
+//!
+//! # The control API
+//!
+//! A running dev cluster answers on `http://127.0.0.1:<base port - 1>` (7000 by
+//! default), for `raftmq dev nodes|restart|kill|pause|resume` and for tools (a
+//! web UI). Every answer is JSON:
+//!
+//! - `GET /nodes`: `{"leader": {"id", "term"} | null, "nodes": [NODE, ...]}`
+//! - `GET /nodes/{id}`: `NODE`
+//! - `POST /nodes/{id}/restart`: stop the node if it runs (SIGTERM, then
+//!   SIGKILL after 3 s) and start it again on its data: `NODE`
+//! - `POST /nodes/{id}/kill`: kill -9: `NODE`
+//! - `POST /nodes/{id}/stop`: pause it (SIGSTOP; it answers nothing): `NODE`
+//! - `POST /nodes/{id}/cont`: resume a paused node (SIGCONT): `NODE`
+//!
+//! `NODE` is `{"id", "pid" (null when not running), "state" ("running",
+//! "paused" or "exited"), "exit" (how it last exited, or null), "starts",
+//! "rest", "grpc", "docs", "data_dir"}`. An action that does not apply to the
+//! node's state (kill an exited node, resume a running one, a restart that
+//! cannot start the process) is a 409 `{"error": "<reason>"}`; an unknown node
+//! or route a 404, a wrong method a 405, with the same body shape.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, IsTerminal};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use clap::Args;
+use axum::extract::{Path as UrlPath, State as Shared};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use clap::{Args, Subcommand};
+use serde_json::{json, Value};
+
+use super::out;
+
+const CONTROL_HELP: &str = "\
+While it runs, a dev cluster is controlled through a JSON API on 127.0.0.1:<base port - 1>
+(7000 by default), which `raftmq dev nodes|restart|kill|pause|resume` use:
+  GET  /nodes               {\"leader\": {\"id\", \"term\"} | null, \"nodes\": [NODE, ...]}
+  GET  /nodes/{id}          NODE
+  POST /nodes/{id}/restart  stop it if it runs (SIGTERM, SIGKILL after 3 s), start it again
+  POST /nodes/{id}/kill     kill -9
+  POST /nodes/{id}/stop     pause (SIGSTOP)
+  POST /nodes/{id}/cont     resume (SIGCONT)
+NODE: {\"id\", \"pid\", \"state\": running|paused|exited, \"exit\", \"starts\", \"rest\", \"grpc\",
+\"docs\", \"data_dir\"}. An action the node's state does not allow is a 409 {\"error\": reason}.
+When stdin is a terminal, lines typed there do the same: `r N` restart, `k N` kill -9,
+`p N` pause, `c N` continue, `l` list.";
 
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true, after_help = CONTROL_HELP)]
 pub struct DevArgs {
+    #[command(subcommand)]
+    action: Option<DevAction>,
     /// How many nodes.
     #[arg(long, default_value_t = 3)]
     nodes: u64,
-    /// REST port of node 1; node i listens on base+i-1, its gRPC port on base+100+i-1.
+    /// REST port of node 1; node i listens on base+i-1, its gRPC port on
+    /// base+100+i-1, and the control API on base-1.
     #[arg(long, default_value_t = 7001)]
     base_port: u16,
     /// Where the nodes keep their data (one folder each).
@@ -27,108 +80,758 @@ pub struct DevArgs {
     /// Start from empty data folders.
     #[arg(long)]
     fresh: bool,
+    /// Machine output: the node table and every event (leader, exit, restart) as
+    /// one JSON object a line on stdout; the nodes' logs go to stderr.
+    #[arg(long)]
+    json: bool,
     /// Extra flags for every node (e.g. --trace-rpc), after `--`.
     #[arg(last = true)]
     node_args: Vec<String>,
 }
 
+#[derive(Subcommand)]
+enum DevAction {
+    /// List the nodes of the running dev cluster (GET /nodes).
+    Nodes {
+        #[command(flatten)]
+        control: Control,
+    },
+    /// Restart a node: stop it if it runs, start it again on its data.
+    Restart {
+        /// The node's id.
+        id: u64,
+        #[command(flatten)]
+        control: Control,
+    },
+    /// Kill a node with SIGKILL (kill -9).
+    Kill {
+        /// The node's id.
+        id: u64,
+        #[command(flatten)]
+        control: Control,
+    },
+    /// Pause a node (SIGSTOP): it keeps its sockets but answers nothing.
+    Pause {
+        /// The node's id.
+        id: u64,
+        #[command(flatten)]
+        control: Control,
+    },
+    /// Resume a paused node (SIGCONT).
+    Resume {
+        /// The node's id.
+        id: u64,
+        #[command(flatten)]
+        control: Control,
+    },
+}
+
+#[derive(Args)]
+struct Control {
+    /// The running dev cluster's --base-port (its control API is on the port below).
+    #[arg(long, default_value_t = 7001)]
+    base_port: u16,
+    /// Machine output: the answer as JSON on stdout; a failure as
+    /// {"error": "...", "status": <HTTP status or null>} on stderr, exit 1.
+    #[arg(long)]
+    json: bool,
+}
+
 pub fn run(args: DevArgs) -> anyhow::Result<()> {
+    match args.action {
+        Some(action) => control(action),
+        None => run_cluster(args),
+    }
+}
+
+/// `raftmq dev restart N` and friends: one request to the control API.
+fn control(action: DevAction) -> anyhow::Result<()> {
+    let (control, method, path) = match &action {
+        DevAction::Nodes { control } => (control, "GET", "/nodes".to_string()),
+        DevAction::Restart { id, control } => (control, "POST", format!("/nodes/{id}/restart")),
+        DevAction::Kill { id, control } => (control, "POST", format!("/nodes/{id}/kill")),
+        DevAction::Pause { id, control } => (control, "POST", format!("/nodes/{id}/stop")),
+        DevAction::Resume { id, control } => (control, "POST", format!("/nodes/{id}/cont")),
+    };
+    out::set_json(control.json);
+    let Some(port) = control.base_port.checked_sub(1).filter(|p| *p > 0) else {
+        return Err(out::Failure::new("--base-port must be 2 or more", None).into());
+    };
+    let url = format!("http://127.0.0.1:{port}{path}");
+    let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(15)).build()?;
+    let request = if method == "GET" { client.get(&url) } else { client.post(&url) };
+    let response = request.send().map_err(|e| {
+        out::Failure::new(
+            format!(
+                "no dev cluster answers on 127.0.0.1:{port} (is `raftmq dev --base-port {}` \
+                 running?): {e}",
+                control.base_port
+            ),
+            None,
+        )
+    })?;
+    let status = response.status().as_u16();
+    let value: Value = response.json().unwrap_or(Value::Null);
+    if status != 200 {
+        let reason = value["error"].as_str().unwrap_or("no reason given").to_string();
+        return Err(out::Failure::new(reason, Some(status)).into());
+    }
+    if out::json_mode() {
+        out::value(&value);
+    } else if let Some(nodes) = value["nodes"].as_array() {
+        outln!("{}", table_header());
+        for node in nodes {
+            outln!("{}", table_row(node));
+        }
+        match value["leader"].as_object() {
+            Some(l) => outln!("leader: node {} in term {}", l["id"], l["term"]),
+            None => outln!("leader: none known"),
+        }
+    } else {
+        outln!("{}", table_header());
+        outln!("{}", table_row(&value));
+    }
+    Ok(())
+}
+
+fn table_header() -> String {
+    format!("  {:<4} {:<8} {:<9} {:<24} {:<17} {}", "ID", "PID", "STATE", "REST", "gRPC", "DOCS")
+}
+
+fn table_row(node: &Value) -> String {
+    let text = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".to_string(),
+        other => other.to_string(),
+    };
+    format!(
+        "  {:<4} {:<8} {:<9} {:<24} {:<17} {}",
+        text(&node["id"]),
+        text(&node["pid"]),
+        text(&node["state"]),
+        text(&node["rest"]),
+        text(&node["grpc"]),
+        text(&node["docs"]),
+    )
+}
+
+/// What the supervisor needs to start node `i` (again).
+struct Spec {
+    exe: PathBuf,
+    base_port: u16,
+    data_dir: PathBuf,
+    peers: String,
+    node_args: Vec<String>,
+    json: bool,
+}
+
+impl Spec {
+    fn rest_port(&self, id: u64) -> u64 {
+        u64::from(self.base_port) + id - 1
+    }
+    fn raft_port(&self, id: u64) -> u64 {
+        u64::from(self.base_port) + 100 + id - 1
+    }
+    fn node_dir(&self, id: u64) -> PathBuf {
+        self.data_dir.join(format!("node{id}"))
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+enum State {
+    Running,
+    Paused,
+    Exited,
+}
+
+struct Proc {
+    id: u64,
+    child: Option<Child>,
+    state: State,
+    /// How it last exited ("exit status: 1", "signal: 9 (SIGKILL)").
+    exit: Option<String>,
+    starts: u32,
+}
+
+/// A request to the supervisor (from the control API or the terminal).
+enum Request {
+    List(tokio::sync::oneshot::Sender<Value>),
+    Act(u64, Action, tokio::sync::oneshot::Sender<Result<Value, (StatusCode, String)>>),
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Action {
+    Restart,
+    Kill,
+    Stop,
+    Cont,
+}
+
+impl Action {
+    fn parse(text: &str) -> Option<Action> {
+        match text {
+            "restart" | "r" => Some(Action::Restart),
+            "kill" | "k" => Some(Action::Kill),
+            "stop" | "p" => Some(Action::Stop),
+            "cont" | "c" => Some(Action::Cont),
+            _ => None,
+        }
+    }
+}
+
+/// The leader the watcher saw last: (id, term).
+type Leader = Arc<Mutex<Option<(u64, u64)>>>;
+
+fn run_cluster(args: DevArgs) -> anyhow::Result<()> {
+    out::set_json(args.json);
     if args.nodes == 0 || args.nodes > 50 {
         bail!("--nodes must be between 1 and 50");
+    }
+    if args.base_port < 2 || u64::from(args.base_port) + 100 + args.nodes - 1 > 65535 {
+        bail!(
+            "--base-port {} leaves no room: the control API needs base-1 and the gRPC ports \
+             base+100 .. base+100+nodes-1 must stay below 65536",
+            args.base_port
+        );
     }
     if args.fresh && args.data_dir.exists() {
         std::fs::remove_dir_all(&args.data_dir)
             .with_context(|| format!("cannot empty {}", args.data_dir.display()))?;
     }
     let exe = std::env::current_exe().context("cannot find the raftmq executable")?;
-    let raft_port = |i: u64| args.base_port as u64 + 100 + i - 1;
-    let client_port = |i: u64| args.base_port as u64 + i - 1;
+    let spec = Spec {
+        exe,
+        base_port: args.base_port,
+        data_dir: args.data_dir.clone(),
+        peers: String::new(),
+        node_args: args.node_args.clone(),
+        json: args.json,
+    };
     let peers: Vec<String> =
-        (1..=args.nodes).map(|i| format!("{i}=127.0.0.1:{}", raft_port(i))).collect();
-    let peers = peers.join(",");
+        (1..=args.nodes).map(|i| format!("{i}=127.0.0.1:{}", spec.raft_port(i))).collect();
+    let spec = Spec { peers: peers.join(","), ..spec };
+    check_folder(&spec, args.nodes)?;
+    let control_addr = SocketAddr::from(([127, 0, 0, 1], args.base_port - 1));
+    let control_listener = std::net::TcpListener::bind(control_addr).with_context(|| {
+        format!(
+            "cannot listen on {control_addr} for the dev control API (another raftmq dev on \
+             --base-port {}? give another --base-port)",
+            args.base_port
+        )
+    })?;
 
-    println!("raftmq dev: starting {} nodes (data in {})", args.nodes, args.data_dir.display());
-    let mut children: Vec<Child> = Vec::new();
-    for i in 1..=args.nodes {
-        let data_dir = args.data_dir.join(format!("node{i}"));
-        let mut command = Command::new(&exe);
-        command
-            .arg("node")
-            .args(["--id", &i.to_string()])
-            .args(["--listen", &format!("127.0.0.1:{}", client_port(i))])
-            .args(["--raft-listen", &format!("127.0.0.1:{}", raft_port(i))])
-            .args(["--peers", &peers])
-            .arg("--data-dir")
-            .arg(&data_dir)
-            .args(&args.node_args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = command.spawn().with_context(|| format!("cannot start node {i}"))?;
-        relay(i, child.stdout.take());
-        relay(i, child.stderr.take());
-        println!(
-            "  node {i}: REST http://127.0.0.1:{}  gRPC 127.0.0.1:{}",
-            client_port(i),
-            raft_port(i)
-        );
-        children.push(child);
+    let mut procs: Vec<Proc> = (1..=args.nodes)
+        .map(|id| Proc { id, child: None, state: State::Exited, exit: None, starts: 0 })
+        .collect();
+    for proc in procs.iter_mut() {
+        start(&spec, proc).with_context(|| format!("cannot start node {}", proc.id))?;
     }
-    println!("try: curl -X PUT -d '{{\"topic\":\"t\"}}' http://127.0.0.1:{}/topic", args.base_port);
-    println!("     curl http://127.0.0.1:{}/status   (Ctrl-C stops the cluster)", args.base_port);
+    print_table(&spec, &procs, control_addr);
 
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let signals = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     thread::spawn(move || {
         // Ctrl-C, or SIGTERM from a script or `kill`: either way the nodes
         // go down with the cluster instead of living on as orphans.
-        runtime.block_on(super::shutdown_signal());
+        signals.block_on(super::shutdown_signal());
         flag.store(true, Ordering::SeqCst);
     });
-    let mut exited = vec![false; children.len()];
+    let leader: Leader = Arc::new(Mutex::new(None));
+    let ports: Vec<(u64, u64)> = procs.iter().map(|p| (p.id, spec.rest_port(p.id))).collect();
+    watch_leader(ports, leader.clone(), args.json);
+    let (requests, inbox) = mpsc::channel::<Request>();
+    serve_control(control_listener, requests.clone())?;
+    if std::io::stdin().is_terminal() {
+        read_keys(requests);
+    }
+
+    // This thread owns the node processes: every start, stop and signal happens
+    // here. (A child started from a short-lived thread would be killed with it:
+    // the nodes ask the kernel to SIGTERM them when their parent thread ends, so
+    // that a dev killed by SIGKILL leaves no orphans.)
+    let mut outcome = Ok(());
     while !stop.load(Ordering::SeqCst) {
-        for (i, child) in children.iter_mut().enumerate() {
-            if exited[i] {
+        match inbox.recv_timeout(Duration::from_millis(100)) {
+            Ok(Request::List(reply)) => {
+                let _ = reply.send(list(&spec, &procs, &leader));
+            }
+            Ok(Request::Act(id, action, reply)) => {
+                let result = match procs.iter_mut().find(|p| p.id == id) {
+                    Some(proc) => act(&spec, proc, action).map(|()| describe(&spec, proc)),
+                    None => Err((
+                        StatusCode::NOT_FOUND,
+                        format!("no node {id}: this cluster has nodes 1-{}", args.nodes),
+                    )),
+                };
+                let _ = reply.send(result);
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => {}
+        }
+        for proc in procs.iter_mut() {
+            if proc.state == State::Exited {
                 continue;
             }
+            let Some(child) = proc.child.as_mut() else { continue };
             if let Ok(Some(status)) = child.try_wait() {
-                println!("[dev] node {} exited: {status}", i + 1);
-                exited[i] = true;
+                proc.state = State::Exited;
+                proc.exit = Some(status.to_string());
+                proc.child = None;
+                event(
+                    args.json,
+                    format!(
+                        "node {} exited: {status} (restart it with `r {}` here or `raftmq dev \
+                         restart {} --base-port {}`)",
+                        proc.id, proc.id, proc.id, args.base_port
+                    ),
+                    json!({"event": "exited", "id": proc.id, "exit": status.to_string()}),
+                );
             }
         }
-        thread::sleep(Duration::from_millis(200));
+        if procs.iter().all(|p| p.state == State::Exited) {
+            event(
+                args.json,
+                "no node is running; stopping (see the nodes' last log lines above)".into(),
+                json!({"event": "stopped", "reason": "no node is running"}),
+            );
+            outcome = Err(anyhow::anyhow!("no node of the dev cluster is running"));
+            break;
+        }
     }
-    println!("[dev] stopping all nodes");
-    for child in children.iter_mut() {
-        terminate(child);
+    if outcome.is_ok() {
+        event(args.json, "stopping all nodes".into(), json!({"event": "stopping"}));
     }
-    for child in children.iter_mut() {
-        let _ = child.wait();
+    for proc in procs.iter_mut() {
+        if let Some(child) = proc.child.as_mut() {
+            terminate(child);
+        }
+    }
+    outcome
+}
+
+/// Refuses a data folder written by another cluster (another node count or
+/// base port): its nodes would each refuse to start ("belongs to ... cluster").
+fn check_folder(spec: &Spec, nodes: u64) -> anyhow::Result<()> {
+    let expected = {
+        let any: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 1));
+        let mut config = crate::config::NodeConfig::new(1, any, any);
+        config.peers = crate::config::parse_peers(&spec.peers)?;
+        config.cluster_id()
+    };
+    let Ok(entries) = std::fs::read_dir(&spec.data_dir) else { return Ok(()) };
+    let hint = format!(
+        "start with --fresh to empty {} (its data is lost), or give another --data-dir",
+        spec.data_dir.display()
+    );
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        let Some(id) = name.strip_prefix("node").and_then(|n| n.parse::<u64>().ok()) else {
+            continue;
+        };
+        let identity = match raftmq_storage::Identity::read(&entry.path()) {
+            Ok(Some(identity)) => identity,
+            Ok(None) => continue,
+            Err(e) => bail!("{} cannot be used: {e}; {hint}", entry.path().display()),
+        };
+        if identity.cluster_id != expected || identity.node_id != id || id > nodes {
+            bail!(
+                "{} belongs to another cluster (node {} of cluster {}; these {nodes} nodes on \
+                 --base-port {} make cluster {expected}): {hint}",
+                entry.path().display(),
+                identity.node_id,
+                identity.cluster_id,
+                spec.base_port
+            );
+        }
     }
     Ok(())
 }
 
-/// Prints a child's output line by line with its node prefix.
-fn relay(node: u64, pipe: Option<impl std::io::Read + Send + 'static>) {
-    let Some(pipe) = pipe else { return };
+fn start(spec: &Spec, proc: &mut Proc) -> anyhow::Result<()> {
+    let id = proc.id;
+    let mut command = Command::new(&spec.exe);
+    command
+        .arg("node")
+        .args(["--id", &id.to_string()])
+        .args(["--listen", &format!("127.0.0.1:{}", spec.rest_port(id))])
+        .args(["--raft-listen", &format!("127.0.0.1:{}", spec.raft_port(id))])
+        .args(["--peers", &spec.peers])
+        .arg("--data-dir")
+        .arg(spec.node_dir(id))
+        .args(&spec.node_args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: prctl is async-signal-safe and touches only the new process.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let mut child = command.spawn()?;
+    relay(id, child.stdout.take(), spec.json);
+    relay(id, child.stderr.take(), spec.json);
+    proc.child = Some(child);
+    proc.state = State::Running;
+    proc.starts += 1;
+    Ok(())
+}
+
+fn describe(spec: &Spec, proc: &Proc) -> Value {
+    let state = match proc.state {
+        State::Running => "running",
+        State::Paused => "paused",
+        State::Exited => "exited",
+    };
+    json!({
+        "id": proc.id,
+        "pid": proc.child.as_ref().map(Child::id),
+        "state": state,
+        "exit": proc.exit,
+        "starts": proc.starts,
+        "rest": format!("http://127.0.0.1:{}", spec.rest_port(proc.id)),
+        "grpc": format!("127.0.0.1:{}", spec.raft_port(proc.id)),
+        "docs": format!("http://127.0.0.1:{}/docs", spec.rest_port(proc.id)),
+        "data_dir": spec.node_dir(proc.id),
+    })
+}
+
+fn list(spec: &Spec, procs: &[Proc], leader: &Leader) -> Value {
+    let leader = *leader.lock().unwrap_or_else(|p| p.into_inner());
+    json!({
+        "leader": leader.map(|(id, term)| json!({"id": id, "term": term})),
+        "nodes": procs.iter().map(|p| describe(spec, p)).collect::<Vec<_>>(),
+    })
+}
+
+fn print_table(spec: &Spec, procs: &[Proc], control: SocketAddr) {
+    let nodes: Vec<Value> = procs.iter().map(|p| describe(spec, p)).collect();
+    if spec.json {
+        say!(
+            "{}",
+            json!({"event": "started", "control": format!("http://{control}"), "nodes": nodes})
+        );
+        return;
+    }
+    say!(
+        "raftmq dev: {} nodes, data in {}, control API http://{control} (see raftmq dev --help)",
+        procs.len(),
+        spec.data_dir.display()
+    );
+    say!("{}", table_header());
+    for node in &nodes {
+        say!("{}", table_row(node));
+    }
+    let base = spec.base_port;
+    say!("try: curl -X PUT -d '{{\"topic\":\"t\"}}' http://127.0.0.1:{base}/topic");
+    say!("     curl http://127.0.0.1:{base}/status   (Ctrl-C stops the cluster)");
+    if std::io::stdin().is_terminal() {
+        say!("keys (then Enter): r N restart, k N kill -9, p N pause, c N continue, l list");
+    }
+}
+
+/// One event: `[dev] text` for people, a JSON line with `--json`.
+fn event(json: bool, text: String, value: Value) {
+    if json {
+        say!("{value}");
+    } else {
+        say!("[dev] {text}");
+    }
+}
+
+fn act(spec: &Spec, proc: &mut Proc, action: Action) -> Result<(), (StatusCode, String)> {
+    let id = proc.id;
+    let conflict = |why: String| Err((StatusCode::CONFLICT, why));
+    let not_running = |proc: &Proc| {
+        format!(
+            "node {id} is not running (it exited: {})",
+            proc.exit.as_deref().unwrap_or("unknown status")
+        )
+    };
+    match (action, &proc.state) {
+        (Action::Restart, _) => {
+            if let Some(mut child) = proc.child.take() {
+                terminate(&mut child);
+                proc.exit = child.try_wait().ok().flatten().map(|s| s.to_string());
+            }
+            proc.state = State::Exited;
+            if let Err(e) = start(spec, proc) {
+                return conflict(format!("node {id} could not be started again: {e}"));
+            }
+            let pid = proc.child.as_ref().map(Child::id);
+            event(
+                spec.json,
+                format!("node {id} restarted (pid {})", pid.unwrap_or(0)),
+                json!({"event": "restarted", "id": id, "pid": pid}),
+            );
+        }
+        (_, State::Exited) => return conflict(not_running(proc)),
+        (Action::Kill, _) => {
+            let Some(mut child) = proc.child.take() else { return conflict(not_running(proc)) };
+            let _ = child.kill();
+            let status = child.wait().map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
+            proc.state = State::Exited;
+            proc.exit = Some(status.clone());
+            event(
+                spec.json,
+                format!("node {id} killed: {status}"),
+                json!({"event": "exited", "id": id, "exit": status}),
+            );
+        }
+        (Action::Stop, State::Paused) => return conflict(format!("node {id} is already paused")),
+        (Action::Cont, State::Running) => {
+            return conflict(format!("node {id} is running, not paused"))
+        }
+        (Action::Stop, State::Running) | (Action::Cont, State::Paused) => {
+            let (signal, state, word) = match action {
+                Action::Stop => (libc::SIGSTOP, State::Paused, "paused"),
+                _ => (libc::SIGCONT, State::Running, "resumed"),
+            };
+            let pid = proc.child.as_ref().map(Child::id).unwrap_or(0);
+            signal_process(pid, signal)
+                .map_err(|e| (StatusCode::CONFLICT, format!("cannot signal node {id}: {e}")))?;
+            proc.state = state;
+            event(
+                spec.json,
+                format!("node {id} {word}"),
+                json!({"event": word, "id": id, "pid": pid}),
+            );
+        }
+    }
+    Ok(())
+}
+
+fn signal_process(pid: u32, signal: libc::c_int) -> std::io::Result<()> {
+    let pid = libc::pid_t::try_from(pid)
+        .map_err(|_| std::io::Error::other(format!("pid {pid} out of range")))?;
+    // SAFETY: kill(2) has no memory effects; the pid is our own child's.
+    if unsafe { libc::kill(pid, signal) } == -1 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Polls every node's /status and announces each new leader (id and term).
+fn watch_leader(ports: Vec<(u64, u64)>, leader: Leader, json: bool) {
     thread::spawn(move || {
-        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-            println!("[node {node}] {line}");
+        let Ok(client) =
+            reqwest::blocking::Client::builder().timeout(Duration::from_millis(400)).build()
+        else {
+            return;
+        };
+        loop {
+            let started = Instant::now();
+            let mut seen: Option<(u64, u64)> = None;
+            for (id, port) in &ports {
+                let url = format!("http://127.0.0.1:{port}/status");
+                let Ok(status) = client.get(&url).send().and_then(|r| r.json::<Value>()) else {
+                    continue;
+                };
+                let is_leader =
+                    status["role"].as_str().is_some_and(|r| r.eq_ignore_ascii_case("leader"));
+                let term = status["term"].as_u64().unwrap_or(0);
+                // Two nodes may both think they lead for a moment: the higher term wins.
+                if is_leader && seen.is_none_or(|(_, t)| term > t) {
+                    seen = Some((*id, term));
+                }
+            }
+            if let Some((id, term)) = seen {
+                let mut last = leader.lock().unwrap_or_else(|p| p.into_inner());
+                if *last != Some((id, term)) {
+                    *last = Some((id, term));
+                    drop(last);
+                    event(
+                        json,
+                        format!("node {id} is leader in term {term}"),
+                        json!({"event": "leader", "id": id, "term": term}),
+                    );
+                }
+            }
+            thread::sleep(Duration::from_millis(250).saturating_sub(started.elapsed()));
         }
     });
 }
 
-fn terminate(child: &mut Child) {
-    #[cfg(unix)]
-    {
-        // SIGTERM lets a node shut down cleanly; SIGKILL if it does not.
-        let _ = Command::new("kill").arg(child.id().to_string()).status();
-        for _ in 0..30 {
-            if matches!(child.try_wait(), Ok(Some(_))) {
-                return;
+#[derive(Clone)]
+struct ControlState {
+    requests: mpsc::Sender<Request>,
+}
+
+impl ControlState {
+    fn send(&self, request: Request) -> bool {
+        self.requests.send(request).is_ok()
+    }
+}
+
+fn error(status: StatusCode, reason: impl Into<String>) -> Response {
+    (status, Json(json!({"error": reason.into()}))).into_response()
+}
+
+fn gone() -> Response {
+    error(StatusCode::SERVICE_UNAVAILABLE, "the dev cluster is stopping")
+}
+
+/// The control API (see the module docs), on its own thread and runtime.
+fn serve_control(
+    listener: std::net::TcpListener,
+    requests: mpsc::Sender<Request>,
+) -> anyhow::Result<()> {
+    listener.set_nonblocking(true)?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let state = ControlState { requests };
+    let app = Router::new()
+        .route("/nodes", get(list_nodes))
+        .route("/nodes/{id}", get(get_node))
+        .route("/nodes/{id}/{action}", post(act_on_node))
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "no such route; see raftmq dev --help") })
+        .method_not_allowed_fallback(|| async {
+            error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed; see raftmq dev --help")
+        })
+        .with_state(state);
+    thread::spawn(move || {
+        runtime.block_on(async move {
+            let Ok(listener) = tokio::net::TcpListener::from_std(listener) else { return };
+            if let Err(e) = axum::serve(listener, app).await {
+                out::err_line(format_args!("[dev] the control API stopped: {e}"));
             }
-            thread::sleep(Duration::from_millis(100));
+        });
+    });
+    Ok(())
+}
+
+async fn list_nodes(Shared(state): Shared<ControlState>) -> Response {
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    if !state.send(Request::List(reply)) {
+        return gone();
+    }
+    match answer.await {
+        Ok(value) => Json(value).into_response(),
+        Err(_) => gone(),
+    }
+}
+
+async fn get_node(Shared(state): Shared<ControlState>, UrlPath(id): UrlPath<String>) -> Response {
+    let Ok(id) = id.parse::<u64>() else {
+        return error(StatusCode::NOT_FOUND, format!("no node {id:?}: ids are numbers"));
+    };
+    let response = list_nodes(Shared(state)).await;
+    if response.status() != StatusCode::OK {
+        return response;
+    }
+    let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap_or_default();
+    let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let node = value["nodes"].as_array().and_then(|n| n.iter().find(|n| n["id"] == id)).cloned();
+    match node {
+        Some(node) => Json(node).into_response(),
+        None => error(StatusCode::NOT_FOUND, format!("no node {id}")),
+    }
+}
+
+async fn act_on_node(
+    Shared(state): Shared<ControlState>,
+    UrlPath((id, action)): UrlPath<(String, String)>,
+) -> Response {
+    let Ok(id) = id.parse::<u64>() else {
+        return error(StatusCode::NOT_FOUND, format!("no node {id:?}: ids are numbers"));
+    };
+    let Some(action) = Action::parse(&action) else {
+        return error(
+            StatusCode::NOT_FOUND,
+            format!("no action {action:?}: use restart, kill, stop or cont"),
+        );
+    };
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    if !state.send(Request::Act(id, action, reply)) {
+        return gone();
+    }
+    match answer.await {
+        Ok(Ok(node)) => Json(node).into_response(),
+        Ok(Err((status, reason))) => error(status, reason),
+        Err(_) => gone(),
+    }
+}
+
+/// Lines typed on the terminal: `r N`, `k N`, `p N`, `c N`, `l`.
+fn read_keys(requests: mpsc::Sender<Request>) {
+    thread::spawn(move || {
+        let runtime = match tokio::runtime::Builder::new_current_thread().build() {
+            Ok(runtime) => runtime,
+            Err(_) => return,
+        };
+        for line in std::io::stdin().lock().lines().map_while(Result::ok) {
+            let words: Vec<&str> = line.split_whitespace().collect();
+            match words.as_slice() {
+                [] => {}
+                ["l"] => {
+                    let (reply, answer) = tokio::sync::oneshot::channel();
+                    if requests.send(Request::List(reply)).is_err() {
+                        return;
+                    }
+                    if let Ok(value) = runtime.block_on(answer) {
+                        say!("{}", table_header());
+                        for node in value["nodes"].as_array().into_iter().flatten() {
+                            say!("{}", table_row(node));
+                        }
+                    }
+                }
+                [key, id] => {
+                    let (Some(action), Ok(id)) = (Action::parse(key), id.parse::<u64>()) else {
+                        say!(
+                            "[dev] keys: r N restart, k N kill -9, p N pause, c N continue, l list"
+                        );
+                        continue;
+                    };
+                    let (reply, answer) = tokio::sync::oneshot::channel();
+                    if requests.send(Request::Act(id, action, reply)).is_err() {
+                        return;
+                    }
+                    if let Ok(Err((_, reason))) = runtime.block_on(answer) {
+                        say!("[dev] {reason}");
+                    }
+                }
+                _ => say!("[dev] keys: r N restart, k N kill -9, p N pause, c N continue, l list"),
+            }
         }
+    });
+}
+
+/// Prints a child's output line by line with its node prefix (on stderr with
+/// `--json`, where stdout carries only the events).
+fn relay(node: u64, pipe: Option<impl std::io::Read + Send + 'static>, json: bool) {
+    let Some(pipe) = pipe else { return };
+    thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            if json {
+                out::err_line(format_args!("[node {node}] {line}"));
+            } else {
+                say!("[node {node}] {line}");
+            }
+        }
+    });
+}
+
+/// Stops a node: SIGCONT (a paused node cannot act on SIGTERM), SIGTERM to let
+/// it shut down cleanly, SIGKILL if it has not exited after 3 s.
+fn terminate(child: &mut Child) {
+    if matches!(child.try_wait(), Ok(Some(_))) {
+        return;
+    }
+    let _ = signal_process(child.id(), libc::SIGCONT);
+    let _ = signal_process(child.id(), libc::SIGTERM);
+    for _ in 0..30 {
+        if matches!(child.try_wait(), Ok(Some(_))) {
+            return;
+        }
+        thread::sleep(Duration::from_millis(100));
     }
     let _ = child.kill();
+    let _ = child.wait();
 }

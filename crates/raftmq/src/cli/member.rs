@@ -1,9 +1,12 @@
 //! `raftmq member`: list, add, remove members and transfer leadership.
 
+use std::time::Duration;
+
 use clap::Subcommand;
 use serde_json::json;
 
-use super::client::{call, print, Target};
+use super::client::{request, Target};
+use super::out;
 
 #[derive(Subcommand)]
 pub enum MemberCommand {
@@ -12,8 +15,10 @@ pub enum MemberCommand {
         #[command(flatten)]
         target: Target,
     },
-    /// Add a member (as a learner, promoted to voter once caught up).
+    /// Add a member (as a learner, promoted to voter once caught up). Then start
+    /// the new node with `raftmq node --join <a member's raft address> ...`.
     Add {
+        /// The new member's node id (≥ 1, not in use).
         id: u64,
         /// Its raft (gRPC) address, host:port.
         raft_addr: String,
@@ -28,12 +33,14 @@ pub enum MemberCommand {
     },
     /// Remove a member; removing the leader hands leadership over first.
     Remove {
+        /// The member's node id.
         id: u64,
         #[command(flatten)]
         target: Target,
     },
     /// Make another voter the leader.
     TransferLeader {
+        /// The voter to become leader.
         id: u64,
         #[command(flatten)]
         target: Target,
@@ -41,9 +48,10 @@ pub enum MemberCommand {
 }
 
 pub fn run(command: MemberCommand) -> anyhow::Result<()> {
-    let (status, value) = match command {
+    let none = Duration::ZERO;
+    let value = match command {
         MemberCommand::List { target } => {
-            let (status, value) = call("GET", &target.url("/v1/members"), None)?;
+            let value = request(target.activate(), "GET", "/v1/members", None, none)?;
             // A follower does not know the others' progress: ask the leader.
             let leader_addr = value["leader_id"]
                 .as_u64()
@@ -51,22 +59,27 @@ pub fn run(command: MemberCommand) -> anyhow::Result<()> {
                 .and_then(|l| {
                     value["members"].as_array()?.iter().find(|m| m["node_id"] == l).cloned()
                 })
-                .and_then(|m| m["client_addr"].as_str().map(str::to_string));
+                .and_then(|m| m["client_addr"].as_str().map(str::to_string))
+                .filter(|addr| !addr.is_empty());
             match leader_addr {
-                Some(addr) => call("GET", &Target::at(&addr).url("/v1/members"), None)?,
-                None => (status, value),
+                Some(addr) => {
+                    request(&Target::at(&addr, &target), "GET", "/v1/members", None, none)?
+                }
+                None => value,
             }
         }
         MemberCommand::Add { id, raft_addr, client_addr, role, target } => {
             let body = json!({"node_id": id, "raft_addr": raft_addr, "client_addr": client_addr, "role": role});
-            call("POST", &target.url("/v1/members"), Some(body))?
+            request(target.activate(), "POST", "/v1/members", Some(body), none)?
         }
         MemberCommand::Remove { id, target } => {
-            call("DELETE", &target.url(&format!("/v1/members/{id}")), None)?
+            request(target.activate(), "DELETE", &format!("/v1/members/{id}"), None, none)?
         }
         MemberCommand::TransferLeader { id, target } => {
-            call("POST", &target.url(&format!("/v1/members/{id}/transfer-leader")), None)?
+            let path = format!("/v1/members/{id}/transfer-leader");
+            request(target.activate(), "POST", &path, None, none)?
         }
     };
-    print(status, &value)
+    out::value(&value);
+    Ok(())
 }

@@ -4,16 +4,18 @@
 
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
-#[derive(Args, Clone)]
-pub struct Node {
-    /// A node's client address (host:port or URL); any node will do.
-    #[arg(long, short, env = "RAFTMQ_NODE", default_value = "127.0.0.1:7001")]
-    node: String,
-}
+use super::client::{request, urlencode, Target};
+use super::out;
+
+/// Members the leader has not heard from for longer than this are shown as
+/// unreachable: a leader hears from every live follower at each heartbeat
+/// (tens of milliseconds), so a second of silence is a dead or cut-off node.
+pub(crate) const UNREACHABLE_AFTER_MS: u64 = 1000;
+
+pub type Node = Target;
 
 #[derive(Subcommand)]
 pub enum BrokerCommand {
@@ -41,6 +43,7 @@ pub enum BrokerCommand {
     },
     /// Change a broker's registration (only the given fields); its epoch goes up by one.
     Change {
+        /// The broker id.
         id: i64,
         #[arg(long)]
         host: Option<String>,
@@ -58,6 +61,7 @@ pub enum BrokerCommand {
     },
     /// Unregister a broker: CLOSED, out of the active list, still in the history.
     Unregister {
+        /// The broker id.
         id: i64,
         #[command(flatten)]
         node: Node,
@@ -80,50 +84,16 @@ pub struct MetadataArgs {
     node: Node,
 }
 
-impl Node {
-    fn url(&self, path: &str) -> String {
-        let base = self.node.trim_end_matches('/');
-        if base.starts_with("http://") || base.starts_with("https://") {
-            format!("{base}{path}")
-        } else {
-            format!("http://{base}{path}")
-        }
-    }
-}
-
-fn call(method: &str, url: &str, body: Option<Value>) -> anyhow::Result<(u16, Value)> {
-    let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(70)).build()?;
-    let mut request = match method {
-        "POST" => client.post(url),
-        "PATCH" => client.patch(url),
-        _ => client.get(url),
-    };
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().with_context(|| format!("cannot reach {url}"))?;
-    let status = response.status().as_u16();
-    Ok((status, response.json().unwrap_or(Value::Null)))
-}
-
-fn print(status: u16, value: &Value) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
-    if status >= 400 {
-        anyhow::bail!("the node answered HTTP {status}");
-    }
-    Ok(())
-}
-
 pub fn broker(command: BrokerCommand) -> anyhow::Result<()> {
-    let (status, value) = match command {
+    let value = match command {
         BrokerCommand::Register { id, host, port, security_protocol, rack, node } => {
             let body = json!({"brokerId": id, "brokerHost": host, "brokerPort": port,
                               "securityProtocol": security_protocol, "rackId": rack});
-            call("POST", &node.url("/v1/brokers"), Some(body))?
+            request(node.activate(), "POST", "/v1/brokers", Some(body), Duration::ZERO)?
         }
         BrokerCommand::List { active, node } => {
             let path = if active { "/v1/brokers?status=active" } else { "/v1/brokers" };
-            call("GET", &node.url(path), None)?
+            request(node.activate(), "GET", path, None, Duration::ZERO)?
         }
         BrokerCommand::Change { id, host, port, security_protocol, status, rack, node } => {
             let mut body = serde_json::Map::new();
@@ -139,39 +109,71 @@ pub fn broker(command: BrokerCommand) -> anyhow::Result<()> {
                     body.insert(name.into(), json!(value));
                 }
             }
-            call("PATCH", &node.url(&format!("/v1/brokers/{id}")), Some(Value::Object(body)))?
+            let path = format!("/v1/brokers/{id}");
+            request(node.activate(), "PATCH", &path, Some(Value::Object(body)), Duration::ZERO)?
         }
         BrokerCommand::Unregister { id, node } => {
-            call("POST", &node.url(&format!("/v1/brokers/{id}/unregister")), None)?
+            let path = format!("/v1/brokers/{id}/unregister");
+            request(node.activate(), "POST", &path, None, Duration::ZERO)?
         }
     };
-    print(status, &value)
+    out::value(&value);
+    Ok(())
 }
 
 pub fn metadata(args: MetadataArgs) -> anyhow::Result<()> {
-    let mut path = format!("/v1/metadata?since={}&view={}", args.since, args.view);
+    let mut path =
+        format!("/v1/metadata?since={}&view={}", urlencode(&args.since), urlencode(&args.view));
+    // A long poll holds the answer back for up to --wait: each attempt may take that long
+    // on top of --timeout.
+    let mut hold = Duration::ZERO;
     if let Some(wait) = &args.wait {
-        path.push_str(&format!("&wait={wait}"));
+        hold = crate::bench::parse_duration(wait)
+            .map_err(|e| out::Failure::new(format!("--wait: {e}"), None))?;
+        path.push_str(&format!("&wait={}", urlencode(wait)));
     }
-    let (status, value) = call("GET", &args.node.url(&path), None)?;
-    print(status, &value)
+    let value = request(args.node.activate(), "GET", &path, None, hold)?;
+    out::value(&value);
+    Ok(())
 }
 
-/// `raftmq describe`: the quorum as the leader sees it.
+/// `raftmq describe`: the quorum as the leader sees it. A member the leader
+/// has not heard from for over a second is marked unreachable, with how long
+/// ago it last answered: its match index and lag are then the leader's last
+/// knowledge (0 and the whole log when this leader never heard from it).
 pub fn describe(node: Node) -> anyhow::Result<()> {
-    let (_, mut status) = call("GET", &node.url("/v1/status"), None)?;
+    node.activate();
+    let mut status = request(&node, "GET", "/v1/status", None, Duration::ZERO)?;
     if status["role"] != "Leader" && status["role"] != "leader" {
         // Members' progress is known to the leader only: ask it if its address is known.
-        let (_, plain) = call("GET", &node.url("/status"), None)?;
+        let plain = request(&node, "GET", "/status", None, Duration::ZERO)?;
         if let Some(leader) = plain["leader_address"].as_str() {
-            let leader = Node { node: leader.to_string() };
-            if let Ok((200, from_leader)) = call("GET", &leader.url("/v1/status"), None) {
+            let leader = Target::at(leader, &node);
+            if let Ok(from_leader) = request(&leader, "GET", "/v1/status", None, Duration::ZERO) {
                 status = from_leader;
             }
         }
     }
-    print_quorum(&status);
+    mark_reachability(&mut status);
+    if out::json_mode() {
+        out::value(&status);
+    } else {
+        print_quorum(&status);
+    }
     Ok(())
+}
+
+/// Adds `reachable` to every member of a leader's status: whether the leader
+/// heard from it within [`UNREACHABLE_AFTER_MS`] (the leader itself always).
+fn mark_reachability(status: &mut Value) {
+    let me = status["node_id"].as_u64();
+    if let Some(members) = status["members"].as_array_mut() {
+        for m in members {
+            let silent = m["last_contact_ms"].as_u64().unwrap_or(0);
+            let reachable = m["node_id"].as_u64() == me || silent <= UNREACHABLE_AFTER_MS;
+            m["reachable"] = json!(reachable);
+        }
+    }
 }
 
 fn print_quorum(status: &Value) {
@@ -180,35 +182,50 @@ fn print_quorum(status: &Value) {
         v.as_array().map(|a| a.iter().map(number).collect::<Vec<_>>().join(",")).unwrap_or_default()
     };
     let members = status["members"].as_array().cloned().unwrap_or_default();
-    let max_lag = members.iter().filter_map(|m| m["lag"].as_u64()).max();
-    println!("LeaderId:          {}", number(&status["leader_id"]));
-    println!("LeaderEpoch:       {}", number(&status["term"]));
-    println!("HighWatermark:     {}", number(&status["commit_index"]));
-    println!("MaxFollowerLag:    {}", max_lag.map_or("-".to_string(), |l| l.to_string()));
-    println!("CurrentVoters:     [{}]", list(&status["voters"]));
-    println!("CurrentObservers:  [{}]", list(&status["learners"]));
-    println!(
+    // A dead member's lag is the leader's stale knowledge, not a follower falling behind.
+    let max_lag =
+        members.iter().filter(|m| m["reachable"] != false).filter_map(|m| m["lag"].as_u64()).max();
+    let unreachable: Vec<String> =
+        members.iter().filter(|m| m["reachable"] == false).map(|m| number(&m["node_id"])).collect();
+    out::line(format_args!("LeaderId:          {}", number(&status["leader_id"])));
+    out::line(format_args!("LeaderEpoch:       {}", number(&status["term"])));
+    out::line(format_args!("HighWatermark:     {}", number(&status["commit_index"])));
+    out::line(format_args!(
+        "MaxFollowerLag:    {}",
+        max_lag.map_or("-".to_string(), |l| l.to_string())
+    ));
+    out::line(format_args!("CurrentVoters:     [{}]", list(&status["voters"])));
+    out::line(format_args!("CurrentObservers:  [{}]", list(&status["learners"])));
+    if !members.is_empty() {
+        out::line(format_args!("Unreachable:       [{}]", unreachable.join(",")));
+    }
+    out::line(format_args!(
         "AnsweredBy:        node {} ({})",
         number(&status["node_id"]),
         status["role"].as_str().unwrap_or("?")
-    );
+    ));
     if members.is_empty() {
-        println!("(member progress is known to the leader only; ask the leader's node)");
+        out::line("(member progress is known to the leader only; ask the leader's node)");
         return;
     }
-    println!();
-    println!(
-        "{:<8} {:<10} {:>12} {:>8} {:>16}",
-        "NodeId", "Role", "MatchIndex", "Lag", "LastContactMs"
-    );
+    out::line("");
+    out::line(format_args!(
+        "{:<8} {:<8} {:>12} {:>8}  {}",
+        "NodeId", "Role", "MatchIndex", "Lag", "Contact"
+    ));
     for m in &members {
-        println!(
-            "{:<8} {:<10} {:>12} {:>8} {:>16}",
+        let silent = m["last_contact_ms"].as_u64().unwrap_or(0);
+        let contact = if m["reachable"] == false {
+            format!("UNREACHABLE, last contact {:.1} s ago", silent as f64 / 1000.0)
+        } else {
+            format!("ok ({silent} ms ago)")
+        };
+        out::line(format_args!(
+            "{:<8} {:<8} {:>12} {:>8}  {contact}",
             number(&m["node_id"]),
             m["role"].as_str().unwrap_or("?"),
             number(&m["match_index"]),
             number(&m["lag"]),
-            number(&m["last_contact_ms"]),
-        );
+        ));
     }
 }

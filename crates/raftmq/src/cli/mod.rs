@@ -1,5 +1,22 @@
 //! Command-line interface (clap): one subcommand a file.
 
+/// A line on stdout for a command that owns processes (a dev cluster, a
+/// spawned bench or chaos cluster): a closed stdout is ignored, so that the
+/// command still stops what it started. See [`out::say`].
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::cli::out::say(format_args!($($arg)*))
+    };
+}
+
+/// A line on stdout for a short command: a closed stdout ends it, exit 0.
+/// See [`out::line`].
+macro_rules! outln {
+    ($($arg:tt)*) => {
+        $crate::cli::out::line(format_args!($($arg)*))
+    };
+}
+
 mod bench;
 mod chaos;
 mod client;
@@ -7,6 +24,7 @@ mod dev;
 mod member;
 mod metadata;
 mod node;
+pub mod out;
 mod replicator;
 mod submit;
 
@@ -27,7 +45,7 @@ enum Command {
     Dev(dev::DevArgs),
     /// Show a node's status.
     Status(client::Target),
-    /// Create or list topics.
+    /// Create, list or delete topics.
     #[command(subcommand)]
     Topic(client::TopicCommand),
     /// Put a message on a topic.

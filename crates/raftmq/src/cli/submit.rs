@@ -49,10 +49,16 @@ pub struct SubmitArgs {
     /// Give up on one operation after retrying it this long.
     #[arg(long, default_value = "60s", value_parser = crate::bench::parse_duration)]
     retry_for: Duration,
+    /// Machine output: one JSON object a committed operation on stdout
+    /// ({"operation", "index", "term", "leader_id", "leader_addr", "via"}); the
+    /// attempts' lines go to stderr.
+    #[arg(long)]
+    json: bool,
 }
 
 pub fn run(command: ClientCommand) -> anyhow::Result<()> {
     let ClientCommand::Submit(args) = command;
+    super::out::set_json(args.json);
     let nodes: Vec<String> = args.node.iter().map(|n| n.trim().to_string()).collect();
     if nodes.iter().any(String::is_empty) || nodes.is_empty() {
         bail!("--node needs at least one host:port");
@@ -91,7 +97,13 @@ async fn submit(
     let mut at = preferred;
     loop {
         let addr = &nodes[at % nodes.len()];
-        println!("Client sends RPC SubmitClientRequest to Node {addr}");
+        if super::out::json_mode() {
+            super::out::err_line(format_args!(
+                "Client sends RPC SubmitClientRequest to Node {addr}"
+            ));
+        } else {
+            outln!("Client sends RPC SubmitClientRequest to Node {addr}");
+        }
         let request = SubmitRequest {
             operation: operation.to_string(),
             client_id: client_id.to_string(),
@@ -104,10 +116,22 @@ async fn submit(
                     0 => "unknown".to_string(),
                     id => format!("{id} ({})", reply.leader_addr),
                 };
-                println!(
+                if super::out::json_mode() {
+                    outln!(
+                        "{}",
+                        serde_json::json!({
+                            "operation": operation, "index": reply.index, "term": reply.term,
+                            "leader_id": reply.leader_id, "leader_addr": reply.leader_addr,
+                            "via": addr,
+                        })
+                    );
+                    return Ok(at % nodes.len());
+                }
+                outln!(
                     "[CLIENT] Leader node {leader} accepted via {addr} → Operation '{operation}' \
                      committed at index {} (term {})",
-                    reply.index, reply.term
+                    reply.index,
+                    reply.term
                 );
                 return Ok(at % nodes.len());
             }
