@@ -279,15 +279,27 @@ fn recover_log(
                 offset = scan.valid_len,
                 dropped_bytes = bytes.len() as u64 - scan.valid_len,
                 %reason,
-                "cutting off the torn tail of the last WAL segment (a write interrupted by a crash)"
+                "cutting off the unsynced tail of the last WAL segment (writes a crash interrupted or reordered; none was acknowledged)"
             );
             let file = segment::open_for_write(&path)?;
             segment::truncate_file(&file, &path, scan.valid_len, opts.sync)?;
+        } else if is_last && opts.sync {
+            // What was read may be writes a killed process left unsynced in
+            // the page cache. They are served from now on, and the records
+            // written next mark all of them durable (see `Wal::new`), so
+            // they must be made durable first.
+            segment::open_for_write(&path)?.sync_data().at(&path)?;
         }
         log.max_commit = log.max_commit.max(scan.max_commit);
         let segment = Segment { first_index, path, len: scan.valid_len, offsets: scan.offsets };
         log.last_index = segment.next_index() - 1;
         log.segments.push(segment);
+    }
+
+    if !log.segments.is_empty() {
+        // The last segment may have been created just before the crash, its
+        // directory entry not yet fsynced: it must not vanish in a later one.
+        fsync_dir(dir, opts.sync)?;
     }
 
     if log.term_at_snapshot.is_none() {

@@ -40,6 +40,10 @@ const FLUSH_BYTES: usize = 1 << 20;
 struct Active {
     segment: Segment,
     file: File,
+    /// Bytes of the file known to be fsynced: the durable mark every record
+    /// encoded now carries (see `codec` and docs/storage.md). It only ever
+    /// understates what is durable, never overstates it.
+    durable: u64,
 }
 
 #[derive(Debug)]
@@ -64,7 +68,8 @@ pub(crate) struct Wal {
 impl Wal {
     /// A WAL over recovered segments (oldest first, the last one possibly
     /// without entries); `last_index` is the index of the last entry (or
-    /// where the log starts, minus one).
+    /// where the log starts, minus one). Recovery has fsynced the last
+    /// segment, so all of its `len` bytes are durable.
     pub(crate) fn new(
         dir: &Path,
         segment_bytes: u64,
@@ -78,7 +83,8 @@ impl Wal {
                 segments.push(last);
             } else {
                 let file = segment::open_for_write(&last.path)?;
-                active = Some(Active { segment: last, file });
+                let durable = last.len;
+                active = Some(Active { segment: last, file, durable });
             }
         }
         Ok(Wal {
@@ -120,7 +126,8 @@ impl Wal {
             self.ensure_active()?;
             let active = self.active.as_mut().expect("the active segment was just ensured");
             let offset = active.segment.len + self.buf.len() as u64;
-            record::append_record(&mut self.buf, |out| codec::encode_entry(entry, out))
+            let durable = active.durable;
+            record::append_record(&mut self.buf, |out| codec::encode_entry(entry, durable, out))
                 .expect("the caller checked that every entry fits a record");
             active.segment.offsets.push(offset);
             self.last_index = entry.index;
@@ -134,7 +141,8 @@ impl Wal {
     /// Buffers a commit mark.
     pub(crate) fn append_commit(&mut self, commit: Index) -> Result<(), StorageError> {
         self.ensure_active()?;
-        record::append_record(&mut self.buf, |out| codec::encode_commit(commit, out))
+        let durable = self.active.as_ref().expect("the active segment was just ensured").durable;
+        record::append_record(&mut self.buf, |out| codec::encode_commit(commit, durable, out))
             .expect("a commit mark is a few bytes");
         Ok(())
     }
@@ -147,7 +155,7 @@ impl Wal {
             let file = segment::create(&path, self.segment_bytes)?;
             self.dir_dirty = true;
             let segment = Segment { first_index, path, len: 0, offsets: Vec::new() };
-            self.active = Some(Active { segment, file });
+            self.active = Some(Active { segment, file, durable: 0 });
         }
         Ok(())
     }
@@ -169,11 +177,12 @@ impl Wal {
     /// segment if the active one is full.
     pub(crate) fn sync(&mut self) -> Result<(), StorageError> {
         self.flush()?;
-        if let Some(active) = &self.active {
+        if let Some(active) = &mut self.active {
             if self.dirty && self.sync {
                 active.file.sync_data().at(&active.segment.path)?;
             }
             self.dirty = false;
+            active.durable = active.segment.len;
         }
         if self.dir_dirty {
             fsync_dir(&self.dir, self.sync)?;
@@ -203,6 +212,8 @@ impl Wal {
                 self.buf.clear();
                 segment::truncate_file(&active.file, &active.segment.path, offset, self.sync)?;
                 active.segment.len = offset;
+                // The cut fsynced the whole file (`sync_all`).
+                active.durable = offset;
             }
             self.last_index = from - 1;
             return Ok(());
@@ -231,7 +242,8 @@ impl Wal {
         let file = segment::open_for_write(&segment.path)?;
         segment::truncate_file(&file, &segment.path, offset, self.sync)?;
         segment.len = offset;
-        self.active = Some(Active { segment, file });
+        // The segment was fsynced before it was closed, and the cut again.
+        self.active = Some(Active { segment, file, durable: offset });
         self.dirty = false;
         self.dir_dirty = false;
         self.last_index = from - 1;
