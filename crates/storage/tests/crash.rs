@@ -372,3 +372,63 @@ fn a_segment_whose_name_disagrees_with_its_entries_is_corruption() {
     let err = try_open(tmp.path(), 1 << 20).expect_err("refused");
     assert!(matches!(err, StorageError::Corrupt { .. }), "{err}");
 }
+
+#[test]
+fn torn_temp_files_of_the_atomically_replaced_files_change_nothing() {
+    // Identity, hard state and snapshot files are never written in place:
+    // a temp file is written and fsynced, renamed over the old one, and the
+    // directory fsynced. A power loss before the rename is durable leaves the
+    // old file whole and a temp file in any state: torn, zeroed pages, cut
+    // short. Open must ignore and remove it, whatever it holds.
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let pristine = tmp.path().join("pristine");
+    let baseline = {
+        let (mut storage, _) = open(&pristine, 1 << 20);
+        storage.append(&entries(1..=20, 3, 0)).expect("append");
+        storage
+            .set_hard_state(raftmq_raft::HardState { term: 3, vote: Some(2), commit: 12 })
+            .expect("hard state");
+        storage.sync().expect("sync");
+        let snapshot = raftmq_raft::Snapshot {
+            meta: raftmq_raft::SnapshotMeta {
+                index: 10,
+                term: 3,
+                membership: raftmq_raft::Membership {
+                    voters: [1, 2, 3].into_iter().collect(),
+                    learners: Default::default(),
+                },
+            },
+            data: bytes::Bytes::from(vec![7; 10_000]),
+        };
+        storage.save_snapshot(&snapshot).expect("snapshot");
+        drop(storage);
+        open(&pristine, 1 << 20).1
+    };
+    let snap = snapshots(&pristine).pop().expect("a snapshot file");
+    let snap_name = snap.file_name().and_then(|n| n.to_str()).expect("name").to_string();
+    let temps = [
+        ("identity.tmp".to_string(), pristine.join("identity")),
+        ("hardstate.tmp".to_string(), pristine.join("hardstate")),
+        (format!("{snap_name}.4242-0.tmp"), snap.clone()),
+    ];
+    let mut states = 0;
+    for (temp, model) in &temps {
+        let full = fs::read(model).expect("read the file the temp would replace");
+        // Cut short, a zeroed page or sector in the middle, garbage.
+        let mut variants = vec![Vec::new(), full[..full.len() / 2].to_vec(), vec![0xA5; 300]];
+        let mut zeroed = full.clone();
+        let mid = full.len() / 2;
+        zeroed[mid.saturating_sub(256)..(mid + 256).min(full.len())].fill(0);
+        variants.push(zeroed);
+        for bytes in variants {
+            let dir = tmp.path().join(format!("state-{states}"));
+            copy_dir(&pristine, &dir);
+            fs::write(dir.join(temp), &bytes).expect("write the torn temp file");
+            let (_, recovered) = open(&dir, 1 << 20);
+            assert_eq!(recovered, baseline, "{temp} torn to {} bytes", bytes.len());
+            assert!(!dir.join(temp).exists(), "{temp} is removed at open");
+            states += 1;
+        }
+    }
+    assert_eq!(states, 12);
+}
