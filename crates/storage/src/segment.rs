@@ -7,14 +7,13 @@
 //! the log needs to know about each one, and scans a segment at recovery,
 //! telling a torn tail (what a crash leaves) from corruption.
 
-use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 
 use raftmq_raft::{Entry, Index, Term};
 
 use crate::codec::{self, Record};
 use crate::error::{IoContext, StorageError};
-use crate::fsutil;
+use crate::file_layer::{FileLayer, SegmentFile};
 use crate::record::{self, Search};
 
 const PREFIX: &str = "wal-";
@@ -72,22 +71,27 @@ impl Segment {
 /// Opens a segment for writing. Records are written at explicit offsets
 /// (the end of the valid records), not appended at the end of the file: a
 /// preallocated segment is longer than what it holds.
-pub(crate) fn open_for_write(path: &Path) -> Result<File, StorageError> {
-    OpenOptions::new().write(true).open(path).at(path)
+pub(crate) fn open_for_write(
+    files: &dyn FileLayer,
+    path: &Path,
+) -> Result<Box<dyn SegmentFile>, StorageError> {
+    files.open_write(path).at(path)
 }
 
 /// Creates a new, empty segment file, preallocated to `preallocate` bytes
 /// (zeros, which recovery reads as the end of the records); never replaces
 /// one.
-pub(crate) fn create(path: &Path, preallocate: u64) -> Result<File, StorageError> {
-    let file = OpenOptions::new().write(true).create_new(true).open(path).at(path)?;
-    fsutil::preallocate(&file, preallocate);
-    Ok(file)
+pub(crate) fn create(
+    files: &dyn FileLayer,
+    path: &Path,
+    preallocate: u64,
+) -> Result<Box<dyn SegmentFile>, StorageError> {
+    files.create_new(path, preallocate).at(path)
 }
 
 /// Cuts a segment file to `len` bytes and makes that durable.
 pub(crate) fn truncate_file(
-    file: &File,
+    file: &mut dyn SegmentFile,
     path: &Path,
     len: u64,
     sync: bool,

@@ -19,14 +19,14 @@
 //! deletion made durable before the next, so a crash leaves a prefix of the
 //! segments. Truncation follows only a leader change, so its fsyncs are rare.
 
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use raftmq_raft::{Entry, Index};
 
 use crate::codec;
 use crate::error::{IoContext, StorageError};
+use crate::file_layer::{FileLayer, SegmentFile};
 use crate::fsutil::{fsync_dir, remove_durably, remove_file};
 use crate::record;
 use crate::segment::{self, Segment};
@@ -39,7 +39,7 @@ const FLUSH_BYTES: usize = 1 << 20;
 #[derive(Debug)]
 struct Active {
     segment: Segment,
-    file: File,
+    file: Box<dyn SegmentFile>,
     /// Bytes of the file known to be fsynced: the durable mark every record
     /// encoded now carries (see `codec` and docs/storage.md). It only ever
     /// understates what is durable, never overstates it.
@@ -48,6 +48,7 @@ struct Active {
 
 #[derive(Debug)]
 pub(crate) struct Wal {
+    files: Arc<dyn FileLayer>,
     dir: PathBuf,
     segment_bytes: u64,
     sync: bool,
@@ -71,6 +72,7 @@ impl Wal {
     /// where the log starts, minus one). Recovery has fsynced the last
     /// segment, so all of its `len` bytes are durable.
     pub(crate) fn new(
+        files: Arc<dyn FileLayer>,
         dir: &Path,
         segment_bytes: u64,
         sync: bool,
@@ -82,12 +84,13 @@ impl Wal {
             if last.has_entries() && last.len >= segment_bytes {
                 segments.push(last);
             } else {
-                let file = segment::open_for_write(&last.path)?;
+                let file = segment::open_for_write(&*files, &last.path)?;
                 let durable = last.len;
                 active = Some(Active { segment: last, file, durable });
             }
         }
         Ok(Wal {
+            files,
             dir: dir.to_path_buf(),
             segment_bytes,
             sync,
@@ -152,7 +155,7 @@ impl Wal {
         if self.active.is_none() {
             let first_index = self.last_index + 1;
             let path = self.dir.join(segment::file_name(first_index));
-            let file = segment::create(&path, self.segment_bytes)?;
+            let file = segment::create(&*self.files, &path, self.segment_bytes)?;
             self.dir_dirty = true;
             let segment = Segment { first_index, path, len: 0, offsets: Vec::new() };
             self.active = Some(Active { segment, file, durable: 0 });
@@ -210,7 +213,7 @@ impl Wal {
                 self.buf.truncate((offset - active.segment.len) as usize);
             } else {
                 self.buf.clear();
-                segment::truncate_file(&active.file, &active.segment.path, offset, self.sync)?;
+                segment::truncate_file(&mut *active.file, &active.segment.path, offset, self.sync)?;
                 active.segment.len = offset;
                 // The cut fsynced the whole file (`sync_all`).
                 active.durable = offset;
@@ -239,8 +242,8 @@ impl Wal {
         let i = (from - segment.first_index) as usize;
         let offset = segment.offsets[i];
         segment.offsets.truncate(i);
-        let file = segment::open_for_write(&segment.path)?;
-        segment::truncate_file(&file, &segment.path, offset, self.sync)?;
+        let mut file = segment::open_for_write(&*self.files, &segment.path)?;
+        segment::truncate_file(&mut *file, &segment.path, offset, self.sync)?;
         segment.len = offset;
         // The segment was fsynced before it was closed, and the cut again.
         self.active = Some(Active { segment, file, durable: offset });

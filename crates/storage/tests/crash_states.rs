@@ -5,7 +5,8 @@
 //! refused.
 //!
 //! Each history writes batches of entries (one fsync each) to a preallocated
-//! segment and notes where each fsync ended. The last batch stands for the
+//! segment through a file layer that records every write and fsync
+//! (`Recorder`); the fsyncs recorded tell where the durable region ends. The last batch stands for the
 //! write a power loss interrupted: its pages reach the disk independently
 //! (any subset, in any order), each kept whole, lost (the preallocated
 //! zeros stay) or torn at 512-byte sector granularity. Small tails are
@@ -18,10 +19,13 @@
 mod common;
 
 use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use common::*;
 use raftmq_raft::{Entry, HardState};
+use raftmq_storage::{FileLayer, SegmentFile, StdFiles};
 
 const PAGE: usize = 4096;
 const SECTOR: usize = 512;
@@ -44,6 +48,92 @@ impl Rng {
     }
 }
 
+/// What a segment file was asked to do, in order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Event {
+    Write { offset: u64, len: u64 },
+    SetLen(u64),
+    Sync,
+}
+
+/// A file layer that passes everything to `std::fs` and records it.
+#[derive(Debug, Default)]
+struct Recorder {
+    events: Arc<Mutex<Vec<(PathBuf, Event)>>>,
+}
+
+#[derive(Debug)]
+struct RecordedFile {
+    path: PathBuf,
+    inner: Box<dyn SegmentFile>,
+    events: Arc<Mutex<Vec<(PathBuf, Event)>>>,
+}
+
+impl RecordedFile {
+    fn record(&self, event: Event) {
+        self.events
+            .lock()
+            .expect("no test thread panics holding it")
+            .push((self.path.clone(), event));
+    }
+}
+
+impl FileLayer for Recorder {
+    fn create_new(&self, path: &Path, preallocate: u64) -> io::Result<Box<dyn SegmentFile>> {
+        let inner = StdFiles.create_new(path, preallocate)?;
+        Ok(Box::new(RecordedFile { path: path.into(), inner, events: self.events.clone() }))
+    }
+
+    fn open_write(&self, path: &Path) -> io::Result<Box<dyn SegmentFile>> {
+        let inner = StdFiles.open_write(path)?;
+        Ok(Box::new(RecordedFile { path: path.into(), inner, events: self.events.clone() }))
+    }
+}
+
+impl SegmentFile for RecordedFile {
+    fn write_all_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()> {
+        self.inner.write_all_at(buf, offset)?;
+        self.record(Event::Write { offset, len: buf.len() as u64 });
+        Ok(())
+    }
+
+    fn set_len(&mut self, len: u64) -> io::Result<()> {
+        self.inner.set_len(len)?;
+        self.record(Event::SetLen(len));
+        Ok(())
+    }
+
+    fn sync_data(&mut self) -> io::Result<()> {
+        self.inner.sync_data()?;
+        self.record(Event::Sync);
+        Ok(())
+    }
+
+    fn sync_all(&mut self) -> io::Result<()> {
+        self.inner.sync_all()?;
+        self.record(Event::Sync);
+        Ok(())
+    }
+}
+
+/// Where the durable region of `path` ended after each recorded fsync,
+/// checking the premise of durable marks: writes go to increasing offsets.
+fn fsync_points(events: &[(PathBuf, Event)], path: &Path) -> Vec<usize> {
+    let mut end = 0;
+    let mut points = Vec::new();
+    for (_, event) in events.iter().filter(|(p, _)| p == path) {
+        match *event {
+            Event::Write { offset, len } => {
+                assert_eq!(offset, end, "the WAL writes each record after the previous one");
+                end = offset + len;
+            }
+            Event::SetLen(len) => end = end.min(len),
+            Event::Sync => points.push(end as usize),
+        }
+    }
+    points
+}
+
 /// A history written to real files: the segment's bytes at the end, where
 /// each fsync ended, and the entries and commit of each batch.
 struct History {
@@ -61,9 +151,15 @@ struct History {
 fn write_history(root: &Path, seed: u64, batches: usize, batch_len: usize) -> History {
     let mut rng = Rng(seed);
     let dir = root.join(format!("history-{seed}"));
-    let (mut storage, _) = open_at(&dir);
+    let recorder = Arc::new(Recorder::default());
+    let (mut storage, _) = raftmq_storage::Storage::open_with(
+        recorder.clone(),
+        &dir,
+        &identity(),
+        opts(SEGMENT_BYTES),
+    )
+    .expect("storage opens");
     let mut written = Vec::new();
-    let mut synced = Vec::new();
     let mut acked_entries = 0;
     for b in 0..batches {
         if b + 1 == batches {
@@ -78,14 +174,15 @@ fn write_history(root: &Path, seed: u64, batches: usize, batch_len: usize) -> Hi
         let commit = (first + n as u64 - 1).saturating_sub(rng.below(3) as u64);
         storage.set_hard_state(HardState { term: 1, vote: None, commit }).expect("commit");
         storage.sync().expect("sync");
-        let segment = segments(&dir).pop().expect("one segment");
-        let bytes = fs::read(&segment).expect("read");
-        synced.push(records_end(&bytes));
     }
     drop(storage);
     let segment = segments(&dir).pop().expect("one segment");
     assert_eq!(segments(&dir).len(), 1, "the history fits one segment");
     let bytes = fs::read(&segment).expect("read");
+    let events = recorder.events.lock().expect("no test thread panicked").clone();
+    let synced = fsync_points(&events, &segment);
+    assert_eq!(synced.len(), batches, "one fsync per batch");
+    assert_eq!(synced[batches - 1], records_end(&bytes), "the last fsync covers every record");
     // The commit acknowledged: the highest commit mark in the durable part.
     let durable = synced[synced.len() - 2];
     let acked_commit = commit_marks(&bytes[..durable]).into_iter().max().unwrap_or(0);
@@ -116,10 +213,6 @@ fn varint(bytes: &[u8], at: &mut usize) -> u64 {
         }
     }
     v
-}
-
-fn open_at(dir: &Path) -> (raftmq_storage::Storage, raftmq_storage::Recovered) {
-    raftmq_storage::Storage::open(dir, &identity(), opts(SEGMENT_BYTES)).expect("storage opens")
 }
 
 /// What happens to one page of the unsynced tail.
