@@ -18,11 +18,13 @@
 //! - `codec`: the payload encoding of entries and commit marks;
 //! - `hard_state`, `identity`, `snapshot_file`: the other files (a snapshot
 //!   file can be written and read without `Storage`, from another thread);
+//! - `file_layer`: the trait WAL segments are written through;
 //! - `fsutil`: durable create, rename and delete (fsync of the directory);
 //! - `wire`: integer encodings and a bounds-checked reader.
 
 mod codec;
 mod error;
+mod file_layer;
 mod fsutil;
 mod hard_state;
 mod identity;
@@ -35,6 +37,7 @@ mod wal;
 mod wire;
 
 pub use error::StorageError;
+pub use file_layer::{FileLayer, SegmentFile, StdFiles};
 pub use identity::Identity;
 pub use snapshot_file::{load_newest_snapshot, SnapshotFileInfo, SnapshotWriter};
 pub use storage::{Recovered, Storage, StorageOptions};

@@ -105,14 +105,15 @@ pub(crate) enum Search {
 /// with a matching checksum and an acceptable payload starts. This tells a
 /// torn tail (nothing valid after the damage) from damage in the middle of
 /// good data. `plausible` rejects payloads cheaply before the checksum and
-/// `acceptable` vets a checksummed payload; `budget` caps the bytes
-/// checksummed so a large damaged region cannot stall recovery.
+/// `acceptable` vets a checksummed payload (and the offset it starts at);
+/// `budget` caps the bytes checksummed, across calls, so a large damaged
+/// region cannot stall recovery.
 pub(crate) fn find_record_after(
     bytes: &[u8],
     from: usize,
     plausible: impl Fn(&[u8]) -> bool,
-    acceptable: impl Fn(&[u8]) -> bool,
-    mut budget: usize,
+    acceptable: impl Fn(usize, &[u8]) -> bool,
+    budget: &mut usize,
 ) -> Search {
     let mut offset = from;
     while offset + HEADER_LEN < bytes.len() {
@@ -120,11 +121,11 @@ pub(crate) fn find_record_after(
         let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]) as usize;
         let start = offset + HEADER_LEN;
         if len > 0 && len <= bytes.len() - start && plausible(&bytes[start..start + len]) {
-            if len > budget {
+            if len > *budget {
                 return Search::GaveUp;
             }
-            budget -= len;
-            if read_record(bytes, offset).is_ok_and(|(payload, _)| acceptable(payload)) {
+            *budget -= len;
+            if read_record(bytes, offset).is_ok_and(|(payload, _)| acceptable(offset, payload)) {
                 return Search::Found(offset);
             }
         }
@@ -172,9 +173,14 @@ mod tests {
         let good = framed(&[b"after the damage"]);
         bytes.extend_from_slice(&good);
         let any = |_: &[u8]| true;
-        assert_eq!(find_record_after(&bytes, 0, any, any, usize::MAX), Search::Found(37));
-        assert_eq!(find_record_after(&bytes, 38, any, any, usize::MAX), Search::NoneFound);
-        assert_eq!(find_record_after(&bytes, 0, any, any, 3), Search::GaveUp);
-        assert_eq!(find_record_after(&bytes, 0, any, |_| false, usize::MAX), Search::NoneFound);
+        let ok = |_: usize, _: &[u8]| true;
+        let search = |from, acceptable: &dyn Fn(usize, &[u8]) -> bool, mut budget| {
+            find_record_after(&bytes, from, any, acceptable, &mut budget)
+        };
+        assert_eq!(search(0, &ok, usize::MAX), Search::Found(37));
+        assert_eq!(search(38, &ok, usize::MAX), Search::NoneFound);
+        assert_eq!(search(0, &ok, 3), Search::GaveUp);
+        assert_eq!(search(0, &|_, _| false, usize::MAX), Search::NoneFound);
+        assert_eq!(search(0, &|at, _| at != 37, usize::MAX), Search::NoneFound);
     }
 }

@@ -19,11 +19,13 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use raftmq_raft::{Entry, HardState, Index, Snapshot, Term};
 use tracing::{info, warn};
 
 use crate::error::{IoContext, StorageError};
+use crate::file_layer::FileLayer;
 use crate::fsutil::{create_dir_durably, fsync_dir, remove_file};
 use crate::hard_state;
 use crate::identity::{self, Identity};
@@ -76,6 +78,7 @@ fn list(dir: &Path) -> Result<Listing, StorageError> {
 }
 
 pub(crate) fn recover(
+    files: Arc<dyn FileLayer>,
     dir: &Path,
     identity: &Identity,
     opts: &StorageOptions,
@@ -99,8 +102,9 @@ pub(crate) fn recover(
     let (snapshot, invalid) = newest_valid_snapshot(&mut snapshots)?;
     let snapshot_at = snapshot.as_ref().map_or((0, 0), |s| (s.meta.index, s.meta.term));
 
-    let log = recover_log(dir, listing.segments, snapshot_at, &invalid, opts)?;
-    let mut wal = Wal::new(dir, opts.segment_bytes, opts.sync, log.segments, log.last_index)?;
+    let log = recover_log(&*files, dir, listing.segments, snapshot_at, &invalid, opts)?;
+    let mut wal =
+        Wal::new(files, dir, opts.segment_bytes, opts.sync, log.segments, log.last_index)?;
     let mut entries = log.entries;
 
     let (snap_index, snap_term) = snapshot_at;
@@ -204,6 +208,7 @@ struct Log {
 }
 
 fn recover_log(
+    layer: &dyn FileLayer,
     dir: &Path,
     mut files: Vec<(Index, PathBuf)>,
     (snap_index, snap_term): (Index, Term),
@@ -279,15 +284,27 @@ fn recover_log(
                 offset = scan.valid_len,
                 dropped_bytes = bytes.len() as u64 - scan.valid_len,
                 %reason,
-                "cutting off the torn tail of the last WAL segment (a write interrupted by a crash)"
+                "cutting off the unsynced tail of the last WAL segment (writes a crash interrupted or reordered; none was acknowledged)"
             );
-            let file = segment::open_for_write(&path)?;
-            segment::truncate_file(&file, &path, scan.valid_len, opts.sync)?;
+            let mut file = segment::open_for_write(layer, &path)?;
+            segment::truncate_file(&mut *file, &path, scan.valid_len, opts.sync)?;
+        } else if is_last && opts.sync {
+            // What was read may be writes a killed process left unsynced in
+            // the page cache. They are served from now on, and the records
+            // written next mark all of them durable (see `Wal::new`), so
+            // they must be made durable first.
+            segment::open_for_write(layer, &path)?.sync_data().at(&path)?;
         }
         log.max_commit = log.max_commit.max(scan.max_commit);
         let segment = Segment { first_index, path, len: scan.valid_len, offsets: scan.offsets };
         log.last_index = segment.next_index() - 1;
         log.segments.push(segment);
+    }
+
+    if !log.segments.is_empty() {
+        // The last segment may have been created just before the crash, its
+        // directory entry not yet fsynced: it must not vanish in a later one.
+        fsync_dir(dir, opts.sync)?;
     }
 
     if log.term_at_snapshot.is_none() {

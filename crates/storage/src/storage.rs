@@ -13,12 +13,14 @@
 //! ```
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use raftmq_raft::{Entry, HardState, Index, Payload, Snapshot, Term};
 
 use tracing::debug;
 
 use crate::error::StorageError;
+use crate::file_layer::{FileLayer, StdFiles};
 use crate::fsutil::remove_durably;
 use crate::hard_state;
 use crate::identity::Identity;
@@ -87,8 +89,20 @@ impl Storage {
         identity: &Identity,
         opts: StorageOptions,
     ) -> Result<(Storage, Recovered), StorageError> {
+        Storage::open_with(Arc::new(StdFiles), dir, identity, opts)
+    }
+
+    /// `open`, writing WAL segments through `files` instead of `std::fs`
+    /// (tests: a layer that records writes and fsyncs, or keeps unsynced
+    /// writes in the process).
+    pub fn open_with(
+        files: Arc<dyn FileLayer>,
+        dir: &Path,
+        identity: &Identity,
+        opts: StorageOptions,
+    ) -> Result<(Storage, Recovered), StorageError> {
         let Recovery { wal, hard_state, snapshot_at, snapshots, recovered } =
-            recovery::recover(dir, identity, &opts)?;
+            recovery::recover(files, dir, identity, &opts)?;
         let storage = Storage {
             dir: dir.to_path_buf(),
             opts,

@@ -19,14 +19,14 @@
 //! deletion made durable before the next, so a crash leaves a prefix of the
 //! segments. Truncation follows only a leader change, so its fsyncs are rare.
 
-use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use raftmq_raft::{Entry, Index};
 
 use crate::codec;
 use crate::error::{IoContext, StorageError};
+use crate::file_layer::{FileLayer, SegmentFile};
 use crate::fsutil::{fsync_dir, remove_durably, remove_file};
 use crate::record;
 use crate::segment::{self, Segment};
@@ -39,11 +39,16 @@ const FLUSH_BYTES: usize = 1 << 20;
 #[derive(Debug)]
 struct Active {
     segment: Segment,
-    file: File,
+    file: Box<dyn SegmentFile>,
+    /// Bytes of the file known to be fsynced: the durable mark every record
+    /// encoded now carries (see `codec` and docs/storage.md). It only ever
+    /// understates what is durable, never overstates it.
+    durable: u64,
 }
 
 #[derive(Debug)]
 pub(crate) struct Wal {
+    files: Arc<dyn FileLayer>,
     dir: PathBuf,
     segment_bytes: u64,
     sync: bool,
@@ -64,8 +69,10 @@ pub(crate) struct Wal {
 impl Wal {
     /// A WAL over recovered segments (oldest first, the last one possibly
     /// without entries); `last_index` is the index of the last entry (or
-    /// where the log starts, minus one).
+    /// where the log starts, minus one). Recovery has fsynced the last
+    /// segment, so all of its `len` bytes are durable.
     pub(crate) fn new(
+        files: Arc<dyn FileLayer>,
         dir: &Path,
         segment_bytes: u64,
         sync: bool,
@@ -77,11 +84,13 @@ impl Wal {
             if last.has_entries() && last.len >= segment_bytes {
                 segments.push(last);
             } else {
-                let file = segment::open_for_write(&last.path)?;
-                active = Some(Active { segment: last, file });
+                let file = segment::open_for_write(&*files, &last.path)?;
+                let durable = last.len;
+                active = Some(Active { segment: last, file, durable });
             }
         }
         Ok(Wal {
+            files,
             dir: dir.to_path_buf(),
             segment_bytes,
             sync,
@@ -120,7 +129,8 @@ impl Wal {
             self.ensure_active()?;
             let active = self.active.as_mut().expect("the active segment was just ensured");
             let offset = active.segment.len + self.buf.len() as u64;
-            record::append_record(&mut self.buf, |out| codec::encode_entry(entry, out))
+            let durable = active.durable;
+            record::append_record(&mut self.buf, |out| codec::encode_entry(entry, durable, out))
                 .expect("the caller checked that every entry fits a record");
             active.segment.offsets.push(offset);
             self.last_index = entry.index;
@@ -134,7 +144,8 @@ impl Wal {
     /// Buffers a commit mark.
     pub(crate) fn append_commit(&mut self, commit: Index) -> Result<(), StorageError> {
         self.ensure_active()?;
-        record::append_record(&mut self.buf, |out| codec::encode_commit(commit, out))
+        let durable = self.active.as_ref().expect("the active segment was just ensured").durable;
+        record::append_record(&mut self.buf, |out| codec::encode_commit(commit, durable, out))
             .expect("a commit mark is a few bytes");
         Ok(())
     }
@@ -144,10 +155,10 @@ impl Wal {
         if self.active.is_none() {
             let first_index = self.last_index + 1;
             let path = self.dir.join(segment::file_name(first_index));
-            let file = segment::create(&path, self.segment_bytes)?;
+            let file = segment::create(&*self.files, &path, self.segment_bytes)?;
             self.dir_dirty = true;
             let segment = Segment { first_index, path, len: 0, offsets: Vec::new() };
-            self.active = Some(Active { segment, file });
+            self.active = Some(Active { segment, file, durable: 0 });
         }
         Ok(())
     }
@@ -169,11 +180,12 @@ impl Wal {
     /// segment if the active one is full.
     pub(crate) fn sync(&mut self) -> Result<(), StorageError> {
         self.flush()?;
-        if let Some(active) = &self.active {
+        if let Some(active) = &mut self.active {
             if self.dirty && self.sync {
                 active.file.sync_data().at(&active.segment.path)?;
             }
             self.dirty = false;
+            active.durable = active.segment.len;
         }
         if self.dir_dirty {
             fsync_dir(&self.dir, self.sync)?;
@@ -201,8 +213,10 @@ impl Wal {
                 self.buf.truncate((offset - active.segment.len) as usize);
             } else {
                 self.buf.clear();
-                segment::truncate_file(&active.file, &active.segment.path, offset, self.sync)?;
+                segment::truncate_file(&mut *active.file, &active.segment.path, offset, self.sync)?;
                 active.segment.len = offset;
+                // The cut fsynced the whole file (`sync_all`).
+                active.durable = offset;
             }
             self.last_index = from - 1;
             return Ok(());
@@ -228,10 +242,11 @@ impl Wal {
         let i = (from - segment.first_index) as usize;
         let offset = segment.offsets[i];
         segment.offsets.truncate(i);
-        let file = segment::open_for_write(&segment.path)?;
-        segment::truncate_file(&file, &segment.path, offset, self.sync)?;
+        let mut file = segment::open_for_write(&*self.files, &segment.path)?;
+        segment::truncate_file(&mut *file, &segment.path, offset, self.sync)?;
         segment.len = offset;
-        self.active = Some(Active { segment, file });
+        // The segment was fsynced before it was closed, and the cut again.
+        self.active = Some(Active { segment, file, durable: offset });
         self.dirty = false;
         self.dir_dirty = false;
         self.last_index = from - 1;

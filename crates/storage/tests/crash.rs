@@ -99,13 +99,13 @@ fn a_file_cut_anywhere_yields_a_prefix_never_garbage() {
     let segment = segments(&pristine).pop().expect("segment");
     let preallocated = fs::read(&segment).expect("read");
     let bytes = &preallocated[..records_end(&preallocated)];
-    // Where each entry record ends (type byte 1 after the 8-byte header;
-    // commit marks are type 2).
+    // Where each entry record ends (type byte 3 after the 8-byte header;
+    // commit marks are type 4).
     let offsets = record_offsets(bytes);
     let entry_ends: Vec<usize> = offsets
         .iter()
         .zip(offsets.iter().skip(1).copied().chain([bytes.len()]))
-        .filter(|(&start, _)| bytes[start + 8] == 1)
+        .filter(|(&start, _)| bytes[start + 8] == 3)
         .map(|(_, end)| end)
         .collect();
     assert_eq!(entry_ends.len(), written.len());
@@ -151,12 +151,14 @@ fn a_flipped_bit_in_an_earlier_segment_is_corruption() {
 }
 
 #[test]
-fn a_flipped_bit_in_the_last_segment_before_valid_records_is_corruption() {
+fn a_flipped_bit_in_the_last_segment_below_a_later_durable_mark_is_corruption() {
     let tmp = tempfile::tempdir().expect("temp dir");
     let last = write_log(tmp.path(), 1 << 20, 30, 10);
     let bytes = fs::read(&last).expect("read");
     let offsets = record_offsets(&bytes);
-    let target = offsets[offsets.len() - 3];
+    // Entry 18, in the second batch: the third batch's records say the
+    // second was fsynced before they were written.
+    let target = offsets[17];
     // In the payload, then in the length and the checksum fields.
     for (at, bit) in [(target + 10, 0), (target, 4), (target + 5, 7)] {
         flip_bit(&last, at, bit);
@@ -164,6 +166,121 @@ fn a_flipped_bit_in_the_last_segment_before_valid_records_is_corruption() {
         assert_corrupt(err, &last, target as u64);
         flip_bit(&last, at, bit);
     }
+}
+
+#[test]
+fn a_flipped_bit_in_the_last_batch_is_cut_as_an_unsynced_write() {
+    // Nothing written after the last batch says it was fsynced, so damage
+    // in it looks exactly like an unsynced write a power loss reordered:
+    // cut, from the damaged record on (docs/storage.md, "what recovery
+    // cannot tell").
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let last = write_log(tmp.path(), 1 << 20, 30, 10);
+    let bytes = fs::read(&last).expect("read");
+    let target = record_offsets(&bytes)[27];
+    flip_bit(&last, target + 10, 0);
+    let (_, recovered) = open(tmp.path(), 1 << 20);
+    assert_eq!(recovered.entries, entries(1..=27, 1, 0));
+    assert_eq!(fs::metadata(&last).expect("stat").len(), target as u64, "cut at the damage");
+}
+
+/// Where each entry's record starts and where the batches (one sync each,
+/// entries only) of `write_log` begin.
+fn batch_starts(bytes: &[u8], batch: usize) -> Vec<usize> {
+    record_offsets(bytes).into_iter().step_by(batch).collect()
+}
+
+#[test]
+fn zeros_then_valid_records_of_the_unsynced_batch_are_cut() {
+    // The issue's case: the pages of the last, unsynced batch reached the
+    // disk out of order, so zeros (a page never written) are followed by
+    // valid records. Those records were written when only the batches
+    // before were durable, so nothing acknowledged is lost by the cut.
+    // Before durable marks this refused to start ("yet a valid record
+    // follows").
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let pristine = tmp.path().join("pristine");
+    let last = write_log(&pristine, 1 << 20, 1500, 500);
+    let bytes = fs::read(&last).expect("read");
+    let offsets = record_offsets(&bytes);
+    let third = batch_starts(&bytes, 500)[2];
+    assert!(records_end(&bytes) - third > 3 * 4096, "the last batch spans pages");
+    // Zeros from the start of the last batch, from inside its first page,
+    // and a whole page in its middle; valid records follow each time.
+    let next_page = |at: usize| (at / 4096 + 1) * 4096;
+    for (from, to) in
+        [(third, third + 4096), (third + 100, next_page(third + 100)), (third + 4096, third + 8192)]
+    {
+        let dir = tmp.path().join(format!("zeros-{from}"));
+        copy_dir(&pristine, &dir);
+        let seg = dir.join(last.file_name().expect("name"));
+        let mut damaged = bytes.clone();
+        damaged[from..to].fill(0);
+        assert!(offsets.iter().any(|&o| o > to), "valid records follow the zeros");
+        fs::write(&seg, &damaged).expect("write");
+        let (mut storage, recovered) = open(&dir, 1 << 20);
+        let kept = offsets.iter().take_while(|&&o| record_intact(&damaged, &bytes, o)).count();
+        assert!(kept >= 1000, "the two fsynced batches are kept");
+        assert_eq!(recovered.entries, entries(1..=kept as u64, 1, 0), "zeros at {from}");
+        // And it works on: appends after the cut survive a reopen.
+        storage.append(&entries(kept as u64 + 1..=kept as u64 + 5, 2, 9)).expect("append");
+        storage.sync().expect("sync");
+        drop(storage);
+        let (_, recovered) = open(&dir, 1 << 20);
+        assert_eq!(recovered.entries.len(), kept + 5);
+    }
+}
+
+fn record_intact(damaged: &[u8], pristine: &[u8], at: usize) -> bool {
+    let len = u32::from_le_bytes(pristine[at..at + 4].try_into().expect("4 bytes")) as usize;
+    damaged[at..at + 8 + len] == pristine[at..at + 8 + len]
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir(to).expect("mkdir");
+    for file in fs::read_dir(from).expect("ls") {
+        let file = file.expect("entry").path();
+        fs::copy(&file, to.join(file.file_name().expect("name"))).expect("copy");
+    }
+}
+
+#[test]
+fn zeros_below_a_later_durable_mark_are_corruption() {
+    // The same zeros inside the second batch: the third batch's records
+    // were written after the second was fsynced, so this is damage to
+    // acknowledged data, and the node must not start on it.
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let last = write_log(tmp.path(), 1 << 20, 1500, 500);
+    let bytes = fs::read(&last).expect("read");
+    let offsets = record_offsets(&bytes);
+    let second = batch_starts(&bytes, 500)[1];
+    let mut damaged = bytes.clone();
+    damaged[second + 1000..second + 1100].fill(0);
+    fs::write(&last, &damaged).expect("write");
+    let at = offsets.iter().copied().filter(|&o| o <= second + 1000).max().expect("a record");
+    let err = try_open(tmp.path(), 1 << 20).expect_err("damage to fsynced records is refused");
+    let message = assert_corrupt(err, &last, at as u64);
+    assert!(message.contains("fsynced region"), "{message}");
+    assert_eq!(fs::read(&last).expect("read"), damaged, "a refused open changes nothing");
+}
+
+#[test]
+fn records_read_back_at_open_count_as_durable_for_later_marks() {
+    // Open fsyncs what it read (it may have been a killed process's unsynced
+    // writes), so records written after a reopen mark it all durable, and
+    // damage to it is then corruption even with no sync between.
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let last = write_log(tmp.path(), 1 << 20, 10, 10);
+    {
+        let (mut storage, _) = open(tmp.path(), 1 << 20);
+        storage.append(&entries(11..=20, 1, 0)).expect("append");
+        storage.sync().expect("sync");
+    }
+    let bytes = fs::read(&last).expect("read");
+    let target = record_offsets(&bytes)[4];
+    flip_bit(&last, target + 10, 2);
+    let err = try_open(tmp.path(), 1 << 20).expect_err("refused");
+    assert_corrupt(err, &last, target as u64);
 }
 
 #[test]
@@ -194,10 +311,15 @@ fn a_zeroed_page_in_the_middle_of_a_segment_is_corruption() {
     for seg in [&segs[0], segs.last().expect("last")] {
         let bytes = fs::read(seg).expect("read");
         assert!(records_end(&bytes) > 3 * 4096, "segment too small for this test");
-        let damaged_record = record_offsets(&bytes).into_iter().filter(|&o| o <= 4096).max();
+        // The first record the zeros change (one ending in a zero byte just
+        // past 4096 is left whole).
+        let damaged_record = record_offsets(&bytes).into_iter().find(|&o| {
+            let len = u32::from_le_bytes(bytes[o..o + 4].try_into().expect("4 bytes")) as usize;
+            (o.max(4096)..(o + 8 + len).min(8192)).any(|i| bytes[i] != 0)
+        });
         zero_page(seg, 4096);
         let err = try_open(tmp.path(), 16 << 10).expect_err("corruption is refused");
-        assert_corrupt(err, seg, damaged_record.expect("a record starts before") as u64);
+        assert_corrupt(err, seg, damaged_record.expect("a record is zeroed") as u64);
         fs::write(seg, &bytes).expect("restore");
     }
 }
@@ -249,4 +371,64 @@ fn a_segment_whose_name_disagrees_with_its_entries_is_corruption() {
     // The log now seems to start at 2 with no snapshot before it.
     let err = try_open(tmp.path(), 1 << 20).expect_err("refused");
     assert!(matches!(err, StorageError::Corrupt { .. }), "{err}");
+}
+
+#[test]
+fn torn_temp_files_of_the_atomically_replaced_files_change_nothing() {
+    // Identity, hard state and snapshot files are never written in place:
+    // a temp file is written and fsynced, renamed over the old one, and the
+    // directory fsynced. A power loss before the rename is durable leaves the
+    // old file whole and a temp file in any state: torn, zeroed pages, cut
+    // short. Open must ignore and remove it, whatever it holds.
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let pristine = tmp.path().join("pristine");
+    let baseline = {
+        let (mut storage, _) = open(&pristine, 1 << 20);
+        storage.append(&entries(1..=20, 3, 0)).expect("append");
+        storage
+            .set_hard_state(raftmq_raft::HardState { term: 3, vote: Some(2), commit: 12 })
+            .expect("hard state");
+        storage.sync().expect("sync");
+        let snapshot = raftmq_raft::Snapshot {
+            meta: raftmq_raft::SnapshotMeta {
+                index: 10,
+                term: 3,
+                membership: raftmq_raft::Membership {
+                    voters: [1, 2, 3].into_iter().collect(),
+                    learners: Default::default(),
+                },
+            },
+            data: bytes::Bytes::from(vec![7; 10_000]),
+        };
+        storage.save_snapshot(&snapshot).expect("snapshot");
+        drop(storage);
+        open(&pristine, 1 << 20).1
+    };
+    let snap = snapshots(&pristine).pop().expect("a snapshot file");
+    let snap_name = snap.file_name().and_then(|n| n.to_str()).expect("name").to_string();
+    let temps = [
+        ("identity.tmp".to_string(), pristine.join("identity")),
+        ("hardstate.tmp".to_string(), pristine.join("hardstate")),
+        (format!("{snap_name}.4242-0.tmp"), snap.clone()),
+    ];
+    let mut states = 0;
+    for (temp, model) in &temps {
+        let full = fs::read(model).expect("read the file the temp would replace");
+        // Cut short, a zeroed page or sector in the middle, garbage.
+        let mut variants = vec![Vec::new(), full[..full.len() / 2].to_vec(), vec![0xA5; 300]];
+        let mut zeroed = full.clone();
+        let mid = full.len() / 2;
+        zeroed[mid.saturating_sub(256)..(mid + 256).min(full.len())].fill(0);
+        variants.push(zeroed);
+        for bytes in variants {
+            let dir = tmp.path().join(format!("state-{states}"));
+            copy_dir(&pristine, &dir);
+            fs::write(dir.join(temp), &bytes).expect("write the torn temp file");
+            let (_, recovered) = open(&dir, 1 << 20);
+            assert_eq!(recovered, baseline, "{temp} torn to {} bytes", bytes.len());
+            assert!(!dir.join(temp).exists(), "{temp} is removed at open");
+            states += 1;
+        }
+    }
+    assert_eq!(states, 12);
 }
