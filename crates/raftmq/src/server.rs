@@ -10,7 +10,7 @@ use hyper_util::service::TowerToHyperService;
 use raftmq_proto::raft::raft_server::RaftServer as RaftGrpc;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 
 use crate::config::NodeConfig;
 use crate::node::{self, NodeHandle};
@@ -68,11 +68,15 @@ pub async fn serve(
     let raft_service = RaftGrpc::new(RaftServer { node: node.clone() })
         .max_decoding_message_size(MAX_GRPC_MESSAGE)
         .max_encoding_message_size(MAX_GRPC_MESSAGE);
+    // The builder's `tcp_nodelay` applies only to listeners tonic binds itself; accepted
+    // sockets of a listener handed in keep Nagle's algorithm unless the incoming stream sets
+    // TCP_NODELAY. With Nagle on, a response written in two pieces (HEADERS, then DATA and
+    // trailers) waits for the client's delayed ACK: about 40 ms per request.
+    let incoming = TcpIncoming::from(raft_listener).with_nodelay(Some(true));
     let grpc = tonic::transport::Server::builder()
-        .tcp_nodelay(true)
         .add_service(raft_service)
         .add_service(crate::client_service::service(node.clone()))
-        .serve_with_incoming(TcpListenerStream::new(raft_listener));
+        .serve_with_incoming(incoming);
     let rest = serve_rest(client_listener, crate::api::router(node.clone()));
     let id = node.id();
     tokio::select! {
