@@ -194,10 +194,15 @@ pub async fn run(node: &NodeHandle, headers: &HeaderMap, kind: Kind) -> Result<D
         }),
         Some(Outcome::Error(e)) => {
             let status = match ErrorCode::try_from(e.code) {
-                Ok(ErrorCode::NotFound) | Ok(ErrorCode::TopicNotFound) => StatusCode::NOT_FOUND,
-                Ok(ErrorCode::Conflict) | Ok(ErrorCode::TopicExists) => StatusCode::CONFLICT,
+                Ok(ErrorCode::NotFound)
+                | Ok(ErrorCode::TopicNotFound)
+                | Ok(ErrorCode::QueueEmpty) => StatusCode::NOT_FOUND,
+                // A reused seq is the client's conflict with its own earlier request.
+                Ok(ErrorCode::Conflict) | Ok(ErrorCode::TopicExists) | Ok(ErrorCode::SeqReused) => {
+                    StatusCode::CONFLICT
+                }
                 Ok(ErrorCode::Invalid) => StatusCode::BAD_REQUEST,
-                _ => StatusCode::INTERNAL_SERVER_ERROR,
+                Ok(ErrorCode::Unspecified) | Err(_) => StatusCode::INTERNAL_SERVER_ERROR,
             };
             let field = match (e.field.is_empty(), ErrorCode::try_from(e.code)) {
                 (false, _) => Some(e.field.clone()),
@@ -208,7 +213,14 @@ pub async fn run(node: &NodeHandle, headers: &HeaderMap, kind: Kind) -> Result<D
             };
             Err(fail(status, field.as_deref(), e.detail))
         }
-        _ => Err(fail(StatusCode::INTERNAL_SERVER_ERROR, None, "unexpected command result")),
+        // Another command's kind of answer (a consumed message, or none): possible only when a
+        // session restored from a snapshot without request digests takes a different request
+        // for a retry (state_machine/sessions.rs), i.e. the client reused a seq.
+        _ => Err(fail(
+            StatusCode::CONFLICT,
+            Some("x-client-seq"),
+            "this x-client-seq was used for a different request; use the next seq",
+        )),
     }
 }
 

@@ -317,20 +317,36 @@ pub async fn create_topic_record(
     name: String,
 ) -> Result<TopicView, ApiError> {
     let done = run(node, headers, Kind::CreateTopic(CreateTopic { name: name.clone() })).await?;
-    // The uuid is derived from the entry that created the topic; wait until this replica has
-    // applied it to show the record's time.
-    let topic_uuid = uuid::derive(done.index, done.term, UuidKind::Topic);
-    let _ = tokio::time::timeout(
+    // Show the record as this replica has it, once it has applied the entry. The entry that
+    // answered may be a session retry, which created nothing: the topic is the one the first
+    // attempt created, found by name (a uuid derived from the retry's index would be made up).
+    tokio::time::timeout(
         node.config().commit_timeout,
         node.wait_applied_beyond(done.index.saturating_sub(1)),
     )
-    .await;
+    .await
+    .map_err(|_| {
+        fail(
+            StatusCode::GATEWAY_TIMEOUT,
+            None,
+            format!(
+                "topic {name:?} was created, but this node has not applied it yet; read it later"
+            ),
+        )
+    })?
+    .map_err(|e| fail(super::errors::status_of(&e), None, e.to_string()))?;
     let state = node.state();
-    let view = match state.metadata().topic_by_uuid(&topic_uuid) {
-        Some(topic) => TopicView::from(topic),
-        None => TopicView { topic_uuid, name, offset: done.index, timestamp: 0 },
-    };
-    Ok(view)
+    let metadata = state.metadata();
+    let created = uuid::derive(done.index, done.term, UuidKind::Topic);
+    let topic = metadata.topic_by_uuid(&created).or_else(|| metadata.topic_by_name(&name));
+    match topic {
+        Some(topic) => Ok(TopicView::from(topic)),
+        None => Err(fail(
+            StatusCode::CONFLICT,
+            Some("name"),
+            format!("topic {name:?} was created by this request but has been deleted since"),
+        )),
+    }
 }
 
 /// Create a topic. It is the same topic the RRMQ routes see: its FIFO queue is created with it.

@@ -9,7 +9,8 @@
 //!
 //! The state (one concept per module):
 //! - [`queues`]: topics in creation order, each a FIFO queue whose messages are consumed once;
-//! - [`sessions`]: per-client last `seq` and result, for exactly-once retries;
+//! - [`sessions`]: per-client last `seq`, its request's digest and result, for exactly-once
+//!   retries;
 //! - [`members`]: the member address book, from membership entries;
 //! - [`metadata`]: the KRaft-style metadata image (brokers, topic records, partitions, producer
 //!   ids) and its change history; a topic is one thing, its queue in `queues` and its record
@@ -111,8 +112,19 @@ impl StateMachine {
                 format!("a client id must be at most {MAX_CLIENT_ID_BYTES} bytes"),
             );
         }
-        match self.sessions.check(&command.client_id, command.seq) {
+        let digest = sessions::request_digest(&command.kind);
+        match self.sessions.check(&command.client_id, command.seq, digest) {
             SessionCheck::Duplicate(saved) => return saved.clone(),
+            SessionCheck::Reused => {
+                return results::error(
+                    ErrorCode::SeqReused,
+                    format!(
+                        "seq {} of client {:?} was used for a different request; a retry must \
+                         repeat the request exactly, a new request needs a new seq",
+                        command.seq, command.client_id
+                    ),
+                )
+            }
             SessionCheck::Stale { last_seq } => {
                 return results::error(
                     ErrorCode::Invalid,
@@ -126,7 +138,13 @@ impl StateMachine {
             SessionCheck::New => {}
         }
         let result = self.execute(command.kind);
-        self.sessions.record(&command.client_id, command.seq, result.clone(), self.clock_ms);
+        self.sessions.record(
+            &command.client_id,
+            command.seq,
+            Some(digest),
+            result.clone(),
+            self.clock_ms,
+        );
         result
     }
 
