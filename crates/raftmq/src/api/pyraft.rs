@@ -53,7 +53,7 @@ pub async fn register_topic(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Answer {
-    let name = Body::parse(body)?.require_string("name")?;
+    let v1::CreateTopicBody { name } = Body::parse(body)?.typed()?;
     let view = v1::create_topic_record(&node, &headers, name).await?;
     Ok((StatusCode::CREATED, Json(json!(view.topic_uuid))))
 }
@@ -146,15 +146,18 @@ pub async fn get_producers(State(node): State<NodeHandle>) -> Answer {
 /// `POST /get_producer/` with `{partitionId, brokerId}`: the newest producer record of that
 /// broker (given by id or internal uuid). Producer ids belong to brokers, so `partitionId`
 /// selects nothing.
-#[utoipa::path(post, path = "/get_producer/", tag = "pyraft",
+#[utoipa::path(post, path = "/get_producer/", tag = "pyraft", request_body = v1::SelectProducerBody,
     responses((status = 200, description = "The producer record", body = records::ProducerView),
         (status = 404, description = "None for that broker", body = super::metadata_common::ErrorBody)))]
 pub async fn select_producer(
     State(node): State<NodeHandle>,
     body: Result<Bytes, BytesRejection>,
 ) -> Answer {
-    let body = Body::parse(body)?;
-    let broker = body.string("brokerId")?;
+    let select: v1::SelectProducerBody = Body::parse(body)?.typed()?;
+    if let Some(partition_id) = select.partition_id {
+        partition_id.u32("partitionId")?;
+    }
+    let broker = select.broker_id.map(|b| b.0);
     read(&node, false).await?;
     let state = node.state();
     let metadata = state.metadata();
@@ -226,7 +229,7 @@ pub async fn delete_partition(
 
 /// `POST /register_broker_change/`: merges the fields into the broker's registration, epoch +1;
 /// answers the changed record.
-#[utoipa::path(post, path = "/register_broker_change/", tag = "pyraft", request_body = v1::RegisterBrokerBody,
+#[utoipa::path(post, path = "/register_broker_change/", tag = "pyraft", request_body = v1::BrokerChangeBody,
     responses((status = 200, description = "The changed broker", body = records::BrokerView),
         (status = 400, description = "A bad field", body = super::metadata_common::ErrorBody),
         (status = 404, description = "No such broker", body = super::metadata_common::ErrorBody)))]
@@ -235,9 +238,7 @@ pub async fn register_broker_change(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Answer {
-    let body = Body::parse(body)?;
-    let broker_id = body.require_i64("brokerId")?;
-    let done = run(&node, &headers, v1::change_broker_kind(broker_id, &body)?).await?;
+    let done = run(&node, &headers, v1::broker_change_kind(&Body::parse(body)?)?).await?;
     Ok((StatusCode::OK, Json(done.record)))
 }
 
@@ -253,11 +254,7 @@ pub async fn register_producer(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Answer {
-    let body = Body::parse(body)?;
-    if body.has("producerId") {
-        body.u64("producerId")?; // checked for type only
-    }
-    let done = run(&node, &headers, v1::producer_kind(&body)?).await?;
+    let done = run(&node, &headers, v1::producer_kind(&Body::parse(body)?)?).await?;
     Ok((StatusCode::CREATED, Json(done.record)))
 }
 

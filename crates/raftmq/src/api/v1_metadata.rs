@@ -24,7 +24,7 @@ use serde_json::{json, Value};
 use utoipa::{IntoParams, ToSchema};
 
 use super::errors::ApiError;
-use super::metadata_common::{bad, fail, read, run, Body, Done};
+use super::metadata_common::{bad, fail, read, run, Body, Done, Integer, Port, Text};
 use crate::metadata_fencing::{Beat, Fencing};
 use crate::node::NodeHandle;
 use crate::state_machine::metadata::is_active;
@@ -35,86 +35,140 @@ pub type Answer = Result<(StatusCode, Json<Value>), ApiError>;
 pub type Params = Query<HashMap<String, String>>;
 pub type Fence = Extension<Arc<Fencing>>;
 
-// ---- request bodies (documentation; parsing goes field by field through `Body`) -----------
+// ---- request bodies: these types parse the requests AND are their OpenAPI schemas ----------
 
-/// Registers a broker (PyRaft's `/register_broker/` body).
-#[allow(dead_code)]
+/// Registers a broker. The same id again at the same address while it is active is a retry (its
+/// record, unchanged); at another address, or when it is `FENCED` or `CLOSED`, a new incarnation
+/// (the new address, epoch + 1, `ALIVE`). Host and port are required.
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = json!({"brokerId": 5, "brokerHost": "127.0.0.1", "brokerPort": 8005,
+    "securityProtocol": "PLAINTEXT", "rackId": "r1"}))]
 pub struct RegisterBrokerBody {
-    #[schema(minimum = 0)]
-    pub broker_id: i64,
-    pub broker_host: Option<String>,
-    /// A number or a string.
-    #[schema(value_type = Option<String>)]
-    pub broker_port: Option<Value>,
+    /// 0 or more.
+    #[schema(inline)]
+    pub broker_id: Integer,
+    /// Not blank, no control characters, at most 255 bytes.
+    pub broker_host: String,
+    #[schema(inline)]
+    pub broker_port: Port,
     pub security_protocol: Option<String>,
     pub rack_id: Option<String>,
 }
 
-/// The fields to change; the others keep their values. The epoch goes up by one.
-#[allow(dead_code)]
+/// The fields to change; the others keep their values. The epoch goes up by one. At least one
+/// field, and something must change (else 400).
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = json!({"brokerPort": 9000}))]
 pub struct ChangeBrokerBody {
     pub broker_host: Option<String>,
-    #[schema(value_type = Option<String>)]
-    pub broker_port: Option<Value>,
+    #[schema(inline)]
+    pub broker_port: Option<Port>,
     pub security_protocol: Option<String>,
     /// `INIT`, `FENCED`, `UNFENCED`, `ALIVE` or `CLOSED`.
     pub broker_status: Option<String>,
     pub rack_id: Option<String>,
 }
 
-/// Creates a topic (and its FIFO queue).
-#[allow(dead_code)]
+/// A broker change that names its broker in the body (PyRaft's `/register_broker_change/`,
+/// YAKt's `/update_broker`).
 #[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(example = json!({"brokerId": 5, "brokerPort": 9000}))]
+pub struct BrokerChangeBody {
+    #[schema(inline)]
+    pub broker_id: Integer,
+    #[serde(flatten)]
+    pub change: ChangeBrokerBody,
+}
+
+/// Creates a topic (and its FIFO queue).
+#[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"name": "orders"}))]
 pub struct CreateTopicBody {
-    /// 1 to 255 bytes.
+    /// Not blank, no control characters, at most 255 bytes.
     pub name: String,
 }
 
-/// Creates a partition of a topic.
-#[allow(dead_code)]
+/// Creates a partition of a topic: at least one replica (registered brokers), an ISR drawn
+/// from the replicas, and a leader in the ISR.
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = json!({"partitionId": 0, "topicUUID": "<the topic's uuid>",
+    "replicas": [5, 6], "ISR": [5], "leader": "5"}))]
 pub struct CreatePartitionBody {
-    #[schema(minimum = 0)]
-    pub partition_id: u32,
+    /// 0 or more, unique in its topic.
+    #[schema(inline)]
+    pub partition_id: Integer,
     #[serde(rename = "topicUUID")]
     pub topic_uuid: String,
-    /// Registered broker ids.
-    pub replicas: Option<Vec<i64>>,
-    /// In-sync replicas: a subset of `replicas`.
+    /// Registered broker ids, at least one.
+    #[schema(inline)]
+    pub replicas: Vec<Integer>,
+    /// In-sync replicas: a non-empty subset of `replicas`.
     #[serde(rename = "ISR")]
-    pub isr: Option<Vec<i64>>,
-    pub removing_replicas: Option<Vec<i64>>,
-    pub adding_replicas: Option<Vec<i64>>,
+    #[schema(inline)]
+    pub isr: Vec<Integer>,
+    #[schema(inline)]
+    pub removing_replicas: Option<Vec<Integer>>,
+    #[schema(inline)]
+    pub adding_replicas: Option<Vec<Integer>>,
     /// The leading broker's internal uuid (or its broker id); it must be in the ISR.
-    pub leader: Option<String>,
+    #[schema(inline)]
+    pub leader: Text,
 }
 
-/// The partition fields to change; the partition epoch goes up by one.
-#[allow(dead_code)]
+/// The partition fields to change (the same rules as creation); the partition epoch goes up by
+/// one. At least one field, and something must change (else 400).
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = json!({"ISR": [5, 6]}))]
 pub struct ChangePartitionBody {
-    pub replicas: Option<Vec<i64>>,
+    #[schema(inline)]
+    pub replicas: Option<Vec<Integer>>,
     #[serde(rename = "ISR")]
-    pub isr: Option<Vec<i64>>,
-    pub removing_replicas: Option<Vec<i64>>,
-    pub adding_replicas: Option<Vec<i64>>,
-    pub leader: Option<String>,
+    #[schema(inline)]
+    pub isr: Option<Vec<Integer>>,
+    #[schema(inline)]
+    pub removing_replicas: Option<Vec<Integer>>,
+    #[schema(inline)]
+    pub adding_replicas: Option<Vec<Integer>>,
+    #[schema(inline)]
+    pub leader: Option<Text>,
 }
 
 /// Asks for a producer id for a broker at its current epoch.
-#[allow(dead_code)]
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = json!({"brokerId": 5, "brokerEpoch": 0}))]
 pub struct ProducerBody {
-    pub broker_id: i64,
-    #[schema(minimum = 0)]
-    pub broker_epoch: u64,
+    #[schema(inline)]
+    pub broker_id: Integer,
+    /// The broker's current epoch (0 or more).
+    #[schema(inline)]
+    pub broker_epoch: Integer,
+    /// PyRaft sends one; it is checked for type and not honoured (the server hands producer
+    /// ids out, unique and increasing).
+    #[schema(inline)]
+    pub producer_id: Option<Integer>,
+}
+
+/// Selects a broker's newest producer id (PyRaft's `POST /get_producer/`); `partitionId` is
+/// accepted and selects nothing (producer ids belong to brokers).
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(example = json!({"partitionId": 0, "brokerId": 5}))]
+pub struct SelectProducerBody {
+    #[schema(inline)]
+    pub partition_id: Option<Integer>,
+    /// The broker's id or internal uuid; none: every producer record.
+    #[schema(inline)]
+    pub broker_id: Option<Text>,
+}
+
+fn ids(list: Vec<Integer>) -> Vec<i64> {
+    list.into_iter().map(|id| id.0).collect()
 }
 
 #[allow(dead_code)]
@@ -153,23 +207,38 @@ fn created(done: &Done) -> StatusCode {
 // ---- brokers ------------------------------------------------------------------------------
 
 pub fn register_broker_kind(body: &Body) -> Result<Kind, ApiError> {
+    let b: RegisterBrokerBody = body.typed()?;
     Ok(Kind::RegisterBroker(RegisterBroker {
-        broker_id: body.require_i64("brokerId")?,
-        broker_host: body.string("brokerHost")?.unwrap_or_default(),
-        broker_port: body.string("brokerPort")?.unwrap_or_default(),
-        security_protocol: body.string("securityProtocol")?.unwrap_or_default(),
-        rack_id: body.string("rackId")?.unwrap_or_default(),
+        broker_id: b.broker_id.0,
+        broker_host: b.broker_host,
+        broker_port: b.broker_port.0,
+        security_protocol: b.security_protocol.unwrap_or_default(),
+        rack_id: b.rack_id.unwrap_or_default(),
     }))
 }
 
 pub fn change_broker_kind(broker_id: i64, body: &Body) -> Result<Kind, ApiError> {
+    let c: ChangeBrokerBody = body.typed()?;
     Ok(Kind::ChangeBroker(ChangeBroker {
         broker_id,
-        broker_host: body.string("brokerHost")?,
-        broker_port: body.string("brokerPort")?,
-        security_protocol: body.string("securityProtocol")?,
-        broker_status: body.string("brokerStatus")?,
-        rack_id: body.string("rackId")?,
+        broker_host: c.broker_host,
+        broker_port: c.broker_port.map(|p| p.0),
+        security_protocol: c.security_protocol,
+        broker_status: c.broker_status,
+        rack_id: c.rack_id,
+    }))
+}
+
+/// A change that names its broker in the body (PyRaft's and YAKt's).
+pub fn broker_change_kind(body: &Body) -> Result<Kind, ApiError> {
+    let BrokerChangeBody { broker_id, change: c } = body.typed()?;
+    Ok(Kind::ChangeBroker(ChangeBroker {
+        broker_id: broker_id.0,
+        broker_host: c.broker_host,
+        broker_port: c.broker_port.map(|p| p.0),
+        security_protocol: c.security_protocol,
+        broker_status: c.broker_status,
+        rack_id: c.rack_id,
     }))
 }
 
@@ -359,7 +428,7 @@ pub async fn create_topic(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Answer {
-    let name = Body::parse(body)?.require_string("name")?;
+    let CreateTopicBody { name } = Body::parse(body)?.typed()?;
     let view = create_topic_record(&node, &headers, name).await?;
     Ok((StatusCode::CREATED, Json(records::to_json(&view))))
 }
@@ -415,14 +484,15 @@ pub async fn delete_topic(
 // ---- partitions ---------------------------------------------------------------------------
 
 pub fn create_partition_kind(body: &Body) -> Result<Kind, ApiError> {
+    let p: CreatePartitionBody = body.typed()?;
     Ok(Kind::CreatePartition(CreatePartition {
-        partition_id: body.require_u32("partitionId")?,
-        topic_uuid: body.require_string("topicUUID")?,
-        replicas: body.ids("replicas")?.unwrap_or_default(),
-        isr: body.ids("ISR")?.unwrap_or_default(),
-        removing_replicas: body.ids("removingReplicas")?.unwrap_or_default(),
-        adding_replicas: body.ids("addingReplicas")?.unwrap_or_default(),
-        leader: body.string("leader")?.unwrap_or_default(),
+        partition_id: p.partition_id.u32("partitionId")?,
+        topic_uuid: p.topic_uuid,
+        replicas: ids(p.replicas),
+        isr: ids(p.isr),
+        removing_replicas: ids(p.removing_replicas.unwrap_or_default()),
+        adding_replicas: ids(p.adding_replicas.unwrap_or_default()),
+        leader: p.leader.0,
     }))
 }
 
@@ -496,16 +566,16 @@ pub async fn change_partition(
     body: Result<Bytes, BytesRejection>,
 ) -> Answer {
     let partition_id = super::metadata_common::partition_id(&partition_id)?;
-    let body = Body::parse(body)?;
-    let ids = |field| body.ids(field).map(|ids| ids.map(|ids| BrokerIds { ids }));
+    let c: ChangePartitionBody = Body::parse(body)?.typed()?;
+    let list = |list: Option<Vec<Integer>>| list.map(|list| BrokerIds { ids: ids(list) });
     let kind = Kind::ChangePartition(ChangePartition {
         topic_uuid,
         partition_id,
-        replicas: ids("replicas")?,
-        isr: ids("ISR")?,
-        removing_replicas: ids("removingReplicas")?,
-        adding_replicas: ids("addingReplicas")?,
-        leader: body.string("leader")?,
+        replicas: list(c.replicas),
+        isr: list(c.isr),
+        removing_replicas: list(c.removing_replicas),
+        adding_replicas: list(c.adding_replicas),
+        leader: c.leader.map(|l| l.0),
     });
     let done = run(&node, &headers, kind).await?;
     Ok((StatusCode::OK, Json(done.record)))
@@ -533,10 +603,16 @@ pub async fn delete_partition(
 
 // ---- producers ----------------------------------------------------------------------------
 
+/// A producer request; `brokerEpoch` is required (a missing one was taken as epoch 0 and
+/// refused as stale, a 409 that hid the real mistake).
 pub fn producer_kind(body: &Body) -> Result<Kind, ApiError> {
+    let p: ProducerBody = body.typed()?;
+    if let Some(producer_id) = p.producer_id {
+        producer_id.u64("producerId")?;
+    }
     Ok(Kind::AllocateProducerId(AllocateProducerId {
-        broker_id: body.require_i64("brokerId")?,
-        broker_epoch: body.u64("brokerEpoch")?.unwrap_or(0),
+        broker_id: p.broker_id.0,
+        broker_epoch: p.broker_epoch.u64("brokerEpoch")?,
     }))
 }
 

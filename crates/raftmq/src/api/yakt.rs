@@ -101,7 +101,7 @@ pub async fn register_producer(
 
 /// `POST /update_broker` with `{brokerId, ...fields}`: merges them, epoch +1 (a
 /// `RegistrationChangeBrokerRecord`); answers the changed record.
-#[utoipa::path(post, path = "/update_broker", tag = "yakt", request_body = v1::RegisterBrokerBody,
+#[utoipa::path(post, path = "/update_broker", tag = "yakt", request_body = v1::BrokerChangeBody,
     responses((status = 200, description = "The changed broker", body = records::BrokerView),
         (status = 404, description = "No such broker", body = super::metadata_common::ErrorBody)))]
 pub async fn update_broker(
@@ -109,9 +109,7 @@ pub async fn update_broker(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Answer {
-    let body = Body::parse(body)?;
-    let broker_id = body.require_i64("brokerId")?;
-    let done = run(&node, &headers, v1::change_broker_kind(broker_id, &body)?).await?;
+    let done = run(&node, &headers, v1::broker_change_kind(&Body::parse(body)?)?).await?;
     Ok((StatusCode::OK, Json(done.record)))
 }
 

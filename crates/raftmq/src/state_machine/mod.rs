@@ -27,6 +27,7 @@ pub mod queues;
 pub mod results;
 pub mod sessions;
 pub mod snapshot;
+pub mod validation;
 
 #[cfg(test)]
 mod tests;
@@ -279,13 +280,13 @@ impl StateMachine {
                 ErrorCode::Invalid,
                 "the command has no kind this raftmq version knows",
             ),
-            Some(command::Kind::CreateTopic(create)) => match self.topics.create(&create.name) {
-                Ok(()) => {
-                    self.metadata.topic_created(self.at(), &create.name);
-                    results::ok()
+            Some(command::Kind::CreateTopic(create)) => {
+                // The shared name rules (docs/metadata.md), checked before the queue's own.
+                if let Err(refused) = validation::name("name", &create.name) {
+                    return results::metadata(Err(refused));
                 }
-                Err(error) => queue_error(error, &create.name),
-            },
+                self.create_topic(&create.name)
+            }
             Some(command::Kind::DeleteTopic(delete)) => {
                 let outcome = self.metadata.delete_topic(self.at(), &delete.name);
                 if outcome.is_ok() {
@@ -319,6 +320,17 @@ impl StateMachine {
                 Some(outcome) => results::metadata(outcome),
                 None => results::error(ErrorCode::Invalid, "the command kind is not handled"),
             },
+        }
+    }
+
+    /// Creates a topic: its queue and its metadata record, together.
+    fn create_topic(&mut self, name: &str) -> CommandResult {
+        match self.topics.create(name) {
+            Ok(()) => {
+                self.metadata.topic_created(self.at(), name);
+                results::ok()
+            }
+            Err(error) => queue_error(error, name),
         }
     }
 
