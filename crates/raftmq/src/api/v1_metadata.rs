@@ -49,6 +49,11 @@ pub struct RegisterBrokerBody {
     #[schema(inline)]
     pub broker_id: Integer,
     /// Not blank, no control characters, at most 255 bytes.
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub broker_host: String,
     #[schema(inline)]
     pub broker_port: Port,
@@ -88,6 +93,11 @@ pub struct BrokerChangeBody {
 #[schema(example = json!({"name": "orders"}))]
 pub struct CreateTopicBody {
     /// Not blank, no control characters, at most 255 bytes.
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub name: String,
 }
 
@@ -104,11 +114,11 @@ pub struct CreatePartitionBody {
     #[serde(rename = "topicUUID")]
     pub topic_uuid: String,
     /// Registered broker ids, at least one.
-    #[schema(inline)]
+    #[schema(inline, min_items = 1)]
     pub replicas: Vec<Integer>,
     /// In-sync replicas: a non-empty subset of `replicas`.
     #[serde(rename = "ISR")]
-    #[schema(inline)]
+    #[schema(inline, min_items = 1)]
     pub isr: Vec<Integer>,
     #[schema(inline)]
     pub removing_replicas: Option<Vec<Integer>>,
@@ -286,7 +296,8 @@ pub async fn list_brokers(State(node): State<NodeHandle>, Query(params): Params)
 /// One broker's record.
 #[utoipa::path(get, path = "/v1/brokers/{broker_id}", tag = "brokers",
     params(("broker_id" = i64, Path, description = "The broker id"), ReadQuery),
-    responses((status = 200, description = "The broker", body = records::BrokerView),
+    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
+        (status = 200, description = "The broker", body = records::BrokerView),
         (status = 404, description = "No such broker", body = super::metadata_common::ErrorBody)))]
 pub async fn get_broker(
     State(node): State<NodeHandle>,
@@ -326,7 +337,8 @@ pub async fn change_broker(
 /// Unregister a broker: status CLOSED, out of the active list, its record kept.
 #[utoipa::path(post, path = "/v1/brokers/{broker_id}/unregister", tag = "brokers",
     params(("broker_id" = i64, Path, description = "The broker id")),
-    responses((status = 200, description = "The closed broker", body = records::BrokerView),
+    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
+        (status = 200, description = "The closed broker", body = records::BrokerView),
         (status = 404, description = "No such broker", body = super::metadata_common::ErrorBody)))]
 pub async fn unregister_broker(
     State(node): State<NodeHandle>,
@@ -341,7 +353,8 @@ pub async fn unregister_broker(
 /// Delete a broker's record.
 #[utoipa::path(delete, path = "/v1/brokers/{broker_id}", tag = "brokers",
     params(("broker_id" = i64, Path, description = "The broker id")),
-    responses((status = 200, description = "The deleted broker", body = records::BrokerView),
+    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
+        (status = 200, description = "The deleted broker", body = records::BrokerView),
         (status = 404, description = "No such broker", body = super::metadata_common::ErrorBody)))]
 pub async fn delete_broker(
     State(node): State<NodeHandle>,
@@ -357,7 +370,8 @@ pub async fn delete_broker(
 /// leader fences the broker; the next one makes it ALIVE again.
 #[utoipa::path(post, path = "/v1/brokers/{broker_id}/heartbeat", tag = "brokers",
     params(("broker_id" = i64, Path, description = "The broker id")),
-    responses((status = 200, description = "`{\"brokerId\", \"brokerStatus\"}`", body = Object),
+    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
+        (status = 200, description = "`{\"brokerId\", \"brokerStatus\"}`", body = Object),
         (status = 404, description = "No such broker", body = super::metadata_common::ErrorBody)))]
 pub async fn heartbeat(
     State(node): State<NodeHandle>,
@@ -435,7 +449,8 @@ pub async fn create_topic(
 
 /// List topics in creation order.
 #[utoipa::path(get, path = "/v1/topics", tag = "topics", params(ReadQuery),
-    responses((status = 200, description = "`{\"topics\": [...]}`", body = Object)))]
+    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
+        (status = 200, description = "`{\"topics\": [...]}`", body = Object)))]
 pub async fn list_topics(State(node): State<NodeHandle>, Query(params): Params) -> Answer {
     read(&node, stale(&params)?).await?;
     let state = node.state();
@@ -446,7 +461,8 @@ pub async fn list_topics(State(node): State<NodeHandle>, Query(params): Params) 
 /// One topic, with its partitions.
 #[utoipa::path(get, path = "/v1/topics/{name}", tag = "topics",
     params(("name" = String, Path, description = "The topic's name"), ReadQuery),
-    responses((status = 200, description = "The topic and `partitions`", body = Object),
+    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
+        (status = 200, description = "The topic and `partitions`", body = Object),
         (status = 404, description = "No such topic", body = super::metadata_common::ErrorBody)))]
 pub async fn get_topic(
     State(node): State<NodeHandle>,
@@ -470,7 +486,8 @@ pub fn no_topic(name: &str) -> ApiError {
 /// Delete a topic, its partitions and its queue.
 #[utoipa::path(delete, path = "/v1/topics/{name}", tag = "topics",
     params(("name" = String, Path, description = "The topic's name")),
-    responses((status = 200, description = "The deleted topic", body = TopicView),
+    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
+        (status = 200, description = "The deleted topic", body = TopicView),
         (status = 404, description = "No such topic", body = super::metadata_common::ErrorBody)))]
 pub async fn delete_topic(
     State(node): State<NodeHandle>,
@@ -516,7 +533,8 @@ pub async fn create_partition(
 /// List partitions, of one topic or of all.
 #[utoipa::path(get, path = "/v1/partitions", tag = "partitions",
     params(("topicUUID" = Option<String>, Query, description = "Only this topic's"), ReadQuery),
-    responses((status = 200, description = "`{\"partitions\": [...]}`", body = Object)))]
+    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
+        (status = 200, description = "`{\"partitions\": [...]}`", body = Object)))]
 pub async fn list_partitions(State(node): State<NodeHandle>, Query(params): Params) -> Answer {
     read(&node, stale(&params)?).await?;
     let state = node.state();
@@ -531,7 +549,8 @@ pub async fn list_partitions(State(node): State<NodeHandle>, Query(params): Para
 #[utoipa::path(get, path = "/v1/partitions/{topic_uuid}/{partition_id}", tag = "partitions",
     params(("topic_uuid" = String, Path, description = "The topic's uuid"),
         ("partition_id" = u32, Path, description = "The partition id"), ReadQuery),
-    responses((status = 200, description = "The partition", body = records::PartitionView),
+    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
+        (status = 200, description = "The partition", body = records::PartitionView),
         (status = 404, description = "No such partition", body = super::metadata_common::ErrorBody)))]
 pub async fn get_partition(
     State(node): State<NodeHandle>,
@@ -585,7 +604,8 @@ pub async fn change_partition(
 #[utoipa::path(delete, path = "/v1/partitions/{topic_uuid}/{partition_id}", tag = "partitions",
     params(("topic_uuid" = String, Path, description = "The topic's uuid"),
         ("partition_id" = u32, Path, description = "The partition id")),
-    responses((status = 200, description = "The deleted partition", body = records::PartitionView),
+    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
+        (status = 200, description = "The deleted partition", body = records::PartitionView),
         (status = 404, description = "No such partition", body = super::metadata_common::ErrorBody)))]
 pub async fn delete_partition(
     State(node): State<NodeHandle>,
@@ -636,7 +656,8 @@ pub async fn allocate_producer(
 /// List the producer ids handed out, in order.
 #[utoipa::path(get, path = "/v1/producers", tag = "producers",
     params(("brokerId" = Option<i64>, Query, description = "Only this broker's"), ReadQuery),
-    responses((status = 200, description = "`{\"producers\": [...]}`", body = Object)))]
+    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
+        (status = 200, description = "`{\"producers\": [...]}`", body = Object)))]
 pub async fn list_producers(State(node): State<NodeHandle>, Query(params): Params) -> Answer {
     let broker = match params.get("brokerId") {
         Some(text) => Some(super::metadata_common::broker_id(text)?),
