@@ -99,7 +99,7 @@ impl<'de> Deserialize<'de> for Integer {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let value = Value::deserialize(deserializer)?;
         let parsed = match &value {
-            Value::Number(n) => n.as_i64(),
+            Value::Number(n) => integral(n),
             Value::String(s) => s.trim().parse().ok(),
             _ => None,
         };
@@ -114,7 +114,12 @@ impl<'de> Deserialize<'de> for Integer {
 impl PartialSchema for Integer {
     fn schema() -> RefOr<Schema> {
         OneOfBuilder::new()
-            .item(ObjectBuilder::new().schema_type(Type::Integer))
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(i64::MIN as f64))
+                    .maximum(Some(i64::MAX as f64)),
+            )
             .item(ObjectBuilder::new().schema_type(Type::String).pattern(Some(r"^-?[0-9]+$")))
             .description(Some("An integer, as a JSON number or a numeric string"))
             .into()
@@ -136,6 +141,15 @@ impl Integer {
     }
 }
 
+/// A JSON number that is an integer (`5` or `5.0`, as JSON Schema counts them) in `i64`.
+fn integral(n: &serde_json::Number) -> Option<i64> {
+    n.as_i64().or_else(|| {
+        let f = n.as_f64()?;
+        // i64::MAX as f64 rounds up to 2^63, which does not fit: hence the strict bound.
+        (f.fract() == 0.0 && f >= i64::MIN as f64 && f < i64::MAX as f64).then_some(f as i64)
+    })
+}
+
 /// A TCP port, given as a JSON number or a numeric string; kept as its text for the state
 /// machine, which checks the range (1–65535) the same way for every dialect
 /// (`state_machine/validation.rs`).
@@ -145,7 +159,9 @@ pub struct Port(pub String);
 impl<'de> Deserialize<'de> for Port {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         match Value::deserialize(deserializer)? {
-            Value::Number(n) => Ok(Port(n.to_string())),
+            // 8005.0 is the integer 8005 in JSON Schema's eyes; 9294826.5 stays as written
+            // and is refused by the state machine.
+            Value::Number(n) => Ok(Port(integral(&n).map_or(n.to_string(), |p| p.to_string()))),
             Value::String(s) => Ok(Port(s)),
             other => Err(D::Error::custom(format!(
                 "must be a port, 1 to 65535 (a number or a numeric string), not {other}"
