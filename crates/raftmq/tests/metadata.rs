@@ -90,8 +90,8 @@ fn pyraft_routes_answer_as_the_seed_says() {
     assert_eq!(code, 201);
     assert_eq!(get(&cluster, 1, "/message/Topic%20Name%20-1").1["message"], "m1");
 
-    let partition = json!({"partitionId": 0, "topicUUID": topic_uuid, "replicas": [], "ISR": [],
-        "removingReplicas": [], "addingReplicas": [], "leader": "", "partitionEpoch": 0});
+    let partition = json!({"partitionId": 0, "topicUUID": topic_uuid, "replicas": [5], "ISR": [5],
+        "removingReplicas": [], "addingReplicas": [], "leader": uuid, "partitionEpoch": 0});
     let (code, answer) = post(&cluster, 2, "/register_partition/", partition.clone());
     assert_eq!((code, answer.as_str()), (201, Some(topic_uuid.as_str())));
     refused(post(&cluster, 3, "/register_partition/", partition), 409, "partitionId");
@@ -137,6 +137,10 @@ fn pyraft_routes_answer_as_the_seed_says() {
     }
     assert!(client.get("producers").is_none(), "the client view has no producer ids");
 
+    // A broker a partition names cannot be deleted: the partition would point at nothing.
+    let (code, named) = send(&cluster, "DELETE", 1, "/delete_broker/5", None);
+    assert_eq!(code, 409, "{named}");
+    assert!(named["error"].as_str().unwrap().contains(&format!("{topic_uuid}/0")), "{named}");
     let (code, deleted) = send(&cluster, "DELETE", 2, "/delete_partition/0", None);
     assert_eq!((code, deleted["partitionId"].as_u64()), (200, Some(0)));
     let (code, deleted) = send(&cluster, "DELETE", 3, "/delete_topic/Topic%20Name%20-1", None);
@@ -243,13 +247,22 @@ fn v1_rules_refuse_with_their_codes() {
     let cluster = Cluster::start_with(3, NO_FENCING);
     cluster.wait_leader();
     for id in 1..=3 {
-        let (code, _) =
-            post(&cluster, id, "/v1/brokers", json!({"brokerId": id, "brokerHost": "h"}));
+        let (code, _) = post(
+            &cluster,
+            id,
+            "/v1/brokers",
+            json!({"brokerId": id, "brokerHost": "h", "brokerPort": 9000}),
+        );
         assert_eq!(code, 201);
     }
-    refused(post(&cluster, 1, "/v1/brokers", json!({"brokerHost": "h"})), 400, "brokerId");
-    refused(post(&cluster, 1, "/v1/brokers", json!({"brokerId": "five"})), 400, "brokerId");
-    refused(post(&cluster, 1, "/v1/brokers", json!({"brokerId": -1})), 400, "brokerId");
+    let at = |id: Value| json!({"brokerId": id, "brokerHost": "h", "brokerPort": 9000});
+    refused(
+        post(&cluster, 1, "/v1/brokers", json!({"brokerHost": "h", "brokerPort": 1})),
+        400,
+        "brokerId",
+    );
+    refused(post(&cluster, 1, "/v1/brokers", at(json!("five"))), 400, "brokerId");
+    refused(post(&cluster, 1, "/v1/brokers", at(json!(-1))), 400, "brokerId");
     refused(
         send(&cluster, "PATCH", 2, "/v1/brokers/1", Some(r#"{"brokerStatus": "SLEEPY"}"#)),
         400,
@@ -266,7 +279,12 @@ fn v1_rules_refuse_with_their_codes() {
         get(&cluster, 1, "/v1/brokers/1").1["internalUUID"].as_str().unwrap().to_string();
     let part = |id: u32, replicas: Value, isr: Value, leader: &str| json!({"partitionId": id, "topicUUID": uuid, "replicas": replicas, "ISR": isr, "leader": leader});
     refused(
-        post(&cluster, 1, "/v1/partitions", json!({"partitionId": 0, "topicUUID": "nope"})),
+        post(
+            &cluster,
+            1,
+            "/v1/partitions",
+            json!({"partitionId": 0, "topicUUID": "nope", "replicas": [1], "ISR": [1], "leader": "1"}),
+        ),
         404,
         "topicUUID",
     );
@@ -291,7 +309,12 @@ fn v1_rules_refuse_with_their_codes() {
         "replicas",
     );
     refused(
-        post(&cluster, 1, "/v1/partitions", json!({"partitionId": -3, "topicUUID": uuid})),
+        post(
+            &cluster,
+            1,
+            "/v1/partitions",
+            json!({"partitionId": -3, "topicUUID": uuid, "replicas": [1], "ISR": [1], "leader": "1"}),
+        ),
         400,
         "partitionId",
     );
@@ -359,6 +382,120 @@ fn v1_rules_refuse_with_their_codes() {
     assert_eq!(css.status().as_u16(), 200, "assets are served by the node");
 }
 
+/// The rules of docs/metadata.md, the same through every dialect: bad values are a 400 naming
+/// the field and change nothing; re-registration is a new incarnation or refused, never a kept
+/// or blanked address; a broker a partition names cannot be deleted.
+#[test]
+fn every_dialect_refuses_bad_values_and_re_registration_follows_kraft() {
+    let _serial = serial();
+    let cluster = Cluster::start_with(3, NO_FENCING);
+    cluster.wait_leader();
+    let routes = ["/v1/brokers", "/register_broker/", "/register_broker"];
+    for (n, port) in
+        [json!(70000), json!(-1), json!("abc"), json!(9294826.0), json!(0)].iter().enumerate()
+    {
+        let route = routes[n % routes.len()];
+        let body = json!({"brokerId": 5, "brokerHost": "h", "brokerPort": port});
+        refused(post(&cluster, 1 + n as u64 % 3, route, body), 400, "brokerPort");
+    }
+    refused(
+        post(&cluster, 2, "/v1/brokers", json!({"brokerId": 5, "brokerPort": 8005})),
+        400,
+        "brokerHost",
+    );
+    refused(
+        post(&cluster, 3, "/register_broker", json!({"brokerId": 5, "brokerHost": "h"})),
+        400,
+        "brokerPort",
+    );
+    refused(
+        post(
+            &cluster,
+            1,
+            "/v1/brokers",
+            json!({"brokerId": 5, "brokerHost": " ", "brokerPort": 1}),
+        ),
+        400,
+        "brokerHost",
+    );
+    assert_eq!(get(&cluster, 1, "/v1/brokers").1["brokers"], json!([]), "nothing registered");
+    for (route, name) in
+        [("/v1/topics", "   "), ("/register_topic/", "a\\u0000b"), ("/create_topic", "")]
+    {
+        let body = format!(r#"{{"name": "{name}"}}"#);
+        refused(send(&cluster, "POST", 2, route, Some(&body)), 400, "name");
+    }
+    let (code, _) = cluster.put_json(3, "/topic", json!({"topic": "  "}));
+    assert_eq!(code, 400, "the RRMQ route refuses a blank name too");
+    assert_eq!(get(&cluster, 1, "/topic").1["topics"], json!([]), "no topic was created");
+
+    let (code, b5) = post(
+        &cluster,
+        1,
+        "/v1/brokers",
+        json!({"brokerId": "5", "brokerHost": "h", "brokerPort": "8005"}),
+    );
+    assert_eq!((code, b5["brokerPort"].as_str()), (201, Some("8005")), "{b5}");
+    post(&cluster, 1, "/v1/brokers", json!({"brokerId": 6, "brokerHost": "h", "brokerPort": 8006}));
+    // A change with nothing to change bumped the epoch and changed nothing.
+    refused(send(&cluster, "PATCH", 2, "/v1/brokers/6", Some("{}")), 400, "");
+    assert_eq!(get(&cluster, 3, "/v1/brokers/6").1["epoch"], 0);
+    // A producer request without brokerEpoch was a 409 "stale brokerEpoch 0".
+    refused(post(&cluster, 1, "/v1/producers", json!({"brokerId": 6})), 400, "brokerEpoch");
+    refused(post(&cluster, 2, "/register_producer", json!({"brokerId": 6})), 400, "brokerEpoch");
+
+    let (_, topic) = post(&cluster, 2, "/v1/topics", json!({"name": "orders"}));
+    let uuid = topic["topicUUID"].as_str().unwrap().to_string();
+    let empty =
+        json!({"partitionId": 0, "topicUUID": uuid, "replicas": [], "ISR": [], "leader": ""});
+    refused(post(&cluster, 3, "/register_partition/", empty), 400, "replicas");
+    let no_leader =
+        json!({"partitionId": 0, "topicUUID": uuid, "replicas": [5], "ISR": [5], "leader": ""});
+    refused(post(&cluster, 3, "/create_partition", no_leader), 400, "leader");
+    let (code, _) = post(
+        &cluster,
+        1,
+        "/v1/partitions",
+        json!({"partitionId": 0, "topicUUID": uuid, "replicas": [5, 6], "ISR": [5], "leader": 5}),
+    );
+    assert_eq!(code, 201);
+
+    // FENCED, then registered at a new port: the new port, epoch + 1, ALIVE.
+    send(&cluster, "PATCH", 1, "/v1/brokers/5", Some(r#"{"brokerStatus": "FENCED"}"#));
+    let (code, back) = post(
+        &cluster,
+        2,
+        "/v1/brokers",
+        json!({"brokerId": 5, "brokerHost": "h", "brokerPort": 9005}),
+    );
+    assert_eq!(code, 200, "{back}");
+    assert_eq!(
+        (back["brokerPort"].as_str(), back["epoch"].as_u64(), back["brokerStatus"].as_str()),
+        (Some("9005"), Some(2), Some("ALIVE"))
+    );
+    assert_eq!(back["internalUUID"], b5["internalUUID"]);
+    // CLOSED, then {"brokerId": "5"} alone: refused, and the address is kept.
+    post(&cluster, 3, "/v1/brokers/5/unregister", json!({}));
+    refused(post(&cluster, 1, "/v1/brokers", json!({"brokerId": "5"})), 400, "brokerHost");
+    let closed = get(&cluster, 2, "/v1/brokers/5").1;
+    assert_eq!(
+        (closed["brokerHost"].as_str(), closed["brokerPort"].as_str()),
+        (Some("h"), Some("9005"))
+    );
+    assert_eq!(closed["brokerStatus"], "CLOSED");
+
+    // Deleting a broker a partition names: a 409 that lists the partitions, nothing deleted.
+    let (code, named) = send(&cluster, "DELETE", 3, "/v1/brokers/6", None);
+    assert_eq!(code, 409, "{named}");
+    assert!(named["error"].as_str().unwrap().contains(&format!("{uuid}/0")), "{named}");
+    assert_eq!(get(&cluster, 1, "/v1/brokers/6").0, 200);
+
+    // The document describes the port as the code parses it: a number or a numeric string.
+    let doc = get(&cluster, 1, "/openapi.json").1;
+    let schema = doc["components"]["schemas"]["RegisterBrokerBody"].to_string();
+    assert!(schema.contains("\"integer\"") && schema.contains("65535"), "{schema}");
+}
+
 #[test]
 fn fifty_brokers_from_ten_clients_agree_everywhere() {
     let _serial = serial();
@@ -407,7 +544,12 @@ fn producer_ids_keep_increasing_across_a_leader_kill() {
     let _serial = serial();
     let mut cluster = Cluster::start_with(3, NO_FENCING);
     let leader = cluster.wait_leader();
-    let (code, _) = post(&cluster, leader, "/v1/brokers", json!({"brokerId": 1}));
+    let (code, _) = post(
+        &cluster,
+        leader,
+        "/v1/brokers",
+        json!({"brokerId": 1, "brokerHost": "h", "brokerPort": 9001}),
+    );
     assert_eq!(code, 201);
     let allocate = |cluster: &Cluster| -> u64 {
         let deadline = Instant::now() + Duration::from_secs(15);
@@ -447,8 +589,13 @@ fn fetches_long_poll_and_fencing_follows_heartbeats() {
     let cluster = Cluster::start_with(3, &["--broker-session-timeout-ms", "1500"]);
     let leader = cluster.wait_leader();
     let follower = (1..=3).find(|n| *n != leader).unwrap();
-    post(&cluster, 1, "/v1/brokers", json!({"brokerId": 1}));
-    let (_, quiet) = post(&cluster, 2, "/v1/brokers", json!({"brokerId": 2}));
+    post(&cluster, 1, "/v1/brokers", json!({"brokerId": 1, "brokerHost": "h", "brokerPort": 9001}));
+    let (_, quiet) = post(
+        &cluster,
+        2,
+        "/v1/brokers",
+        json!({"brokerId": 2, "brokerHost": "h", "brokerPort": 9002}),
+    );
     let offset = quiet["offset"].as_u64().unwrap();
 
     // Long-poll: the fetch waits for the next change and returns with it.
@@ -530,7 +677,7 @@ fn the_metadata_image_survives_snapshots_and_restarts() {
             &cluster,
             (id % 3 + 1) as u64,
             "/v1/brokers",
-            json!({"brokerId": id, "brokerHost": "h"}),
+            json!({"brokerId": id, "brokerHost": "h", "brokerPort": 9000 + id}),
         );
     }
     let (_, topic) = post(&cluster, 1, "/v1/topics", json!({"name": "kept"}));

@@ -9,9 +9,12 @@ use axum::http::{HeaderMap, StatusCode};
 use raftmq_proto::client::command::Kind;
 use raftmq_proto::client::command_result::Outcome;
 use raftmq_proto::client::ErrorCode;
-use serde::Serialize;
+use serde::de::{DeserializeOwned, Error as _};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{json, Map, Value};
-use utoipa::ToSchema;
+use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
+use utoipa::openapi::RefOr;
+use utoipa::{PartialSchema, ToSchema};
 
 use super::errors::{status_of, ApiError};
 use crate::node::NodeHandle;
@@ -40,8 +43,8 @@ pub fn bad(field: &str, reason: impl Into<String>) -> ApiError {
     fail(StatusCode::BAD_REQUEST, Some(field), reason)
 }
 
-/// A JSON object body, read field by field. Numbers may come as numbers or numeric strings
-/// (the seeds send `"brokerId": "5"` as often as `5`).
+/// A JSON object body (an empty body is `{}`; PyRaft's trailing commas are accepted), to be
+/// read as a typed request with [`Body::typed`].
 pub struct Body(Map<String, Value>);
 
 impl Body {
@@ -60,77 +63,157 @@ impl Body {
             _ => Err(fail(StatusCode::BAD_REQUEST, None, "the body must be a JSON object")),
         }
     }
+}
 
-    fn get(&self, field: &str) -> Option<&Value> {
-        self.0.get(field).filter(|v| !v.is_null())
-    }
-
-    pub fn has(&self, field: &str) -> bool {
-        self.get(field).is_some()
-    }
-
-    pub fn i64(&self, field: &str) -> Result<Option<i64>, ApiError> {
-        self.get(field).map(|v| int(field, v)).transpose()
-    }
-
-    pub fn require_i64(&self, field: &str) -> Result<i64, ApiError> {
-        self.i64(field)?.ok_or_else(|| bad(field, format!("{field} is required")))
-    }
-
-    pub fn u64(&self, field: &str) -> Result<Option<u64>, ApiError> {
-        match self.i64(field)? {
-            Some(n) if n < 0 => Err(bad(field, format!("{field} must be 0 or more"))),
-            other => Ok(other.map(|n| n as u64)),
-        }
-    }
-
-    pub fn u32(&self, field: &str) -> Result<Option<u32>, ApiError> {
-        match self.i64(field)? {
-            Some(n) => u32::try_from(n)
-                .map(Some)
-                .map_err(|_| bad(field, format!("{field} must be between 0 and {}", u32::MAX))),
-            None => Ok(None),
-        }
-    }
-
-    pub fn require_u32(&self, field: &str) -> Result<u32, ApiError> {
-        self.u32(field)?.ok_or_else(|| bad(field, format!("{field} is required")))
-    }
-
-    /// A string field; numbers are taken as their text (`"brokerPort": 8005`).
-    pub fn string(&self, field: &str) -> Result<Option<String>, ApiError> {
-        match self.get(field) {
-            None => Ok(None),
-            Some(Value::String(s)) => Ok(Some(s.clone())),
-            Some(Value::Number(n)) => Ok(Some(n.to_string())),
-            Some(_) => Err(bad(field, format!("{field} must be a string"))),
-        }
-    }
-
-    pub fn require_string(&self, field: &str) -> Result<String, ApiError> {
-        self.string(field)?.ok_or_else(|| bad(field, format!("{field} is required")))
-    }
-
-    /// A list of broker ids.
-    pub fn ids(&self, field: &str) -> Result<Option<Vec<i64>>, ApiError> {
-        match self.get(field) {
-            None => Ok(None),
-            Some(Value::Array(items)) => {
-                items.iter().map(|v| int(field, v)).collect::<Result<_, _>>().map(Some)
+impl Body {
+    /// The body as a typed request (`T`, whose `ToSchema` is what the OpenAPI document shows,
+    /// so the document and the parsing cannot drift). A failure names the field at fault: a
+    /// missing required field is "X is required", a bad one says what it must be.
+    pub fn typed<T: DeserializeOwned>(&self) -> Result<T, ApiError> {
+        serde_path_to_error::deserialize(Value::Object(self.0.clone())).map_err(|e| {
+            let inner = e.inner().to_string();
+            if let Some(missing) = missing_field(&inner) {
+                return bad(missing, format!("{missing} is required"));
             }
-            Some(_) => Err(bad(field, format!("{field} must be a list of broker ids"))),
+            let field = match e.path().iter().next() {
+                Some(serde_path_to_error::Segment::Map { key }) => key.clone(),
+                _ => String::new(),
+            };
+            let reason = if field.is_empty() { inner } else { format!("{field}: {inner}") };
+            bad(&field, reason)
+        })
+    }
+}
+
+/// The field of serde's "missing field `x`" message.
+fn missing_field(message: &str) -> Option<&str> {
+    message.strip_prefix("missing field `")?.split('`').next()
+}
+
+/// An integer, given as a JSON number or as a numeric string (the seeds' clients send
+/// `"brokerId": "5"` as often as `5`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Integer(pub i64);
+
+impl<'de> Deserialize<'de> for Integer {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let value = Value::deserialize(deserializer)?;
+        let parsed = match &value {
+            Value::Number(n) => integral(n),
+            Value::String(s) => s.trim().parse().ok(),
+            _ => None,
+        };
+        parsed.map(Integer).ok_or_else(|| {
+            D::Error::custom(format!(
+                "must be an integer (a number or a numeric string), not {value}"
+            ))
+        })
+    }
+}
+
+impl PartialSchema for Integer {
+    fn schema() -> RefOr<Schema> {
+        OneOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(i64::MIN as f64))
+                    .maximum(Some(i64::MAX as f64)),
+            )
+            .item(ObjectBuilder::new().schema_type(Type::String).pattern(Some(r"^-?[0-9]+$")))
+            .description(Some("An integer, as a JSON number or a numeric string"))
+            .into()
+    }
+}
+
+impl ToSchema for Integer {}
+
+impl Integer {
+    /// The value as a `u32`, or a 400 naming `field`.
+    pub fn u32(self, field: &str) -> Result<u32, ApiError> {
+        u32::try_from(self.0)
+            .map_err(|_| bad(field, format!("{field} must be between 0 and {}", u32::MAX)))
+    }
+
+    /// The value as a `u64` (0 or more), or a 400 naming `field`.
+    pub fn u64(self, field: &str) -> Result<u64, ApiError> {
+        u64::try_from(self.0).map_err(|_| bad(field, format!("{field} must be 0 or more")))
+    }
+}
+
+/// A JSON number that is an integer (`5` or `5.0`, as JSON Schema counts them) in `i64`.
+fn integral(n: &serde_json::Number) -> Option<i64> {
+    n.as_i64().or_else(|| {
+        let f = n.as_f64()?;
+        // i64::MAX as f64 rounds up to 2^63, which does not fit: hence the strict bound.
+        (f.fract() == 0.0 && f >= i64::MIN as f64 && f < i64::MAX as f64).then_some(f as i64)
+    })
+}
+
+/// A TCP port, given as a JSON number or a numeric string; kept as its text for the state
+/// machine, which checks the range (1–65535) the same way for every dialect
+/// (`state_machine/validation.rs`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Port(pub String);
+
+impl<'de> Deserialize<'de> for Port {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match Value::deserialize(deserializer)? {
+            // 8005.0 is the integer 8005 in JSON Schema's eyes; 9294826.5 stays as written
+            // and is refused by the state machine.
+            Value::Number(n) => Ok(Port(integral(&n).map_or(n.to_string(), |p| p.to_string()))),
+            Value::String(s) => Ok(Port(s)),
+            other => Err(D::Error::custom(format!(
+                "must be a port, 1 to 65535 (a number or a numeric string), not {other}"
+            ))),
         }
     }
 }
 
-fn int(field: &str, value: &Value) -> Result<i64, ApiError> {
-    let parsed = match value {
-        Value::Number(n) => n.as_i64(),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    };
-    parsed.ok_or_else(|| bad(field, format!("{field} must be an integer, not {value}")))
+impl PartialSchema for Port {
+    fn schema() -> RefOr<Schema> {
+        OneOfBuilder::new()
+            .item(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(1))
+                    .maximum(Some(65535)),
+            )
+            .item(ObjectBuilder::new().schema_type(Type::String).pattern(Some(
+                r"^([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])$",
+            )))
+            .description(Some("A TCP port, 1 to 65535, as a JSON number or a numeric string"))
+            .examples([json!(8005)])
+            .into()
+    }
 }
+
+impl ToSchema for Port {}
+
+/// A string that may also come as a JSON number (a leader given by broker id: `"leader": 5`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Text(pub String);
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        match Value::deserialize(deserializer)? {
+            Value::Number(n) => Ok(Text(n.to_string())),
+            Value::String(s) => Ok(Text(s)),
+            other => Err(D::Error::custom(format!("must be a string, not {other}"))),
+        }
+    }
+}
+
+impl PartialSchema for Text {
+    fn schema() -> RefOr<Schema> {
+        OneOfBuilder::new()
+            .item(ObjectBuilder::new().schema_type(Type::String))
+            .item(ObjectBuilder::new().schema_type(Type::Integer))
+            .into()
+    }
+}
+
+impl ToSchema for Text {}
 
 /// PyRaft's documented bodies end objects with a trailing comma, which JSON does not allow;
 /// accept them anyway by dropping a comma that only whitespace separates from `}` or `]`
@@ -194,21 +277,32 @@ pub async fn run(node: &NodeHandle, headers: &HeaderMap, kind: Kind) -> Result<D
         }),
         Some(Outcome::Error(e)) => {
             let status = match ErrorCode::try_from(e.code) {
-                Ok(ErrorCode::NotFound) | Ok(ErrorCode::TopicNotFound) => StatusCode::NOT_FOUND,
-                Ok(ErrorCode::Conflict) | Ok(ErrorCode::TopicExists) => StatusCode::CONFLICT,
+                Ok(ErrorCode::NotFound)
+                | Ok(ErrorCode::TopicNotFound)
+                | Ok(ErrorCode::QueueEmpty) => StatusCode::NOT_FOUND,
+                // A reused seq is the client's conflict with its own earlier request.
+                Ok(ErrorCode::Conflict) | Ok(ErrorCode::TopicExists) | Ok(ErrorCode::SeqReused) => {
+                    StatusCode::CONFLICT
+                }
                 Ok(ErrorCode::Invalid) => StatusCode::BAD_REQUEST,
-                _ => StatusCode::INTERNAL_SERVER_ERROR,
+                Ok(ErrorCode::Unspecified) | Err(_) => StatusCode::INTERNAL_SERVER_ERROR,
             };
             let field = match (e.field.is_empty(), ErrorCode::try_from(e.code)) {
                 (false, _) => Some(e.field.clone()),
-                (true, Ok(ErrorCode::TopicExists)) | (true, Ok(ErrorCode::Invalid)) => {
-                    Some("name".to_string())
-                }
+                // The queue's refusal of a duplicate topic names no field; it is the name.
+                (true, Ok(ErrorCode::TopicExists)) => Some("name".to_string()),
                 _ => None,
             };
             Err(fail(status, field.as_deref(), e.detail))
         }
-        _ => Err(fail(StatusCode::INTERNAL_SERVER_ERROR, None, "unexpected command result")),
+        // Another command's kind of answer (a consumed message, or none): possible only when a
+        // session restored from a snapshot without request digests takes a different request
+        // for a retry (state_machine/sessions.rs), i.e. the client reused a seq.
+        _ => Err(fail(
+            StatusCode::CONFLICT,
+            Some("x-client-seq"),
+            "this x-client-seq was used for a different request; use the next seq",
+        )),
     }
 }
 

@@ -32,7 +32,8 @@ fn one_or_all(asked: bool, mut found: Vec<Value>, what: &str, field: &str) -> An
 
 /// `POST /register_broker/`: answers the broker's internal uuid.
 #[utoipa::path(post, path = "/register_broker/", tag = "pyraft", request_body = v1::RegisterBrokerBody,
-    responses((status = 201, description = "The new broker's internalUUID (a JSON string)", body = String),
+    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
+        (status = 201, description = "The new broker's internalUUID (a JSON string)", body = String),
         (status = 200, description = "Already registered: its internalUUID", body = String)))]
 pub async fn register_broker(
     State(node): State<NodeHandle>,
@@ -46,14 +47,15 @@ pub async fn register_broker(
 
 /// `POST /register_topic/`: answers the topic's uuid.
 #[utoipa::path(post, path = "/register_topic/", tag = "pyraft", request_body = v1::CreateTopicBody,
-    responses((status = 201, description = "The topicUUID (a JSON string)", body = String),
+    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
+        (status = 201, description = "The topicUUID (a JSON string)", body = String),
         (status = 409, description = "The topic exists", body = super::metadata_common::ErrorBody)))]
 pub async fn register_topic(
     State(node): State<NodeHandle>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Answer {
-    let name = Body::parse(body)?.require_string("name")?;
+    let v1::CreateTopicBody { name } = Body::parse(body)?.typed()?;
     let view = v1::create_topic_record(&node, &headers, name).await?;
     Ok((StatusCode::CREATED, Json(json!(view.topic_uuid))))
 }
@@ -76,7 +78,8 @@ pub async fn register_partition(
 /// `GET /get_broker/?broker_id=`: one broker, or all.
 #[utoipa::path(get, path = "/get_broker/", tag = "pyraft",
     params(("broker_id" = Option<i64>, Query, description = "One broker")),
-    responses((status = 200, description = "The broker, or an array of all", body = Object),
+    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
+        (status = 200, description = "The broker, or an array of all", body = Object),
         (status = 404, description = "No such broker", body = super::metadata_common::ErrorBody)))]
 pub async fn get_broker(State(node): State<NodeHandle>, Query(params): Params) -> Answer {
     let wanted =
@@ -95,7 +98,8 @@ pub async fn get_broker(State(node): State<NodeHandle>, Query(params): Params) -
 /// `GET /get_topic/?topic_name=`: one topic, or all.
 #[utoipa::path(get, path = "/get_topic/", tag = "pyraft",
     params(("topic_name" = Option<String>, Query, description = "One topic")),
-    responses((status = 200, description = "The topic, or an array of all", body = Object),
+    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
+        (status = 200, description = "The topic, or an array of all", body = Object),
         (status = 404, description = "No such topic", body = super::metadata_common::ErrorBody)))]
 pub async fn get_topic(State(node): State<NodeHandle>, Query(params): Params) -> Answer {
     let wanted = params.get("topic_name");
@@ -115,7 +119,8 @@ pub async fn get_topic(State(node): State<NodeHandle>, Query(params): Params) ->
 /// topics have one), or all.
 #[utoipa::path(get, path = "/get_partition/", tag = "pyraft",
     params(("partition_id" = Option<u32>, Query, description = "One partition id")),
-    responses((status = 200, description = "The partition, or an array", body = Object),
+    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
+        (status = 200, description = "The partition, or an array", body = Object),
         (status = 404, description = "No such partition", body = super::metadata_common::ErrorBody)))]
 pub async fn get_partition(State(node): State<NodeHandle>, Query(params): Params) -> Answer {
     let wanted = params
@@ -135,7 +140,8 @@ pub async fn get_partition(State(node): State<NodeHandle>, Query(params): Params
 
 /// `GET /get_producer/`: every producer id record.
 #[utoipa::path(get, path = "/get_producer/", tag = "pyraft",
-    responses((status = 200, description = "An array of producer records", body = Vec<records::ProducerView>)))]
+    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
+        (status = 200, description = "An array of producer records", body = Vec<records::ProducerView>)))]
 pub async fn get_producers(State(node): State<NodeHandle>) -> Answer {
     read(&node, false).await?;
     let state = node.state();
@@ -146,15 +152,19 @@ pub async fn get_producers(State(node): State<NodeHandle>) -> Answer {
 /// `POST /get_producer/` with `{partitionId, brokerId}`: the newest producer record of that
 /// broker (given by id or internal uuid). Producer ids belong to brokers, so `partitionId`
 /// selects nothing.
-#[utoipa::path(post, path = "/get_producer/", tag = "pyraft",
-    responses((status = 200, description = "The producer record", body = records::ProducerView),
+#[utoipa::path(post, path = "/get_producer/", tag = "pyraft", request_body = v1::SelectProducerBody,
+    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
+        (status = 200, description = "The producer record", body = records::ProducerView),
         (status = 404, description = "None for that broker", body = super::metadata_common::ErrorBody)))]
 pub async fn select_producer(
     State(node): State<NodeHandle>,
     body: Result<Bytes, BytesRejection>,
 ) -> Answer {
-    let body = Body::parse(body)?;
-    let broker = body.string("brokerId")?;
+    let select: v1::SelectProducerBody = Body::parse(body)?.typed()?;
+    if let Some(partition_id) = select.partition_id {
+        partition_id.u32("partitionId")?;
+    }
+    let broker = select.broker_id.map(|b| b.0);
     read(&node, false).await?;
     let state = node.state();
     let metadata = state.metadata();
@@ -180,7 +190,8 @@ pub async fn select_producer(
 /// `DELETE /delete_broker/{broker_id}`: answers the deleted record.
 #[utoipa::path(delete, path = "/delete_broker/{broker_id}", tag = "pyraft",
     params(("broker_id" = i64, Path, description = "The broker id")),
-    responses((status = 200, description = "The deleted broker", body = records::BrokerView),
+    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
+        (status = 200, description = "The deleted broker", body = records::BrokerView),
         (status = 404, description = "No such broker", body = super::metadata_common::ErrorBody)))]
 pub async fn delete_broker(
     State(node): State<NodeHandle>,
@@ -195,7 +206,8 @@ pub async fn delete_broker(
 /// `DELETE /delete_topic/{topicName}`: the topic, its partitions and its queue.
 #[utoipa::path(delete, path = "/delete_topic/{topicName}", tag = "pyraft",
     params(("topicName" = String, Path, description = "The topic's name")),
-    responses((status = 200, description = "The deleted topic", body = records::TopicView),
+    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
+        (status = 200, description = "The deleted topic", body = records::TopicView),
         (status = 404, description = "No such topic", body = super::metadata_common::ErrorBody)))]
 pub async fn delete_topic(
     State(node): State<NodeHandle>,
@@ -210,7 +222,8 @@ pub async fn delete_topic(
 /// topics have one: use `/v1/partitions/{topicUUID}/{id}`).
 #[utoipa::path(delete, path = "/delete_partition/{partition_id}", tag = "pyraft",
     params(("partition_id" = u32, Path, description = "The partition id")),
-    responses((status = 200, description = "The deleted partition", body = records::PartitionView),
+    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
+        (status = 200, description = "The deleted partition", body = records::PartitionView),
         (status = 404, description = "No such partition", body = super::metadata_common::ErrorBody),
         (status = 409, description = "Several topics have that partition id", body = super::metadata_common::ErrorBody)))]
 pub async fn delete_partition(
@@ -226,7 +239,7 @@ pub async fn delete_partition(
 
 /// `POST /register_broker_change/`: merges the fields into the broker's registration, epoch +1;
 /// answers the changed record.
-#[utoipa::path(post, path = "/register_broker_change/", tag = "pyraft", request_body = v1::RegisterBrokerBody,
+#[utoipa::path(post, path = "/register_broker_change/", tag = "pyraft", request_body = v1::BrokerChangeBody,
     responses((status = 200, description = "The changed broker", body = records::BrokerView),
         (status = 400, description = "A bad field", body = super::metadata_common::ErrorBody),
         (status = 404, description = "No such broker", body = super::metadata_common::ErrorBody)))]
@@ -235,9 +248,7 @@ pub async fn register_broker_change(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Answer {
-    let body = Body::parse(body)?;
-    let broker_id = body.require_i64("brokerId")?;
-    let done = run(&node, &headers, v1::change_broker_kind(broker_id, &body)?).await?;
+    let done = run(&node, &headers, v1::broker_change_kind(&Body::parse(body)?)?).await?;
     Ok((StatusCode::OK, Json(done.record)))
 }
 
@@ -245,7 +256,8 @@ pub async fn register_broker_change(
 /// the next producer id (a requested `producerId` is not honoured: ids must stay unique and
 /// increasing); answers the record.
 #[utoipa::path(post, path = "/register_producer/", tag = "pyraft", request_body = v1::ProducerBody,
-    responses((status = 201, description = "The producer record", body = records::ProducerView),
+    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
+        (status = 201, description = "The producer record", body = records::ProducerView),
         (status = 404, description = "No such broker", body = super::metadata_common::ErrorBody),
         (status = 409, description = "A stale broker epoch", body = super::metadata_common::ErrorBody)))]
 pub async fn register_producer(
@@ -253,17 +265,14 @@ pub async fn register_producer(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Answer {
-    let body = Body::parse(body)?;
-    if body.has("producerId") {
-        body.u64("producerId")?; // checked for type only
-    }
-    let done = run(&node, &headers, v1::producer_kind(&body)?).await?;
+    let done = run(&node, &headers, v1::producer_kind(&Body::parse(body)?)?).await?;
     Ok((StatusCode::CREATED, Json(done.record)))
 }
 
 /// `GET /metadata_fetch_client/`: topics, partitions and brokers.
 #[utoipa::path(get, path = "/metadata_fetch_client/", tag = "pyraft",
-    responses((status = 200, description = "`{\"topics\", \"partitions\", \"brokers\"}`", body = Object)))]
+    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
+        (status = 200, description = "`{\"topics\", \"partitions\", \"brokers\"}`", body = Object)))]
 pub async fn metadata_fetch_client(State(node): State<NodeHandle>) -> Answer {
     read(&node, false).await?;
     let state = node.state();

@@ -289,14 +289,25 @@ fn result_error(applied: &Applied) -> ApiError {
     match &applied.result.outcome {
         Some(Outcome::Error(e)) => {
             let status = match ErrorCode::try_from(e.code) {
-                Ok(ErrorCode::TopicExists) => StatusCode::CONFLICT,
-                Ok(ErrorCode::TopicNotFound) | Ok(ErrorCode::QueueEmpty) => StatusCode::NOT_FOUND,
+                // A reused seq is the client's conflict with its own earlier request.
+                Ok(ErrorCode::TopicExists) | Ok(ErrorCode::Conflict) | Ok(ErrorCode::SeqReused) => {
+                    StatusCode::CONFLICT
+                }
+                Ok(ErrorCode::TopicNotFound)
+                | Ok(ErrorCode::QueueEmpty)
+                | Ok(ErrorCode::NotFound) => StatusCode::NOT_FOUND,
                 Ok(ErrorCode::Invalid) => StatusCode::BAD_REQUEST,
-                _ => StatusCode::INTERNAL_SERVER_ERROR,
+                Ok(ErrorCode::Unspecified) | Err(_) => StatusCode::INTERNAL_SERVER_ERROR,
             };
             ApiError::rrmq(status, e.detail.clone())
         }
-        _ => ApiError::rrmq(StatusCode::INTERNAL_SERVER_ERROR, "unexpected command result"),
+        // Another command's kind of answer: possible only when a session restored from a
+        // snapshot without request digests takes a different request for a retry (see
+        // state_machine/sessions.rs), i.e. the client reused a seq.
+        _ => ApiError::rrmq(
+            StatusCode::CONFLICT,
+            "this x-client-seq was used for a different request; use the next seq",
+        ),
     }
 }
 

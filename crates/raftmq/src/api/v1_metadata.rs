@@ -24,7 +24,7 @@ use serde_json::{json, Value};
 use utoipa::{IntoParams, ToSchema};
 
 use super::errors::ApiError;
-use super::metadata_common::{bad, fail, read, run, Body, Done};
+use super::metadata_common::{bad, fail, read, run, Body, Done, Integer, Port, Text};
 use crate::metadata_fencing::{Beat, Fencing};
 use crate::node::NodeHandle;
 use crate::state_machine::metadata::is_active;
@@ -35,86 +35,150 @@ pub type Answer = Result<(StatusCode, Json<Value>), ApiError>;
 pub type Params = Query<HashMap<String, String>>;
 pub type Fence = Extension<Arc<Fencing>>;
 
-// ---- request bodies (documentation; parsing goes field by field through `Body`) -----------
+// ---- request bodies: these types parse the requests AND are their OpenAPI schemas ----------
 
-/// Registers a broker (PyRaft's `/register_broker/` body).
-#[allow(dead_code)]
+/// Registers a broker. The same id again at the same address while it is active is a retry (its
+/// record, unchanged); at another address, or when it is `FENCED` or `CLOSED`, a new incarnation
+/// (the new address, epoch + 1, `ALIVE`). Host and port are required.
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = json!({"brokerId": 5, "brokerHost": "127.0.0.1", "brokerPort": 8005,
+    "securityProtocol": "PLAINTEXT", "rackId": "r1"}))]
 pub struct RegisterBrokerBody {
-    #[schema(minimum = 0)]
-    pub broker_id: i64,
-    pub broker_host: Option<String>,
-    /// A number or a string.
-    #[schema(value_type = Option<String>)]
-    pub broker_port: Option<Value>,
+    /// 0 or more.
+    #[schema(inline)]
+    pub broker_id: Integer,
+    /// Not blank, no control characters, at most 255 bytes.
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
+    pub broker_host: String,
+    #[schema(inline)]
+    pub broker_port: Port,
     pub security_protocol: Option<String>,
     pub rack_id: Option<String>,
 }
 
-/// The fields to change; the others keep their values. The epoch goes up by one.
-#[allow(dead_code)]
+/// The fields to change; the others keep their values. The epoch goes up by one. At least one
+/// field, and something must change (else 400).
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = json!({"brokerPort": 9000}))]
 pub struct ChangeBrokerBody {
     pub broker_host: Option<String>,
-    #[schema(value_type = Option<String>)]
-    pub broker_port: Option<Value>,
+    #[schema(inline)]
+    pub broker_port: Option<Port>,
     pub security_protocol: Option<String>,
     /// `INIT`, `FENCED`, `UNFENCED`, `ALIVE` or `CLOSED`.
     pub broker_status: Option<String>,
     pub rack_id: Option<String>,
 }
 
-/// Creates a topic (and its FIFO queue).
-#[allow(dead_code)]
+/// A broker change that names its broker in the body (PyRaft's `/register_broker_change/`,
+/// YAKt's `/update_broker`).
 #[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(example = json!({"brokerId": 5, "brokerPort": 9000}))]
+pub struct BrokerChangeBody {
+    #[schema(inline)]
+    pub broker_id: Integer,
+    #[serde(flatten)]
+    pub change: ChangeBrokerBody,
+}
+
+/// Creates a topic (and its FIFO queue).
+#[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"name": "orders"}))]
 pub struct CreateTopicBody {
-    /// 1 to 255 bytes.
+    /// Not blank, no control characters, at most 255 bytes.
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
+    )]
     pub name: String,
 }
 
-/// Creates a partition of a topic.
-#[allow(dead_code)]
+/// Creates a partition of a topic: at least one replica (registered brokers), an ISR drawn
+/// from the replicas, and a leader in the ISR.
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = json!({"partitionId": 0, "topicUUID": "<the topic's uuid>",
+    "replicas": [5, 6], "ISR": [5], "leader": "5"}))]
 pub struct CreatePartitionBody {
-    #[schema(minimum = 0)]
-    pub partition_id: u32,
+    /// 0 or more, unique in its topic.
+    #[schema(inline)]
+    pub partition_id: Integer,
     #[serde(rename = "topicUUID")]
     pub topic_uuid: String,
-    /// Registered broker ids.
-    pub replicas: Option<Vec<i64>>,
-    /// In-sync replicas: a subset of `replicas`.
+    /// Registered broker ids, at least one.
+    #[schema(inline, min_items = 1)]
+    pub replicas: Vec<Integer>,
+    /// In-sync replicas: a non-empty subset of `replicas`.
     #[serde(rename = "ISR")]
-    pub isr: Option<Vec<i64>>,
-    pub removing_replicas: Option<Vec<i64>>,
-    pub adding_replicas: Option<Vec<i64>>,
+    #[schema(inline, min_items = 1)]
+    pub isr: Vec<Integer>,
+    #[schema(inline)]
+    pub removing_replicas: Option<Vec<Integer>>,
+    #[schema(inline)]
+    pub adding_replicas: Option<Vec<Integer>>,
     /// The leading broker's internal uuid (or its broker id); it must be in the ISR.
-    pub leader: Option<String>,
+    #[schema(inline)]
+    pub leader: Text,
 }
 
-/// The partition fields to change; the partition epoch goes up by one.
-#[allow(dead_code)]
+/// The partition fields to change (the same rules as creation); the partition epoch goes up by
+/// one. At least one field, and something must change (else 400).
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = json!({"ISR": [5, 6]}))]
 pub struct ChangePartitionBody {
-    pub replicas: Option<Vec<i64>>,
+    #[schema(inline)]
+    pub replicas: Option<Vec<Integer>>,
     #[serde(rename = "ISR")]
-    pub isr: Option<Vec<i64>>,
-    pub removing_replicas: Option<Vec<i64>>,
-    pub adding_replicas: Option<Vec<i64>>,
-    pub leader: Option<String>,
+    #[schema(inline)]
+    pub isr: Option<Vec<Integer>>,
+    #[schema(inline)]
+    pub removing_replicas: Option<Vec<Integer>>,
+    #[schema(inline)]
+    pub adding_replicas: Option<Vec<Integer>>,
+    #[schema(inline)]
+    pub leader: Option<Text>,
 }
 
 /// Asks for a producer id for a broker at its current epoch.
-#[allow(dead_code)]
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
+#[schema(example = json!({"brokerId": 5, "brokerEpoch": 0}))]
 pub struct ProducerBody {
-    pub broker_id: i64,
-    #[schema(minimum = 0)]
-    pub broker_epoch: u64,
+    #[schema(inline)]
+    pub broker_id: Integer,
+    /// The broker's current epoch (0 or more).
+    #[schema(inline)]
+    pub broker_epoch: Integer,
+    /// PyRaft sends one; it is checked for type and not honoured (the server hands producer
+    /// ids out, unique and increasing).
+    #[schema(inline)]
+    pub producer_id: Option<Integer>,
+}
+
+/// Selects a broker's newest producer id (PyRaft's `POST /get_producer/`); `partitionId` is
+/// accepted and selects nothing (producer ids belong to brokers).
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[schema(example = json!({"partitionId": 0, "brokerId": 5}))]
+pub struct SelectProducerBody {
+    #[schema(inline)]
+    pub partition_id: Option<Integer>,
+    /// The broker's id or internal uuid; none: every producer record.
+    #[schema(inline)]
+    pub broker_id: Option<Text>,
+}
+
+fn ids(list: Vec<Integer>) -> Vec<i64> {
+    list.into_iter().map(|id| id.0).collect()
 }
 
 #[allow(dead_code)]
@@ -153,23 +217,38 @@ fn created(done: &Done) -> StatusCode {
 // ---- brokers ------------------------------------------------------------------------------
 
 pub fn register_broker_kind(body: &Body) -> Result<Kind, ApiError> {
+    let b: RegisterBrokerBody = body.typed()?;
     Ok(Kind::RegisterBroker(RegisterBroker {
-        broker_id: body.require_i64("brokerId")?,
-        broker_host: body.string("brokerHost")?.unwrap_or_default(),
-        broker_port: body.string("brokerPort")?.unwrap_or_default(),
-        security_protocol: body.string("securityProtocol")?.unwrap_or_default(),
-        rack_id: body.string("rackId")?.unwrap_or_default(),
+        broker_id: b.broker_id.0,
+        broker_host: b.broker_host,
+        broker_port: b.broker_port.0,
+        security_protocol: b.security_protocol.unwrap_or_default(),
+        rack_id: b.rack_id.unwrap_or_default(),
     }))
 }
 
 pub fn change_broker_kind(broker_id: i64, body: &Body) -> Result<Kind, ApiError> {
+    let c: ChangeBrokerBody = body.typed()?;
     Ok(Kind::ChangeBroker(ChangeBroker {
         broker_id,
-        broker_host: body.string("brokerHost")?,
-        broker_port: body.string("brokerPort")?,
-        security_protocol: body.string("securityProtocol")?,
-        broker_status: body.string("brokerStatus")?,
-        rack_id: body.string("rackId")?,
+        broker_host: c.broker_host,
+        broker_port: c.broker_port.map(|p| p.0),
+        security_protocol: c.security_protocol,
+        broker_status: c.broker_status,
+        rack_id: c.rack_id,
+    }))
+}
+
+/// A change that names its broker in the body (PyRaft's and YAKt's).
+pub fn broker_change_kind(body: &Body) -> Result<Kind, ApiError> {
+    let BrokerChangeBody { broker_id, change: c } = body.typed()?;
+    Ok(Kind::ChangeBroker(ChangeBroker {
+        broker_id: broker_id.0,
+        broker_host: c.broker_host,
+        broker_port: c.broker_port.map(|p| p.0),
+        security_protocol: c.security_protocol,
+        broker_status: c.broker_status,
+        rack_id: c.rack_id,
     }))
 }
 
@@ -217,7 +296,8 @@ pub async fn list_brokers(State(node): State<NodeHandle>, Query(params): Params)
 /// One broker's record.
 #[utoipa::path(get, path = "/v1/brokers/{broker_id}", tag = "brokers",
     params(("broker_id" = i64, Path, description = "The broker id"), ReadQuery),
-    responses((status = 200, description = "The broker", body = records::BrokerView),
+    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
+        (status = 200, description = "The broker", body = records::BrokerView),
         (status = 404, description = "No such broker", body = super::metadata_common::ErrorBody)))]
 pub async fn get_broker(
     State(node): State<NodeHandle>,
@@ -257,7 +337,8 @@ pub async fn change_broker(
 /// Unregister a broker: status CLOSED, out of the active list, its record kept.
 #[utoipa::path(post, path = "/v1/brokers/{broker_id}/unregister", tag = "brokers",
     params(("broker_id" = i64, Path, description = "The broker id")),
-    responses((status = 200, description = "The closed broker", body = records::BrokerView),
+    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
+        (status = 200, description = "The closed broker", body = records::BrokerView),
         (status = 404, description = "No such broker", body = super::metadata_common::ErrorBody)))]
 pub async fn unregister_broker(
     State(node): State<NodeHandle>,
@@ -272,7 +353,8 @@ pub async fn unregister_broker(
 /// Delete a broker's record.
 #[utoipa::path(delete, path = "/v1/brokers/{broker_id}", tag = "brokers",
     params(("broker_id" = i64, Path, description = "The broker id")),
-    responses((status = 200, description = "The deleted broker", body = records::BrokerView),
+    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
+        (status = 200, description = "The deleted broker", body = records::BrokerView),
         (status = 404, description = "No such broker", body = super::metadata_common::ErrorBody)))]
 pub async fn delete_broker(
     State(node): State<NodeHandle>,
@@ -288,7 +370,8 @@ pub async fn delete_broker(
 /// leader fences the broker; the next one makes it ALIVE again.
 #[utoipa::path(post, path = "/v1/brokers/{broker_id}/heartbeat", tag = "brokers",
     params(("broker_id" = i64, Path, description = "The broker id")),
-    responses((status = 200, description = "`{\"brokerId\", \"brokerStatus\"}`", body = Object),
+    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
+        (status = 200, description = "`{\"brokerId\", \"brokerStatus\"}`", body = Object),
         (status = 404, description = "No such broker", body = super::metadata_common::ErrorBody)))]
 pub async fn heartbeat(
     State(node): State<NodeHandle>,
@@ -317,20 +400,36 @@ pub async fn create_topic_record(
     name: String,
 ) -> Result<TopicView, ApiError> {
     let done = run(node, headers, Kind::CreateTopic(CreateTopic { name: name.clone() })).await?;
-    // The uuid is derived from the entry that created the topic; wait until this replica has
-    // applied it to show the record's time.
-    let topic_uuid = uuid::derive(done.index, done.term, UuidKind::Topic);
-    let _ = tokio::time::timeout(
+    // Show the record as this replica has it, once it has applied the entry. The entry that
+    // answered may be a session retry, which created nothing: the topic is the one the first
+    // attempt created, found by name (a uuid derived from the retry's index would be made up).
+    tokio::time::timeout(
         node.config().commit_timeout,
         node.wait_applied_beyond(done.index.saturating_sub(1)),
     )
-    .await;
+    .await
+    .map_err(|_| {
+        fail(
+            StatusCode::GATEWAY_TIMEOUT,
+            None,
+            format!(
+                "topic {name:?} was created, but this node has not applied it yet; read it later"
+            ),
+        )
+    })?
+    .map_err(|e| fail(super::errors::status_of(&e), None, e.to_string()))?;
     let state = node.state();
-    let view = match state.metadata().topic_by_uuid(&topic_uuid) {
-        Some(topic) => TopicView::from(topic),
-        None => TopicView { topic_uuid, name, offset: done.index, timestamp: 0 },
-    };
-    Ok(view)
+    let metadata = state.metadata();
+    let created = uuid::derive(done.index, done.term, UuidKind::Topic);
+    let topic = metadata.topic_by_uuid(&created).or_else(|| metadata.topic_by_name(&name));
+    match topic {
+        Some(topic) => Ok(TopicView::from(topic)),
+        None => Err(fail(
+            StatusCode::CONFLICT,
+            Some("name"),
+            format!("topic {name:?} was created by this request but has been deleted since"),
+        )),
+    }
 }
 
 /// Create a topic. It is the same topic the RRMQ routes see: its FIFO queue is created with it.
@@ -343,14 +442,15 @@ pub async fn create_topic(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Answer {
-    let name = Body::parse(body)?.require_string("name")?;
+    let CreateTopicBody { name } = Body::parse(body)?.typed()?;
     let view = create_topic_record(&node, &headers, name).await?;
     Ok((StatusCode::CREATED, Json(records::to_json(&view))))
 }
 
 /// List topics in creation order.
 #[utoipa::path(get, path = "/v1/topics", tag = "topics", params(ReadQuery),
-    responses((status = 200, description = "`{\"topics\": [...]}`", body = Object)))]
+    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
+        (status = 200, description = "`{\"topics\": [...]}`", body = Object)))]
 pub async fn list_topics(State(node): State<NodeHandle>, Query(params): Params) -> Answer {
     read(&node, stale(&params)?).await?;
     let state = node.state();
@@ -361,7 +461,8 @@ pub async fn list_topics(State(node): State<NodeHandle>, Query(params): Params) 
 /// One topic, with its partitions.
 #[utoipa::path(get, path = "/v1/topics/{name}", tag = "topics",
     params(("name" = String, Path, description = "The topic's name"), ReadQuery),
-    responses((status = 200, description = "The topic and `partitions`", body = Object),
+    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
+        (status = 200, description = "The topic and `partitions`", body = Object),
         (status = 404, description = "No such topic", body = super::metadata_common::ErrorBody)))]
 pub async fn get_topic(
     State(node): State<NodeHandle>,
@@ -385,7 +486,8 @@ pub fn no_topic(name: &str) -> ApiError {
 /// Delete a topic, its partitions and its queue.
 #[utoipa::path(delete, path = "/v1/topics/{name}", tag = "topics",
     params(("name" = String, Path, description = "The topic's name")),
-    responses((status = 200, description = "The deleted topic", body = TopicView),
+    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
+        (status = 200, description = "The deleted topic", body = TopicView),
         (status = 404, description = "No such topic", body = super::metadata_common::ErrorBody)))]
 pub async fn delete_topic(
     State(node): State<NodeHandle>,
@@ -399,14 +501,15 @@ pub async fn delete_topic(
 // ---- partitions ---------------------------------------------------------------------------
 
 pub fn create_partition_kind(body: &Body) -> Result<Kind, ApiError> {
+    let p: CreatePartitionBody = body.typed()?;
     Ok(Kind::CreatePartition(CreatePartition {
-        partition_id: body.require_u32("partitionId")?,
-        topic_uuid: body.require_string("topicUUID")?,
-        replicas: body.ids("replicas")?.unwrap_or_default(),
-        isr: body.ids("ISR")?.unwrap_or_default(),
-        removing_replicas: body.ids("removingReplicas")?.unwrap_or_default(),
-        adding_replicas: body.ids("addingReplicas")?.unwrap_or_default(),
-        leader: body.string("leader")?.unwrap_or_default(),
+        partition_id: p.partition_id.u32("partitionId")?,
+        topic_uuid: p.topic_uuid,
+        replicas: ids(p.replicas),
+        isr: ids(p.isr),
+        removing_replicas: ids(p.removing_replicas.unwrap_or_default()),
+        adding_replicas: ids(p.adding_replicas.unwrap_or_default()),
+        leader: p.leader.0,
     }))
 }
 
@@ -430,7 +533,8 @@ pub async fn create_partition(
 /// List partitions, of one topic or of all.
 #[utoipa::path(get, path = "/v1/partitions", tag = "partitions",
     params(("topicUUID" = Option<String>, Query, description = "Only this topic's"), ReadQuery),
-    responses((status = 200, description = "`{\"partitions\": [...]}`", body = Object)))]
+    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
+        (status = 200, description = "`{\"partitions\": [...]}`", body = Object)))]
 pub async fn list_partitions(State(node): State<NodeHandle>, Query(params): Params) -> Answer {
     read(&node, stale(&params)?).await?;
     let state = node.state();
@@ -445,7 +549,8 @@ pub async fn list_partitions(State(node): State<NodeHandle>, Query(params): Para
 #[utoipa::path(get, path = "/v1/partitions/{topic_uuid}/{partition_id}", tag = "partitions",
     params(("topic_uuid" = String, Path, description = "The topic's uuid"),
         ("partition_id" = u32, Path, description = "The partition id"), ReadQuery),
-    responses((status = 200, description = "The partition", body = records::PartitionView),
+    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
+        (status = 200, description = "The partition", body = records::PartitionView),
         (status = 404, description = "No such partition", body = super::metadata_common::ErrorBody)))]
 pub async fn get_partition(
     State(node): State<NodeHandle>,
@@ -480,16 +585,16 @@ pub async fn change_partition(
     body: Result<Bytes, BytesRejection>,
 ) -> Answer {
     let partition_id = super::metadata_common::partition_id(&partition_id)?;
-    let body = Body::parse(body)?;
-    let ids = |field| body.ids(field).map(|ids| ids.map(|ids| BrokerIds { ids }));
+    let c: ChangePartitionBody = Body::parse(body)?.typed()?;
+    let list = |list: Option<Vec<Integer>>| list.map(|list| BrokerIds { ids: ids(list) });
     let kind = Kind::ChangePartition(ChangePartition {
         topic_uuid,
         partition_id,
-        replicas: ids("replicas")?,
-        isr: ids("ISR")?,
-        removing_replicas: ids("removingReplicas")?,
-        adding_replicas: ids("addingReplicas")?,
-        leader: body.string("leader")?,
+        replicas: list(c.replicas),
+        isr: list(c.isr),
+        removing_replicas: list(c.removing_replicas),
+        adding_replicas: list(c.adding_replicas),
+        leader: c.leader.map(|l| l.0),
     });
     let done = run(&node, &headers, kind).await?;
     Ok((StatusCode::OK, Json(done.record)))
@@ -499,7 +604,8 @@ pub async fn change_partition(
 #[utoipa::path(delete, path = "/v1/partitions/{topic_uuid}/{partition_id}", tag = "partitions",
     params(("topic_uuid" = String, Path, description = "The topic's uuid"),
         ("partition_id" = u32, Path, description = "The partition id")),
-    responses((status = 200, description = "The deleted partition", body = records::PartitionView),
+    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
+        (status = 200, description = "The deleted partition", body = records::PartitionView),
         (status = 404, description = "No such partition", body = super::metadata_common::ErrorBody)))]
 pub async fn delete_partition(
     State(node): State<NodeHandle>,
@@ -517,10 +623,16 @@ pub async fn delete_partition(
 
 // ---- producers ----------------------------------------------------------------------------
 
+/// A producer request; `brokerEpoch` is required (a missing one was taken as epoch 0 and
+/// refused as stale, a 409 that hid the real mistake).
 pub fn producer_kind(body: &Body) -> Result<Kind, ApiError> {
+    let p: ProducerBody = body.typed()?;
+    if let Some(producer_id) = p.producer_id {
+        producer_id.u64("producerId")?;
+    }
     Ok(Kind::AllocateProducerId(AllocateProducerId {
-        broker_id: body.require_i64("brokerId")?,
-        broker_epoch: body.u64("brokerEpoch")?.unwrap_or(0),
+        broker_id: p.broker_id.0,
+        broker_epoch: p.broker_epoch.u64("brokerEpoch")?,
     }))
 }
 
@@ -544,7 +656,8 @@ pub async fn allocate_producer(
 /// List the producer ids handed out, in order.
 #[utoipa::path(get, path = "/v1/producers", tag = "producers",
     params(("brokerId" = Option<i64>, Query, description = "Only this broker's"), ReadQuery),
-    responses((status = 200, description = "`{\"producers\": [...]}`", body = Object)))]
+    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
+        (status = 200, description = "`{\"producers\": [...]}`", body = Object)))]
 pub async fn list_producers(State(node): State<NodeHandle>, Query(params): Params) -> Answer {
     let broker = match params.get("brokerId") {
         Some(text) => Some(super::metadata_common::broker_id(text)?),

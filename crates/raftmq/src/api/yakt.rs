@@ -23,7 +23,8 @@ use crate::state_machine::metadata::{records, ALIVE};
 
 /// `POST /register_broker`: answers the broker's record (201 new, 200 already registered).
 #[utoipa::path(post, path = "/register_broker", tag = "yakt", request_body = v1::RegisterBrokerBody,
-    responses((status = 201, description = "The new broker", body = records::BrokerView),
+    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
+        (status = 201, description = "The new broker", body = records::BrokerView),
         (status = 200, description = "Already registered", body = records::BrokerView)))]
 pub async fn register_broker(
     State(node): State<NodeHandle>,
@@ -35,7 +36,8 @@ pub async fn register_broker(
 
 /// `GET /get_active_brokers`: the brokers with status ALIVE.
 #[utoipa::path(get, path = "/get_active_brokers", tag = "yakt",
-    responses((status = 200, description = "An array of brokers", body = Vec<records::BrokerView>)))]
+    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
+        (status = 200, description = "An array of brokers", body = Vec<records::BrokerView>)))]
 pub async fn get_active_brokers(State(node): State<NodeHandle>) -> Answer {
     read(&node, false).await?;
     let state = node.state();
@@ -50,7 +52,8 @@ pub async fn get_active_brokers(State(node): State<NodeHandle>) -> Answer {
 
 /// `POST /create_topic` with `{name}`: answers the topic record.
 #[utoipa::path(post, path = "/create_topic", tag = "yakt", request_body = v1::CreateTopicBody,
-    responses((status = 201, description = "The topic", body = records::TopicView),
+    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
+        (status = 201, description = "The topic", body = records::TopicView),
         (status = 409, description = "The topic exists", body = super::metadata_common::ErrorBody)))]
 pub async fn create_topic(
     State(node): State<NodeHandle>,
@@ -63,7 +66,8 @@ pub async fn create_topic(
 /// `GET /get_topic_by_name/<topic_name>`.
 #[utoipa::path(get, path = "/get_topic_by_name/{topic_name}", tag = "yakt",
     params(("topic_name" = String, Path, description = "The topic's name")),
-    responses((status = 200, description = "The topic", body = records::TopicView),
+    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
+        (status = 200, description = "The topic", body = records::TopicView),
         (status = 404, description = "No such topic", body = super::metadata_common::ErrorBody)))]
 pub async fn get_topic_by_name(State(node): State<NodeHandle>, Path(name): Path<String>) -> Answer {
     read(&node, false).await?;
@@ -88,7 +92,8 @@ pub async fn create_partition(
 
 /// `POST /register_producer` with `{brokerId, brokerEpoch}`: answers the producer record.
 #[utoipa::path(post, path = "/register_producer", tag = "yakt", request_body = v1::ProducerBody,
-    responses((status = 201, description = "The producer record", body = records::ProducerView),
+    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
+        (status = 201, description = "The producer record", body = records::ProducerView),
         (status = 404, description = "No such broker", body = super::metadata_common::ErrorBody),
         (status = 409, description = "A stale broker epoch", body = super::metadata_common::ErrorBody)))]
 pub async fn register_producer(
@@ -101,24 +106,24 @@ pub async fn register_producer(
 
 /// `POST /update_broker` with `{brokerId, ...fields}`: merges them, epoch +1 (a
 /// `RegistrationChangeBrokerRecord`); answers the changed record.
-#[utoipa::path(post, path = "/update_broker", tag = "yakt", request_body = v1::RegisterBrokerBody,
-    responses((status = 200, description = "The changed broker", body = records::BrokerView),
+#[utoipa::path(post, path = "/update_broker", tag = "yakt", request_body = v1::BrokerChangeBody,
+    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
+        (status = 200, description = "The changed broker", body = records::BrokerView),
         (status = 404, description = "No such broker", body = super::metadata_common::ErrorBody)))]
 pub async fn update_broker(
     State(node): State<NodeHandle>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Answer {
-    let body = Body::parse(body)?;
-    let broker_id = body.require_i64("brokerId")?;
-    let done = run(&node, &headers, v1::change_broker_kind(broker_id, &body)?).await?;
+    let done = run(&node, &headers, v1::broker_change_kind(&Body::parse(body)?)?).await?;
     Ok((StatusCode::OK, Json(done.record)))
 }
 
 /// `POST /unregister_broker/<broker_id>`: status CLOSED; the record stays in the metadata.
 #[utoipa::path(post, path = "/unregister_broker/{broker_id}", tag = "yakt",
     params(("broker_id" = i64, Path, description = "The broker id")),
-    responses((status = 200, description = "The closed broker", body = records::BrokerView),
+    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
+        (status = 200, description = "The closed broker", body = records::BrokerView),
         (status = 404, description = "No such broker", body = super::metadata_common::ErrorBody)))]
 pub async fn unregister_broker(
     State(node): State<NodeHandle>,

@@ -9,7 +9,8 @@
 //!
 //! The state (one concept per module):
 //! - [`queues`]: topics in creation order, each a FIFO queue whose messages are consumed once;
-//! - [`sessions`]: per-client last `seq` and result, for exactly-once retries;
+//! - [`sessions`]: per-client last `seq`, its request's digest and result, for exactly-once
+//!   retries;
 //! - [`members`]: the member address book, from membership entries;
 //! - [`metadata`]: the KRaft-style metadata image (brokers, topic records, partitions, producer
 //!   ids) and its change history; a topic is one thing, its queue in `queues` and its record
@@ -26,6 +27,7 @@ pub mod queues;
 pub mod results;
 pub mod sessions;
 pub mod snapshot;
+pub mod validation;
 
 #[cfg(test)]
 mod tests;
@@ -111,8 +113,19 @@ impl StateMachine {
                 format!("a client id must be at most {MAX_CLIENT_ID_BYTES} bytes"),
             );
         }
-        match self.sessions.check(&command.client_id, command.seq) {
+        let digest = sessions::request_digest(&command.kind);
+        match self.sessions.check(&command.client_id, command.seq, digest) {
             SessionCheck::Duplicate(saved) => return saved.clone(),
+            SessionCheck::Reused => {
+                return results::error(
+                    ErrorCode::SeqReused,
+                    format!(
+                        "seq {} of client {:?} was used for a different request; a retry must \
+                         repeat the request exactly, a new request needs a new seq",
+                        command.seq, command.client_id
+                    ),
+                )
+            }
             SessionCheck::Stale { last_seq } => {
                 return results::error(
                     ErrorCode::Invalid,
@@ -126,7 +139,13 @@ impl StateMachine {
             SessionCheck::New => {}
         }
         let result = self.execute(command.kind);
-        self.sessions.record(&command.client_id, command.seq, result.clone(), self.clock_ms);
+        self.sessions.record(
+            &command.client_id,
+            command.seq,
+            Some(digest),
+            result.clone(),
+            self.clock_ms,
+        );
         result
     }
 
@@ -261,13 +280,13 @@ impl StateMachine {
                 ErrorCode::Invalid,
                 "the command has no kind this raftmq version knows",
             ),
-            Some(command::Kind::CreateTopic(create)) => match self.topics.create(&create.name) {
-                Ok(()) => {
-                    self.metadata.topic_created(self.at(), &create.name);
-                    results::ok()
+            Some(command::Kind::CreateTopic(create)) => {
+                // The shared name rules (docs/metadata.md), checked before the queue's own.
+                if let Err(refused) = validation::name("name", &create.name) {
+                    return results::metadata(Err(refused));
                 }
-                Err(error) => queue_error(error, &create.name),
-            },
+                self.create_topic(&create.name)
+            }
             Some(command::Kind::DeleteTopic(delete)) => {
                 let outcome = self.metadata.delete_topic(self.at(), &delete.name);
                 if outcome.is_ok() {
@@ -301,6 +320,17 @@ impl StateMachine {
                 Some(outcome) => results::metadata(outcome),
                 None => results::error(ErrorCode::Invalid, "the command kind is not handled"),
             },
+        }
+    }
+
+    /// Creates a topic: its queue and its metadata record, together.
+    fn create_topic(&mut self, name: &str) -> CommandResult {
+        match self.topics.create(name) {
+            Ok(()) => {
+                self.metadata.topic_created(self.at(), name);
+                results::ok()
+            }
+            Err(error) => queue_error(error, name),
         }
     }
 

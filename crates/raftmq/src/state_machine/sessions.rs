@@ -7,6 +7,11 @@
 //! returns the same message and leaves the next one in the queue — and an older `seq` is
 //! refused as stale.
 //!
+//! A `(client_id, seq)` names ONE request: the session also keeps a digest of the request it
+//! applied under `last_seq`, and a different request under that seq (another message, another
+//! kind of command) is refused as a reused seq instead of being answered with the first
+//! request's result — which would report a success for something never done.
+//!
 //! Sessions cannot live forever, and the state machine has no clock of its own: it expires a
 //! session once the log's own time (the largest `Command.timestamp_ms` applied, set by the
 //! leader) has moved more than the TTL past the session's last command. Every replica applies
@@ -15,7 +20,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use raftmq_proto::client::{ClientSession, CommandResult};
+use prost::Message as _;
+use raftmq_proto::client::{command, ClientSession, Command, CommandResult};
 
 /// The longest client id accepted, in bytes: ids are kept in memory and in every snapshot.
 pub const MAX_CLIENT_ID_BYTES: usize = 255;
@@ -27,6 +33,8 @@ pub(crate) enum SessionCheck<'a> {
     New,
     /// A retry of the last applied command: answer with its saved result.
     Duplicate(&'a CommandResult),
+    /// The last applied seq again, but for a different request: refuse it.
+    Reused,
     /// Older than the last applied command: refuse it.
     Stale { last_seq: u64 },
 }
@@ -35,6 +43,9 @@ pub(crate) enum SessionCheck<'a> {
 struct Session {
     last_seq: u64,
     last_result: CommandResult,
+    /// The digest of the request applied under `last_seq`; `None` (restored from a snapshot
+    /// written before digests) takes any request under that seq as its retry.
+    last_digest: Option<u64>,
     last_active_ms: u64,
 }
 
@@ -69,20 +80,35 @@ impl Sessions {
         }
     }
 
-    pub(crate) fn check(&self, client_id: &str, seq: u64) -> SessionCheck<'_> {
+    /// What to do with request `digest` (see [`request_digest`]) under `(client_id, seq)`.
+    pub(crate) fn check(&self, client_id: &str, seq: u64, digest: u64) -> SessionCheck<'_> {
         match self.by_client.get(client_id) {
             None => SessionCheck::New,
             Some(session) if seq > session.last_seq => SessionCheck::New,
-            Some(session) if seq == session.last_seq => {
-                SessionCheck::Duplicate(&session.last_result)
-            }
+            Some(session) if seq == session.last_seq => match session.last_digest {
+                Some(last) if last != digest => SessionCheck::Reused,
+                _ => SessionCheck::Duplicate(&session.last_result),
+            },
             Some(session) => SessionCheck::Stale { last_seq: session.last_seq },
         }
     }
 
-    /// Remembers that `client_id` applied `seq` with `result` at log time `now_ms`.
-    pub(crate) fn record(&mut self, client_id: &str, seq: u64, result: CommandResult, now_ms: u64) {
-        let session = Session { last_seq: seq, last_result: result, last_active_ms: now_ms };
+    /// Remembers that `client_id` applied request `digest` as `seq` with `result` at log time
+    /// `now_ms`.
+    pub(crate) fn record(
+        &mut self,
+        client_id: &str,
+        seq: u64,
+        digest: Option<u64>,
+        result: CommandResult,
+        now_ms: u64,
+    ) {
+        let session = Session {
+            last_seq: seq,
+            last_result: result,
+            last_digest: digest,
+            last_active_ms: now_ms,
+        };
         if let Some(previous) = self.by_client.insert(client_id.to_owned(), session) {
             self.by_activity.remove(&(previous.last_active_ms, client_id.to_owned()));
         }
@@ -98,6 +124,7 @@ impl Sessions {
                 last_seq: session.last_seq,
                 last_result: Some(session.last_result.clone()),
                 last_active_ms: session.last_active_ms,
+                last_request_digest: session.last_digest,
             })
             .collect()
     }
@@ -106,7 +133,14 @@ impl Sessions {
     /// never have kept (empty, too long, duplicate) and sessions without a saved result.
     pub(crate) fn from_proto(ttl_ms: u64, sessions: Vec<ClientSession>) -> Result<Self, String> {
         let mut restored = Sessions::new(ttl_ms);
-        for ClientSession { client_id, last_seq, last_result, last_active_ms } in sessions {
+        for ClientSession {
+            client_id,
+            last_seq,
+            last_result,
+            last_active_ms,
+            last_request_digest,
+        } in sessions
+        {
             if client_id.is_empty() || client_id.len() > MAX_CLIENT_ID_BYTES {
                 return Err(format!("session with an invalid client id {client_id:?}"));
             }
@@ -115,10 +149,19 @@ impl Sessions {
             }
             let last_result =
                 last_result.ok_or_else(|| format!("session {client_id:?} has no saved result"))?;
-            restored.record(&client_id, last_seq, last_result, last_active_ms);
+            restored.record(&client_id, last_seq, last_request_digest, last_result, last_active_ms);
         }
         Ok(restored)
     }
+}
+
+/// The digest that tells one request from another under the same `(client_id, seq)`: 64-bit
+/// FNV-1a of the command's kind, encoded. The leader's timestamp stays out (a retry is stamped
+/// anew), and so do the client id and seq (they are the key). prost encodes fields in number
+/// order, so every replica computes the same digest from the same entry.
+pub(crate) fn request_digest(kind: &Option<command::Kind>) -> u64 {
+    let bare = Command { client_id: String::new(), seq: 0, timestamp_ms: 0, kind: kind.clone() };
+    super::snapshot::fnv1a_64(&bare.encode_to_vec())
 }
 
 #[cfg(test)]
@@ -129,26 +172,55 @@ mod tests {
     #[test]
     fn same_seq_is_a_duplicate_and_lower_is_stale() {
         let mut sessions = Sessions::new(1000);
-        assert_eq!(sessions.check("c", 5), SessionCheck::New);
-        sessions.record("c", 5, results::ok(), 0);
-        assert_eq!(sessions.check("c", 5), SessionCheck::Duplicate(&results::ok()));
-        assert_eq!(sessions.check("c", 4), SessionCheck::Stale { last_seq: 5 });
-        assert_eq!(sessions.check("c", 6), SessionCheck::New);
-        assert_eq!(sessions.check("other", 1), SessionCheck::New);
+        assert_eq!(sessions.check("c", 5, 1), SessionCheck::New);
+        sessions.record("c", 5, Some(1), results::ok(), 0);
+        assert_eq!(sessions.check("c", 5, 1), SessionCheck::Duplicate(&results::ok()));
+        assert_eq!(sessions.check("c", 4, 1), SessionCheck::Stale { last_seq: 5 });
+        assert_eq!(sessions.check("c", 6, 1), SessionCheck::New);
+        assert_eq!(sessions.check("other", 1, 1), SessionCheck::New);
+    }
+
+    #[test]
+    fn the_last_seq_with_another_request_is_reused_unless_the_digest_is_unknown() {
+        let mut sessions = Sessions::new(1000);
+        sessions.record("c", 5, Some(7), results::ok(), 0);
+        assert_eq!(sessions.check("c", 5, 7), SessionCheck::Duplicate(&results::ok()));
+        assert_eq!(sessions.check("c", 5, 8), SessionCheck::Reused);
+        // A session restored from a snapshot written before digests: any request is a retry.
+        sessions.record("old", 3, None, results::ok(), 0);
+        assert_eq!(sessions.check("old", 3, 8), SessionCheck::Duplicate(&results::ok()));
+        let restored = Sessions::from_proto(1000, sessions.to_proto()).expect("valid sessions");
+        assert_eq!(restored.check("c", 5, 8), SessionCheck::Reused);
+        assert_eq!(restored.check("old", 3, 8), SessionCheck::Duplicate(&results::ok()));
+    }
+
+    #[test]
+    fn the_digest_ignores_the_timestamp_but_not_the_request() {
+        use raftmq_proto::client::{ConsumeMessage, PutMessage};
+        let put = |message: &str| {
+            Some(command::Kind::PutMessage(PutMessage {
+                topic: "t".into(),
+                message: message.into(),
+            }))
+        };
+        assert_eq!(request_digest(&put("a")), request_digest(&put("a")));
+        assert_ne!(request_digest(&put("a")), request_digest(&put("b")));
+        let consume = Some(command::Kind::ConsumeMessage(ConsumeMessage { topic: "t".into() }));
+        assert_ne!(request_digest(&put("")), request_digest(&consume));
     }
 
     #[test]
     fn sessions_expire_only_after_being_idle_longer_than_the_ttl() {
         let mut sessions = Sessions::new(100);
-        sessions.record("old", 1, results::ok(), 1_000);
-        sessions.record("new", 1, results::ok(), 1_050);
+        sessions.record("old", 1, Some(1), results::ok(), 1_000);
+        sessions.record("new", 1, Some(1), results::ok(), 1_050);
         sessions.expire_idle(1_100); // "old" idle exactly the TTL: kept
         assert_eq!(sessions.len(), 2);
         sessions.expire_idle(1_101);
-        assert_eq!(sessions.check("old", 1), SessionCheck::New);
-        assert_eq!(sessions.check("new", 1), SessionCheck::Duplicate(&results::ok()));
+        assert_eq!(sessions.check("old", 1, 1), SessionCheck::New);
+        assert_eq!(sessions.check("new", 1, 1), SessionCheck::Duplicate(&results::ok()));
         // Activity refreshes the session: its old activity entry must not expire it.
-        sessions.record("new", 2, results::ok(), 1_140);
+        sessions.record("new", 2, Some(1), results::ok(), 1_140);
         sessions.expire_idle(1_200);
         assert_eq!(sessions.len(), 1);
         sessions.expire_idle(1_241);
@@ -158,7 +230,7 @@ mod tests {
     #[test]
     fn a_huge_ttl_never_expires() {
         let mut sessions = Sessions::new(u64::MAX);
-        sessions.record("c", 1, results::ok(), 0);
+        sessions.record("c", 1, Some(1), results::ok(), 0);
         sessions.expire_idle(u64::MAX);
         assert_eq!(sessions.len(), 1);
     }
@@ -166,8 +238,8 @@ mod tests {
     #[test]
     fn snapshot_form_round_trips_and_refuses_bad_sessions() {
         let mut sessions = Sessions::new(10);
-        sessions.record("b", 2, results::consumed("m".into()), 7);
-        sessions.record("a", 1, results::ok(), 3);
+        sessions.record("b", 2, Some(1), results::consumed("m".into()), 7);
+        sessions.record("a", 1, Some(1), results::ok(), 3);
         let proto = sessions.to_proto();
         assert_eq!(proto[0].client_id, "a"); // ordered by id, not by insertion
         let restored = Sessions::from_proto(10, proto.clone()).map(|s| s.to_proto());

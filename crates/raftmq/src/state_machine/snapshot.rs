@@ -312,7 +312,6 @@ fn merge_message(
 
 /// The 64-bit FNV-1a hash of `bytes`: tiny, dependency-free and, unlike std's `DefaultHasher`,
 /// guaranteed the same on every platform and Rust version.
-#[cfg(test)]
 pub(super) fn fnv1a_64(bytes: &[u8]) -> u64 {
     let mut hasher = Fnv1a64::default();
     hasher.write_all(bytes).expect("hashing never fails");

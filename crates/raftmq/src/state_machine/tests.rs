@@ -4,8 +4,8 @@ use bytes::Bytes;
 use proptest::prelude::*;
 use prost::Message as _;
 use raftmq_proto::client::{
-    command::Kind, Command, CommandResult, ConsumeMessage, CreateTopic, ErrorCode, MemberInfo,
-    Operation, PutMessage, RegisterBroker,
+    command::Kind, command_result, Command, CommandResult, ConsumeMessage, CreateTopic, ErrorCode,
+    MemberInfo, Operation, PutMessage, RegisterBroker,
 };
 use raftmq_raft::{ConfChange, ConfChangeKind};
 
@@ -180,6 +180,31 @@ fn a_retried_write_is_applied_once_and_answers_the_same() {
     // The saved answer is returned even if it was an error.
     assert_eq!(error_code(&h.run_as("c", 3, 40, create("t"))), Some(ErrorCode::TopicExists));
     assert_eq!(error_code(&h.run_as("c", 3, 50, create("t"))), Some(ErrorCode::TopicExists));
+}
+
+#[test]
+fn a_used_seq_with_a_different_request_is_refused_and_changes_nothing() {
+    let mut h = Harness::new();
+    assert_eq!(h.run_as("c", 1, 10, create("t")), ok());
+    assert_eq!(h.run_as("c", 2, 20, put("t", "m")), ok());
+    // Another message, another kind, another topic under seq 2: each refused, nothing applied.
+    for other in [put("t", "other"), consume("t"), create("u"), put("u", "m")] {
+        let refused = h.run_as("c", 2, 30, other);
+        assert_eq!(error_code(&refused), Some(ErrorCode::SeqReused), "{refused:?}");
+        let Some(command_result::Outcome::Error(error)) = refused.outcome else {
+            panic!("a refusal carries an error")
+        };
+        assert!(error.detail.contains("seq 2 of client \"c\" was used"), "{}", error.detail);
+    }
+    assert_eq!(h.machine.topics(), ["t"]);
+    assert_eq!(h.machine.queue_len("t"), Some(1));
+    // The identical retry still gets the first answer, and the next seq is a new request.
+    assert_eq!(h.run_as("c", 2, 40, put("t", "m")), ok());
+    assert_eq!(h.machine.queue_len("t"), Some(1));
+    assert_eq!(consumed_message(&h.run_as("c", 3, 50, consume("t"))), Some("m"));
+    // A consume's seq reused by a put: refused too (this was answered with the message).
+    assert_eq!(error_code(&h.run_as("c", 3, 60, put("t", "x"))), Some(ErrorCode::SeqReused));
+    assert_eq!(h.machine.queue_len("t"), Some(0));
 }
 
 #[test]

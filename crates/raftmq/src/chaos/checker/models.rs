@@ -112,12 +112,16 @@ fn broker_step(state: Option<&Registration>, op: &Op) -> Option<Option<Registrat
         (Call::RegisterBroker { host, .. }, None) if state.is_none() => {
             Some(Some((host.clone(), 0)))
         }
-        (Call::RegisterBroker { .. }, None) => Some(now),
+        // A registered broker registering at another address is a new incarnation: it takes
+        // the address, epoch + 1 (docs/metadata.md). The workload's hosts are unique, so that
+        // is every registration of a known broker id.
+        (Call::RegisterBroker { host, .. }, None) => Some(now.map(|(_, e)| (host.clone(), e + 1))),
         (Call::RegisterBroker { host, .. }, Some(Answer::Registered { host: h, epoch: 0 })) => {
             (state.is_none() && h == host).then(|| Some((host.clone(), 0)))
         }
-        (Call::RegisterBroker { .. }, Some(Answer::AlreadyRegistered { host, epoch })) => {
-            is(host, *epoch).then_some(now)
+        (Call::RegisterBroker { host, .. }, Some(Answer::AlreadyRegistered { host: h, epoch })) => {
+            let expected = state.map(|(_, e)| e + 1);
+            (h == host && expected == Some(*epoch)).then(|| Some((host.clone(), *epoch)))
         }
         (Call::ChangeBroker { host, .. }, None) => {
             Some(now.map(|(_, epoch)| (host.clone(), epoch + 1)))

@@ -193,17 +193,26 @@ fn broker(host: &str, epoch: u64) -> Outcome {
 #[test]
 fn valid_concurrent_broker_registrations_and_changes_are_accepted() {
     let report = H::default()
-        // Two registrations race: one wins, the other gets the winner's record.
+        // Two registrations race: one registers, the other is the next incarnation.
         .register(1, 7, "a", ok(Answer::Registered { host: "a".into(), epoch: 0 }), (0, 20))
-        .register(2, 7, "b", ok(Answer::AlreadyRegistered { host: "a".into(), epoch: 0 }), (5, 25))
+        .register(2, 7, "b", ok(Answer::AlreadyRegistered { host: "b".into(), epoch: 1 }), (5, 25))
         .change(1, 7, "c", unknown(), (30, 40))
-        .change(2, 7, "d", broker("d", 2), (35, 50))
-        .get(3, 7, broker("d", 2), (60, 70))
+        .change(2, 7, "d", broker("d", 3), (35, 50))
+        .get(3, 7, broker("d", 3), (60, 70))
         .get(3, 8, ok(Answer::NoBroker), (60, 70))
-        .brokers(3, &[(7, "d", 2)], (80, 90))
+        .brokers(3, &[(7, "d", 3)], (80, 90))
         .check();
     assert!(report.valid(), "{report:#?}");
     assert_eq!(report.objects, 4, "the topic list, the broker table, brokers 7 and 8");
+}
+
+#[test]
+fn a_registration_that_keeps_the_old_address_is_detected() {
+    let report = H::default()
+        .register(1, 7, "a", ok(Answer::Registered { host: "a".into(), epoch: 0 }), (0, 20))
+        .register(2, 7, "b", ok(Answer::AlreadyRegistered { host: "a".into(), epoch: 0 }), (30, 40))
+        .check();
+    assert!(report.violations.iter().any(|v| v.object == "broker 7"), "{report:#?}");
 }
 
 #[test]

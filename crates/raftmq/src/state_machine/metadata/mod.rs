@@ -28,6 +28,7 @@ use raftmq_proto::client::{
 use raftmq_raft::{Index, Term};
 use serde_json::{json, Value};
 
+use super::validation;
 use history::{History, Since, View};
 use records::Envelope;
 use uuid::UuidKind;
@@ -40,8 +41,6 @@ pub const ALIVE: &str = "ALIVE";
 pub const CLOSED: &str = "CLOSED";
 pub const STATUSES: [&str; 5] = [INIT, FENCED, UNFENCED, ALIVE, CLOSED];
 
-/// The longest host, port, protocol or rack string accepted, in bytes.
-pub const MAX_FIELD_BYTES: usize = 1024;
 /// The most broker ids one replica list may hold.
 pub const MAX_REPLICAS: usize = 1024;
 
@@ -127,21 +126,32 @@ impl Metadata {
 
     // ---- brokers ------------------------------------------------------------------------
 
+    /// Registers a broker, following KRaft's incarnations (docs/metadata.md): a registration
+    /// always carries the broker's address (host and port), and
+    /// - a new broker id is registered `ALIVE` with epoch 0;
+    /// - the same address again while the broker is active is a retry: the existing record,
+    ///   unchanged (same uuid, same epoch);
+    /// - anything else (another address, or a `FENCED`, `INIT` or `CLOSED` broker) is a new
+    ///   incarnation: it takes the new address, gets epoch + 1 and is `ALIVE`, keeping its uuid.
+    ///
+    /// So a registration never silently keeps an old address, nor blanks one.
     fn register_broker(&mut self, at: At, r: &RegisterBroker) -> Outcome {
         check_broker_id(r.broker_id)?;
-        check_text("brokerHost", &r.broker_host)?;
-        check_text("brokerPort", &r.broker_port)?;
-        check_text("securityProtocol", &r.security_protocol)?;
-        check_text("rackId", &r.rack_id)?;
+        validation::name("brokerHost", &r.broker_host)?;
+        let port = validation::port("brokerPort", &r.broker_port)?;
+        validation::text("securityProtocol", &r.security_protocol)?;
+        validation::text("rackId", &r.rack_id)?;
         if let Some(existing) = self.brokers.get_mut(&r.broker_id) {
-            if existing.broker_status != CLOSED {
-                // The same broker id again: its existing registration.
+            let same = existing.broker_host == r.broker_host
+                && existing.broker_port == port
+                && existing.security_protocol == r.security_protocol
+                && existing.rack_id == r.rack_id;
+            if same && is_active(&existing.broker_status) {
                 return answer(false, records::broker(existing));
             }
-            // A closed broker registering again comes back as a new incarnation.
             existing.broker_status = ALIVE.into();
             existing.broker_host.clone_from(&r.broker_host);
-            existing.broker_port.clone_from(&r.broker_port);
+            existing.broker_port = port;
             existing.security_protocol.clone_from(&r.security_protocol);
             existing.rack_id.clone_from(&r.rack_id);
             existing.epoch += 1;
@@ -155,7 +165,7 @@ impl Metadata {
             internal_uuid: uuid::derive(at.index, at.term, UuidKind::Broker),
             broker_id: r.broker_id,
             broker_host: r.broker_host.clone(),
-            broker_port: r.broker_port.clone(),
+            broker_port: port,
             security_protocol: r.security_protocol.clone(),
             broker_status: ALIVE.into(),
             rack_id: r.rack_id.clone(),
@@ -170,16 +180,18 @@ impl Metadata {
         answer(true, record)
     }
 
+    /// Merges the given fields into a broker's registration, epoch + 1. A change must change
+    /// something: no field, or only the values the broker already has, is refused (an epoch
+    /// bump with nothing changed would make every producer's epoch stale for nothing).
     fn change_broker(&mut self, at: At, c: &ChangeBroker) -> Outcome {
-        let fields: [(&'static str, &Option<String>); 4] = [
-            ("brokerHost", &c.broker_host),
-            ("brokerPort", &c.broker_port),
-            ("securityProtocol", &c.security_protocol),
-            ("rackId", &c.rack_id),
-        ];
-        for (name, value) in fields {
+        if let Some(host) = &c.broker_host {
+            validation::name("brokerHost", host)?;
+        }
+        let port =
+            c.broker_port.as_deref().map(|p| validation::port("brokerPort", p)).transpose()?;
+        for (name, value) in [("securityProtocol", &c.security_protocol), ("rackId", &c.rack_id)] {
             if let Some(value) = value {
-                check_text(name, value)?;
+                validation::text(name, value)?;
             }
         }
         if let Some(status) = &c.broker_status {
@@ -191,16 +203,28 @@ impl Metadata {
             }
         }
         let broker = self.broker_mut(c.broker_id)?;
+        let mut changed = broker.clone();
         let merge = |target: &mut String, value: &Option<String>| {
             if let Some(value) = value {
                 target.clone_from(value);
             }
         };
-        merge(&mut broker.broker_host, &c.broker_host);
-        merge(&mut broker.broker_port, &c.broker_port);
-        merge(&mut broker.security_protocol, &c.security_protocol);
-        merge(&mut broker.broker_status, &c.broker_status);
-        merge(&mut broker.rack_id, &c.rack_id);
+        merge(&mut changed.broker_host, &c.broker_host);
+        merge(&mut changed.broker_port, &port);
+        merge(&mut changed.security_protocol, &c.security_protocol);
+        merge(&mut changed.broker_status, &c.broker_status);
+        merge(&mut changed.rack_id, &c.rack_id);
+        if changed == *broker {
+            let given = [&c.broker_host, &port, &c.security_protocol, &c.broker_status, &c.rack_id];
+            let detail = if given.iter().all(|v| v.is_none()) {
+                "nothing to change: give at least one of brokerHost, brokerPort, \
+                 securityProtocol, brokerStatus, rackId"
+            } else {
+                "nothing to change: the broker already has these values"
+            };
+            return Err(invalid("", detail));
+        }
+        *broker = changed;
         broker.epoch += 1;
         stamp_broker(broker, at);
         let record = records::broker(broker);
@@ -220,8 +244,31 @@ impl Metadata {
         answer(false, record)
     }
 
+    /// Removes a broker's record — refused while a partition names it (as a replica, in its
+    /// ISR or reassignment lists, or as its leader): the partition would point at nothing.
     fn delete_broker(&mut self, at: At, broker_id: i64) -> Outcome {
-        self.broker_mut(broker_id)?;
+        let uuid = self.broker_mut(broker_id)?.internal_uuid.clone();
+        let naming: Vec<String> = self
+            .partitions
+            .values()
+            .filter(|p| {
+                [&p.replicas, &p.isr, &p.removing_replicas, &p.adding_replicas]
+                    .iter()
+                    .any(|ids| ids.contains(&broker_id))
+                    || p.leader == uuid
+            })
+            .map(|p| format!("{}/{}", p.topic_uuid, p.partition_id))
+            .collect();
+        if !naming.is_empty() {
+            return Err(conflict(
+                "brokerId",
+                format!(
+                    "broker {broker_id} is named by partition(s) {}; reassign them (or delete \
+                     them) first, or unregister the broker instead",
+                    naming.join(", ")
+                ),
+            ));
+        }
         let broker = self.brokers.remove(&broker_id).expect("invariant: the broker was just found");
         let record = records::broker(&broker);
         self.record(
@@ -345,6 +392,14 @@ impl Metadata {
         let Some(current) = self.partitions.get(&key) else {
             return Err(self.missing_partition(&c.topic_uuid, c.partition_id));
         };
+        let given = [&c.replicas, &c.isr, &c.removing_replicas, &c.adding_replicas];
+        if given.iter().all(|v| v.is_none()) && c.leader.is_none() {
+            return Err(invalid(
+                "",
+                "nothing to change: give at least one of replicas, ISR, removingReplicas, \
+                 addingReplicas, leader",
+            ));
+        }
         let mut partition = current.clone();
         let lists = [
             (&mut partition.replicas, &c.replicas),
@@ -361,6 +416,9 @@ impl Metadata {
             partition.leader.clone_from(leader);
         }
         self.validate_partition(&mut partition)?;
+        if partition == *current {
+            return Err(invalid("", "nothing to change: the partition already has these values"));
+        }
         partition.partition_epoch += 1;
         partition.offset = at.index;
         partition.timestamp_ms = at.time_ms;
@@ -410,10 +468,16 @@ impl Metadata {
         not_found("partitionId", format!("no partition {partition_id}"))
     }
 
-    /// The partition rules: replicas are distinct registered brokers, the ISR and the
-    /// reassignment lists are drawn from them, and the leader (a broker's uuid, or its broker
-    /// id, stored as the uuid) is in the ISR.
+    /// The partition rules: at least one replica, replicas are distinct registered brokers,
+    /// the ISR (not empty) and the reassignment lists are drawn from them, and the leader (a
+    /// broker's uuid, or its broker id, stored as the uuid) is in the ISR.
     fn validate_partition(&self, p: &mut PartitionRecord) -> Result<(), MetaError> {
+        if p.replicas.is_empty() {
+            return Err(invalid("replicas", "replicas is required: at least one broker id"));
+        }
+        if p.isr.is_empty() {
+            return Err(invalid("ISR", "ISR is required: at least one of the replicas"));
+        }
         let lists = [
             ("replicas", &p.replicas),
             ("ISR", &p.isr),
@@ -438,7 +502,10 @@ impl Metadata {
             }
         }
         if p.leader.is_empty() {
-            return Ok(());
+            return Err(invalid(
+                "leader",
+                "leader is required: a broker of the ISR (its internalUUID or broker id)",
+            ));
         }
         let leader = self
             .brokers
@@ -684,13 +751,6 @@ fn stamp_broker(broker: &mut BrokerRecord, at: At) {
 fn check_broker_id(broker_id: i64) -> Result<(), MetaError> {
     if broker_id < 0 {
         return Err(invalid("brokerId", format!("brokerId must be 0 or more, not {broker_id}")));
-    }
-    Ok(())
-}
-
-fn check_text(field: &'static str, value: &str) -> Result<(), MetaError> {
-    if value.len() > MAX_FIELD_BYTES {
-        return Err(invalid(field, format!("{field} must be at most {MAX_FIELD_BYTES} bytes")));
     }
     Ok(())
 }

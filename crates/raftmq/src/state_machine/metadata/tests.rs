@@ -130,11 +130,11 @@ fn partition_rules() {
         (ErrorCode::NotFound, "topicUUID".into())
     );
     assert_eq!(
-        h.refused(partition(&topic, 0, &[1, 9], &[], "")),
+        h.refused(partition(&topic, 0, &[1, 9], &[1], "1")),
         (ErrorCode::Invalid, "replicas".into())
     );
     assert_eq!(
-        h.refused(partition(&topic, 0, &[1], &[1, 2], "")),
+        h.refused(partition(&topic, 0, &[1], &[1, 2], "1")),
         (ErrorCode::Invalid, "ISR".into())
     );
     assert_eq!(
@@ -177,7 +177,7 @@ fn deleting_a_topic_removes_its_partitions_and_queue() {
     let mut h = Harness::new();
     h.register(1);
     let topic = h.topic("orders");
-    h.ok(partition(&topic, 0, &[1], &[1], ""));
+    h.ok(partition(&topic, 0, &[1], &[1], "1"));
     h.apply(Kind::PutMessage(PutMessage { topic: "orders".into(), message: "m".into() }));
     h.ok(Kind::DeleteTopic(DeleteTopic { name: "orders".into() }));
     assert_eq!(h.sm.queue_len("orders"), None);
@@ -202,7 +202,11 @@ fn producer_ids_increase_and_stale_epochs_are_refused() {
     let ids: Vec<u64> =
         (0..5).map(|i| h.ok(ask(1 + i % 2, 0))["producerId"].as_u64().unwrap()).collect();
     assert_eq!(ids, [0, 1, 2, 3, 4]);
-    h.ok(Kind::ChangeBroker(ChangeBroker { broker_id: 1, ..Default::default() }));
+    h.ok(Kind::ChangeBroker(ChangeBroker {
+        broker_id: 1,
+        rack_id: Some("r1".into()),
+        ..Default::default()
+    }));
     assert_eq!(h.refused(ask(1, 0)), (ErrorCode::Conflict, "brokerEpoch".into()));
     assert_eq!(h.refused(ask(9, 0)), (ErrorCode::NotFound, "brokerId".into()));
     assert_eq!(h.ok(ask(1, 1))["producerId"], 5);
@@ -275,4 +279,166 @@ fn a_snapshot_without_topic_records_gets_them() {
         raftmq_proto::client::StateSnapshot::decode(&h.sm.snapshot()[..]).expect("decodes");
     snapshot.topics.clear();
     assert!(StateMachine::restore(&snapshot.encode_to_vec(), u64::MAX).is_err());
+}
+
+fn register_at(id: i64, host: &str, port: &str) -> Kind {
+    Kind::RegisterBroker(RegisterBroker {
+        broker_id: id,
+        broker_host: host.into(),
+        broker_port: port.into(),
+        ..Default::default()
+    })
+}
+
+#[test]
+fn bad_values_are_refused_naming_the_field_and_change_nothing() {
+    let mut h = Harness::new();
+    for port in ["70000", "-1", "abc", "9294826.0", "0", ""] {
+        let refused = h.refused(register_at(5, "h", port));
+        assert_eq!(refused, (ErrorCode::Invalid, "brokerPort".into()), "port {port:?}");
+    }
+    for host in ["", "   ", "h\0st"] {
+        let refused = h.refused(register_at(5, host, "8005"));
+        assert_eq!(refused, (ErrorCode::Invalid, "brokerHost".into()), "host {host:?}");
+    }
+    assert_eq!(h.sm.metadata().brokers().count(), 0);
+    // A numeric string is a port; its canonical text is kept.
+    assert_eq!(h.ok(register_at(5, "h", "08005"))["brokerPort"], "8005");
+    for name in ["   ", "a\0b", "tab\tname"] {
+        let result = h.apply(Kind::CreateTopic(CreateTopic { name: name.into() }));
+        match result.outcome {
+            Some(Outcome::Error(e)) => {
+                assert_eq!((e.code, e.field.as_str()), (ErrorCode::Invalid as i32, "name"))
+            }
+            other => panic!("topic {name:?} was not refused: {other:?}"),
+        }
+    }
+    assert!(h.sm.topics().is_empty(), "no refused name made a topic (or a queue)");
+    let topic = h.topic("orders");
+    // A partition with no replicas, no ISR and no leader was accepted.
+    assert_eq!(
+        h.refused(partition(&topic, 0, &[], &[], "")),
+        (ErrorCode::Invalid, "replicas".into())
+    );
+    assert_eq!(h.refused(partition(&topic, 0, &[5], &[], "")), (ErrorCode::Invalid, "ISR".into()));
+    assert_eq!(
+        h.refused(partition(&topic, 0, &[5], &[5], "")),
+        (ErrorCode::Invalid, "leader".into())
+    );
+    assert_eq!(h.sm.metadata().partitions().count(), 0);
+    assert_eq!(h.ok(partition(&topic, 0, &[5], &[5], "5"))["partitionEpoch"], 0);
+}
+
+#[test]
+fn a_change_that_changes_nothing_is_refused_and_keeps_the_epoch() {
+    let mut h = Harness::new();
+    h.register(6);
+    let nothing = ChangeBroker { broker_id: 6, ..Default::default() };
+    assert_eq!(h.refused(Kind::ChangeBroker(nothing)), (ErrorCode::Invalid, String::new()));
+    let same = ChangeBroker {
+        broker_id: 6,
+        broker_host: Some("127.0.0.1".into()),
+        broker_port: Some("8006".into()),
+        ..Default::default()
+    };
+    assert_eq!(h.refused(Kind::ChangeBroker(same)), (ErrorCode::Invalid, String::new()));
+    let bad_port =
+        ChangeBroker { broker_id: 6, broker_port: Some("70000".into()), ..Default::default() };
+    assert_eq!(h.refused(Kind::ChangeBroker(bad_port)), (ErrorCode::Invalid, "brokerPort".into()));
+    let blank_host =
+        ChangeBroker { broker_id: 6, broker_host: Some(" ".into()), ..Default::default() };
+    assert_eq!(
+        h.refused(Kind::ChangeBroker(blank_host)),
+        (ErrorCode::Invalid, "brokerHost".into())
+    );
+    assert_eq!(h.sm.metadata().broker(6).unwrap().epoch, 0);
+    let topic = h.topic("t");
+    h.ok(partition(&topic, 0, &[6], &[6], "6"));
+    let nothing =
+        ChangePartition { topic_uuid: topic.clone(), partition_id: 0, ..Default::default() };
+    assert_eq!(h.refused(Kind::ChangePartition(nothing)), (ErrorCode::Invalid, String::new()));
+    let same = ChangePartition {
+        topic_uuid: topic.clone(),
+        partition_id: 0,
+        isr: Some(BrokerIds { ids: vec![6] }),
+        ..Default::default()
+    };
+    assert_eq!(h.refused(Kind::ChangePartition(same)), (ErrorCode::Invalid, String::new()));
+    assert_eq!(h.sm.metadata().partition(&topic, 0).unwrap().partition_epoch, 0);
+}
+
+#[test]
+fn re_registration_is_a_new_incarnation_or_a_retry_never_a_kept_or_blank_address() {
+    let mut h = Harness::new();
+    let first = h.ok(register_at(5, "h", "8005"));
+    let uuid = first["internalUUID"].clone();
+    // The same address while ALIVE: a retry, nothing changes.
+    let again = h.ok(register_at(5, "h", "8005"));
+    assert_eq!(
+        (again["epoch"].as_u64(), again["offset"].clone()),
+        (Some(0), first["offset"].clone())
+    );
+    // FENCED, then registered with a new port: it takes the port, epoch + 1, ALIVE.
+    h.apply(Kind::FenceBrokers(FenceBrokers { broker_ids: vec![5], fenced: true }));
+    let back = h.ok(register_at(5, "h", "9005"));
+    assert_eq!(
+        (back["brokerPort"].as_str(), back["epoch"].as_u64(), back["brokerStatus"].as_str()),
+        (Some("9005"), Some(1), Some("ALIVE"))
+    );
+    assert_eq!(back["internalUUID"], uuid);
+    // FENCED with the same address: a new incarnation too (it comes back ALIVE).
+    h.apply(Kind::FenceBrokers(FenceBrokers { broker_ids: vec![5], fenced: true }));
+    let same = h.ok(register_at(5, "h", "9005"));
+    assert_eq!((same["epoch"].as_u64(), same["brokerStatus"].as_str()), (Some(2), Some("ALIVE")));
+    // ALIVE with another address: a new incarnation.
+    let moved = h.ok(register_at(5, "h2", "9005"));
+    assert_eq!((moved["brokerHost"].as_str(), moved["epoch"].as_u64()), (Some("h2"), Some(3)));
+    // CLOSED, then registered without an address: refused, the address is kept.
+    h.ok(Kind::UnregisterBroker(UnregisterBroker { broker_id: 5 }));
+    assert_eq!(h.refused(register_at(5, "", "")), (ErrorCode::Invalid, "brokerHost".into()));
+    assert_eq!(h.refused(register_at(5, "h3", "")), (ErrorCode::Invalid, "brokerPort".into()));
+    let closed = h.sm.metadata().broker(5).unwrap();
+    assert_eq!((closed.broker_host.as_str(), closed.broker_port.as_str()), ("h2", "9005"));
+    assert_eq!((closed.broker_status.as_str(), closed.epoch), ("CLOSED", 3));
+    let reopened = h.ok(register_at(5, "h3", "7005"));
+    assert_eq!(
+        (
+            reopened["brokerHost"].as_str(),
+            reopened["epoch"].as_u64(),
+            reopened["brokerStatus"].as_str()
+        ),
+        (Some("h3"), Some(4), Some("ALIVE"))
+    );
+}
+
+#[test]
+fn a_broker_a_partition_names_cannot_be_deleted() {
+    let mut h = Harness::new();
+    h.register(1);
+    h.register(2);
+    h.register(3);
+    let topic = h.topic("t");
+    h.ok(partition(&topic, 0, &[1, 2], &[1], "1"));
+    h.ok(partition(&topic, 1, &[2, 1], &[2], "2"));
+    let delete = |id| Kind::DeleteBroker(raftmq_proto::client::DeleteBroker { broker_id: id });
+    let result = h.apply(delete(2));
+    match result.outcome {
+        Some(Outcome::Error(e)) => {
+            assert_eq!((e.code, e.field.as_str()), (ErrorCode::Conflict as i32, "brokerId"));
+            assert!(e.detail.contains(&format!("{topic}/0, {topic}/1")), "{}", e.detail);
+        }
+        other => panic!("deleting broker 2 was not refused: {other:?}"),
+    }
+    assert!(h.sm.metadata().broker(2).is_some());
+    h.ok(delete(3)); // named by no partition
+    h.ok(Kind::DeletePartition(DeletePartition { topic_uuid: topic.clone(), partition_id: 1 }));
+    let change = ChangePartition {
+        topic_uuid: topic.clone(),
+        partition_id: 0,
+        replicas: Some(BrokerIds { ids: vec![1] }),
+        ..Default::default()
+    };
+    h.ok(Kind::ChangePartition(change));
+    h.ok(delete(2));
+    assert!(h.sm.metadata().broker(2).is_none());
 }
