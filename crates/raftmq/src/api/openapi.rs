@@ -63,8 +63,8 @@ use crate::state_machine::metadata::records;
         (name = "partitions", description = "Partitions of topics"),
         (name = "producers", description = "Producer ids"),
         (name = "metadata", description = "Metadata fetch: deltas since an offset, or snapshots"),
-        (name = "pyraft", description = "PyRaft's routes (seed 000)"),
-        (name = "yakt", description = "YAKt's routes (seed 004)"),
+        (name = "pyraft", description = "PyRaft's routes (docs/metadata.md)"),
+        (name = "yakt", description = "YAKt's routes (docs/metadata.md)"),
     )
 )]
 pub struct ApiDoc;

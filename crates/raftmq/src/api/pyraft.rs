@@ -1,4 +1,4 @@
-//! PyRaft's routes (seed 000, `specs/kraft-metadata.md`), with its bodies and answers, as thin
+//! PyRaft's routes (docs/metadata.md), with its bodies and answers, as thin
 //! adapters onto the same metadata commands as `/v1`: a registration answers the uuid as a
 //! JSON string, a read answers one record when asked for one and an array otherwise, a delete
 //! answers the deleted record.

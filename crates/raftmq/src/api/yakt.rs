@@ -1,4 +1,4 @@
-//! YAKt's routes (seed 004, `specs/kraft-metadata.md`) as thin adapters onto the metadata
+//! YAKt's routes (docs/metadata.md) as thin adapters onto the metadata
 //! commands: registrations and changes answer the record, `/broker_mgmt/<offset>` and
 //! `/client_mgmt/<offset>` are the metadata fetch (a delta if the offset or timestamp is
 //! recent, else a whole snapshot; broker view or client view).

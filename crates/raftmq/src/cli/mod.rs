@@ -55,9 +55,9 @@ enum Command {
     /// List, add and remove members; transfer leadership.
     #[command(subcommand)]
     Member(member::MemberCommand),
-    /// Follow a node's committed log and execute its operations (seed 003's replicator).
+    /// Follow a node's committed log and execute its operations (the paired replicator of docs/replicator.md).
     Replicator(replicator::ReplicatorArgs),
-    /// gRPC client commands (seed 003's test client).
+    /// gRPC client commands (the test client of docs/replicator.md).
     #[command(subcommand)]
     Client(submit::ClientCommand),
     /// Load a cluster; report throughput, latency percentiles and failover time.

@@ -55,7 +55,7 @@ pub struct NodeArgs {
     /// Answer 307 to the leader instead of forwarding requests to it.
     #[arg(long)]
     redirect: bool,
-    /// Log every RPC on both ends (seed 003's format).
+    /// Log every RPC on both ends (the trace format of docs/replicator.md).
     #[arg(long)]
     trace_rpc: bool,
     /// Snapshot the state machine after this many entries.

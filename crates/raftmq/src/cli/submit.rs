@@ -1,4 +1,4 @@
-//! `raftmq client submit`: seed 003's test client. Submits `operation-1`,
+//! `raftmq client submit`: the test client of docs/replicator.md. Submits `operation-1`,
 //! `operation-2`, … over gRPC (`SubmitClientRequest`) to any node, one every
 //! `--every`, and prints where each was committed.
 //!

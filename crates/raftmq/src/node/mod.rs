@@ -3,7 +3,7 @@
 //!
 //! Any node takes any request. Writes go to the leader: proposed here when
 //! this node leads, otherwise forwarded over the internal gRPC connection
-//! (seed 003). Linearizable reads ask the leader for a read index (ReadIndex),
+//! (docs/replicator.md). Linearizable reads ask the leader for a read index (ReadIndex),
 //! wait until this node has applied up to it, then read locally — so reads
 //! on followers are linearizable too, and cost the leader no log entry.
 

@@ -1,4 +1,4 @@
-//! Topics and their FIFO queues: the message-queue half of the state (seed 002, RRMQ).
+//! Topics and their FIFO queues: the message-queue half of the state (RRMQ, docs/rrmq.md).
 //!
 //! Topics are listed in creation order, as RRMQ clients expect, so they are kept in a `Vec`
 //! with a name index beside it. Nothing here knows about commands, sessions or protobuf

@@ -1,5 +1,5 @@
-//! The KRaft-style metadata image: brokers, topic records, partitions and producer ids (seeds
-//! 000 PyRaft and 004 YAKt, `specs/kraft-metadata.md`), and the rules every change must pass.
+//! The KRaft-style metadata image: brokers, topic records, partitions and producer ids
+//! (PyRaft's and YAKt's model, docs/metadata.md), and the rules every change must pass.
 //!
 //! Like the rest of the state machine it is deterministic and total: uuids come from the log
 //! position ([`uuid`]), times from the leader's `Command.timestamp_ms`, every collection is
