@@ -339,3 +339,43 @@ fn the_openapi_document_covers_the_node_routes() {
         assert!(consume[code].is_object(), "GET /message/{{topic}} lacks {code}");
     }
 }
+
+/// Numbers the OpenAPI document bounds are refused beyond their bounds, and what only makes
+/// sense as a pair (a session) is refused alone; nothing is applied. Found by schemathesis.
+#[test]
+fn out_of_range_ids_and_half_sessions_are_refused_and_change_nothing() {
+    let _serial = serial();
+    let cluster = Cluster::start(1);
+    cluster.wait_leader();
+    let topic = r#"{"topic": "bounded"}"#;
+    assert_eq!(send(&cluster, 1, "PUT", "/topic", Some(topic), None).status().as_u16(), 201);
+    let message = r#"{"topic": "bounded", "message": "m"}"#;
+    let put = |headers: &[(&str, &str)]| {
+        let mut request = cluster.http.put(cluster.url(1, "/message")).body(message);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send().expect("the node answers")
+    };
+    let reason = assert_error(put(&[("x-client-seq", "3")]), 400, true, "seq without id");
+    assert!(reason.contains("x-client-id"), "{reason}");
+    let too_big = [("x-client-id", "c"), ("x-client-seq", "9223372036854775808")];
+    let reason = assert_error(put(&too_big), 400, true, "seq beyond 2^63 - 1");
+    assert!(reason.contains("x-client-seq"), "{reason}");
+    // Neither put was applied: the queue is empty.
+    let consumed = send(&cluster, 1, "GET", "/message/bounded", None, None);
+    assert_eq!(consumed.status().as_u16(), 404);
+
+    let member = r#"{"node_id": 9223372036854775808, "raft_addr": "127.0.0.1:9"}"#;
+    let reason =
+        assert_error(send(&cluster, 1, "POST", "/v1/members", Some(member), None), 400, false, "");
+    assert!(reason.contains("node_id"), "{reason}");
+    let unknown = r#"{"node_id": 9, "raft_addr": "127.0.0.1:9", "colour": 1}"#;
+    assert_error(send(&cluster, 1, "POST", "/v1/members", Some(unknown), None), 400, false, "");
+    let path = "/v1/members/9223372036854775808";
+    assert_error(send(&cluster, 1, "DELETE", path, None, None), 400, false, "remove");
+    let path = "/v1/members/9223372036854775808/transfer-leader";
+    assert_error(send(&cluster, 1, "POST", path, None, None), 400, false, "transfer");
+    let members: Value = send(&cluster, 1, "GET", "/v1/members", None, None).json().expect("json");
+    assert_eq!(members["members"].as_array().map(Vec::len), Some(1), "{members}");
+}

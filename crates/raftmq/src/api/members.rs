@@ -85,10 +85,16 @@ pub async fn add(
     State(node): State<NodeHandle>,
     body: Result<Json<AddMember>, axum::extract::rejection::JsonRejection>,
 ) -> Answer {
-    let Json(body) = body.map_err(|e| ApiError::v1(e.status(), e.body_text()))?;
-    if body.node_id == 0 {
-        return Err(ApiError::v1(StatusCode::BAD_REQUEST, "node_id must be 1 or more"));
-    }
+    // A body that is JSON but not an `AddMember` is a bad request like any other (400), not
+    // axum's 422: every route refuses bad input the same way (docs/http.md).
+    let Json(body) = body.map_err(|e| {
+        let status = match e.status() {
+            StatusCode::UNPROCESSABLE_ENTITY => StatusCode::BAD_REQUEST,
+            other => other,
+        };
+        ApiError::v1(status, e.body_text())
+    })?;
+    check_node_id(body.node_id)?;
     if body.raft_addr.parse::<std::net::SocketAddr>().is_err() && !body.raft_addr.contains(':') {
         return Err(ApiError::v1(StatusCode::BAD_REQUEST, "raft_addr must be host:port"));
     }
@@ -131,6 +137,7 @@ pub async fn add(
         (status = 503, description = "No leader: nothing was changed; retry", body = V1Error),
         (status = 504, description = "Not committed in time: the change may still be applied", body = V1Error)))]
 pub async fn remove(State(node): State<NodeHandle>, Path(id): Path<NodeId>) -> Answer {
+    check_node_id(id)?;
     let status = node.status();
     if !status.voters.contains(&id) && !status.learners.contains(&id) {
         return Err(ApiError::v1(StatusCode::NOT_FOUND, format!("node {id} is not a member")));
@@ -152,9 +159,20 @@ pub async fn remove(State(node): State<NodeHandle>, Path(id): Path<NodeId>) -> A
         (status = 503, description = "No leader, or a transfer is under way; retry", body = V1Error),
         (status = 504, description = "The leader did not answer in time", body = V1Error)))]
 pub async fn transfer_leader(State(node): State<NodeHandle>, Path(id): Path<NodeId>) -> Answer {
+    check_node_id(id)?;
     if !node.status().voters.contains(&id) {
         return Err(ApiError::v1(StatusCode::BAD_REQUEST, format!("node {id} is not a voter")));
     }
     node.transfer_leader_anywhere(Some(id)).await.map_err(|e| ApiError::v1_node(&e))?;
     Ok((StatusCode::ACCEPTED, Json(json!({"transferring_to": id}))))
+}
+
+/// Node ids are 1 to 2^63 - 1: the OpenAPI document (int64) and every JSON client that reads
+/// numbers as signed 64-bit integers can then name every node.
+fn check_node_id(id: NodeId) -> Result<(), ApiError> {
+    if id == 0 || id > i64::MAX as NodeId {
+        let why = format!("node_id is 1 to {}, not {id}", i64::MAX);
+        return Err(ApiError::v1(StatusCode::BAD_REQUEST, why));
+    }
+    Ok(())
 }

@@ -50,12 +50,12 @@ pub fn routes(node: &NodeHandle) -> Router<NodeHandle> {
         .route("/get_topic_by_name/{topic_name}", get(yakt::get_topic_by_name))
         .route("/create_partition", post(yakt::create_partition))
         .route("/register_producer", post(yakt::register_producer))
-        .route("/update_broker", post(yakt::update_broker).put(yakt::update_broker))
+        .route("/update_broker", post(yakt::update_broker).put(yakt::update_broker_put))
         .route(
             "/unregister_broker/{broker_id}",
             post(yakt::unregister_broker)
-                .put(yakt::unregister_broker)
-                .delete(yakt::unregister_broker),
+                .put(yakt::unregister_broker_put)
+                .delete(yakt::unregister_broker_delete),
         )
         .route("/broker_mgmt/{previous_offset}", get(yakt::broker_mgmt))
         .route("/client_mgmt/{previous_offset}", get(yakt::client_mgmt))

@@ -45,7 +45,8 @@ use crate::state_machine::metadata::records;
         pyraft::metadata_fetch_client,
         yakt::register_broker, yakt::get_active_brokers, yakt::create_topic,
         yakt::get_topic_by_name, yakt::create_partition, yakt::register_producer,
-        yakt::update_broker, yakt::unregister_broker, yakt::broker_mgmt, yakt::client_mgmt,
+        yakt::update_broker, yakt::update_broker_put, yakt::unregister_broker,
+        yakt::unregister_broker_put, yakt::unregister_broker_delete, yakt::broker_mgmt, yakt::client_mgmt,
     ),
     components(schemas(
         records::BrokerView, records::TopicView, records::PartitionView, records::ProducerView,

@@ -33,8 +33,8 @@ fn one_or_all(asked: bool, mut found: Vec<Value>, what: &str, field: &str) -> An
 /// `POST /register_broker/`: answers the broker's internal uuid.
 #[utoipa::path(post, path = "/register_broker/", tag = "pyraft", request_body = v1::RegisterBrokerBody,
     responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
-        (status = 201, description = "The new broker's internalUUID (a JSON string)", body = String),
-        (status = 200, description = "Already registered: its internalUUID", body = String)))]
+        (status = 201, description = "The new broker's internalUUID (a JSON string)", body = String, content_type = "application/json"),
+        (status = 200, description = "Already registered: its internalUUID", body = String, content_type = "application/json")))]
 pub async fn register_broker(
     State(node): State<NodeHandle>,
     headers: HeaderMap,
@@ -48,7 +48,7 @@ pub async fn register_broker(
 /// `POST /register_topic/`: answers the topic's uuid.
 #[utoipa::path(post, path = "/register_topic/", tag = "pyraft", request_body = v1::CreateTopicBody,
     responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
-        (status = 201, description = "The topicUUID (a JSON string)", body = String),
+        (status = 201, description = "The topicUUID (a JSON string)", body = String, content_type = "application/json"),
         (status = 409, description = "The topic exists", body = super::metadata_common::ErrorBody)))]
 pub async fn register_topic(
     State(node): State<NodeHandle>,
@@ -62,7 +62,7 @@ pub async fn register_topic(
 
 /// `POST /register_partition/`: answers the partition's topic uuid.
 #[utoipa::path(post, path = "/register_partition/", tag = "pyraft", request_body = v1::CreatePartitionBody,
-    responses((status = 201, description = "The topicUUID (a JSON string)", body = String),
+    responses((status = 201, description = "The topicUUID (a JSON string)", body = String, content_type = "application/json"),
         (status = 400, description = "A rule broken", body = super::metadata_common::ErrorBody),
         (status = 404, description = "No such topic", body = super::metadata_common::ErrorBody),
         (status = 409, description = "A duplicate partition id", body = super::metadata_common::ErrorBody)))]
@@ -79,7 +79,7 @@ pub async fn register_partition(
 #[utoipa::path(get, path = "/get_broker/", tag = "pyraft",
     params(("broker_id" = Option<i64>, Query, description = "One broker")),
     responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
-        (status = 200, description = "The broker, or an array of all", body = Object),
+        (status = 200, description = "The broker (with broker_id), or an array of all", body = serde_json::Value),
         (status = 404, description = "No such broker", body = super::metadata_common::ErrorBody)))]
 pub async fn get_broker(State(node): State<NodeHandle>, Query(params): Params) -> Answer {
     let wanted =
@@ -99,7 +99,7 @@ pub async fn get_broker(State(node): State<NodeHandle>, Query(params): Params) -
 #[utoipa::path(get, path = "/get_topic/", tag = "pyraft",
     params(("topic_name" = Option<String>, Query, description = "One topic")),
     responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
-        (status = 200, description = "The topic, or an array of all", body = Object),
+        (status = 200, description = "The topic (with a name), or an array of all", body = serde_json::Value),
         (status = 404, description = "No such topic", body = super::metadata_common::ErrorBody)))]
 pub async fn get_topic(State(node): State<NodeHandle>, Query(params): Params) -> Answer {
     let wanted = params.get("topic_name");
@@ -120,7 +120,7 @@ pub async fn get_topic(State(node): State<NodeHandle>, Query(params): Params) ->
 #[utoipa::path(get, path = "/get_partition/", tag = "pyraft",
     params(("partition_id" = Option<u32>, Query, description = "One partition id")),
     responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
-        (status = 200, description = "The partition, or an array", body = Object),
+        (status = 200, description = "The partition, or an array", body = serde_json::Value),
         (status = 404, description = "No such partition", body = super::metadata_common::ErrorBody)))]
 pub async fn get_partition(State(node): State<NodeHandle>, Query(params): Params) -> Answer {
     let wanted = params
@@ -152,9 +152,10 @@ pub async fn get_producers(State(node): State<NodeHandle>) -> Answer {
 /// `POST /get_producer/` with `{partitionId, brokerId}`: the newest producer record of that
 /// broker (given by id or internal uuid). Producer ids belong to brokers, so `partitionId`
 /// selects nothing.
-#[utoipa::path(post, path = "/get_producer/", tag = "pyraft", request_body = v1::SelectProducerBody,
+#[utoipa::path(post, path = "/get_producer/", tag = "pyraft",
+    request_body(content = Option<v1::SelectProducerBody>, description = "Without a body (or without brokerId): every producer record"),
     responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
-        (status = 200, description = "The producer record", body = records::ProducerView),
+        (status = 200, description = "The producer record, or an array of all", body = serde_json::Value),
         (status = 404, description = "None for that broker", body = super::metadata_common::ErrorBody)))]
 pub async fn select_producer(
     State(node): State<NodeHandle>,
@@ -192,7 +193,8 @@ pub async fn select_producer(
     params(("broker_id" = i64, Path, description = "The broker id")),
     responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
         (status = 200, description = "The deleted broker", body = records::BrokerView),
-        (status = 404, description = "No such broker", body = super::metadata_common::ErrorBody)))]
+        (status = 404, description = "No such broker", body = super::metadata_common::ErrorBody),
+        (status = 409, description = "A partition names the broker (the reason lists them)", body = super::metadata_common::ErrorBody)))]
 pub async fn delete_broker(
     State(node): State<NodeHandle>,
     Path(broker_id): Path<String>,

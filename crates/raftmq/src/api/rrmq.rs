@@ -276,6 +276,17 @@ pub async fn execute(
         let reason = "x-client-id needs x-client-seq ≥ 1";
         return Err(ApiError::rrmq_reason(StatusCode::BAD_REQUEST, reason));
     }
+    // A seq without a client id would be ignored, and the client would believe its retries
+    // are safe when they are not; a seq beyond 2^63 - 1 is one signed 64-bit clients cannot
+    // continue (docs/http.md).
+    if client_id.is_empty() && seq != 0 {
+        let reason = "x-client-seq needs x-client-id (a session is the pair)";
+        return Err(ApiError::rrmq_reason(StatusCode::BAD_REQUEST, reason));
+    }
+    if seq > i64::MAX as u64 {
+        let reason = format!("x-client-seq is 1 to {}", i64::MAX);
+        return Err(ApiError::rrmq_reason(StatusCode::BAD_REQUEST, reason));
+    }
     let command = Command { client_id, seq, timestamp_ms: 0, kind: Some(kind) };
     node.execute(command).await.map_err(|e| ApiError::from_node(&e))
 }

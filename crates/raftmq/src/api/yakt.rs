@@ -104,7 +104,7 @@ pub async fn register_producer(
     v1::allocate_producer(State(node), headers, body).await
 }
 
-/// `POST /update_broker` with `{brokerId, ...fields}`: merges them, epoch +1 (a
+/// `POST /update_broker` (or PUT) with `{brokerId, ...fields}`: merges them, epoch +1 (a
 /// `RegistrationChangeBrokerRecord`); answers the changed record.
 #[utoipa::path(post, path = "/update_broker", tag = "yakt", request_body = v1::BrokerChangeBody,
     responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
@@ -119,12 +119,14 @@ pub async fn update_broker(
     Ok((StatusCode::OK, Json(done.record)))
 }
 
-/// `POST /unregister_broker/<broker_id>`: status CLOSED; the record stays in the metadata.
+/// `POST /unregister_broker/<broker_id>` (or PUT, or DELETE): status CLOSED; the record stays
+/// in the metadata.
 #[utoipa::path(post, path = "/unregister_broker/{broker_id}", tag = "yakt",
     params(("broker_id" = i64, Path, description = "The broker id")),
     responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
         (status = 200, description = "The closed broker", body = records::BrokerView),
-        (status = 404, description = "No such broker", body = super::metadata_common::ErrorBody)))]
+        (status = 404, description = "No such broker", body = super::metadata_common::ErrorBody),
+        (status = 409, description = "A conflict with the broker's state (the reason says which)", body = super::metadata_common::ErrorBody)))]
 pub async fn unregister_broker(
     State(node): State<NodeHandle>,
     Path(broker_id): Path<String>,
@@ -133,6 +135,49 @@ pub async fn unregister_broker(
     let broker_id = super::metadata_common::broker_id(&broker_id)?;
     let done = run(&node, &headers, Kind::UnregisterBroker(UnregisterBroker { broker_id })).await?;
     Ok((StatusCode::OK, Json(done.record)))
+}
+
+/// `PUT /update_broker`: the same as `POST`.
+#[utoipa::path(put, operation_id = "yakt_update_broker_put", path = "/update_broker", tag = "yakt", request_body = v1::BrokerChangeBody,
+    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
+        (status = 200, description = "The changed broker", body = records::BrokerView),
+        (status = 404, description = "No such broker", body = super::metadata_common::ErrorBody)))]
+pub async fn update_broker_put(
+    node: State<NodeHandle>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Answer {
+    update_broker(node, headers, body).await
+}
+
+/// `PUT /unregister_broker/<broker_id>`: the same as `POST`.
+#[utoipa::path(put, operation_id = "yakt_unregister_broker_put", path = "/unregister_broker/{broker_id}", tag = "yakt",
+    params(("broker_id" = i64, Path, description = "The broker id")),
+    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
+        (status = 200, description = "The closed broker", body = records::BrokerView),
+        (status = 404, description = "No such broker", body = super::metadata_common::ErrorBody),
+        (status = 409, description = "A conflict with the broker's state (the reason says which)", body = super::metadata_common::ErrorBody)))]
+pub async fn unregister_broker_put(
+    node: State<NodeHandle>,
+    broker_id: Path<String>,
+    headers: HeaderMap,
+) -> Answer {
+    unregister_broker(node, broker_id, headers).await
+}
+
+/// `DELETE /unregister_broker/<broker_id>`: the same as `POST`.
+#[utoipa::path(delete, operation_id = "yakt_unregister_broker_delete", path = "/unregister_broker/{broker_id}", tag = "yakt",
+    params(("broker_id" = i64, Path, description = "The broker id")),
+    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
+        (status = 200, description = "The closed broker", body = records::BrokerView),
+        (status = 404, description = "No such broker", body = super::metadata_common::ErrorBody),
+        (status = 409, description = "A conflict with the broker's state (the reason says which)", body = super::metadata_common::ErrorBody)))]
+pub async fn unregister_broker_delete(
+    node: State<NodeHandle>,
+    broker_id: Path<String>,
+    headers: HeaderMap,
+) -> Answer {
+    unregister_broker(node, broker_id, headers).await
 }
 
 async fn mgmt(
