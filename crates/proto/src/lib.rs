@@ -9,8 +9,8 @@
 //!   operation, stream the committed log, status), the `Command` every log command entry
 //!   encodes, `CommandResult`, `MemberInfo` and the state machine's `StateSnapshot`.
 //!
-//! Both modules hold the messages plus a `*_client` module (tonic client) and a `*_server`
-//! module (tonic server trait and service) per service. Conversions between these types and
+//! Both modules hold the messages plus, with the `grpc` feature (on by default), a `*_client`
+//! module (tonic client) and a `*_server` module (tonic server trait and service) per service. Conversions between these types and
 //! the consensus core's own types live in the `raftmq` crate (`raftmq::codec`), which keeps
 //! this crate free of any dependency on the core.
 
@@ -20,11 +20,11 @@ mod generated {
     pub mod raftmq {
         pub mod raft {
             pub mod v1 {
-                tonic::include_proto!("raftmq.raft.v1");
+                include!(concat!(env!("OUT_DIR"), "/raftmq.raft.v1.rs"));
             }
         }
         pub mod v1 {
-            tonic::include_proto!("raftmq.v1");
+            include!(concat!(env!("OUT_DIR"), "/raftmq.v1.rs"));
         }
     }
 }
@@ -36,7 +36,8 @@ pub use generated::raftmq::raft::v1 as raft;
 pub use generated::raftmq::v1 as client;
 
 /// The encoded `FileDescriptorSet` of both packages, for gRPC server reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("raftmq_descriptor");
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/raftmq_descriptor.bin"));
 
 #[cfg(test)]
 mod tests {

@@ -1,5 +1,7 @@
 //! The `raftmq` command: run a node, a local cluster, or talk to a cluster.
 
+mod cli;
+
 use clap::Parser;
 
 /// mimalloc instead of the system allocator: a node allocates and frees many
@@ -9,11 +11,11 @@ use clap::Parser;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> std::process::ExitCode {
-    let cli = raftmq::cli::Cli::parse();
-    match raftmq::cli::run(cli) {
+    let cli = cli::Cli::parse();
+    match cli::run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            raftmq::cli::out::report_error(&e);
+            cli::out::report_error(&e);
             std::process::ExitCode::FAILURE
         }
     }

@@ -185,8 +185,8 @@ fn a_follower_with_redirect_answers_307_to_the_leader() {
     // The RRMQ config file gives every node every client address.
     let ports: Vec<(u16, u16)> = (0..3)
         .map(|_| {
-            let a = raftmq::ports::free_port().expect("a free port");
-            let b = raftmq::ports::free_port().expect("a free port");
+            let a = raftmq_node::ports::free_port().expect("a free port");
+            let b = raftmq_node::ports::free_port().expect("a free port");
             (a, b)
         })
         .collect();

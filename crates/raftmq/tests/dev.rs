@@ -18,7 +18,7 @@ use serde_json::Value;
 /// (REST) and base+100..base+100+n-1 (gRPC).
 fn free_base(nodes: u16) -> u16 {
     for _ in 0..200 {
-        let base = raftmq::ports::free_port().expect("a free loopback port");
+        let base = raftmq_node::ports::free_port().expect("a free loopback port");
         let mut wanted = vec![base - 1];
         wanted.extend((0..nodes).map(|i| base + i));
         wanted.extend((0..nodes).map(|i| base + 100 + i));

@@ -50,7 +50,7 @@ impl Replicator {
             .arg(&self.dir)
             .stdout(open(self.out.clone()))
             .stderr(open(self.out.with_extension("err")))
-            .env("RUST_LOG", "info,raftmq::replicator=debug")
+            .env("RUST_LOG", "info,raftmq_node::replicator=debug")
             .spawn()
             .expect("start a raftmq replicator");
         self.child = Some(child);

@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use anyhow::bail;
 use clap::Args;
 
-use crate::bench::etcd::EtcdCluster;
-use crate::bench::failover;
-use crate::bench::local_cluster::LocalCluster;
-use crate::bench::workload::{self, LoadSpec, Protocol, Workload};
+use raftmq_bench::etcd::EtcdCluster;
+use raftmq_bench::failover;
+use raftmq_bench::local_cluster::LocalCluster;
+use raftmq_bench::workload::{self, LoadSpec, Protocol, Workload};
 
 #[derive(Args)]
 pub struct BenchArgs {
@@ -43,7 +43,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 100)]
     value_size: usize,
     /// How long each run lasts (e.g. 10s, 500ms, 1m).
-    #[arg(long, default_value = "10s", value_parser = crate::bench::parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = raftmq_bench::parse_duration)]
     duration: std::time::Duration,
     /// Stop each run after this many requests.
     #[arg(long)]
@@ -78,7 +78,7 @@ pub enum System {
 #[derive(serde::Serialize)]
 struct SystemResult {
     system: String,
-    runs: Vec<crate::bench::Report>,
+    runs: Vec<raftmq_bench::Report>,
     failover: Option<failover::FailoverReport>,
 }
 
@@ -134,7 +134,7 @@ fn run_system(args: &BenchArgs, system: System) -> anyhow::Result<SystemResult> 
     let load = |targets: Vec<String>,
                 grpc: Vec<String>,
                 protocol: Protocol|
-     -> anyhow::Result<Vec<crate::bench::Report>> {
+     -> anyhow::Result<Vec<raftmq_bench::Report>> {
         let mut reports = Vec::new();
         for clients in &args.clients {
             let spec = LoadSpec {

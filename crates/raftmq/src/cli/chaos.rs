@@ -1,4 +1,4 @@
-//! `raftmq chaos`: Jepsen-style safety runs against a local cluster (see `crate::chaos`).
+//! `raftmq chaos`: Jepsen-style safety runs against a local cluster (see `raftmq_chaos`).
 //!
 //! With partitions on (the default), the command re-executes itself inside a private network
 //! namespace where it may set iptables rules; where that is impossible it says why and runs
@@ -11,9 +11,9 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Args;
 
-use crate::chaos::nemesis::{Kinds, Step};
-use crate::chaos::runner::{self, Options, RunReport};
-use crate::chaos::{checker, network};
+use raftmq_chaos::nemesis::{Kinds, Step};
+use raftmq_chaos::runner::{self, Options, RunReport};
+use raftmq_chaos::{checker, network};
 
 #[derive(Args)]
 pub struct ChaosArgs {
@@ -114,7 +114,7 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<()> {
         None => Options::default_node_args(),
     };
     let exe = std::env::current_exe().context("cannot find the raftmq binary")?;
-    crate::chaos::cluster::kill_nodes_on_signal();
+    raftmq_chaos::cluster::kill_nodes_on_signal();
     let mut reports: Vec<RunReport> = Vec::new();
     for i in 0..args.runs {
         let options = Options {
@@ -165,12 +165,12 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<()> {
 
 /// Re-checks a saved history (the final topic list is the drain client's first list).
 fn check_saved(path: &std::path::Path, budget: u64) -> anyhow::Result<()> {
-    let ops = crate::chaos::history::load(path)
+    let ops = raftmq_chaos::history::load(path)
         .with_context(|| format!("cannot read the history {}", path.display()))?;
     let drainer = ops.iter().map(|op| op.client).max().unwrap_or(0);
     let final_list = ops
         .iter()
-        .find(|op| op.client == drainer && op.call == crate::chaos::history::Call::ListTopics)
+        .find(|op| op.client == drainer && op.call == raftmq_chaos::history::Call::ListTopics)
         .map(|op| op.id);
     let report = checker::check(&ops, final_list, budget);
     say!("{}", serde_json::to_string_pretty(&report)?);

@@ -25,7 +25,7 @@ pub struct Target {
     pub(crate) json: bool,
     /// How long to keep retrying while the cluster cannot answer (no leader,
     /// node unreachable) before giving up: 10s, 500ms, 1m.
-    #[arg(long, default_value = "10s", value_parser = crate::bench::parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = raftmq_bench::parse_duration)]
     timeout: Duration,
 }
 
@@ -136,7 +136,7 @@ pub(crate) fn request(
             .connect_timeout(Duration::from_secs(2))
             .build()
             .context("cannot build an HTTP client")?;
-        let client_id = format!("cli-{}-{}", std::process::id(), crate::config::now_ms());
+        let client_id = format!("cli-{}-{}", std::process::id(), raftmq_node::config::now_ms());
         let started = Instant::now();
         let deadline = started + target.timeout;
         let mut last: Option<(Option<u16>, String)> = None;

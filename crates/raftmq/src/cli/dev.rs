@@ -415,8 +415,8 @@ fn run_cluster(args: DevArgs) -> anyhow::Result<()> {
 fn check_folder(spec: &Spec, nodes: u64) -> anyhow::Result<()> {
     let expected = {
         let any: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 1));
-        let mut config = crate::config::NodeConfig::new(1, any, any);
-        config.peers = crate::config::parse_peers(&spec.peers)?;
+        let mut config = raftmq_node::config::NodeConfig::new(1, any, any);
+        config.peers = raftmq_node::config::parse_peers(&spec.peers)?;
         config.cluster_id()
     };
     let Ok(entries) = std::fs::read_dir(&spec.data_dir) else { return Ok(()) };

@@ -128,7 +128,7 @@ pub fn metadata(args: MetadataArgs) -> anyhow::Result<()> {
     // on top of --timeout.
     let mut hold = Duration::ZERO;
     if let Some(wait) = &args.wait {
-        hold = crate::bench::parse_duration(wait)
+        hold = raftmq_bench::parse_duration(wait)
             .map_err(|e| out::Failure::new(format!("--wait: {e}"), None))?;
         path.push_str(&format!("&wait={}", urlencode(wait)));
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::bail;
 use clap::Args;
 
-use crate::config::{self, NodeConfig};
+use raftmq_node::config::{self, NodeConfig};
 
 #[derive(Args)]
 pub struct NodeArgs {
@@ -101,7 +101,7 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
     let config = build(args)?;
     super::init_logging(Some(config.id));
     let runtime = super::runtime(threads)?;
-    runtime.block_on(crate::server::run(config, super::shutdown_signal()))
+    runtime.block_on(raftmq_node::server::run(config, super::shutdown_signal()))
 }
 
 fn build(args: NodeArgs) -> anyhow::Result<NodeConfig> {

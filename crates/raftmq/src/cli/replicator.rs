@@ -1,12 +1,12 @@
 //! `raftmq replicator`: runs the replicator paired with one node (see
-//! [`crate::replicator`]) until SIGINT/SIGTERM.
+//! [`raftmq_node::replicator`]) until SIGINT/SIGTERM.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args;
 
-use crate::replicator::{self, ReplicatorConfig};
+use raftmq_node::replicator::{self, ReplicatorConfig};
 
 #[derive(Args)]
 pub struct ReplicatorArgs {

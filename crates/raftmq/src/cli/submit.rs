@@ -32,7 +32,7 @@ pub struct SubmitArgs {
     )]
     node: Vec<String>,
     /// Time between submissions: 10s, 500ms, 1m, or seconds.
-    #[arg(long, default_value = "10s", value_parser = crate::bench::parse_duration)]
+    #[arg(long, default_value = "10s", value_parser = raftmq_bench::parse_duration)]
     every: Duration,
     /// Stop after this many operations (default: never).
     #[arg(long)]
@@ -47,7 +47,7 @@ pub struct SubmitArgs {
     #[arg(long)]
     client_id: Option<String>,
     /// Give up on one operation after retrying it this long.
-    #[arg(long, default_value = "60s", value_parser = crate::bench::parse_duration)]
+    #[arg(long, default_value = "60s", value_parser = raftmq_bench::parse_duration)]
     retry_for: Duration,
     /// Machine output: one JSON object a committed operation on stdout
     /// ({"operation", "index", "term", "leader_id", "leader_addr", "via"}); the
@@ -63,10 +63,9 @@ pub fn run(command: ClientCommand) -> anyhow::Result<()> {
     if nodes.iter().any(String::is_empty) || nodes.is_empty() {
         bail!("--node needs at least one host:port");
     }
-    let client_id = args
-        .client_id
-        .clone()
-        .unwrap_or_else(|| format!("client-{}-{}", std::process::id(), crate::config::now_ms()));
+    let client_id = args.client_id.clone().unwrap_or_else(|| {
+        format!("client-{}-{}", std::process::id(), raftmq_node::config::now_ms())
+    });
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
         let mut ticks = tokio::time::interval(args.every.max(Duration::from_millis(1)));

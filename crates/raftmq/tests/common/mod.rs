@@ -37,7 +37,7 @@ pub struct Cluster {
 }
 
 fn free_port() -> u16 {
-    raftmq::ports::free_port().expect("a free loopback port")
+    raftmq_node::ports::free_port().expect("a free loopback port")
 }
 
 impl Cluster {
