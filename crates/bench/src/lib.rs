@@ -6,6 +6,16 @@
 //! With `--spawn N` it starts its own local cluster (real node processes,
 //! fsync on) and, with `--failover-rounds R`, measures failover: kill -9 the
 //! leader, time until the next write is acknowledged, restart, repeat.
+//!
+//! Modules:
+//! - [`workload`]: the clients, their requests (HTTP, gRPC, etcd) and the progress line;
+//! - [`http_conn`]: one keep-alive HTTP/1.1 connection per client, on hyper directly;
+//! - [`local_cluster`]: a throwaway cluster of real `raftmq node` processes;
+//! - [`etcd`]: a local etcd cluster for side-by-side runs;
+//! - [`failover`]: kill -9 the leader, time the next acknowledged write.
+//!
+//! The `raftmq bench` command (crates/raftmq/src/cli/bench.rs) parses the options and prints
+//! the report; everything it measures is here.
 
 pub mod etcd;
 pub mod failover;

@@ -217,24 +217,59 @@ fn a_rolling_restart_by_sigterm_fails_no_write_and_has_no_election_gap() {
     let mut cluster = Cluster::start(5);
     cluster.create_topic("roll");
     let writer = Writer::start(&cluster, "roll");
-    let mut terms = Vec::new();
+    let started_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("the clock is past 1970")
+        .as_millis() as u64;
+    // Each node's event log lives only as long as its process: collect it before each stop.
+    let mut events = Vec::new();
     for id in 1..=5 {
         writer.set_targets((1..=5).filter(|n| *n != id).map(|n| cluster.url(n, "")).collect());
         std::thread::sleep(Duration::from_millis(100));
+        events.extend(event_log(&cluster, id));
         cluster.terminate(id);
         std::thread::sleep(Duration::from_millis(300));
         cluster.restart(id);
         cluster.wait_up(id);
         wait_converged(&cluster);
-        terms.push(cluster.status(cluster.wait_leader()).unwrap()["term"].as_u64().unwrap());
     }
     let result = writer.finish();
+    for id in 1..=5 {
+        events.extend(event_log(&cluster, id));
+    }
+    events.retain(|e| e["time_ms"].as_u64().unwrap() >= started_ms);
     assert_eq!(result.failed_attempts, 0, "{result:?}");
-    // A hand-over takes a round trip, not an election timeout (200 ms at the
-    // least); allow for a slow fsync on a busy machine.
-    assert!(result.slowest < Duration::from_millis(500), "{result:?}");
-    println!("rolling restart: {result:?}, terms {terms:?}");
+    // No election gap: every leader elected during the rolling restart was handed leadership
+    // by the leader being stopped (a transfer's TimeoutNow starts an election without a
+    // pre-vote), none was elected because its election timer ran out (that election starts
+    // with a pre-vote). How long the hand-over took is a figure, not a rule (printed below;
+    // `raftmq bench --failover-rounds` measures failover).
+    let text = |e: &Value| e["text"].as_str().expect("an event has a text").to_owned();
+    let won: Vec<(u64, u64)> = events
+        .iter()
+        .filter_map(|e| {
+            let term = text(e).strip_prefix("election won in term ")?.split(' ').next()?.parse();
+            Some((e["node"].as_u64().unwrap(), term.ok()?))
+        })
+        .collect();
+    assert!(!won.is_empty(), "stopping the leader elects another: {events:#?}");
+    for (node, term) in &won {
+        let pre_voted = events.iter().any(|e| {
+            e["node"].as_u64() == Some(*node)
+                && text(e) == format!("pre-vote started for term {term}")
+        });
+        assert!(!pre_voted, "node {node} won term {term} after its timer ran out: {events:#?}");
+    }
+    let won_terms: Vec<u64> = won.iter().map(|(_, term)| *term).collect();
+    println!("rolling restart: {result:?}, elections won in terms {won_terms:?}");
     assert_queue_is(&cluster, 1, "roll", result.acknowledged);
+}
+
+/// Node `id`'s whole event log (`GET /v1/events`).
+fn event_log(cluster: &Cluster, id: u64) -> Vec<Value> {
+    let (status, events) = cluster.get_json(id, "/v1/events?limit=1000");
+    assert_eq!(status, 200, "events of node {id}: {events}");
+    events.as_array().expect("/v1/events answers an array").clone()
 }
 
 #[test]
