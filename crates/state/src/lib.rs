@@ -21,6 +21,7 @@
 //! [`snapshot`] encodes all of it as a `raftmq.v1.StateSnapshot` and restores it; [`results`]
 //! builds the `CommandResult`s the commands answer with.
 
+mod legacy;
 pub mod members;
 pub mod metadata;
 pub mod queues;

@@ -16,6 +16,7 @@ use utoipa::IntoParams;
 
 use super::errors::ApiError;
 use super::metadata_common::{bad, fail, read};
+use super::metadata_views;
 use super::v1_metadata::{Answer, Fence, Params};
 use crate::config::now_ms;
 use crate::node::NodeHandle;
@@ -89,8 +90,9 @@ pub fn parse_wait(text: &str) -> Result<Duration, ApiError> {
 pub fn parse_view(text: Option<&str>) -> Result<View, ApiError> {
     match text {
         None => Ok(View::Broker),
-        Some(text) => raftmq_state::metadata::parse_view(text)
-            .ok_or_else(|| bad("view", format!("view must be broker or client, not {text:?}"))),
+        Some("broker") => Ok(View::Broker),
+        Some("client") => Ok(View::Client),
+        Some(text) => Err(bad("view", format!("view must be broker or client, not {text:?}"))),
     }
 }
 
@@ -107,19 +109,24 @@ pub async fn fetch(
     let deadline = tokio::time::Instant::now() + wait;
     let retention = node.config().metadata_history.as_millis() as u64;
     loop {
-        let (answer, applied) = {
+        let applied = {
             let state = node.state();
             let window_start = now_ms().saturating_sub(retention);
             let applied = state.applied_index();
-            let answer =
-                state.metadata().fetch(since, view, applied, state.clock_ms(), window_start);
-            (answer, applied)
+            let metadata = state.metadata();
+            let changes = metadata.history().changes_since(since, view, applied, window_start);
+            let empty = changes.as_ref().is_some_and(Vec::is_empty);
+            if !empty || tokio::time::Instant::now() >= deadline {
+                return Ok(metadata_views::fetched(
+                    metadata,
+                    changes,
+                    view,
+                    applied,
+                    state.clock_ms(),
+                ));
+            }
+            applied
         };
-        let empty =
-            answer["mode"] == "delta" && answer["records"].as_array().is_some_and(Vec::is_empty);
-        if !empty || tokio::time::Instant::now() >= deadline {
-            return Ok(answer);
-        }
         let _ = tokio::time::timeout_at(deadline, node.wait_applied_beyond(applied)).await;
     }
 }

@@ -7,12 +7,12 @@ use axum::Router;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
+use super::metadata_views as views;
 use super::v1 as node_api;
 use super::{
     errors, members, metadata_common, metadata_fetch, pyraft, rrmq, v1_metadata as v1, yakt,
 };
 use crate::node::NodeHandle;
-use raftmq_state::metadata::records;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -49,8 +49,8 @@ use raftmq_state::metadata::records;
         yakt::unregister_broker_put, yakt::unregister_broker_delete, yakt::broker_mgmt, yakt::client_mgmt,
     ),
     components(schemas(
-        records::BrokerView, records::TopicView, records::PartitionView, records::ProducerView,
-        records::Envelope, metadata_common::ErrorBody,
+        views::BrokerView, views::TopicView, views::PartitionView, views::ProducerView,
+        views::Envelope, metadata_common::ErrorBody,
         rrmq::TopicBody, rrmq::MessageBody, rrmq::RrmqOk, rrmq::RootAnswer, rrmq::StatusAnswer,
         errors::RrmqFailure, errors::V1Error, members::AddMember,
         crate::node::status::NodeStatusView, crate::node::status::MemberProgress,

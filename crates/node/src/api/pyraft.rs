@@ -9,14 +9,15 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use raftmq_proto::client::command::Kind;
+use raftmq_proto::client::metadata_result::Record;
 use raftmq_proto::client::{DeleteBroker, DeletePartition, DeleteTopic};
 use serde_json::{json, Value};
 
 use super::metadata_common::{fail, read, run, Body};
+use super::metadata_views as views;
 use super::v1_metadata::{self as v1, Answer, Params};
 use crate::node::NodeHandle;
 use raftmq_state::metadata::history::View;
-use raftmq_state::metadata::records;
 
 /// One record if exactly one was asked for, else all of them.
 fn one_or_all(asked: bool, mut found: Vec<Value>, what: &str, field: &str) -> Answer {
@@ -42,7 +43,11 @@ pub async fn register_broker(
 ) -> Answer {
     let done = run(&node, &headers, v1::register_broker_kind(&Body::parse(body)?)?).await?;
     let status = if done.created { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, Json(done.record["internalUUID"].clone())))
+    let uuid = match done.record {
+        Some(Record::Broker(broker)) => json!(broker.internal_uuid),
+        _ => Value::Null,
+    };
+    Ok((status, Json(uuid)))
 }
 
 /// `POST /register_topic/`: answers the topic's uuid.
@@ -56,8 +61,8 @@ pub async fn register_topic(
     body: Result<Bytes, BytesRejection>,
 ) -> Answer {
     let v1::CreateTopicBody { name } = Body::parse(body)?.typed()?;
-    let view = v1::create_topic_record(&node, &headers, name).await?;
-    Ok((StatusCode::CREATED, Json(json!(view.topic_uuid))))
+    let topic = v1::create_topic_record(&node, &headers, name).await?;
+    Ok((StatusCode::CREATED, Json(json!(topic.topic_uuid))))
 }
 
 /// `POST /register_partition/`: answers the partition's topic uuid.
@@ -72,7 +77,11 @@ pub async fn register_partition(
     body: Result<Bytes, BytesRejection>,
 ) -> Answer {
     let done = run(&node, &headers, v1::create_partition_kind(&Body::parse(body)?)?).await?;
-    Ok((StatusCode::CREATED, Json(done.record["topicUUID"].clone())))
+    let uuid = match done.record {
+        Some(Record::Partition(partition)) => json!(partition.topic_uuid),
+        _ => Value::Null,
+    };
+    Ok((StatusCode::CREATED, Json(uuid)))
 }
 
 /// `GET /get_broker/?broker_id=`: one broker, or all.
@@ -90,7 +99,7 @@ pub async fn get_broker(State(node): State<NodeHandle>, Query(params): Params) -
         .metadata()
         .brokers()
         .filter(|b| wanted.is_none_or(|id| b.broker_id == id))
-        .map(records::broker)
+        .map(views::broker)
         .collect();
     one_or_all(wanted.is_some(), found, "broker", "broker_id")
 }
@@ -110,7 +119,7 @@ pub async fn get_topic(State(node): State<NodeHandle>, Query(params): Params) ->
         .topics()
         .into_iter()
         .filter(|t| wanted.is_none_or(|name| &t.name == name))
-        .map(records::topic)
+        .map(views::topic)
         .collect();
     one_or_all(wanted.is_some(), found, "topic", "topic_name")
 }
@@ -133,7 +142,7 @@ pub async fn get_partition(State(node): State<NodeHandle>, Query(params): Params
         .metadata()
         .partitions()
         .filter(|p| wanted.is_none_or(|id| p.partition_id == id))
-        .map(records::partition)
+        .map(views::partition)
         .collect();
     one_or_all(wanted.is_some(), found, "partition", "partition_id")
 }
@@ -141,11 +150,11 @@ pub async fn get_partition(State(node): State<NodeHandle>, Query(params): Params
 /// `GET /get_producer/`: every producer id record.
 #[utoipa::path(get, path = "/get_producer/", tag = "pyraft",
     responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
-        (status = 200, description = "An array of producer records", body = Vec<records::ProducerView>)))]
+        (status = 200, description = "An array of producer records", body = Vec<views::ProducerView>)))]
 pub async fn get_producers(State(node): State<NodeHandle>) -> Answer {
     read(&node, false).await?;
     let state = node.state();
-    let all = state.metadata().producers().iter().map(records::producer).collect();
+    let all = state.metadata().producers().iter().map(views::producer).collect();
     Ok((StatusCode::OK, Json(Value::Array(all))))
 }
 
@@ -170,7 +179,7 @@ pub async fn select_producer(
     let state = node.state();
     let metadata = state.metadata();
     let Some(broker) = broker else {
-        let all = metadata.producers().iter().map(records::producer).collect();
+        let all = metadata.producers().iter().map(views::producer).collect();
         return Ok((StatusCode::OK, Json(Value::Array(all))));
     };
     let broker_id = match broker.trim().parse::<i64>() {
@@ -179,7 +188,7 @@ pub async fn select_producer(
     };
     let found = metadata.producers().iter().rev().find(|p| Some(p.broker_id) == broker_id);
     match found {
-        Some(producer) => Ok((StatusCode::OK, Json(records::producer(producer)))),
+        Some(producer) => Ok((StatusCode::OK, Json(views::producer(producer)))),
         None => Err(fail(
             StatusCode::NOT_FOUND,
             Some("brokerId"),
@@ -192,7 +201,7 @@ pub async fn select_producer(
 #[utoipa::path(delete, path = "/delete_broker/{broker_id}", tag = "pyraft",
     params(("broker_id" = i64, Path, description = "The broker id")),
     responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
-        (status = 200, description = "The deleted broker", body = records::BrokerView),
+        (status = 200, description = "The deleted broker", body = views::BrokerView),
         (status = 404, description = "No such broker", body = super::metadata_common::ErrorBody),
         (status = 409, description = "A partition names the broker (the reason lists them)", body = super::metadata_common::ErrorBody)))]
 pub async fn delete_broker(
@@ -202,14 +211,14 @@ pub async fn delete_broker(
 ) -> Answer {
     let broker_id = super::metadata_common::broker_id(&broker_id)?;
     let done = run(&node, &headers, Kind::DeleteBroker(DeleteBroker { broker_id })).await?;
-    Ok((StatusCode::OK, Json(done.record)))
+    Ok((StatusCode::OK, Json(done.json())))
 }
 
 /// `DELETE /delete_topic/{topicName}`: the topic, its partitions and its queue.
 #[utoipa::path(delete, path = "/delete_topic/{topicName}", tag = "pyraft",
     params(("topicName" = String, Path, description = "The topic's name")),
     responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
-        (status = 200, description = "The deleted topic", body = records::TopicView),
+        (status = 200, description = "The deleted topic", body = views::TopicView),
         (status = 404, description = "No such topic", body = super::metadata_common::ErrorBody)))]
 pub async fn delete_topic(
     State(node): State<NodeHandle>,
@@ -217,7 +226,7 @@ pub async fn delete_topic(
     headers: HeaderMap,
 ) -> Answer {
     let done = run(&node, &headers, Kind::DeleteTopic(DeleteTopic { name })).await?;
-    Ok((StatusCode::OK, Json(done.record)))
+    Ok((StatusCode::OK, Json(done.json())))
 }
 
 /// `DELETE /delete_partition/{partition_id}`: the one partition with that id (409 if several
@@ -225,7 +234,7 @@ pub async fn delete_topic(
 #[utoipa::path(delete, path = "/delete_partition/{partition_id}", tag = "pyraft",
     params(("partition_id" = u32, Path, description = "The partition id")),
     responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
-        (status = 200, description = "The deleted partition", body = records::PartitionView),
+        (status = 200, description = "The deleted partition", body = views::PartitionView),
         (status = 404, description = "No such partition", body = super::metadata_common::ErrorBody),
         (status = 409, description = "Several topics have that partition id", body = super::metadata_common::ErrorBody)))]
 pub async fn delete_partition(
@@ -236,13 +245,13 @@ pub async fn delete_partition(
     let partition_id = super::metadata_common::partition_id(&partition_id)?;
     let kind = Kind::DeletePartition(DeletePartition { topic_uuid: String::new(), partition_id });
     let done = run(&node, &headers, kind).await?;
-    Ok((StatusCode::OK, Json(done.record)))
+    Ok((StatusCode::OK, Json(done.json())))
 }
 
 /// `POST /register_broker_change/`: merges the fields into the broker's registration, epoch +1;
 /// answers the changed record.
 #[utoipa::path(post, path = "/register_broker_change/", tag = "pyraft", request_body = v1::BrokerChangeBody,
-    responses((status = 200, description = "The changed broker", body = records::BrokerView),
+    responses((status = 200, description = "The changed broker", body = views::BrokerView),
         (status = 400, description = "A bad field", body = super::metadata_common::ErrorBody),
         (status = 404, description = "No such broker", body = super::metadata_common::ErrorBody)))]
 pub async fn register_broker_change(
@@ -251,7 +260,7 @@ pub async fn register_broker_change(
     body: Result<Bytes, BytesRejection>,
 ) -> Answer {
     let done = run(&node, &headers, v1::broker_change_kind(&Body::parse(body)?)?).await?;
-    Ok((StatusCode::OK, Json(done.record)))
+    Ok((StatusCode::OK, Json(done.json())))
 }
 
 /// `POST /register_producer/` with `{brokerId, producerId, brokerEpoch}`: the server hands out
@@ -259,7 +268,7 @@ pub async fn register_broker_change(
 /// increasing); answers the record.
 #[utoipa::path(post, path = "/register_producer/", tag = "pyraft", request_body = v1::ProducerBody,
     responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
-        (status = 201, description = "The producer record", body = records::ProducerView),
+        (status = 201, description = "The producer record", body = views::ProducerView),
         (status = 404, description = "No such broker", body = super::metadata_common::ErrorBody),
         (status = 409, description = "A stale broker epoch", body = super::metadata_common::ErrorBody)))]
 pub async fn register_producer(
@@ -268,7 +277,7 @@ pub async fn register_producer(
     body: Result<Bytes, BytesRejection>,
 ) -> Answer {
     let done = run(&node, &headers, v1::producer_kind(&Body::parse(body)?)?).await?;
-    Ok((StatusCode::CREATED, Json(done.record)))
+    Ok((StatusCode::CREATED, Json(done.json())))
 }
 
 /// `GET /metadata_fetch_client/`: topics, partitions and brokers.
@@ -278,5 +287,5 @@ pub async fn register_producer(
 pub async fn metadata_fetch_client(State(node): State<NodeHandle>) -> Answer {
     read(&node, false).await?;
     let state = node.state();
-    Ok((StatusCode::OK, Json(state.metadata().image_json(View::Client))))
+    Ok((StatusCode::OK, Json(views::image(state.metadata(), View::Client))))
 }

@@ -17,7 +17,7 @@ use axum::{Extension, Json};
 use raftmq_proto::client::command::Kind;
 use raftmq_proto::client::{
     AllocateProducerId, BrokerIds, ChangeBroker, ChangePartition, CreatePartition, CreateTopic,
-    DeleteBroker, DeletePartition, DeleteTopic, RegisterBroker, UnregisterBroker,
+    DeleteBroker, DeletePartition, DeleteTopic, RegisterBroker, TopicRecord, UnregisterBroker,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -25,10 +25,10 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::errors::ApiError;
 use super::metadata_common::{bad, fail, read, run, Body, Done, Integer, Port, Text};
+use super::metadata_views::{self as views, TopicView};
 use crate::metadata_fencing::{Beat, Fencing};
 use crate::node::NodeHandle;
 use raftmq_state::metadata::is_active;
-use raftmq_state::metadata::records::{self, TopicView};
 use raftmq_state::metadata::uuid::{self, UuidKind};
 
 pub type Answer = Result<(StatusCode, Json<Value>), ApiError>;
@@ -256,8 +256,8 @@ pub fn broker_change_kind(body: &Body) -> Result<Kind, ApiError> {
 /// (same `internalUUID`).
 #[utoipa::path(post, path = "/v1/brokers", tag = "brokers", request_body = RegisterBrokerBody,
     responses(
-        (status = 201, description = "Registered: ALIVE, epoch 0", body = records::BrokerView),
-        (status = 200, description = "Already registered: the existing record", body = records::BrokerView),
+        (status = 201, description = "Registered: ALIVE, epoch 0", body = views::BrokerView),
+        (status = 200, description = "Already registered: the existing record", body = views::BrokerView),
         (status = 400, description = "A bad field", body = super::metadata_common::ErrorBody),
         (status = 503, description = "No leader; retry", body = super::metadata_common::ErrorBody)))]
 pub async fn register_broker(
@@ -267,7 +267,7 @@ pub async fn register_broker(
 ) -> Answer {
     let kind = register_broker_kind(&Body::parse(body)?)?;
     let done = run(&node, &headers, kind).await?;
-    Ok((created(&done), Json(done.record)))
+    Ok((created(&done), Json(done.json())))
 }
 
 /// List brokers: all of them (closed ones included), or only the active ones.
@@ -288,7 +288,7 @@ pub async fn list_brokers(State(node): State<NodeHandle>, Query(params): Params)
         .metadata()
         .brokers()
         .filter(|b| !active || is_active(&b.broker_status))
-        .map(records::broker)
+        .map(views::broker)
         .collect();
     Ok((StatusCode::OK, Json(json!({"brokers": brokers}))))
 }
@@ -297,7 +297,7 @@ pub async fn list_brokers(State(node): State<NodeHandle>, Query(params): Params)
 #[utoipa::path(get, path = "/v1/brokers/{broker_id}", tag = "brokers",
     params(("broker_id" = i64, Path, description = "The broker id"), ReadQuery),
     responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
-        (status = 200, description = "The broker", body = records::BrokerView),
+        (status = 200, description = "The broker", body = views::BrokerView),
         (status = 404, description = "No such broker", body = super::metadata_common::ErrorBody)))]
 pub async fn get_broker(
     State(node): State<NodeHandle>,
@@ -308,7 +308,7 @@ pub async fn get_broker(
     read(&node, stale(&params)?).await?;
     let state = node.state();
     let broker = state.metadata().broker(broker_id).ok_or_else(|| no_broker(broker_id))?;
-    Ok((StatusCode::OK, Json(records::broker(broker))))
+    Ok((StatusCode::OK, Json(views::broker(broker))))
 }
 
 pub fn no_broker(broker_id: i64) -> ApiError {
@@ -319,7 +319,7 @@ pub fn no_broker(broker_id: i64) -> ApiError {
 /// epoch +1.
 #[utoipa::path(patch, path = "/v1/brokers/{broker_id}", tag = "brokers", request_body = ChangeBrokerBody,
     params(("broker_id" = i64, Path, description = "The broker id")),
-    responses((status = 200, description = "The changed broker", body = records::BrokerView),
+    responses((status = 200, description = "The changed broker", body = views::BrokerView),
         (status = 400, description = "A bad field", body = super::metadata_common::ErrorBody),
         (status = 404, description = "No such broker", body = super::metadata_common::ErrorBody)))]
 pub async fn change_broker(
@@ -331,14 +331,14 @@ pub async fn change_broker(
     let broker_id = super::metadata_common::broker_id(&broker_id)?;
     let kind = change_broker_kind(broker_id, &Body::parse(body)?)?;
     let done = run(&node, &headers, kind).await?;
-    Ok((StatusCode::OK, Json(done.record)))
+    Ok((StatusCode::OK, Json(done.json())))
 }
 
 /// Unregister a broker: status CLOSED, out of the active list, its record kept.
 #[utoipa::path(post, path = "/v1/brokers/{broker_id}/unregister", tag = "brokers",
     params(("broker_id" = i64, Path, description = "The broker id")),
     responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
-        (status = 200, description = "The closed broker", body = records::BrokerView),
+        (status = 200, description = "The closed broker", body = views::BrokerView),
         (status = 404, description = "No such broker", body = super::metadata_common::ErrorBody)))]
 pub async fn unregister_broker(
     State(node): State<NodeHandle>,
@@ -347,14 +347,14 @@ pub async fn unregister_broker(
 ) -> Answer {
     let broker_id = super::metadata_common::broker_id(&broker_id)?;
     let done = run(&node, &headers, Kind::UnregisterBroker(UnregisterBroker { broker_id })).await?;
-    Ok((StatusCode::OK, Json(done.record)))
+    Ok((StatusCode::OK, Json(done.json())))
 }
 
 /// Delete a broker's record.
 #[utoipa::path(delete, path = "/v1/brokers/{broker_id}", tag = "brokers",
     params(("broker_id" = i64, Path, description = "The broker id")),
     responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
-        (status = 200, description = "The deleted broker", body = records::BrokerView),
+        (status = 200, description = "The deleted broker", body = views::BrokerView),
         (status = 404, description = "No such broker", body = super::metadata_common::ErrorBody)))]
 pub async fn delete_broker(
     State(node): State<NodeHandle>,
@@ -363,7 +363,7 @@ pub async fn delete_broker(
 ) -> Answer {
     let broker_id = super::metadata_common::broker_id(&broker_id)?;
     let done = run(&node, &headers, Kind::DeleteBroker(DeleteBroker { broker_id })).await?;
-    Ok((StatusCode::OK, Json(done.record)))
+    Ok((StatusCode::OK, Json(done.json())))
 }
 
 /// A broker's heartbeat. Without one (or a metadata fetch) within the session timeout, the
@@ -398,7 +398,7 @@ pub async fn create_topic_record(
     node: &NodeHandle,
     headers: &HeaderMap,
     name: String,
-) -> Result<TopicView, ApiError> {
+) -> Result<TopicRecord, ApiError> {
     let done = run(node, headers, Kind::CreateTopic(CreateTopic { name: name.clone() })).await?;
     // Show the record as this replica has it, once it has applied the entry. The entry that
     // answered may be a session retry, which created nothing: the topic is the one the first
@@ -423,7 +423,7 @@ pub async fn create_topic_record(
     let created = uuid::derive(done.index, done.term, UuidKind::Topic);
     let topic = metadata.topic_by_uuid(&created).or_else(|| metadata.topic_by_name(&name));
     match topic {
-        Some(topic) => Ok(TopicView::from(topic)),
+        Some(topic) => Ok(topic.clone()),
         None => Err(fail(
             StatusCode::CONFLICT,
             Some("name"),
@@ -443,8 +443,8 @@ pub async fn create_topic(
     body: Result<Bytes, BytesRejection>,
 ) -> Answer {
     let CreateTopicBody { name } = Body::parse(body)?.typed()?;
-    let view = create_topic_record(&node, &headers, name).await?;
-    Ok((StatusCode::CREATED, Json(records::to_json(&view))))
+    let topic = create_topic_record(&node, &headers, name).await?;
+    Ok((StatusCode::CREATED, Json(views::topic(&topic))))
 }
 
 /// List topics in creation order.
@@ -454,7 +454,7 @@ pub async fn create_topic(
 pub async fn list_topics(State(node): State<NodeHandle>, Query(params): Params) -> Answer {
     read(&node, stale(&params)?).await?;
     let state = node.state();
-    let topics: Vec<Value> = state.metadata().topics().into_iter().map(records::topic).collect();
+    let topics: Vec<Value> = state.metadata().topics().into_iter().map(views::topic).collect();
     Ok((StatusCode::OK, Json(json!({"topics": topics}))))
 }
 
@@ -473,9 +473,8 @@ pub async fn get_topic(
     let state = node.state();
     let metadata = state.metadata();
     let topic = metadata.topic_by_name(&name).ok_or_else(|| no_topic(&name))?;
-    let mut value = records::topic(topic);
-    value["partitions"] =
-        metadata.partitions_of(&topic.topic_uuid).map(records::partition).collect();
+    let mut value = views::topic(topic);
+    value["partitions"] = metadata.partitions_of(&topic.topic_uuid).map(views::partition).collect();
     Ok((StatusCode::OK, Json(value)))
 }
 
@@ -495,7 +494,7 @@ pub async fn delete_topic(
     headers: HeaderMap,
 ) -> Answer {
     let done = run(&node, &headers, Kind::DeleteTopic(DeleteTopic { name })).await?;
-    Ok((StatusCode::OK, Json(done.record)))
+    Ok((StatusCode::OK, Json(done.json())))
 }
 
 // ---- partitions ---------------------------------------------------------------------------
@@ -516,7 +515,7 @@ pub fn create_partition_kind(body: &Body) -> Result<Kind, ApiError> {
 /// Create a partition: `partitionId` unique in its topic, the topic must exist, replicas
 /// are registered brokers, ISR ⊆ replicas, the leader is in the ISR.
 #[utoipa::path(post, path = "/v1/partitions", tag = "partitions", request_body = CreatePartitionBody,
-    responses((status = 201, description = "The partition (epoch 0)", body = records::PartitionView),
+    responses((status = 201, description = "The partition (epoch 0)", body = views::PartitionView),
         (status = 400, description = "A rule broken; `field` says which", body = super::metadata_common::ErrorBody),
         (status = 404, description = "No such topic", body = super::metadata_common::ErrorBody),
         (status = 409, description = "The topic has that partition id", body = super::metadata_common::ErrorBody)))]
@@ -527,7 +526,7 @@ pub async fn create_partition(
 ) -> Answer {
     let kind = create_partition_kind(&Body::parse(body)?)?;
     let done = run(&node, &headers, kind).await?;
-    Ok((StatusCode::CREATED, Json(done.record)))
+    Ok((StatusCode::CREATED, Json(done.json())))
 }
 
 /// List partitions, of one topic or of all.
@@ -539,8 +538,8 @@ pub async fn list_partitions(State(node): State<NodeHandle>, Query(params): Para
     read(&node, stale(&params)?).await?;
     let state = node.state();
     let partitions: Vec<Value> = match params.get("topicUUID") {
-        Some(uuid) => state.metadata().partitions_of(uuid).map(records::partition).collect(),
-        None => state.metadata().partitions().map(records::partition).collect(),
+        Some(uuid) => state.metadata().partitions_of(uuid).map(views::partition).collect(),
+        None => state.metadata().partitions().map(views::partition).collect(),
     };
     Ok((StatusCode::OK, Json(json!({"partitions": partitions}))))
 }
@@ -550,7 +549,7 @@ pub async fn list_partitions(State(node): State<NodeHandle>, Query(params): Para
     params(("topic_uuid" = String, Path, description = "The topic's uuid"),
         ("partition_id" = u32, Path, description = "The partition id"), ReadQuery),
     responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
-        (status = 200, description = "The partition", body = records::PartitionView),
+        (status = 200, description = "The partition", body = views::PartitionView),
         (status = 404, description = "No such partition", body = super::metadata_common::ErrorBody)))]
 pub async fn get_partition(
     State(node): State<NodeHandle>,
@@ -567,7 +566,7 @@ pub async fn get_partition(
             format!("no partition {partition_id} in topic {topic_uuid}"),
         )
     })?;
-    Ok((StatusCode::OK, Json(records::partition(partition))))
+    Ok((StatusCode::OK, Json(views::partition(partition))))
 }
 
 /// Change a partition's replicas, ISR or leader (same rules as creation); epoch +1.
@@ -575,7 +574,7 @@ pub async fn get_partition(
     request_body = ChangePartitionBody,
     params(("topic_uuid" = String, Path, description = "The topic's uuid"),
         ("partition_id" = u32, Path, description = "The partition id")),
-    responses((status = 200, description = "The changed partition", body = records::PartitionView),
+    responses((status = 200, description = "The changed partition", body = views::PartitionView),
         (status = 400, description = "A rule broken", body = super::metadata_common::ErrorBody),
         (status = 404, description = "No such partition", body = super::metadata_common::ErrorBody)))]
 pub async fn change_partition(
@@ -597,7 +596,7 @@ pub async fn change_partition(
         leader: c.leader.map(|l| l.0),
     });
     let done = run(&node, &headers, kind).await?;
-    Ok((StatusCode::OK, Json(done.record)))
+    Ok((StatusCode::OK, Json(done.json())))
 }
 
 /// Delete a partition.
@@ -605,7 +604,7 @@ pub async fn change_partition(
     params(("topic_uuid" = String, Path, description = "The topic's uuid"),
         ("partition_id" = u32, Path, description = "The partition id")),
     responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
-        (status = 200, description = "The deleted partition", body = records::PartitionView),
+        (status = 200, description = "The deleted partition", body = views::PartitionView),
         (status = 404, description = "No such partition", body = super::metadata_common::ErrorBody)))]
 pub async fn delete_partition(
     State(node): State<NodeHandle>,
@@ -618,7 +617,7 @@ pub async fn delete_partition(
     }
     let kind = Kind::DeletePartition(DeletePartition { topic_uuid, partition_id });
     let done = run(&node, &headers, kind).await?;
-    Ok((StatusCode::OK, Json(done.record)))
+    Ok((StatusCode::OK, Json(done.json())))
 }
 
 // ---- producers ----------------------------------------------------------------------------
@@ -639,7 +638,7 @@ pub fn producer_kind(body: &Body) -> Result<Kind, ApiError> {
 /// Get a producer id: unique and strictly increasing across the cluster. The broker must be
 /// registered, not closed, and give its current epoch.
 #[utoipa::path(post, path = "/v1/producers", tag = "producers", request_body = ProducerBody,
-    responses((status = 201, description = "The producer id record", body = records::ProducerView),
+    responses((status = 201, description = "The producer id record", body = views::ProducerView),
         (status = 400, description = "A bad field", body = super::metadata_common::ErrorBody),
         (status = 404, description = "No such broker", body = super::metadata_common::ErrorBody),
         (status = 409, description = "A stale broker epoch, or a closed broker", body = super::metadata_common::ErrorBody)))]
@@ -650,7 +649,7 @@ pub async fn allocate_producer(
 ) -> Answer {
     let kind = producer_kind(&Body::parse(body)?)?;
     let done = run(&node, &headers, kind).await?;
-    Ok((StatusCode::CREATED, Json(done.record)))
+    Ok((StatusCode::CREATED, Json(done.json())))
 }
 
 /// List the producer ids handed out, in order.
@@ -670,7 +669,7 @@ pub async fn list_producers(State(node): State<NodeHandle>, Query(params): Param
         .producers()
         .iter()
         .filter(|p| broker.is_none_or(|b| p.broker_id == b))
-        .map(records::producer)
+        .map(views::producer)
         .collect();
     Ok((StatusCode::OK, Json(json!({"producers": producers}))))
 }

@@ -16,16 +16,17 @@ use serde_json::Value;
 
 use super::metadata_common::{fail, read, run, Body};
 use super::metadata_fetch;
+use super::metadata_views as views;
 use super::v1_metadata::{self as v1, Answer, Fence, Params};
 use crate::node::NodeHandle;
 use raftmq_state::metadata::history::View;
-use raftmq_state::metadata::{records, ALIVE};
+use raftmq_state::metadata::ALIVE;
 
 /// `POST /register_broker`: answers the broker's record (201 new, 200 already registered).
 #[utoipa::path(post, path = "/register_broker", tag = "yakt", request_body = v1::RegisterBrokerBody,
     responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
-        (status = 201, description = "The new broker", body = records::BrokerView),
-        (status = 200, description = "Already registered", body = records::BrokerView)))]
+        (status = 201, description = "The new broker", body = views::BrokerView),
+        (status = 200, description = "Already registered", body = views::BrokerView)))]
 pub async fn register_broker(
     State(node): State<NodeHandle>,
     headers: HeaderMap,
@@ -37,7 +38,7 @@ pub async fn register_broker(
 /// `GET /get_active_brokers`: the brokers with status ALIVE.
 #[utoipa::path(get, path = "/get_active_brokers", tag = "yakt",
     responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
-        (status = 200, description = "An array of brokers", body = Vec<records::BrokerView>)))]
+        (status = 200, description = "An array of brokers", body = Vec<views::BrokerView>)))]
 pub async fn get_active_brokers(State(node): State<NodeHandle>) -> Answer {
     read(&node, false).await?;
     let state = node.state();
@@ -45,7 +46,7 @@ pub async fn get_active_brokers(State(node): State<NodeHandle>) -> Answer {
         .metadata()
         .brokers()
         .filter(|b| b.broker_status == ALIVE)
-        .map(records::broker)
+        .map(views::broker)
         .collect();
     Ok((StatusCode::OK, Json(Value::Array(active))))
 }
@@ -53,7 +54,7 @@ pub async fn get_active_brokers(State(node): State<NodeHandle>) -> Answer {
 /// `POST /create_topic` with `{name}`: answers the topic record.
 #[utoipa::path(post, path = "/create_topic", tag = "yakt", request_body = v1::CreateTopicBody,
     responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
-        (status = 201, description = "The topic", body = records::TopicView),
+        (status = 201, description = "The topic", body = views::TopicView),
         (status = 409, description = "The topic exists", body = super::metadata_common::ErrorBody)))]
 pub async fn create_topic(
     State(node): State<NodeHandle>,
@@ -67,18 +68,18 @@ pub async fn create_topic(
 #[utoipa::path(get, path = "/get_topic_by_name/{topic_name}", tag = "yakt",
     params(("topic_name" = String, Path, description = "The topic's name")),
     responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
-        (status = 200, description = "The topic", body = records::TopicView),
+        (status = 200, description = "The topic", body = views::TopicView),
         (status = 404, description = "No such topic", body = super::metadata_common::ErrorBody)))]
 pub async fn get_topic_by_name(State(node): State<NodeHandle>, Path(name): Path<String>) -> Answer {
     read(&node, false).await?;
     let state = node.state();
     let topic = state.metadata().topic_by_name(&name).ok_or_else(|| v1::no_topic(&name))?;
-    Ok((StatusCode::OK, Json(records::topic(topic))))
+    Ok((StatusCode::OK, Json(views::topic(topic))))
 }
 
 /// `POST /create_partition`: answers the partition record.
 #[utoipa::path(post, path = "/create_partition", tag = "yakt", request_body = v1::CreatePartitionBody,
-    responses((status = 201, description = "The partition", body = records::PartitionView),
+    responses((status = 201, description = "The partition", body = views::PartitionView),
         (status = 400, description = "A rule broken", body = super::metadata_common::ErrorBody),
         (status = 404, description = "No such topic", body = super::metadata_common::ErrorBody),
         (status = 409, description = "A duplicate partition id", body = super::metadata_common::ErrorBody)))]
@@ -93,7 +94,7 @@ pub async fn create_partition(
 /// `POST /register_producer` with `{brokerId, brokerEpoch}`: answers the producer record.
 #[utoipa::path(post, path = "/register_producer", tag = "yakt", request_body = v1::ProducerBody,
     responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
-        (status = 201, description = "The producer record", body = records::ProducerView),
+        (status = 201, description = "The producer record", body = views::ProducerView),
         (status = 404, description = "No such broker", body = super::metadata_common::ErrorBody),
         (status = 409, description = "A stale broker epoch", body = super::metadata_common::ErrorBody)))]
 pub async fn register_producer(
@@ -108,7 +109,7 @@ pub async fn register_producer(
 /// `RegistrationChangeBrokerRecord`); answers the changed record.
 #[utoipa::path(post, path = "/update_broker", tag = "yakt", request_body = v1::BrokerChangeBody,
     responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
-        (status = 200, description = "The changed broker", body = records::BrokerView),
+        (status = 200, description = "The changed broker", body = views::BrokerView),
         (status = 404, description = "No such broker", body = super::metadata_common::ErrorBody)))]
 pub async fn update_broker(
     State(node): State<NodeHandle>,
@@ -116,7 +117,7 @@ pub async fn update_broker(
     body: Result<Bytes, BytesRejection>,
 ) -> Answer {
     let done = run(&node, &headers, v1::broker_change_kind(&Body::parse(body)?)?).await?;
-    Ok((StatusCode::OK, Json(done.record)))
+    Ok((StatusCode::OK, Json(done.json())))
 }
 
 /// `POST /unregister_broker/<broker_id>` (or PUT, or DELETE): status CLOSED; the record stays
@@ -124,7 +125,7 @@ pub async fn update_broker(
 #[utoipa::path(post, path = "/unregister_broker/{broker_id}", tag = "yakt",
     params(("broker_id" = i64, Path, description = "The broker id")),
     responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
-        (status = 200, description = "The closed broker", body = records::BrokerView),
+        (status = 200, description = "The closed broker", body = views::BrokerView),
         (status = 404, description = "No such broker", body = super::metadata_common::ErrorBody),
         (status = 409, description = "A conflict with the broker's state (the reason says which)", body = super::metadata_common::ErrorBody)))]
 pub async fn unregister_broker(
@@ -134,13 +135,13 @@ pub async fn unregister_broker(
 ) -> Answer {
     let broker_id = super::metadata_common::broker_id(&broker_id)?;
     let done = run(&node, &headers, Kind::UnregisterBroker(UnregisterBroker { broker_id })).await?;
-    Ok((StatusCode::OK, Json(done.record)))
+    Ok((StatusCode::OK, Json(done.json())))
 }
 
 /// `PUT /update_broker`: the same as `POST`.
 #[utoipa::path(put, operation_id = "yakt_update_broker_put", path = "/update_broker", tag = "yakt", request_body = v1::BrokerChangeBody,
     responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
-        (status = 200, description = "The changed broker", body = records::BrokerView),
+        (status = 200, description = "The changed broker", body = views::BrokerView),
         (status = 404, description = "No such broker", body = super::metadata_common::ErrorBody)))]
 pub async fn update_broker_put(
     node: State<NodeHandle>,
@@ -154,7 +155,7 @@ pub async fn update_broker_put(
 #[utoipa::path(put, operation_id = "yakt_unregister_broker_put", path = "/unregister_broker/{broker_id}", tag = "yakt",
     params(("broker_id" = i64, Path, description = "The broker id")),
     responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
-        (status = 200, description = "The closed broker", body = records::BrokerView),
+        (status = 200, description = "The closed broker", body = views::BrokerView),
         (status = 404, description = "No such broker", body = super::metadata_common::ErrorBody),
         (status = 409, description = "A conflict with the broker's state (the reason says which)", body = super::metadata_common::ErrorBody)))]
 pub async fn unregister_broker_put(
@@ -169,7 +170,7 @@ pub async fn unregister_broker_put(
 #[utoipa::path(delete, operation_id = "yakt_unregister_broker_delete", path = "/unregister_broker/{broker_id}", tag = "yakt",
     params(("broker_id" = i64, Path, description = "The broker id")),
     responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
-        (status = 200, description = "The closed broker", body = records::BrokerView),
+        (status = 200, description = "The closed broker", body = views::BrokerView),
         (status = 404, description = "No such broker", body = super::metadata_common::ErrorBody),
         (status = 409, description = "A conflict with the broker's state (the reason says which)", body = super::metadata_common::ErrorBody)))]
 pub async fn unregister_broker_delete(
