@@ -562,8 +562,8 @@ impl Metadata {
             timestamp_ms: at.time_ms,
         };
         self.next_producer_id += 1;
-        self.record(at, ChangeRecord::ProducerIds(producer.clone()));
-        self.producers.push(producer.clone());
+        self.record(at, ChangeRecord::ProducerIds(producer));
+        self.producers.push(producer);
         answer(true, Record::Producer(producer))
     }
 
