@@ -18,7 +18,7 @@ use utoipa::openapi::RefOr;
 use utoipa::{PartialSchema, ToSchema};
 
 use super::errors::{status_of, ApiError};
-use crate::node::NodeHandle;
+use crate::node::{NodeError, NodeHandle};
 
 /// The body of every metadata failure.
 #[derive(Serialize, ToSchema)]
@@ -316,7 +316,12 @@ pub async fn read(node: &NodeHandle, stale: bool) -> Result<(), ApiError> {
     if stale {
         return Ok(());
     }
-    node.read_barrier().await.map_err(|e| fail(status_of(&e), None, e.to_string()))
+    node.read_barrier().await.map_err(|e| node_failed(&e))
+}
+
+/// A node failure (no leader, not known committed in time, ...) in the metadata body shape.
+pub fn node_failed(e: &NodeError) -> ApiError {
+    fail(status_of(e), None, e.to_string())
 }
 
 /// Parses a broker id from a path.

@@ -15,10 +15,11 @@ use serde_json::Value;
 use utoipa::IntoParams;
 
 use super::errors::ApiError;
-use super::metadata_common::{bad, fail, read};
+use super::metadata_common::{bad, broker_id, node_failed, read, ErrorBody};
 use super::metadata_views;
 use super::v1_metadata::{Answer, Fence, Params};
 use crate::config::now_ms;
+use crate::metadata_fencing::Fencing;
 use crate::node::NodeHandle;
 use raftmq_state::metadata::history::{Since, View};
 
@@ -137,7 +138,7 @@ pub async fn fetch(
 /// `{"mode": "snapshot", "brokers", "topics", "partitions", ["producers"], "offset"}`.
 #[utoipa::path(get, path = "/v1/metadata", tag = "metadata", params(FetchQuery),
     responses((status = 200, description = "A delta or a snapshot; `offset` is the offset to pass next", body = Object),
-        (status = 400, description = "A bad parameter", body = super::metadata_common::ErrorBody)))]
+        (status = 400, description = "A bad parameter", body = ErrorBody)))]
 pub async fn metadata(
     State(node): State<NodeHandle>,
     Extension(fencing): Fence,
@@ -147,17 +148,26 @@ pub async fn metadata(
         params.get("since").map(|s| parse_since(s)).transpose()?.unwrap_or(Since::Offset(0));
     let view = parse_view(params.get("view").map(String::as_str))?;
     let wait = params.get("wait").map(|w| parse_wait(w)).transpose()?.unwrap_or(Duration::ZERO);
-    let broker =
-        params.get("brokerId").map(|b| super::metadata_common::broker_id(b)).transpose()?;
+    let broker = params.get("brokerId").map(|b| broker_id(b)).transpose()?;
     let stale = super::v1_metadata::stale(&params)?;
+    fetch_by(&node, &fencing, broker, since, view, wait, stale).await
+}
+
+/// A fetch by `broker` (if given), which counts as its heartbeat: the answer of every fetch
+/// route (`/v1/metadata`, YAKt's `/broker_mgmt/` and `/client_mgmt/`).
+pub async fn fetch_by(
+    node: &NodeHandle,
+    fencing: &Fencing,
+    broker: Option<i64>,
+    since: Since,
+    view: View,
+    wait: Duration,
+    stale: bool,
+) -> Answer {
     if let Some(broker_id) = broker {
-        // A broker's fetch is its heartbeat.
-        fencing
-            .heartbeat(&node, broker_id)
-            .await
-            .map_err(|e| fail(super::errors::status_of(&e), None, e.to_string()))?;
+        fencing.heartbeat(node, broker_id).await.map_err(|e| node_failed(&e))?;
     }
-    let answer = fetch(&node, since, view, wait, stale).await?;
+    let answer = fetch(node, since, view, wait, stale).await?;
     Ok((StatusCode::OK, Json(answer)))
 }
 

@@ -1,7 +1,8 @@
-//! PyRaft's routes (docs/metadata.md), with its bodies and answers, as thin
-//! adapters onto the same metadata commands as `/v1`: a registration answers the uuid as a
-//! JSON string, a read answers one record when asked for one and an array otherwise, a delete
-//! answers the deleted record.
+//! PyRaft's routes (docs/metadata.md) whose wire format is its own, as thin adapters onto the
+//! same metadata commands as `/v1`: a registration answers the uuid as a JSON string, a read
+//! answers one record when asked for one and an array otherwise, a partition is deleted by id
+//! alone, a broker change names its broker in the body. Its other routes (`/delete_broker/`,
+//! `/delete_topic/`, `/register_producer/`) are `/v1`'s handlers (`metadata_routes`).
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -10,10 +11,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use raftmq_proto::client::command::Kind;
 use raftmq_proto::client::metadata_result::Record;
-use raftmq_proto::client::{DeleteBroker, DeletePartition, DeleteTopic};
+use raftmq_proto::client::DeletePartition;
 use serde_json::{json, Value};
 
-use super::metadata_common::{fail, read, run, Body};
+use super::metadata_common::{fail, read, run, Body, ErrorBody};
 use super::metadata_views as views;
 use super::v1_metadata::{self as v1, Answer, Params};
 use crate::node::NodeHandle;
@@ -33,8 +34,7 @@ fn one_or_all(asked: bool, mut found: Vec<Value>, what: &str, field: &str) -> An
 
 /// `POST /register_broker/`: answers the broker's internal uuid.
 #[utoipa::path(post, path = "/register_broker/", tag = "pyraft", request_body = v1::RegisterBrokerBody,
-    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
-        (status = 201, description = "The new broker's internalUUID (a JSON string)", body = String, content_type = "application/json"),
+    responses((status = 201, description = "The new broker's internalUUID (a JSON string)", body = String, content_type = "application/json"),
         (status = 200, description = "Already registered: its internalUUID", body = String, content_type = "application/json")))]
 pub async fn register_broker(
     State(node): State<NodeHandle>,
@@ -52,9 +52,8 @@ pub async fn register_broker(
 
 /// `POST /register_topic/`: answers the topic's uuid.
 #[utoipa::path(post, path = "/register_topic/", tag = "pyraft", request_body = v1::CreateTopicBody,
-    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
-        (status = 201, description = "The topicUUID (a JSON string)", body = String, content_type = "application/json"),
-        (status = 409, description = "The topic exists", body = super::metadata_common::ErrorBody)))]
+    responses((status = 201, description = "The topicUUID (a JSON string)", body = String, content_type = "application/json"),
+        (status = 409, description = "The topic exists", body = ErrorBody)))]
 pub async fn register_topic(
     State(node): State<NodeHandle>,
     headers: HeaderMap,
@@ -68,9 +67,9 @@ pub async fn register_topic(
 /// `POST /register_partition/`: answers the partition's topic uuid.
 #[utoipa::path(post, path = "/register_partition/", tag = "pyraft", request_body = v1::CreatePartitionBody,
     responses((status = 201, description = "The topicUUID (a JSON string)", body = String, content_type = "application/json"),
-        (status = 400, description = "A rule broken", body = super::metadata_common::ErrorBody),
-        (status = 404, description = "No such topic", body = super::metadata_common::ErrorBody),
-        (status = 409, description = "A duplicate partition id", body = super::metadata_common::ErrorBody)))]
+        (status = 400, description = "A rule broken", body = ErrorBody),
+        (status = 404, description = "No such topic", body = ErrorBody),
+        (status = 409, description = "A duplicate partition id", body = ErrorBody)))]
 pub async fn register_partition(
     State(node): State<NodeHandle>,
     headers: HeaderMap,
@@ -87,9 +86,8 @@ pub async fn register_partition(
 /// `GET /get_broker/?broker_id=`: one broker, or all.
 #[utoipa::path(get, path = "/get_broker/", tag = "pyraft",
     params(("broker_id" = Option<i64>, Query, description = "One broker")),
-    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
-        (status = 200, description = "The broker (with broker_id), or an array of all", body = serde_json::Value),
-        (status = 404, description = "No such broker", body = super::metadata_common::ErrorBody)))]
+    responses((status = 200, description = "The broker (with broker_id), or an array of all", body = serde_json::Value),
+        (status = 404, description = "No such broker", body = ErrorBody)))]
 pub async fn get_broker(State(node): State<NodeHandle>, Query(params): Params) -> Answer {
     let wanted =
         params.get("broker_id").map(|id| super::metadata_common::broker_id(id)).transpose()?;
@@ -107,9 +105,8 @@ pub async fn get_broker(State(node): State<NodeHandle>, Query(params): Params) -
 /// `GET /get_topic/?topic_name=`: one topic, or all.
 #[utoipa::path(get, path = "/get_topic/", tag = "pyraft",
     params(("topic_name" = Option<String>, Query, description = "One topic")),
-    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
-        (status = 200, description = "The topic (with a name), or an array of all", body = serde_json::Value),
-        (status = 404, description = "No such topic", body = super::metadata_common::ErrorBody)))]
+    responses((status = 200, description = "The topic (with a name), or an array of all", body = serde_json::Value),
+        (status = 404, description = "No such topic", body = ErrorBody)))]
 pub async fn get_topic(State(node): State<NodeHandle>, Query(params): Params) -> Answer {
     let wanted = params.get("topic_name");
     read(&node, false).await?;
@@ -128,9 +125,8 @@ pub async fn get_topic(State(node): State<NodeHandle>, Query(params): Params) ->
 /// topics have one), or all.
 #[utoipa::path(get, path = "/get_partition/", tag = "pyraft",
     params(("partition_id" = Option<u32>, Query, description = "One partition id")),
-    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
-        (status = 200, description = "The partition, or an array", body = serde_json::Value),
-        (status = 404, description = "No such partition", body = super::metadata_common::ErrorBody)))]
+    responses((status = 200, description = "The partition, or an array", body = serde_json::Value),
+        (status = 404, description = "No such partition", body = ErrorBody)))]
 pub async fn get_partition(State(node): State<NodeHandle>, Query(params): Params) -> Answer {
     let wanted = params
         .get("partition_id")
@@ -149,8 +145,7 @@ pub async fn get_partition(State(node): State<NodeHandle>, Query(params): Params
 
 /// `GET /get_producer/`: every producer id record.
 #[utoipa::path(get, path = "/get_producer/", tag = "pyraft",
-    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
-        (status = 200, description = "An array of producer records", body = Vec<views::ProducerView>)))]
+    responses((status = 200, description = "An array of producer records", body = Vec<views::ProducerView>)))]
 pub async fn get_producers(State(node): State<NodeHandle>) -> Answer {
     read(&node, false).await?;
     let state = node.state();
@@ -163,9 +158,8 @@ pub async fn get_producers(State(node): State<NodeHandle>) -> Answer {
 /// selects nothing.
 #[utoipa::path(post, path = "/get_producer/", tag = "pyraft",
     request_body(content = Option<v1::SelectProducerBody>, description = "Without a body (or without brokerId): every producer record"),
-    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
-        (status = 200, description = "The producer record, or an array of all", body = serde_json::Value),
-        (status = 404, description = "None for that broker", body = super::metadata_common::ErrorBody)))]
+    responses((status = 200, description = "The producer record, or an array of all", body = serde_json::Value),
+        (status = 404, description = "None for that broker", body = ErrorBody)))]
 pub async fn select_producer(
     State(node): State<NodeHandle>,
     body: Result<Bytes, BytesRejection>,
@@ -197,46 +191,13 @@ pub async fn select_producer(
     }
 }
 
-/// `DELETE /delete_broker/{broker_id}`: answers the deleted record.
-#[utoipa::path(delete, path = "/delete_broker/{broker_id}", tag = "pyraft",
-    params(("broker_id" = i64, Path, description = "The broker id")),
-    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
-        (status = 200, description = "The deleted broker", body = views::BrokerView),
-        (status = 404, description = "No such broker", body = super::metadata_common::ErrorBody),
-        (status = 409, description = "A partition names the broker (the reason lists them)", body = super::metadata_common::ErrorBody)))]
-pub async fn delete_broker(
-    State(node): State<NodeHandle>,
-    Path(broker_id): Path<String>,
-    headers: HeaderMap,
-) -> Answer {
-    let broker_id = super::metadata_common::broker_id(&broker_id)?;
-    let done = run(&node, &headers, Kind::DeleteBroker(DeleteBroker { broker_id })).await?;
-    Ok((StatusCode::OK, Json(done.json())))
-}
-
-/// `DELETE /delete_topic/{topicName}`: the topic, its partitions and its queue.
-#[utoipa::path(delete, path = "/delete_topic/{topicName}", tag = "pyraft",
-    params(("topicName" = String, Path, description = "The topic's name")),
-    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
-        (status = 200, description = "The deleted topic", body = views::TopicView),
-        (status = 404, description = "No such topic", body = super::metadata_common::ErrorBody)))]
-pub async fn delete_topic(
-    State(node): State<NodeHandle>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-) -> Answer {
-    let done = run(&node, &headers, Kind::DeleteTopic(DeleteTopic { name })).await?;
-    Ok((StatusCode::OK, Json(done.json())))
-}
-
 /// `DELETE /delete_partition/{partition_id}`: the one partition with that id (409 if several
 /// topics have one: use `/v1/partitions/{topicUUID}/{id}`).
 #[utoipa::path(delete, path = "/delete_partition/{partition_id}", tag = "pyraft",
     params(("partition_id" = u32, Path, description = "The partition id")),
-    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
-        (status = 200, description = "The deleted partition", body = views::PartitionView),
-        (status = 404, description = "No such partition", body = super::metadata_common::ErrorBody),
-        (status = 409, description = "Several topics have that partition id", body = super::metadata_common::ErrorBody)))]
+    responses((status = 200, description = "The deleted partition", body = views::PartitionView),
+        (status = 404, description = "No such partition", body = ErrorBody),
+        (status = 409, description = "Several topics have that partition id", body = ErrorBody)))]
 pub async fn delete_partition(
     State(node): State<NodeHandle>,
     Path(partition_id): Path<String>,
@@ -252,8 +213,8 @@ pub async fn delete_partition(
 /// answers the changed record.
 #[utoipa::path(post, path = "/register_broker_change/", tag = "pyraft", request_body = v1::BrokerChangeBody,
     responses((status = 200, description = "The changed broker", body = views::BrokerView),
-        (status = 400, description = "A bad field", body = super::metadata_common::ErrorBody),
-        (status = 404, description = "No such broker", body = super::metadata_common::ErrorBody)))]
+        (status = 400, description = "A bad field", body = ErrorBody),
+        (status = 404, description = "No such broker", body = ErrorBody)))]
 pub async fn register_broker_change(
     State(node): State<NodeHandle>,
     headers: HeaderMap,
@@ -263,27 +224,9 @@ pub async fn register_broker_change(
     Ok((StatusCode::OK, Json(done.json())))
 }
 
-/// `POST /register_producer/` with `{brokerId, producerId, brokerEpoch}`: the server hands out
-/// the next producer id (a requested `producerId` is not honoured: ids must stay unique and
-/// increasing); answers the record.
-#[utoipa::path(post, path = "/register_producer/", tag = "pyraft", request_body = v1::ProducerBody,
-    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
-        (status = 201, description = "The producer record", body = views::ProducerView),
-        (status = 404, description = "No such broker", body = super::metadata_common::ErrorBody),
-        (status = 409, description = "A stale broker epoch", body = super::metadata_common::ErrorBody)))]
-pub async fn register_producer(
-    State(node): State<NodeHandle>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Answer {
-    let done = run(&node, &headers, v1::producer_kind(&Body::parse(body)?)?).await?;
-    Ok((StatusCode::CREATED, Json(done.json())))
-}
-
 /// `GET /metadata_fetch_client/`: topics, partitions and brokers.
 #[utoipa::path(get, path = "/metadata_fetch_client/", tag = "pyraft",
-    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
-        (status = 200, description = "`{\"topics\", \"partitions\", \"brokers\"}`", body = Object)))]
+    responses((status = 200, description = "`{\"topics\", \"partitions\", \"brokers\"}`", body = Object)))]
 pub async fn metadata_fetch_client(State(node): State<NodeHandle>) -> Answer {
     read(&node, false).await?;
     let state = node.state();

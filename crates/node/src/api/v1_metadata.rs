@@ -24,7 +24,9 @@ use serde_json::{json, Value};
 use utoipa::{IntoParams, ToSchema};
 
 use super::errors::ApiError;
-use super::metadata_common::{bad, fail, read, run, Body, Done, Integer, Port, Text};
+use super::metadata_common::{
+    bad, fail, node_failed, read, run, Body, Done, ErrorBody, Integer, Port, Text,
+};
 use super::metadata_views::{self as views, TopicView};
 use crate::metadata_fencing::{Beat, Fencing};
 use crate::node::NodeHandle;
@@ -258,8 +260,8 @@ pub fn broker_change_kind(body: &Body) -> Result<Kind, ApiError> {
     responses(
         (status = 201, description = "Registered: ALIVE, epoch 0", body = views::BrokerView),
         (status = 200, description = "Already registered: the existing record", body = views::BrokerView),
-        (status = 400, description = "A bad field", body = super::metadata_common::ErrorBody),
-        (status = 503, description = "No leader; retry", body = super::metadata_common::ErrorBody)))]
+        (status = 400, description = "A bad field", body = ErrorBody),
+        (status = 503, description = "No leader; retry", body = ErrorBody)))]
 pub async fn register_broker(
     State(node): State<NodeHandle>,
     headers: HeaderMap,
@@ -273,7 +275,7 @@ pub async fn register_broker(
 /// List brokers: all of them (closed ones included), or only the active ones.
 #[utoipa::path(get, path = "/v1/brokers", tag = "brokers", params(BrokerListQuery),
     responses((status = 200, description = "`{\"brokers\": [...]}`, by broker id", body = Object),
-        (status = 400, description = "A bad parameter", body = super::metadata_common::ErrorBody)))]
+        (status = 400, description = "A bad parameter", body = ErrorBody)))]
 pub async fn list_brokers(State(node): State<NodeHandle>, Query(params): Params) -> Answer {
     let active = match params.get("status").map(String::as_str) {
         None | Some("all") => false,
@@ -296,9 +298,8 @@ pub async fn list_brokers(State(node): State<NodeHandle>, Query(params): Params)
 /// One broker's record.
 #[utoipa::path(get, path = "/v1/brokers/{broker_id}", tag = "brokers",
     params(("broker_id" = i64, Path, description = "The broker id"), ReadQuery),
-    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
-        (status = 200, description = "The broker", body = views::BrokerView),
-        (status = 404, description = "No such broker", body = super::metadata_common::ErrorBody)))]
+    responses((status = 200, description = "The broker", body = views::BrokerView),
+        (status = 404, description = "No such broker", body = ErrorBody)))]
 pub async fn get_broker(
     State(node): State<NodeHandle>,
     Path(broker_id): Path<String>,
@@ -320,8 +321,8 @@ pub fn no_broker(broker_id: i64) -> ApiError {
 #[utoipa::path(patch, path = "/v1/brokers/{broker_id}", tag = "brokers", request_body = ChangeBrokerBody,
     params(("broker_id" = i64, Path, description = "The broker id")),
     responses((status = 200, description = "The changed broker", body = views::BrokerView),
-        (status = 400, description = "A bad field", body = super::metadata_common::ErrorBody),
-        (status = 404, description = "No such broker", body = super::metadata_common::ErrorBody)))]
+        (status = 400, description = "A bad field", body = ErrorBody),
+        (status = 404, description = "No such broker", body = ErrorBody)))]
 pub async fn change_broker(
     State(node): State<NodeHandle>,
     Path(broker_id): Path<String>,
@@ -337,9 +338,8 @@ pub async fn change_broker(
 /// Unregister a broker: status CLOSED, out of the active list, its record kept.
 #[utoipa::path(post, path = "/v1/brokers/{broker_id}/unregister", tag = "brokers",
     params(("broker_id" = i64, Path, description = "The broker id")),
-    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
-        (status = 200, description = "The closed broker", body = views::BrokerView),
-        (status = 404, description = "No such broker", body = super::metadata_common::ErrorBody)))]
+    responses((status = 200, description = "The closed broker", body = views::BrokerView),
+        (status = 404, description = "No such broker", body = ErrorBody)))]
 pub async fn unregister_broker(
     State(node): State<NodeHandle>,
     Path(broker_id): Path<String>,
@@ -353,9 +353,9 @@ pub async fn unregister_broker(
 /// Delete a broker's record.
 #[utoipa::path(delete, path = "/v1/brokers/{broker_id}", tag = "brokers",
     params(("broker_id" = i64, Path, description = "The broker id")),
-    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
-        (status = 200, description = "The deleted broker", body = views::BrokerView),
-        (status = 404, description = "No such broker", body = super::metadata_common::ErrorBody)))]
+    responses((status = 200, description = "The deleted broker", body = views::BrokerView),
+        (status = 404, description = "No such broker", body = ErrorBody),
+        (status = 409, description = "A partition names the broker (the reason lists them)", body = ErrorBody)))]
 pub async fn delete_broker(
     State(node): State<NodeHandle>,
     Path(broker_id): Path<String>,
@@ -370,19 +370,15 @@ pub async fn delete_broker(
 /// leader fences the broker; the next one makes it ALIVE again.
 #[utoipa::path(post, path = "/v1/brokers/{broker_id}/heartbeat", tag = "brokers",
     params(("broker_id" = i64, Path, description = "The broker id")),
-    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
-        (status = 200, description = "`{\"brokerId\", \"brokerStatus\"}`", body = Object),
-        (status = 404, description = "No such broker", body = super::metadata_common::ErrorBody)))]
+    responses((status = 200, description = "`{\"brokerId\", \"brokerStatus\"}`", body = Object),
+        (status = 404, description = "No such broker", body = ErrorBody)))]
 pub async fn heartbeat(
     State(node): State<NodeHandle>,
     Extension(fencing): Fence,
     Path(broker_id): Path<String>,
 ) -> Answer {
     let broker_id = super::metadata_common::broker_id(&broker_id)?;
-    let beat = fencing
-        .heartbeat(&node, broker_id)
-        .await
-        .map_err(|e| fail(super::errors::status_of(&e), None, e.to_string()))?;
+    let beat = fencing.heartbeat(&node, broker_id).await.map_err(|e| node_failed(&e))?;
     if beat == Beat::UnknownBroker {
         return Err(no_broker(broker_id));
     }
@@ -417,7 +413,7 @@ pub async fn create_topic_record(
             ),
         )
     })?
-    .map_err(|e| fail(super::errors::status_of(&e), None, e.to_string()))?;
+    .map_err(|e| node_failed(&e))?;
     let state = node.state();
     let metadata = state.metadata();
     let created = uuid::derive(done.index, done.term, UuidKind::Topic);
@@ -435,8 +431,8 @@ pub async fn create_topic_record(
 /// Create a topic. It is the same topic the RRMQ routes see: its FIFO queue is created with it.
 #[utoipa::path(post, path = "/v1/topics", tag = "topics", request_body = CreateTopicBody,
     responses((status = 201, description = "The topic", body = TopicView),
-        (status = 400, description = "A bad name", body = super::metadata_common::ErrorBody),
-        (status = 409, description = "A topic with that name exists", body = super::metadata_common::ErrorBody)))]
+        (status = 400, description = "A bad name", body = ErrorBody),
+        (status = 409, description = "A topic with that name exists", body = ErrorBody)))]
 pub async fn create_topic(
     State(node): State<NodeHandle>,
     headers: HeaderMap,
@@ -449,8 +445,7 @@ pub async fn create_topic(
 
 /// List topics in creation order.
 #[utoipa::path(get, path = "/v1/topics", tag = "topics", params(ReadQuery),
-    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
-        (status = 200, description = "`{\"topics\": [...]}`", body = Object)))]
+    responses((status = 200, description = "`{\"topics\": [...]}`", body = Object)))]
 pub async fn list_topics(State(node): State<NodeHandle>, Query(params): Params) -> Answer {
     read(&node, stale(&params)?).await?;
     let state = node.state();
@@ -461,9 +456,8 @@ pub async fn list_topics(State(node): State<NodeHandle>, Query(params): Params) 
 /// One topic, with its partitions.
 #[utoipa::path(get, path = "/v1/topics/{name}", tag = "topics",
     params(("name" = String, Path, description = "The topic's name"), ReadQuery),
-    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
-        (status = 200, description = "The topic and `partitions`", body = Object),
-        (status = 404, description = "No such topic", body = super::metadata_common::ErrorBody)))]
+    responses((status = 200, description = "The topic and `partitions`", body = Object),
+        (status = 404, description = "No such topic", body = ErrorBody)))]
 pub async fn get_topic(
     State(node): State<NodeHandle>,
     Path(name): Path<String>,
@@ -485,9 +479,8 @@ pub fn no_topic(name: &str) -> ApiError {
 /// Delete a topic, its partitions and its queue.
 #[utoipa::path(delete, path = "/v1/topics/{name}", tag = "topics",
     params(("name" = String, Path, description = "The topic's name")),
-    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
-        (status = 200, description = "The deleted topic", body = TopicView),
-        (status = 404, description = "No such topic", body = super::metadata_common::ErrorBody)))]
+    responses((status = 200, description = "The deleted topic", body = TopicView),
+        (status = 404, description = "No such topic", body = ErrorBody)))]
 pub async fn delete_topic(
     State(node): State<NodeHandle>,
     Path(name): Path<String>,
@@ -516,9 +509,9 @@ pub fn create_partition_kind(body: &Body) -> Result<Kind, ApiError> {
 /// are registered brokers, ISR ⊆ replicas, the leader is in the ISR.
 #[utoipa::path(post, path = "/v1/partitions", tag = "partitions", request_body = CreatePartitionBody,
     responses((status = 201, description = "The partition (epoch 0)", body = views::PartitionView),
-        (status = 400, description = "A rule broken; `field` says which", body = super::metadata_common::ErrorBody),
-        (status = 404, description = "No such topic", body = super::metadata_common::ErrorBody),
-        (status = 409, description = "The topic has that partition id", body = super::metadata_common::ErrorBody)))]
+        (status = 400, description = "A rule broken; `field` says which", body = ErrorBody),
+        (status = 404, description = "No such topic", body = ErrorBody),
+        (status = 409, description = "The topic has that partition id", body = ErrorBody)))]
 pub async fn create_partition(
     State(node): State<NodeHandle>,
     headers: HeaderMap,
@@ -532,8 +525,7 @@ pub async fn create_partition(
 /// List partitions, of one topic or of all.
 #[utoipa::path(get, path = "/v1/partitions", tag = "partitions",
     params(("topicUUID" = Option<String>, Query, description = "Only this topic's"), ReadQuery),
-    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
-        (status = 200, description = "`{\"partitions\": [...]}`", body = Object)))]
+    responses((status = 200, description = "`{\"partitions\": [...]}`", body = Object)))]
 pub async fn list_partitions(State(node): State<NodeHandle>, Query(params): Params) -> Answer {
     read(&node, stale(&params)?).await?;
     let state = node.state();
@@ -548,9 +540,8 @@ pub async fn list_partitions(State(node): State<NodeHandle>, Query(params): Para
 #[utoipa::path(get, path = "/v1/partitions/{topic_uuid}/{partition_id}", tag = "partitions",
     params(("topic_uuid" = String, Path, description = "The topic's uuid"),
         ("partition_id" = u32, Path, description = "The partition id"), ReadQuery),
-    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
-        (status = 200, description = "The partition", body = views::PartitionView),
-        (status = 404, description = "No such partition", body = super::metadata_common::ErrorBody)))]
+    responses((status = 200, description = "The partition", body = views::PartitionView),
+        (status = 404, description = "No such partition", body = ErrorBody)))]
 pub async fn get_partition(
     State(node): State<NodeHandle>,
     Path((topic_uuid, partition_id)): Path<(String, String)>,
@@ -575,8 +566,8 @@ pub async fn get_partition(
     params(("topic_uuid" = String, Path, description = "The topic's uuid"),
         ("partition_id" = u32, Path, description = "The partition id")),
     responses((status = 200, description = "The changed partition", body = views::PartitionView),
-        (status = 400, description = "A rule broken", body = super::metadata_common::ErrorBody),
-        (status = 404, description = "No such partition", body = super::metadata_common::ErrorBody)))]
+        (status = 400, description = "A rule broken", body = ErrorBody),
+        (status = 404, description = "No such partition", body = ErrorBody)))]
 pub async fn change_partition(
     State(node): State<NodeHandle>,
     Path((topic_uuid, partition_id)): Path<(String, String)>,
@@ -603,9 +594,8 @@ pub async fn change_partition(
 #[utoipa::path(delete, path = "/v1/partitions/{topic_uuid}/{partition_id}", tag = "partitions",
     params(("topic_uuid" = String, Path, description = "The topic's uuid"),
         ("partition_id" = u32, Path, description = "The partition id")),
-    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
-        (status = 200, description = "The deleted partition", body = views::PartitionView),
-        (status = 404, description = "No such partition", body = super::metadata_common::ErrorBody)))]
+    responses((status = 200, description = "The deleted partition", body = views::PartitionView),
+        (status = 404, description = "No such partition", body = ErrorBody)))]
 pub async fn delete_partition(
     State(node): State<NodeHandle>,
     Path((topic_uuid, partition_id)): Path<(String, String)>,
@@ -639,9 +629,9 @@ pub fn producer_kind(body: &Body) -> Result<Kind, ApiError> {
 /// registered, not closed, and give its current epoch.
 #[utoipa::path(post, path = "/v1/producers", tag = "producers", request_body = ProducerBody,
     responses((status = 201, description = "The producer id record", body = views::ProducerView),
-        (status = 400, description = "A bad field", body = super::metadata_common::ErrorBody),
-        (status = 404, description = "No such broker", body = super::metadata_common::ErrorBody),
-        (status = 409, description = "A stale broker epoch, or a closed broker", body = super::metadata_common::ErrorBody)))]
+        (status = 400, description = "A bad field", body = ErrorBody),
+        (status = 404, description = "No such broker", body = ErrorBody),
+        (status = 409, description = "A stale broker epoch, or a closed broker", body = ErrorBody)))]
 pub async fn allocate_producer(
     State(node): State<NodeHandle>,
     headers: HeaderMap,
@@ -655,8 +645,7 @@ pub async fn allocate_producer(
 /// List the producer ids handed out, in order.
 #[utoipa::path(get, path = "/v1/producers", tag = "producers",
     params(("brokerId" = Option<i64>, Query, description = "Only this broker's"), ReadQuery),
-    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
-        (status = 200, description = "`{\"producers\": [...]}`", body = Object)))]
+    responses((status = 200, description = "`{\"producers\": [...]}`", body = Object)))]
 pub async fn list_producers(State(node): State<NodeHandle>, Query(params): Params) -> Answer {
     let broker = match params.get("brokerId") {
         Some(text) => Some(super::metadata_common::broker_id(text)?),
