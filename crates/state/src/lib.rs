@@ -1,26 +1,40 @@
-//! The replicated state machine: what every committed log entry does to a node's state.
+//! raftmq-state: the replicated state machine — what every committed log entry does to a
+//! node's state. Typed commands in (`raftmq.v1.Command`), typed results out
+//! (`raftmq.v1.CommandResult`); no I/O, no async runtime, no HTTP, no JSON out.
 //!
-//! Raft guarantees that every node applies the same entries in the same order; the state
-//! machine must turn that into the same state on every node. So it is deterministic — no I/O,
-//! no clock, no randomness, no iteration over hash maps — and its only notion of time is the
-//! `timestamp_ms` the leader stamps on each command. It is also total: any bytes at all, even
-//! garbage, produce a result rather than a panic, because a panic on a committed entry would
-//! crash every replica at the same index, forever.
+//! What it guarantees:
+//! - **Deterministic.** Raft guarantees that every node applies the same entries in the same
+//!   order; the state machine turns that into the same state on every node. It reads no clock
+//!   (its only time is the `timestamp_ms` the leader stamps on each command, which it never
+//!   lets go back), draws no random numbers (uuids derive from the log position), does no
+//!   I/O and never iterates a hash map. Equal states encode to equal snapshots, so
+//!   [`StateMachine::digest`] compares replicas.
+//! - **Total.** Every command gives a result and none panics: any bytes at all, even garbage,
+//!   answer an `INVALID` error result, because a panic on a committed entry would crash every
+//!   replica at the same index, forever. A refused command changes nothing but the applied
+//!   index.
+//! - **Exactly once per client session.** A retried `(client_id, seq)` gets its saved result
+//!   back without being applied again ([`sessions`]).
 //!
-//! The state (one concept per module):
+//! The modules (one concept each):
 //! - [`queues`]: topics in creation order, each a FIFO queue whose messages are consumed once;
 //! - [`sessions`]: per-client last `seq`, its request's digest and result, for exactly-once
 //!   retries;
 //! - [`members`]: the member address book, from membership entries;
 //! - [`metadata`]: the KRaft-style metadata image (brokers, topic records, partitions, producer
-//!   ids) and its change history; a topic is one thing, its queue in `queues` and its record
-//!   in `metadata`, created and removed together;
-//! - the applied index/term, the log clock and a count of opaque operations (executed by the
-//!   replicators, not here).
-//!
-//! [`snapshot`] encodes all of it as a `raftmq.v1.StateSnapshot` and restores it; [`results`]
-//! builds the `CommandResult`s the commands answer with.
+//!   ids), its rules, its deterministic uuids and its change history; a topic is one thing,
+//!   its queue in `queues` and its record in `metadata`, created and removed together;
+//! - [`validation`]: the name, text and port rules every command shares (docs/metadata.md);
+//! - [`results`]: building and reading the `CommandResult`s commands answer with;
+//! - [`snapshot`]: the whole state as a `raftmq.v1.StateSnapshot` (streamed: the queues never
+//!   pass through one buffer), its restore with consistency checks, and the digest;
+//! - `legacy`: reading what older versions wrote into snapshots (JSON metadata results,
+//!   docs/storage.md);
+//! - this file: [`StateMachine`], which holds the applied index/term, the log clock and a
+//!   count of opaque operations (executed by the replicators, not here), and routes each
+//!   command to its module.
 
+mod legacy;
 pub mod members;
 pub mod metadata;
 pub mod queues;

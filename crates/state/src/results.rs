@@ -34,7 +34,10 @@ pub fn error_code(result: &CommandResult) -> Option<ErrorCode> {
         Some(Outcome::Error(error)) => {
             Some(ErrorCode::try_from(error.code).unwrap_or(ErrorCode::Unspecified))
         }
-        Some(Outcome::Ok(_)) | Some(Outcome::Message(_)) | Some(Outcome::MetadataJson(_)) => None,
+        Some(Outcome::Ok(_))
+        | Some(Outcome::Message(_))
+        | Some(Outcome::Metadata(_))
+        | Some(Outcome::LegacyMetadataJson(_)) => None,
         None => Some(ErrorCode::Unspecified),
     }
 }
@@ -47,10 +50,10 @@ pub fn consumed_message(result: &CommandResult) -> Option<&str> {
     }
 }
 
-/// A metadata command's answer: its JSON on success, else the error naming the bad field.
+/// A metadata command's answer: its record on success, else the error naming the bad field.
 pub fn metadata(outcome: super::metadata::Outcome) -> CommandResult {
     match outcome {
-        Ok(json) => CommandResult { outcome: Some(Outcome::MetadataJson(json.to_string())) },
+        Ok(result) => CommandResult { outcome: Some(Outcome::Metadata(result)) },
         Err(e) => CommandResult {
             outcome: Some(Outcome::Error(Error {
                 code: e.code.into(),

@@ -130,7 +130,8 @@ impl Sessions {
     }
 
     /// Rebuilds the sessions from their snapshot form, refusing ids this state machine would
-    /// never have kept (empty, too long, duplicate) and sessions without a saved result.
+    /// never have kept (empty, too long, duplicate) and sessions without a saved result. A
+    /// result saved in an older form is read into today's (`legacy`).
     pub(crate) fn from_proto(ttl_ms: u64, sessions: Vec<ClientSession>) -> Result<Self, String> {
         let mut restored = Sessions::new(ttl_ms);
         for ClientSession {
@@ -149,6 +150,8 @@ impl Sessions {
             }
             let last_result =
                 last_result.ok_or_else(|| format!("session {client_id:?} has no saved result"))?;
+            let last_result = crate::legacy::upgrade_result(last_result)
+                .map_err(|why| format!("session {client_id:?}: {why}"))?;
             restored.record(&client_id, last_seq, last_request_digest, last_result, last_active_ms);
         }
         Ok(restored)

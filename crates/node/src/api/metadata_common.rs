@@ -8,6 +8,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::http::{HeaderMap, StatusCode};
 use raftmq_proto::client::command::Kind;
 use raftmq_proto::client::command_result::Outcome;
+use raftmq_proto::client::metadata_result::Record;
 use raftmq_proto::client::ErrorCode;
 use serde::de::{DeserializeOwned, Error as _};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -17,7 +18,7 @@ use utoipa::openapi::RefOr;
 use utoipa::{PartialSchema, ToSchema};
 
 use super::errors::{status_of, ApiError};
-use crate::node::NodeHandle;
+use crate::node::{NodeError, NodeHandle};
 
 /// The body of every metadata failure.
 #[derive(Serialize, ToSchema)]
@@ -245,12 +246,20 @@ fn without_trailing_commas(bytes: &[u8]) -> String {
     out
 }
 
-/// What a metadata command answered: its record and whether it created it.
+/// What a metadata command answered: its record (none for a topic's creation, which answers
+/// a plain success) and whether it created it, and the log position that carried it.
 pub struct Done {
-    pub record: Value,
+    pub record: Option<Record>,
     pub created: bool,
     pub index: u64,
     pub term: u64,
+}
+
+impl Done {
+    /// The record as the wire shows it; `null` if there is none.
+    pub fn json(&self) -> Value {
+        self.record.as_ref().map_or(Value::Null, super::metadata_views::record)
+    }
 }
 
 /// Runs a metadata command through the log (with the client's session headers, if any).
@@ -260,21 +269,15 @@ pub async fn run(node: &NodeHandle, headers: &HeaderMap, kind: Kind) -> Result<D
         fail(e.status, None, e.reason)
     })?;
     match applied.result.outcome {
-        Some(Outcome::MetadataJson(text)) => {
-            let result: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-            Ok(Done {
-                record: result["record"].clone(),
-                created: result["created"].as_bool().unwrap_or(false),
-                index: applied.index,
-                term: applied.term,
-            })
-        }
-        Some(Outcome::Ok(_)) => Ok(Done {
-            record: Value::Null,
-            created: true,
+        Some(Outcome::Metadata(result)) => Ok(Done {
+            record: result.record,
+            created: result.created,
             index: applied.index,
             term: applied.term,
         }),
+        Some(Outcome::Ok(_)) => {
+            Ok(Done { record: None, created: true, index: applied.index, term: applied.term })
+        }
         Some(Outcome::Error(e)) => {
             let status = match ErrorCode::try_from(e.code) {
                 Ok(ErrorCode::NotFound)
@@ -297,7 +300,8 @@ pub async fn run(node: &NodeHandle, headers: &HeaderMap, kind: Kind) -> Result<D
         }
         // Another command's kind of answer (a consumed message, or none): possible only when a
         // session restored from a snapshot without request digests takes a different request
-        // for a retry (state_machine/sessions.rs), i.e. the client reused a seq.
+        // for a retry (raftmq-state's sessions.rs), i.e. the client reused a seq. (A legacy
+        // JSON result never gets here: restoring a snapshot makes it typed.)
         _ => Err(fail(
             StatusCode::CONFLICT,
             Some("x-client-seq"),
@@ -312,7 +316,12 @@ pub async fn read(node: &NodeHandle, stale: bool) -> Result<(), ApiError> {
     if stale {
         return Ok(());
     }
-    node.read_barrier().await.map_err(|e| fail(status_of(&e), None, e.to_string()))
+    node.read_barrier().await.map_err(|e| node_failed(&e))
+}
+
+/// A node failure (no leader, not known committed in time, ...) in the metadata body shape.
+pub fn node_failed(e: &NodeError) -> ApiError {
+    fail(status_of(e), None, e.to_string())
 }
 
 /// Parses a broker id from a path.

@@ -15,9 +15,11 @@ use serde_json::Value;
 use utoipa::IntoParams;
 
 use super::errors::ApiError;
-use super::metadata_common::{bad, fail, read};
+use super::metadata_common::{bad, broker_id, node_failed, read, ErrorBody};
+use super::metadata_views;
 use super::v1_metadata::{Answer, Fence, Params};
 use crate::config::now_ms;
+use crate::metadata_fencing::Fencing;
 use crate::node::NodeHandle;
 use raftmq_state::metadata::history::{Since, View};
 
@@ -89,8 +91,9 @@ pub fn parse_wait(text: &str) -> Result<Duration, ApiError> {
 pub fn parse_view(text: Option<&str>) -> Result<View, ApiError> {
     match text {
         None => Ok(View::Broker),
-        Some(text) => raftmq_state::metadata::parse_view(text)
-            .ok_or_else(|| bad("view", format!("view must be broker or client, not {text:?}"))),
+        Some("broker") => Ok(View::Broker),
+        Some("client") => Ok(View::Client),
+        Some(text) => Err(bad("view", format!("view must be broker or client, not {text:?}"))),
     }
 }
 
@@ -107,19 +110,24 @@ pub async fn fetch(
     let deadline = tokio::time::Instant::now() + wait;
     let retention = node.config().metadata_history.as_millis() as u64;
     loop {
-        let (answer, applied) = {
+        let applied = {
             let state = node.state();
             let window_start = now_ms().saturating_sub(retention);
             let applied = state.applied_index();
-            let answer =
-                state.metadata().fetch(since, view, applied, state.clock_ms(), window_start);
-            (answer, applied)
+            let metadata = state.metadata();
+            let changes = metadata.history().changes_since(since, view, applied, window_start);
+            let empty = changes.as_ref().is_some_and(Vec::is_empty);
+            if !empty || tokio::time::Instant::now() >= deadline {
+                return Ok(metadata_views::fetched(
+                    metadata,
+                    changes,
+                    view,
+                    applied,
+                    state.clock_ms(),
+                ));
+            }
+            applied
         };
-        let empty =
-            answer["mode"] == "delta" && answer["records"].as_array().is_some_and(Vec::is_empty);
-        if !empty || tokio::time::Instant::now() >= deadline {
-            return Ok(answer);
-        }
         let _ = tokio::time::timeout_at(deadline, node.wait_applied_beyond(applied)).await;
     }
 }
@@ -130,7 +138,7 @@ pub async fn fetch(
 /// `{"mode": "snapshot", "brokers", "topics", "partitions", ["producers"], "offset"}`.
 #[utoipa::path(get, path = "/v1/metadata", tag = "metadata", params(FetchQuery),
     responses((status = 200, description = "A delta or a snapshot; `offset` is the offset to pass next", body = Object),
-        (status = 400, description = "A bad parameter", body = super::metadata_common::ErrorBody)))]
+        (status = 400, description = "A bad parameter", body = ErrorBody)))]
 pub async fn metadata(
     State(node): State<NodeHandle>,
     Extension(fencing): Fence,
@@ -140,17 +148,26 @@ pub async fn metadata(
         params.get("since").map(|s| parse_since(s)).transpose()?.unwrap_or(Since::Offset(0));
     let view = parse_view(params.get("view").map(String::as_str))?;
     let wait = params.get("wait").map(|w| parse_wait(w)).transpose()?.unwrap_or(Duration::ZERO);
-    let broker =
-        params.get("brokerId").map(|b| super::metadata_common::broker_id(b)).transpose()?;
+    let broker = params.get("brokerId").map(|b| broker_id(b)).transpose()?;
     let stale = super::v1_metadata::stale(&params)?;
+    fetch_by(&node, &fencing, broker, since, view, wait, stale).await
+}
+
+/// A fetch by `broker` (if given), which counts as its heartbeat: the answer of every fetch
+/// route (`/v1/metadata`, YAKt's `/broker_mgmt/` and `/client_mgmt/`).
+pub async fn fetch_by(
+    node: &NodeHandle,
+    fencing: &Fencing,
+    broker: Option<i64>,
+    since: Since,
+    view: View,
+    wait: Duration,
+    stale: bool,
+) -> Answer {
     if let Some(broker_id) = broker {
-        // A broker's fetch is its heartbeat.
-        fencing
-            .heartbeat(&node, broker_id)
-            .await
-            .map_err(|e| fail(super::errors::status_of(&e), None, e.to_string()))?;
+        fencing.heartbeat(node, broker_id).await.map_err(|e| node_failed(&e))?;
     }
-    let answer = fetch(&node, since, view, wait, stale).await?;
+    let answer = fetch(node, since, view, wait, stale).await?;
     Ok((StatusCode::OK, Json(answer)))
 }
 

@@ -1,8 +1,10 @@
 //! The route table of the metadata API: `/v1` (brokers, topics, partitions, producers,
-//! metadata), PyRaft's and YAKt's routes, `/openapi.json` and `/docs`. It also starts the
+//! metadata), PyRaft's and YAKt's routes, `/openapi.json` and `/docs`. A dialect's route that
+//! is another's command with the same wire format is served by that route's handler (and
+//! documented as it: `openapi::ALIASES`). It also starts the
 //! node's broker fencing (`metadata_fencing`), whose heartbeat table the routes share.
 
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Extension, Router};
 
 use super::{metadata_fetch, openapi, pyraft, v1_metadata as v1, yakt};
@@ -37,25 +39,26 @@ pub fn routes(node: &NodeHandle) -> Router<NodeHandle> {
         .route("/get_topic/", get(pyraft::get_topic))
         .route("/get_partition/", get(pyraft::get_partition))
         .route("/get_producer/", get(pyraft::get_producers).post(pyraft::select_producer))
-        .route("/delete_broker/{broker_id}", axum::routing::delete(pyraft::delete_broker))
-        .route("/delete_topic/{topicName}", axum::routing::delete(pyraft::delete_topic))
-        .route("/delete_partition/{partition_id}", axum::routing::delete(pyraft::delete_partition))
+        .route("/delete_broker/{broker_id}", delete(v1::delete_broker))
+        .route("/delete_topic/{topicName}", delete(v1::delete_topic))
+        .route("/delete_partition/{partition_id}", delete(pyraft::delete_partition))
         .route("/register_broker_change/", post(pyraft::register_broker_change))
-        .route("/register_producer/", post(pyraft::register_producer))
+        .route("/register_producer/", post(v1::allocate_producer))
         .route("/metadata_fetch_client/", get(pyraft::metadata_fetch_client))
         // YAKt (docs/metadata.md)
-        .route("/register_broker", post(yakt::register_broker))
+        .route("/register_broker", post(v1::register_broker))
         .route("/get_active_brokers", get(yakt::get_active_brokers))
-        .route("/create_topic", post(yakt::create_topic))
+        .route("/create_topic", post(v1::create_topic))
         .route("/get_topic_by_name/{topic_name}", get(yakt::get_topic_by_name))
-        .route("/create_partition", post(yakt::create_partition))
-        .route("/register_producer", post(yakt::register_producer))
-        .route("/update_broker", post(yakt::update_broker).put(yakt::update_broker_put))
+        .route("/create_partition", post(v1::create_partition))
+        .route("/register_producer", post(v1::allocate_producer))
+        .route(
+            "/update_broker",
+            post(pyraft::register_broker_change).put(pyraft::register_broker_change),
+        )
         .route(
             "/unregister_broker/{broker_id}",
-            post(yakt::unregister_broker)
-                .put(yakt::unregister_broker_put)
-                .delete(yakt::unregister_broker_delete),
+            post(v1::unregister_broker).put(v1::unregister_broker).delete(v1::unregister_broker),
         )
         .route("/broker_mgmt/{previous_offset}", get(yakt::broker_mgmt))
         .route("/client_mgmt/{previous_offset}", get(yakt::client_mgmt))

@@ -18,6 +18,7 @@ mod members;
 mod metadata_common;
 mod metadata_fetch;
 mod metadata_routes;
+mod metadata_views;
 pub mod openapi;
 mod pyraft;
 mod rrmq;

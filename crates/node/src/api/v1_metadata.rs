@@ -17,18 +17,20 @@ use axum::{Extension, Json};
 use raftmq_proto::client::command::Kind;
 use raftmq_proto::client::{
     AllocateProducerId, BrokerIds, ChangeBroker, ChangePartition, CreatePartition, CreateTopic,
-    DeleteBroker, DeletePartition, DeleteTopic, RegisterBroker, UnregisterBroker,
+    DeleteBroker, DeletePartition, DeleteTopic, RegisterBroker, TopicRecord, UnregisterBroker,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
 use utoipa::{IntoParams, ToSchema};
 
 use super::errors::ApiError;
-use super::metadata_common::{bad, fail, read, run, Body, Done, Integer, Port, Text};
+use super::metadata_common::{
+    bad, fail, node_failed, read, run, Body, Done, ErrorBody, Integer, Port, Text,
+};
+use super::metadata_views::{self as views, TopicView};
 use crate::metadata_fencing::{Beat, Fencing};
 use crate::node::NodeHandle;
 use raftmq_state::metadata::is_active;
-use raftmq_state::metadata::records::{self, TopicView};
 use raftmq_state::metadata::uuid::{self, UuidKind};
 
 pub type Answer = Result<(StatusCode, Json<Value>), ApiError>;
@@ -256,10 +258,10 @@ pub fn broker_change_kind(body: &Body) -> Result<Kind, ApiError> {
 /// (same `internalUUID`).
 #[utoipa::path(post, path = "/v1/brokers", tag = "brokers", request_body = RegisterBrokerBody,
     responses(
-        (status = 201, description = "Registered: ALIVE, epoch 0", body = records::BrokerView),
-        (status = 200, description = "Already registered: the existing record", body = records::BrokerView),
-        (status = 400, description = "A bad field", body = super::metadata_common::ErrorBody),
-        (status = 503, description = "No leader; retry", body = super::metadata_common::ErrorBody)))]
+        (status = 201, description = "Registered: ALIVE, epoch 0", body = views::BrokerView),
+        (status = 200, description = "Already registered: the existing record", body = views::BrokerView),
+        (status = 400, description = "A bad field", body = ErrorBody),
+        (status = 503, description = "No leader; retry", body = ErrorBody)))]
 pub async fn register_broker(
     State(node): State<NodeHandle>,
     headers: HeaderMap,
@@ -267,13 +269,13 @@ pub async fn register_broker(
 ) -> Answer {
     let kind = register_broker_kind(&Body::parse(body)?)?;
     let done = run(&node, &headers, kind).await?;
-    Ok((created(&done), Json(done.record)))
+    Ok((created(&done), Json(done.json())))
 }
 
 /// List brokers: all of them (closed ones included), or only the active ones.
 #[utoipa::path(get, path = "/v1/brokers", tag = "brokers", params(BrokerListQuery),
     responses((status = 200, description = "`{\"brokers\": [...]}`, by broker id", body = Object),
-        (status = 400, description = "A bad parameter", body = super::metadata_common::ErrorBody)))]
+        (status = 400, description = "A bad parameter", body = ErrorBody)))]
 pub async fn list_brokers(State(node): State<NodeHandle>, Query(params): Params) -> Answer {
     let active = match params.get("status").map(String::as_str) {
         None | Some("all") => false,
@@ -288,7 +290,7 @@ pub async fn list_brokers(State(node): State<NodeHandle>, Query(params): Params)
         .metadata()
         .brokers()
         .filter(|b| !active || is_active(&b.broker_status))
-        .map(records::broker)
+        .map(views::broker)
         .collect();
     Ok((StatusCode::OK, Json(json!({"brokers": brokers}))))
 }
@@ -296,9 +298,8 @@ pub async fn list_brokers(State(node): State<NodeHandle>, Query(params): Params)
 /// One broker's record.
 #[utoipa::path(get, path = "/v1/brokers/{broker_id}", tag = "brokers",
     params(("broker_id" = i64, Path, description = "The broker id"), ReadQuery),
-    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
-        (status = 200, description = "The broker", body = records::BrokerView),
-        (status = 404, description = "No such broker", body = super::metadata_common::ErrorBody)))]
+    responses((status = 200, description = "The broker", body = views::BrokerView),
+        (status = 404, description = "No such broker", body = ErrorBody)))]
 pub async fn get_broker(
     State(node): State<NodeHandle>,
     Path(broker_id): Path<String>,
@@ -308,7 +309,7 @@ pub async fn get_broker(
     read(&node, stale(&params)?).await?;
     let state = node.state();
     let broker = state.metadata().broker(broker_id).ok_or_else(|| no_broker(broker_id))?;
-    Ok((StatusCode::OK, Json(records::broker(broker))))
+    Ok((StatusCode::OK, Json(views::broker(broker))))
 }
 
 pub fn no_broker(broker_id: i64) -> ApiError {
@@ -319,9 +320,9 @@ pub fn no_broker(broker_id: i64) -> ApiError {
 /// epoch +1.
 #[utoipa::path(patch, path = "/v1/brokers/{broker_id}", tag = "brokers", request_body = ChangeBrokerBody,
     params(("broker_id" = i64, Path, description = "The broker id")),
-    responses((status = 200, description = "The changed broker", body = records::BrokerView),
-        (status = 400, description = "A bad field", body = super::metadata_common::ErrorBody),
-        (status = 404, description = "No such broker", body = super::metadata_common::ErrorBody)))]
+    responses((status = 200, description = "The changed broker", body = views::BrokerView),
+        (status = 400, description = "A bad field", body = ErrorBody),
+        (status = 404, description = "No such broker", body = ErrorBody)))]
 pub async fn change_broker(
     State(node): State<NodeHandle>,
     Path(broker_id): Path<String>,
@@ -331,15 +332,14 @@ pub async fn change_broker(
     let broker_id = super::metadata_common::broker_id(&broker_id)?;
     let kind = change_broker_kind(broker_id, &Body::parse(body)?)?;
     let done = run(&node, &headers, kind).await?;
-    Ok((StatusCode::OK, Json(done.record)))
+    Ok((StatusCode::OK, Json(done.json())))
 }
 
 /// Unregister a broker: status CLOSED, out of the active list, its record kept.
 #[utoipa::path(post, path = "/v1/brokers/{broker_id}/unregister", tag = "brokers",
     params(("broker_id" = i64, Path, description = "The broker id")),
-    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
-        (status = 200, description = "The closed broker", body = records::BrokerView),
-        (status = 404, description = "No such broker", body = super::metadata_common::ErrorBody)))]
+    responses((status = 200, description = "The closed broker", body = views::BrokerView),
+        (status = 404, description = "No such broker", body = ErrorBody)))]
 pub async fn unregister_broker(
     State(node): State<NodeHandle>,
     Path(broker_id): Path<String>,
@@ -347,15 +347,15 @@ pub async fn unregister_broker(
 ) -> Answer {
     let broker_id = super::metadata_common::broker_id(&broker_id)?;
     let done = run(&node, &headers, Kind::UnregisterBroker(UnregisterBroker { broker_id })).await?;
-    Ok((StatusCode::OK, Json(done.record)))
+    Ok((StatusCode::OK, Json(done.json())))
 }
 
 /// Delete a broker's record.
 #[utoipa::path(delete, path = "/v1/brokers/{broker_id}", tag = "brokers",
     params(("broker_id" = i64, Path, description = "The broker id")),
-    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
-        (status = 200, description = "The deleted broker", body = records::BrokerView),
-        (status = 404, description = "No such broker", body = super::metadata_common::ErrorBody)))]
+    responses((status = 200, description = "The deleted broker", body = views::BrokerView),
+        (status = 404, description = "No such broker", body = ErrorBody),
+        (status = 409, description = "A partition names the broker (the reason lists them)", body = ErrorBody)))]
 pub async fn delete_broker(
     State(node): State<NodeHandle>,
     Path(broker_id): Path<String>,
@@ -363,26 +363,22 @@ pub async fn delete_broker(
 ) -> Answer {
     let broker_id = super::metadata_common::broker_id(&broker_id)?;
     let done = run(&node, &headers, Kind::DeleteBroker(DeleteBroker { broker_id })).await?;
-    Ok((StatusCode::OK, Json(done.record)))
+    Ok((StatusCode::OK, Json(done.json())))
 }
 
 /// A broker's heartbeat. Without one (or a metadata fetch) within the session timeout, the
 /// leader fences the broker; the next one makes it ALIVE again.
 #[utoipa::path(post, path = "/v1/brokers/{broker_id}/heartbeat", tag = "brokers",
     params(("broker_id" = i64, Path, description = "The broker id")),
-    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
-        (status = 200, description = "`{\"brokerId\", \"brokerStatus\"}`", body = Object),
-        (status = 404, description = "No such broker", body = super::metadata_common::ErrorBody)))]
+    responses((status = 200, description = "`{\"brokerId\", \"brokerStatus\"}`", body = Object),
+        (status = 404, description = "No such broker", body = ErrorBody)))]
 pub async fn heartbeat(
     State(node): State<NodeHandle>,
     Extension(fencing): Fence,
     Path(broker_id): Path<String>,
 ) -> Answer {
     let broker_id = super::metadata_common::broker_id(&broker_id)?;
-    let beat = fencing
-        .heartbeat(&node, broker_id)
-        .await
-        .map_err(|e| fail(super::errors::status_of(&e), None, e.to_string()))?;
+    let beat = fencing.heartbeat(&node, broker_id).await.map_err(|e| node_failed(&e))?;
     if beat == Beat::UnknownBroker {
         return Err(no_broker(broker_id));
     }
@@ -398,7 +394,7 @@ pub async fn create_topic_record(
     node: &NodeHandle,
     headers: &HeaderMap,
     name: String,
-) -> Result<TopicView, ApiError> {
+) -> Result<TopicRecord, ApiError> {
     let done = run(node, headers, Kind::CreateTopic(CreateTopic { name: name.clone() })).await?;
     // Show the record as this replica has it, once it has applied the entry. The entry that
     // answered may be a session retry, which created nothing: the topic is the one the first
@@ -417,13 +413,13 @@ pub async fn create_topic_record(
             ),
         )
     })?
-    .map_err(|e| fail(super::errors::status_of(&e), None, e.to_string()))?;
+    .map_err(|e| node_failed(&e))?;
     let state = node.state();
     let metadata = state.metadata();
     let created = uuid::derive(done.index, done.term, UuidKind::Topic);
     let topic = metadata.topic_by_uuid(&created).or_else(|| metadata.topic_by_name(&name));
     match topic {
-        Some(topic) => Ok(TopicView::from(topic)),
+        Some(topic) => Ok(topic.clone()),
         None => Err(fail(
             StatusCode::CONFLICT,
             Some("name"),
@@ -435,35 +431,33 @@ pub async fn create_topic_record(
 /// Create a topic. It is the same topic the RRMQ routes see: its FIFO queue is created with it.
 #[utoipa::path(post, path = "/v1/topics", tag = "topics", request_body = CreateTopicBody,
     responses((status = 201, description = "The topic", body = TopicView),
-        (status = 400, description = "A bad name", body = super::metadata_common::ErrorBody),
-        (status = 409, description = "A topic with that name exists", body = super::metadata_common::ErrorBody)))]
+        (status = 400, description = "A bad name", body = ErrorBody),
+        (status = 409, description = "A topic with that name exists", body = ErrorBody)))]
 pub async fn create_topic(
     State(node): State<NodeHandle>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Answer {
     let CreateTopicBody { name } = Body::parse(body)?.typed()?;
-    let view = create_topic_record(&node, &headers, name).await?;
-    Ok((StatusCode::CREATED, Json(records::to_json(&view))))
+    let topic = create_topic_record(&node, &headers, name).await?;
+    Ok((StatusCode::CREATED, Json(views::topic(&topic))))
 }
 
 /// List topics in creation order.
 #[utoipa::path(get, path = "/v1/topics", tag = "topics", params(ReadQuery),
-    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
-        (status = 200, description = "`{\"topics\": [...]}`", body = Object)))]
+    responses((status = 200, description = "`{\"topics\": [...]}`", body = Object)))]
 pub async fn list_topics(State(node): State<NodeHandle>, Query(params): Params) -> Answer {
     read(&node, stale(&params)?).await?;
     let state = node.state();
-    let topics: Vec<Value> = state.metadata().topics().into_iter().map(records::topic).collect();
+    let topics: Vec<Value> = state.metadata().topics().into_iter().map(views::topic).collect();
     Ok((StatusCode::OK, Json(json!({"topics": topics}))))
 }
 
 /// One topic, with its partitions.
 #[utoipa::path(get, path = "/v1/topics/{name}", tag = "topics",
     params(("name" = String, Path, description = "The topic's name"), ReadQuery),
-    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
-        (status = 200, description = "The topic and `partitions`", body = Object),
-        (status = 404, description = "No such topic", body = super::metadata_common::ErrorBody)))]
+    responses((status = 200, description = "The topic and `partitions`", body = Object),
+        (status = 404, description = "No such topic", body = ErrorBody)))]
 pub async fn get_topic(
     State(node): State<NodeHandle>,
     Path(name): Path<String>,
@@ -473,9 +467,8 @@ pub async fn get_topic(
     let state = node.state();
     let metadata = state.metadata();
     let topic = metadata.topic_by_name(&name).ok_or_else(|| no_topic(&name))?;
-    let mut value = records::topic(topic);
-    value["partitions"] =
-        metadata.partitions_of(&topic.topic_uuid).map(records::partition).collect();
+    let mut value = views::topic(topic);
+    value["partitions"] = metadata.partitions_of(&topic.topic_uuid).map(views::partition).collect();
     Ok((StatusCode::OK, Json(value)))
 }
 
@@ -486,16 +479,15 @@ pub fn no_topic(name: &str) -> ApiError {
 /// Delete a topic, its partitions and its queue.
 #[utoipa::path(delete, path = "/v1/topics/{name}", tag = "topics",
     params(("name" = String, Path, description = "The topic's name")),
-    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
-        (status = 200, description = "The deleted topic", body = TopicView),
-        (status = 404, description = "No such topic", body = super::metadata_common::ErrorBody)))]
+    responses((status = 200, description = "The deleted topic", body = TopicView),
+        (status = 404, description = "No such topic", body = ErrorBody)))]
 pub async fn delete_topic(
     State(node): State<NodeHandle>,
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> Answer {
     let done = run(&node, &headers, Kind::DeleteTopic(DeleteTopic { name })).await?;
-    Ok((StatusCode::OK, Json(done.record)))
+    Ok((StatusCode::OK, Json(done.json())))
 }
 
 // ---- partitions ---------------------------------------------------------------------------
@@ -516,10 +508,10 @@ pub fn create_partition_kind(body: &Body) -> Result<Kind, ApiError> {
 /// Create a partition: `partitionId` unique in its topic, the topic must exist, replicas
 /// are registered brokers, ISR ⊆ replicas, the leader is in the ISR.
 #[utoipa::path(post, path = "/v1/partitions", tag = "partitions", request_body = CreatePartitionBody,
-    responses((status = 201, description = "The partition (epoch 0)", body = records::PartitionView),
-        (status = 400, description = "A rule broken; `field` says which", body = super::metadata_common::ErrorBody),
-        (status = 404, description = "No such topic", body = super::metadata_common::ErrorBody),
-        (status = 409, description = "The topic has that partition id", body = super::metadata_common::ErrorBody)))]
+    responses((status = 201, description = "The partition (epoch 0)", body = views::PartitionView),
+        (status = 400, description = "A rule broken; `field` says which", body = ErrorBody),
+        (status = 404, description = "No such topic", body = ErrorBody),
+        (status = 409, description = "The topic has that partition id", body = ErrorBody)))]
 pub async fn create_partition(
     State(node): State<NodeHandle>,
     headers: HeaderMap,
@@ -527,20 +519,19 @@ pub async fn create_partition(
 ) -> Answer {
     let kind = create_partition_kind(&Body::parse(body)?)?;
     let done = run(&node, &headers, kind).await?;
-    Ok((StatusCode::CREATED, Json(done.record)))
+    Ok((StatusCode::CREATED, Json(done.json())))
 }
 
 /// List partitions, of one topic or of all.
 #[utoipa::path(get, path = "/v1/partitions", tag = "partitions",
     params(("topicUUID" = Option<String>, Query, description = "Only this topic's"), ReadQuery),
-    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
-        (status = 200, description = "`{\"partitions\": [...]}`", body = Object)))]
+    responses((status = 200, description = "`{\"partitions\": [...]}`", body = Object)))]
 pub async fn list_partitions(State(node): State<NodeHandle>, Query(params): Params) -> Answer {
     read(&node, stale(&params)?).await?;
     let state = node.state();
     let partitions: Vec<Value> = match params.get("topicUUID") {
-        Some(uuid) => state.metadata().partitions_of(uuid).map(records::partition).collect(),
-        None => state.metadata().partitions().map(records::partition).collect(),
+        Some(uuid) => state.metadata().partitions_of(uuid).map(views::partition).collect(),
+        None => state.metadata().partitions().map(views::partition).collect(),
     };
     Ok((StatusCode::OK, Json(json!({"partitions": partitions}))))
 }
@@ -549,9 +540,8 @@ pub async fn list_partitions(State(node): State<NodeHandle>, Query(params): Para
 #[utoipa::path(get, path = "/v1/partitions/{topic_uuid}/{partition_id}", tag = "partitions",
     params(("topic_uuid" = String, Path, description = "The topic's uuid"),
         ("partition_id" = u32, Path, description = "The partition id"), ReadQuery),
-    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
-        (status = 200, description = "The partition", body = records::PartitionView),
-        (status = 404, description = "No such partition", body = super::metadata_common::ErrorBody)))]
+    responses((status = 200, description = "The partition", body = views::PartitionView),
+        (status = 404, description = "No such partition", body = ErrorBody)))]
 pub async fn get_partition(
     State(node): State<NodeHandle>,
     Path((topic_uuid, partition_id)): Path<(String, String)>,
@@ -567,7 +557,7 @@ pub async fn get_partition(
             format!("no partition {partition_id} in topic {topic_uuid}"),
         )
     })?;
-    Ok((StatusCode::OK, Json(records::partition(partition))))
+    Ok((StatusCode::OK, Json(views::partition(partition))))
 }
 
 /// Change a partition's replicas, ISR or leader (same rules as creation); epoch +1.
@@ -575,9 +565,9 @@ pub async fn get_partition(
     request_body = ChangePartitionBody,
     params(("topic_uuid" = String, Path, description = "The topic's uuid"),
         ("partition_id" = u32, Path, description = "The partition id")),
-    responses((status = 200, description = "The changed partition", body = records::PartitionView),
-        (status = 400, description = "A rule broken", body = super::metadata_common::ErrorBody),
-        (status = 404, description = "No such partition", body = super::metadata_common::ErrorBody)))]
+    responses((status = 200, description = "The changed partition", body = views::PartitionView),
+        (status = 400, description = "A rule broken", body = ErrorBody),
+        (status = 404, description = "No such partition", body = ErrorBody)))]
 pub async fn change_partition(
     State(node): State<NodeHandle>,
     Path((topic_uuid, partition_id)): Path<(String, String)>,
@@ -597,16 +587,15 @@ pub async fn change_partition(
         leader: c.leader.map(|l| l.0),
     });
     let done = run(&node, &headers, kind).await?;
-    Ok((StatusCode::OK, Json(done.record)))
+    Ok((StatusCode::OK, Json(done.json())))
 }
 
 /// Delete a partition.
 #[utoipa::path(delete, path = "/v1/partitions/{topic_uuid}/{partition_id}", tag = "partitions",
     params(("topic_uuid" = String, Path, description = "The topic's uuid"),
         ("partition_id" = u32, Path, description = "The partition id")),
-    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
-        (status = 200, description = "The deleted partition", body = records::PartitionView),
-        (status = 404, description = "No such partition", body = super::metadata_common::ErrorBody)))]
+    responses((status = 200, description = "The deleted partition", body = views::PartitionView),
+        (status = 404, description = "No such partition", body = ErrorBody)))]
 pub async fn delete_partition(
     State(node): State<NodeHandle>,
     Path((topic_uuid, partition_id)): Path<(String, String)>,
@@ -618,7 +607,7 @@ pub async fn delete_partition(
     }
     let kind = Kind::DeletePartition(DeletePartition { topic_uuid, partition_id });
     let done = run(&node, &headers, kind).await?;
-    Ok((StatusCode::OK, Json(done.record)))
+    Ok((StatusCode::OK, Json(done.json())))
 }
 
 // ---- producers ----------------------------------------------------------------------------
@@ -639,10 +628,10 @@ pub fn producer_kind(body: &Body) -> Result<Kind, ApiError> {
 /// Get a producer id: unique and strictly increasing across the cluster. The broker must be
 /// registered, not closed, and give its current epoch.
 #[utoipa::path(post, path = "/v1/producers", tag = "producers", request_body = ProducerBody,
-    responses((status = 201, description = "The producer id record", body = records::ProducerView),
-        (status = 400, description = "A bad field", body = super::metadata_common::ErrorBody),
-        (status = 404, description = "No such broker", body = super::metadata_common::ErrorBody),
-        (status = 409, description = "A stale broker epoch, or a closed broker", body = super::metadata_common::ErrorBody)))]
+    responses((status = 201, description = "The producer id record", body = views::ProducerView),
+        (status = 400, description = "A bad field", body = ErrorBody),
+        (status = 404, description = "No such broker", body = ErrorBody),
+        (status = 409, description = "A stale broker epoch, or a closed broker", body = ErrorBody)))]
 pub async fn allocate_producer(
     State(node): State<NodeHandle>,
     headers: HeaderMap,
@@ -650,14 +639,13 @@ pub async fn allocate_producer(
 ) -> Answer {
     let kind = producer_kind(&Body::parse(body)?)?;
     let done = run(&node, &headers, kind).await?;
-    Ok((StatusCode::CREATED, Json(done.record)))
+    Ok((StatusCode::CREATED, Json(done.json())))
 }
 
 /// List the producer ids handed out, in order.
 #[utoipa::path(get, path = "/v1/producers", tag = "producers",
     params(("brokerId" = Option<i64>, Query, description = "Only this broker's"), ReadQuery),
-    responses((status = 400, description = "A bad request; `field` names what is wrong", body = super::metadata_common::ErrorBody),
-        (status = 200, description = "`{\"producers\": [...]}`", body = Object)))]
+    responses((status = 200, description = "`{\"producers\": [...]}`", body = Object)))]
 pub async fn list_producers(State(node): State<NodeHandle>, Query(params): Params) -> Answer {
     let broker = match params.get("brokerId") {
         Some(text) => Some(super::metadata_common::broker_id(text)?),
@@ -670,7 +658,7 @@ pub async fn list_producers(State(node): State<NodeHandle>, Query(params): Param
         .producers()
         .iter()
         .filter(|p| broker.is_none_or(|b| p.broker_id == b))
-        .map(records::producer)
+        .map(views::producer)
         .collect();
     Ok((StatusCode::OK, Json(json!({"producers": producers}))))
 }

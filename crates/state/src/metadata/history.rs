@@ -10,22 +10,73 @@
 //! remembers less); what the records say cannot.
 //!
 //! The history is not part of snapshots or the digest: it is derived, replica-local data.
+//! Its changes are typed ([`Change`]); the APIs give them their wire form.
 
 use std::collections::VecDeque;
 
+use raftmq_proto::client::{BrokerRecord, PartitionRecord, ProducerIdsRecord, TopicRecord};
 use raftmq_raft::Index;
-
-use super::records::Envelope;
 
 /// The most changes kept; older ones are dropped and fetches from before them get snapshots.
 pub const MAX_RECORDS: usize = 10_000;
 
-/// Record names the client view leaves out (it carries topics, partitions and brokers only).
-const BROKER_ONLY: &[&str] = &["ProducerIdsRecord"];
+/// One applied metadata change.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Change {
+    /// The log index that carried the change.
+    pub offset: Index,
+    /// The log time of the change (the leader's clock), ms since the Unix epoch.
+    pub timestamp_ms: u64,
+    pub record: ChangeRecord,
+}
+
+/// What changed, named after the KRaft record that says it. A record that carries a whole
+/// record (a broker, a topic, ...) carries it as it stood after the change.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ChangeRecord {
+    RegisterBroker(BrokerRecord),
+    RegistrationChangeBroker(BrokerRecord),
+    UnregisterBroker(BrokerRecord),
+    FenceBroker(BrokerRecord),
+    UnfenceBroker(BrokerRecord),
+    RemoveBroker { broker_id: i64, internal_uuid: String },
+    Topic(TopicRecord),
+    RemoveTopic { topic_uuid: String, name: String },
+    Partition(PartitionRecord),
+    PartitionChange(PartitionRecord),
+    RemovePartition { topic_uuid: String, partition_id: u32 },
+    ProducerIds(ProducerIdsRecord),
+}
+
+impl ChangeRecord {
+    /// The KRaft record name, e.g. `RegisterBrokerRecord`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ChangeRecord::RegisterBroker(_) => "RegisterBrokerRecord",
+            ChangeRecord::RegistrationChangeBroker(_) => "RegistrationChangeBrokerRecord",
+            ChangeRecord::UnregisterBroker(_) => "UnregisterBrokerRecord",
+            ChangeRecord::FenceBroker(_) => "FenceBrokerRecord",
+            ChangeRecord::UnfenceBroker(_) => "UnfenceBrokerRecord",
+            ChangeRecord::RemoveBroker { .. } => "RemoveBrokerRecord",
+            ChangeRecord::Topic(_) => "TopicRecord",
+            ChangeRecord::RemoveTopic { .. } => "RemoveTopicRecord",
+            ChangeRecord::Partition(_) => "PartitionRecord",
+            ChangeRecord::PartitionChange(_) => "PartitionChangeRecord",
+            ChangeRecord::RemovePartition { .. } => "RemovePartitionRecord",
+            ChangeRecord::ProducerIds(_) => "ProducerIdsRecord",
+        }
+    }
+
+    /// Whether a client's fetch gets it: clients follow topics, partitions and brokers, not
+    /// producer ids.
+    fn for_clients(&self) -> bool {
+        !matches!(self, ChangeRecord::ProducerIds(_))
+    }
+}
 
 #[derive(Clone, Debug, Default)]
 pub struct History {
-    records: VecDeque<Envelope>,
+    records: VecDeque<Change>,
     /// Every change at an offset above `floor` is in `records`; changes at or below it may
     /// be missing.
     floor: Index,
@@ -56,11 +107,11 @@ impl History {
         Self { records: VecDeque::new(), floor, floor_ms }
     }
 
-    pub fn push(&mut self, record: Envelope) {
+    pub fn push(&mut self, record: Change) {
         if self.records.len() == MAX_RECORDS {
             if let Some(dropped) = self.records.pop_front() {
                 self.floor = dropped.offset;
-                self.floor_ms = dropped.timestamp;
+                self.floor_ms = dropped.timestamp_ms;
             }
         }
         self.records.push_back(record);
@@ -83,10 +134,10 @@ impl History {
         view: View,
         current: Index,
         window_start_ms: u64,
-    ) -> Option<Vec<Envelope>> {
-        let keep = |record: &&Envelope| match since {
+    ) -> Option<Vec<&Change>> {
+        let keep = |record: &&Change| match since {
             Since::Offset(offset) => record.offset > offset,
-            Since::TimestampMs(ms) => record.timestamp > ms,
+            Since::TimestampMs(ms) => record.timestamp_ms > ms,
         };
         let covered = match since {
             Since::Offset(offset) => {
@@ -95,7 +146,7 @@ impl History {
                 let expired = self
                     .records
                     .iter()
-                    .take_while(|r| r.timestamp < window_start_ms)
+                    .take_while(|r| r.timestamp_ms < window_start_ms)
                     .last()
                     .map_or(0, |r| r.offset);
                 offset <= current && offset >= self.floor.max(expired)
@@ -105,9 +156,8 @@ impl History {
         if !covered {
             return None;
         }
-        let wanted =
-            |record: &&Envelope| view == View::Broker || !BROKER_ONLY.contains(&&*record.name);
-        Some(self.records.iter().filter(keep).filter(wanted).cloned().collect())
+        let wanted = |change: &&Change| view == View::Broker || change.record.for_clients();
+        Some(self.records.iter().filter(keep).filter(wanted).collect())
     }
 }
 
@@ -115,17 +165,16 @@ impl History {
 mod tests {
     use super::*;
 
-    fn record(offset: Index, timestamp: u64, name: &str) -> Envelope {
-        Envelope {
-            kind: "metadata".into(),
-            name: name.into(),
-            fields: serde_json::json!({}),
-            timestamp,
-            offset,
-        }
+    fn record(offset: Index, timestamp_ms: u64, name: &str) -> Change {
+        let record = match name {
+            "ProducerIdsRecord" => ChangeRecord::ProducerIds(ProducerIdsRecord::default()),
+            "RegisterBrokerRecord" => ChangeRecord::RegisterBroker(BrokerRecord::default()),
+            _ => ChangeRecord::Topic(TopicRecord::default()),
+        };
+        Change { offset, timestamp_ms, record }
     }
 
-    fn offsets(records: Option<Vec<Envelope>>) -> Option<Vec<Index>> {
+    fn offsets(records: Option<Vec<&Change>>) -> Option<Vec<Index>> {
         records.map(|r| r.iter().map(|e| e.offset).collect())
     }
 

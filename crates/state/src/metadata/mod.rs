@@ -7,11 +7,14 @@
 //! panic. Each applied change gets an offset (the Raft index that carried it) and a timestamp,
 //! and is appended to the [`history`] that metadata fetches serve deltas from.
 //!
+//! Results and history are typed: a command answers a `MetadataResult` (the protobuf record it
+//! created, changed or removed, so client sessions and snapshots can keep it), the history
+//! holds [`history::Change`]s. Their JSON form belongs to the APIs that show them.
+//!
 //! Topics are one thing: the queue half lives in `queues`, the record half here, and the
 //! state machine creates and removes both together.
 
 pub mod history;
-pub mod records;
 pub mod uuid;
 
 #[cfg(test)]
@@ -20,17 +23,16 @@ mod tests;
 use std::collections::BTreeMap;
 
 use raftmq_proto::client::command::Kind;
+use raftmq_proto::client::metadata_result::Record;
 use raftmq_proto::client::{
-    AllocateProducerId, BrokerRecord, ChangeBroker, ChangePartition, CreatePartition,
-    DeletePartition, ErrorCode, PartitionRecord, ProducerIdsRecord, RegisterBroker, StateSnapshot,
-    TopicRecord,
+    AllocateProducerId, BrokerIds, BrokerRecord, ChangeBroker, ChangePartition, CreatePartition,
+    DeletePartition, ErrorCode, MetadataResult, PartitionRecord, ProducerIdsRecord, RegisterBroker,
+    StateSnapshot, TopicRecord,
 };
 use raftmq_raft::{Index, Term};
-use serde_json::{json, Value};
 
 use super::validation;
-use history::{History, Since, View};
-use records::Envelope;
+use history::{Change, ChangeRecord, History};
 use uuid::UuidKind;
 
 /// Broker statuses (the spec's names).
@@ -81,10 +83,16 @@ fn conflict(field: &'static str, detail: impl Into<String>) -> MetaError {
 
 /// What a successful command answers: the record it created, changed or removed, and whether
 /// it created one.
-pub type Outcome = Result<Value, MetaError>;
+pub type Outcome = Result<MetadataResult, MetaError>;
 
-fn answer(created: bool, record: Value) -> Outcome {
-    Ok(json!({"created": created, "record": record}))
+fn answer(created: bool, record: Record) -> Outcome {
+    Ok(MetadataResult { created, record: Some(record) })
+}
+
+/// A broker's record as results show it: without `last_heartbeat_ms`, which is the image's
+/// bookkeeping for fencing (and which results written as JSON never had).
+fn shown(broker: &BrokerRecord) -> Record {
+    Record::Broker(BrokerRecord { last_heartbeat_ms: 0, ..broker.clone() })
 }
 
 #[derive(Clone, Debug, Default)]
@@ -113,7 +121,10 @@ impl Metadata {
             Kind::ChangePartition(change) => self.change_partition(at, change),
             Kind::DeletePartition(delete) => self.delete_partition(at, delete),
             Kind::AllocateProducerId(allocate) => self.allocate_producer_id(at, allocate),
-            Kind::FenceBrokers(fence) => Ok(self.fence(at, &fence.broker_ids, fence.fenced)),
+            Kind::FenceBrokers(fence) => {
+                let changed = self.fence(at, &fence.broker_ids, fence.fenced);
+                answer(false, Record::ChangedBrokers(BrokerIds { ids: changed }))
+            }
             Kind::BrokerHeartbeat(heartbeat) => self.heartbeat(at, heartbeat.broker_id),
             Kind::DeleteTopic(_)
             | Kind::CreateTopic(_)
@@ -147,7 +158,7 @@ impl Metadata {
                 && existing.security_protocol == r.security_protocol
                 && existing.rack_id == r.rack_id;
             if same && is_active(&existing.broker_status) {
-                return answer(false, records::broker(existing));
+                return answer(false, shown(existing));
             }
             existing.broker_status = ALIVE.into();
             existing.broker_host.clone_from(&r.broker_host);
@@ -157,9 +168,10 @@ impl Metadata {
             existing.epoch += 1;
             stamp_broker(existing, at);
             existing.last_heartbeat_ms = at.time_ms;
-            let record = records::broker(existing);
-            self.record(at, "RegistrationChangeBrokerRecord", record.clone());
-            return answer(false, record);
+            let result = shown(existing);
+            let change = ChangeRecord::RegistrationChangeBroker(existing.clone());
+            self.record(at, change);
+            return answer(false, result);
         }
         let broker = BrokerRecord {
             internal_uuid: uuid::derive(at.index, at.term, UuidKind::Broker),
@@ -174,10 +186,10 @@ impl Metadata {
             timestamp_ms: at.time_ms,
             last_heartbeat_ms: at.time_ms,
         };
-        let record = records::broker(&broker);
+        let result = shown(&broker);
+        self.record(at, ChangeRecord::RegisterBroker(broker.clone()));
         self.brokers.insert(r.broker_id, broker);
-        self.record(at, "RegisterBrokerRecord", record.clone());
-        answer(true, record)
+        answer(true, result)
     }
 
     /// Merges the given fields into a broker's registration, epoch + 1. A change must change
@@ -227,21 +239,23 @@ impl Metadata {
         *broker = changed;
         broker.epoch += 1;
         stamp_broker(broker, at);
-        let record = records::broker(broker);
-        self.record(at, "RegistrationChangeBrokerRecord", record.clone());
-        answer(false, record)
+        let result = shown(broker);
+        let change = ChangeRecord::RegistrationChangeBroker(broker.clone());
+        self.record(at, change);
+        answer(false, result)
     }
 
     fn unregister_broker(&mut self, at: At, broker_id: i64) -> Outcome {
         let broker = self.broker_mut(broker_id)?;
         if broker.broker_status == CLOSED {
-            return answer(false, records::broker(broker));
+            return answer(false, shown(broker));
         }
         broker.broker_status = CLOSED.into();
         stamp_broker(broker, at);
-        let record = records::broker(broker);
-        self.record(at, "UnregisterBrokerRecord", record.clone());
-        answer(false, record)
+        let result = shown(broker);
+        let change = ChangeRecord::UnregisterBroker(broker.clone());
+        self.record(at, change);
+        answer(false, result)
     }
 
     /// Removes a broker's record — refused while a partition names it (as a replica, in its
@@ -270,18 +284,15 @@ impl Metadata {
             ));
         }
         let broker = self.brokers.remove(&broker_id).expect("invariant: the broker was just found");
-        let record = records::broker(&broker);
-        self.record(
-            at,
-            "RemoveBrokerRecord",
-            json!({"brokerId": broker.broker_id, "internalUUID": broker.internal_uuid}),
-        );
-        answer(false, record)
+        let result = shown(&broker);
+        let change = ChangeRecord::RemoveBroker { broker_id, internal_uuid: broker.internal_uuid };
+        self.record(at, change);
+        answer(false, result)
     }
 
     /// Fences (`fenced`) the active brokers of `ids`, or unfences the fenced ones; others are
     /// left alone. Answers the ids whose status changed.
-    fn fence(&mut self, at: At, ids: &[i64], fenced: bool) -> Value {
+    fn fence(&mut self, at: At, ids: &[i64], fenced: bool) -> Vec<i64> {
         let mut changed = Vec::new();
         for id in ids {
             let Some(broker) = self.brokers.get_mut(id) else { continue };
@@ -298,12 +309,15 @@ impl Metadata {
                 broker.last_heartbeat_ms = at.time_ms;
             }
             stamp_broker(broker, at);
-            let record = records::broker(broker);
-            let name = if fenced { "FenceBrokerRecord" } else { "UnfenceBrokerRecord" };
-            self.record(at, name, record);
+            let change = if fenced {
+                ChangeRecord::FenceBroker(broker.clone())
+            } else {
+                ChangeRecord::UnfenceBroker(broker.clone())
+            };
+            self.record(at, change);
             changed.push(*id);
         }
-        json!({"created": false, "changed": changed})
+        changed
     }
 
     fn heartbeat(&mut self, at: At, broker_id: i64) -> Outcome {
@@ -313,7 +327,7 @@ impl Metadata {
             self.fence(at, &[broker_id], false);
         }
         let broker = self.broker_mut(broker_id)?;
-        answer(false, records::broker(broker))
+        answer(false, shown(broker))
     }
 
     fn broker_mut(&mut self, broker_id: i64) -> Result<&mut BrokerRecord, MetaError> {
@@ -334,7 +348,7 @@ impl Metadata {
         };
         self.topic_names.insert(name.to_owned(), topic.topic_uuid.clone());
         self.topics.insert(topic.topic_uuid.clone(), topic.clone());
-        self.record(at, "TopicRecord", records::topic(&topic));
+        self.record(at, ChangeRecord::Topic(topic.clone()));
         topic
     }
 
@@ -350,9 +364,9 @@ impl Metadata {
         for key in partitions {
             self.partitions.remove(&key);
         }
-        let record = records::topic(&topic);
-        self.record(at, "RemoveTopicRecord", json!({"topicUUID": uuid, "name": name}));
-        answer(false, record)
+        let change = ChangeRecord::RemoveTopic { topic_uuid: uuid, name: name.to_owned() };
+        self.record(at, change);
+        answer(false, Record::Topic(topic))
     }
 
     // ---- partitions ---------------------------------------------------------------------
@@ -381,10 +395,9 @@ impl Metadata {
             timestamp_ms: at.time_ms,
         };
         self.validate_partition(&mut partition)?;
-        let record = records::partition(&partition);
-        self.partitions.insert(key, partition);
-        self.record(at, "PartitionRecord", record.clone());
-        answer(true, record)
+        self.record(at, ChangeRecord::Partition(partition.clone()));
+        self.partitions.insert(key, partition.clone());
+        answer(true, Record::Partition(partition))
     }
 
     fn change_partition(&mut self, at: At, c: &ChangePartition) -> Outcome {
@@ -422,10 +435,9 @@ impl Metadata {
         partition.partition_epoch += 1;
         partition.offset = at.index;
         partition.timestamp_ms = at.time_ms;
-        let record = records::partition(&partition);
-        self.partitions.insert(key, partition);
-        self.record(at, "PartitionChangeRecord", record.clone());
-        answer(false, record)
+        self.record(at, ChangeRecord::PartitionChange(partition.clone()));
+        self.partitions.insert(key, partition.clone());
+        answer(false, Record::Partition(partition))
     }
 
     fn delete_partition(&mut self, at: At, d: &DeletePartition) -> Outcome {
@@ -452,13 +464,12 @@ impl Metadata {
         let Some(partition) = self.partitions.remove(&key) else {
             return Err(self.missing_partition(&d.topic_uuid, d.partition_id));
         };
-        let record = records::partition(&partition);
-        self.record(
-            at,
-            "RemovePartitionRecord",
-            json!({"topicUUID": partition.topic_uuid, "partitionId": partition.partition_id}),
-        );
-        answer(false, record)
+        let change = ChangeRecord::RemovePartition {
+            topic_uuid: partition.topic_uuid.clone(),
+            partition_id: partition.partition_id,
+        };
+        self.record(at, change);
+        answer(false, Record::Partition(partition))
     }
 
     fn missing_partition(&self, topic_uuid: &str, partition_id: u32) -> MetaError {
@@ -551,10 +562,9 @@ impl Metadata {
             timestamp_ms: at.time_ms,
         };
         self.next_producer_id += 1;
-        let record = records::producer(&producer);
+        self.record(at, ChangeRecord::ProducerIds(producer));
         self.producers.push(producer);
-        self.record(at, "ProducerIdsRecord", record.clone());
-        answer(true, record)
+        answer(true, Record::Producer(producer))
     }
 
     // ---- reading --------------------------------------------------------------------------
@@ -607,56 +617,9 @@ impl Metadata {
         &self.history
     }
 
-    /// The whole image as JSON: what a snapshot-mode metadata fetch carries.
-    pub fn image_json(&self, view: View) -> Value {
-        let mut image = json!({
-            "brokers": self.brokers.values().map(records::broker).collect::<Vec<_>>(),
-            "topics": self.topics().into_iter().map(records::topic).collect::<Vec<_>>(),
-            "partitions": self.partitions.values().map(records::partition).collect::<Vec<_>>(),
-        });
-        if view == View::Broker {
-            image["producers"] = self.producers.iter().map(records::producer).collect();
-            image["nextProducerId"] = json!(self.next_producer_id);
-        }
-        image
-    }
-
-    /// The YAKt fetch rule: the changes since `since` if the history covers them (a delta),
-    /// else the whole image (a snapshot). `current` is the replica's applied index;
-    /// `window_start_ms` is the oldest change time still counted as recent.
-    pub fn fetch(
-        &self,
-        since: Since,
-        view: View,
-        current: Index,
-        clock_ms: u64,
-        window_start_ms: u64,
-    ) -> Value {
-        match self.history.changes_since(since, view, current, window_start_ms) {
-            Some(records) => json!({
-                "mode": "delta",
-                "records": records,
-                "offset": current,
-                "timestamp": clock_ms,
-            }),
-            None => {
-                let mut image = self.image_json(view);
-                image["mode"] = json!("snapshot");
-                image["offset"] = json!(current);
-                image["timestamp"] = json!(clock_ms);
-                image
-            }
-        }
-    }
-
-    fn record(&mut self, at: At, name: &str, fields: Value) {
-        self.history.push(Envelope {
-            kind: "metadata".into(),
-            name: name.into(),
-            fields,
-            timestamp: at.time_ms,
-            offset: at.index,
-        });
+    /// Appends an applied change to the history.
+    fn record(&mut self, at: At, record: ChangeRecord) {
+        self.history.push(Change { offset: at.index, timestamp_ms: at.time_ms, record });
     }
 
     // ---- snapshots ----------------------------------------------------------------------
@@ -753,13 +716,4 @@ fn check_broker_id(broker_id: i64) -> Result<(), MetaError> {
         return Err(invalid("brokerId", format!("brokerId must be 0 or more, not {broker_id}")));
     }
     Ok(())
-}
-
-/// Parses the `view` of a fetch.
-pub fn parse_view(text: &str) -> Option<View> {
-    match text {
-        "broker" => Some(View::Broker),
-        "client" => Some(View::Client),
-        _ => None,
-    }
 }

@@ -3,12 +3,12 @@
 use prost::Message as _;
 use raftmq_proto::client::command::Kind;
 use raftmq_proto::client::command_result::Outcome;
+use raftmq_proto::client::metadata_result::Record;
 use raftmq_proto::client::{
-    AllocateProducerId, BrokerHeartbeat, BrokerIds, ChangeBroker, ChangePartition, Command,
-    CommandResult, CreatePartition, CreateTopic, DeletePartition, DeleteTopic, ErrorCode,
-    FenceBrokers, PutMessage, RegisterBroker, UnregisterBroker,
+    AllocateProducerId, BrokerHeartbeat, BrokerIds, BrokerRecord, ChangeBroker, ChangePartition,
+    Command, CommandResult, CreatePartition, CreateTopic, DeletePartition, DeleteTopic, ErrorCode,
+    FenceBrokers, PartitionRecord, ProducerIdsRecord, PutMessage, RegisterBroker, UnregisterBroker,
 };
-use serde_json::Value;
 
 use super::history::{Since, View};
 use crate::StateMachine;
@@ -35,14 +35,33 @@ impl Harness {
     }
 
     /// The record of a successful command.
-    fn ok(&mut self, kind: Kind) -> Value {
+    fn ok(&mut self, kind: Kind) -> Record {
         let result = self.apply(kind);
         match result.outcome {
-            Some(Outcome::MetadataJson(json)) => {
-                let value: Value = serde_json::from_str(&json).expect("results are JSON");
-                value["record"].clone()
-            }
+            Some(Outcome::Metadata(result)) => result.record.expect("a result has a record"),
             other => panic!("expected a metadata result, got {other:?}"),
+        }
+    }
+
+    /// The broker record a successful command answered.
+    fn broker(&mut self, kind: Kind) -> BrokerRecord {
+        match self.ok(kind) {
+            Record::Broker(broker) => broker,
+            other => panic!("expected a broker, got {other:?}"),
+        }
+    }
+
+    fn partition(&mut self, kind: Kind) -> PartitionRecord {
+        match self.ok(kind) {
+            Record::Partition(partition) => partition,
+            other => panic!("expected a partition, got {other:?}"),
+        }
+    }
+
+    fn producer(&mut self, kind: Kind) -> ProducerIdsRecord {
+        match self.ok(kind) {
+            Record::Producer(producer) => producer,
+            other => panic!("expected a producer id, got {other:?}"),
         }
     }
 
@@ -54,8 +73,8 @@ impl Harness {
         }
     }
 
-    fn register(&mut self, id: i64) -> Value {
-        self.ok(Kind::RegisterBroker(RegisterBroker {
+    fn register(&mut self, id: i64) -> BrokerRecord {
+        self.broker(Kind::RegisterBroker(RegisterBroker {
             broker_id: id,
             broker_host: "127.0.0.1".into(),
             broker_port: format!("{}", 8000 + id),
@@ -85,13 +104,14 @@ fn partition(topic: &str, id: u32, replicas: &[i64], isr: &[i64], leader: &str) 
 fn registering_a_broker_twice_returns_the_same_uuid() {
     let mut h = Harness::new();
     let first = h.register(5);
-    assert_eq!(first["brokerStatus"], "ALIVE");
-    assert_eq!(first["epoch"], 0);
-    assert_eq!(first["offset"], 1);
-    assert_eq!(first["timestamp"], 1_000);
+    assert_eq!(first.broker_status, "ALIVE");
+    assert_eq!(first.epoch, 0);
+    assert_eq!(first.offset, 1);
+    assert_eq!(first.timestamp_ms, 1_000);
+    assert_eq!(first.last_heartbeat_ms, 0, "results leave the heartbeat time out");
     let again = h.register(5);
-    assert_eq!(again["internalUUID"], first["internalUUID"]);
-    assert_ne!(h.register(6)["internalUUID"], first["internalUUID"]);
+    assert_eq!(again.internal_uuid, first.internal_uuid);
+    assert_ne!(h.register(6).internal_uuid, first.internal_uuid);
     assert_eq!(h.sm.metadata().brokers().count(), 2);
 }
 
@@ -99,30 +119,27 @@ fn registering_a_broker_twice_returns_the_same_uuid() {
 fn changes_merge_and_bump_the_epoch_unregister_closes() {
     let mut h = Harness::new();
     h.register(1);
-    let changed = h.ok(Kind::ChangeBroker(ChangeBroker {
+    let changed = h.broker(Kind::ChangeBroker(ChangeBroker {
         broker_id: 1,
         broker_port: Some("9999".into()),
         ..Default::default()
     }));
-    assert_eq!(
-        (changed["brokerPort"].as_str(), changed["brokerHost"].as_str()),
-        (Some("9999"), Some("127.0.0.1"))
-    );
-    assert_eq!(changed["epoch"], 1);
+    assert_eq!((changed.broker_port.as_str(), changed.broker_host.as_str()), ("9999", "127.0.0.1"));
+    assert_eq!(changed.epoch, 1);
     let bad =
         ChangeBroker { broker_id: 1, broker_status: Some("DEAD".into()), ..Default::default() };
     assert_eq!(h.refused(Kind::ChangeBroker(bad)), (ErrorCode::Invalid, "brokerStatus".into()));
     let missing = ChangeBroker { broker_id: 7, ..Default::default() };
     assert_eq!(h.refused(Kind::ChangeBroker(missing)), (ErrorCode::NotFound, "brokerId".into()));
-    let closed = h.ok(Kind::UnregisterBroker(UnregisterBroker { broker_id: 1 }));
-    assert_eq!(closed["brokerStatus"], "CLOSED");
+    let closed = h.broker(Kind::UnregisterBroker(UnregisterBroker { broker_id: 1 }));
+    assert_eq!(closed.broker_status, "CLOSED");
     assert!(h.sm.metadata().broker(1).is_some(), "a closed broker stays in the image");
 }
 
 #[test]
 fn partition_rules() {
     let mut h = Harness::new();
-    let b1 = h.register(1)["internalUUID"].as_str().unwrap().to_string();
+    let b1 = h.register(1).internal_uuid;
     h.register(2);
     let topic = h.topic("orders");
     assert_eq!(
@@ -141,26 +158,23 @@ fn partition_rules() {
         h.refused(partition(&topic, 0, &[1, 2], &[2], &b1)),
         (ErrorCode::Invalid, "leader".into())
     );
-    let created = h.ok(partition(&topic, 0, &[1, 2], &[1, 2], &b1));
-    assert_eq!(created["partitionEpoch"], 0);
-    assert_eq!(created["removingReplicas"], serde_json::json!([]));
+    let created = h.partition(partition(&topic, 0, &[1, 2], &[1, 2], &b1));
+    assert_eq!(created.partition_epoch, 0);
+    assert!(created.removing_replicas.is_empty());
     assert_eq!(
         h.refused(partition(&topic, 0, &[1], &[1], "")),
         (ErrorCode::Conflict, "partitionId".into())
     );
     // A leader given by broker id is stored as its uuid.
-    assert_eq!(h.ok(partition(&topic, 1, &[1], &[1], "1"))["leader"], b1.as_str());
+    assert_eq!(h.partition(partition(&topic, 1, &[1], &[1], "1")).leader, b1);
     let change = ChangePartition {
         topic_uuid: topic.clone(),
         partition_id: 0,
         isr: Some(BrokerIds { ids: vec![1] }),
         ..Default::default()
     };
-    let changed = h.ok(Kind::ChangePartition(change));
-    assert_eq!(
-        (changed["partitionEpoch"].as_u64(), changed["ISR"].clone()),
-        (Some(1), serde_json::json!([1]))
-    );
+    let changed = h.partition(Kind::ChangePartition(change));
+    assert_eq!((changed.partition_epoch, changed.isr), (1, vec![1]));
     assert_eq!(
         h.refused(Kind::DeletePartition(DeletePartition {
             topic_uuid: String::new(),
@@ -199,8 +213,7 @@ fn producer_ids_increase_and_stale_epochs_are_refused() {
     let ask = |broker_id, broker_epoch| {
         Kind::AllocateProducerId(AllocateProducerId { broker_id, broker_epoch })
     };
-    let ids: Vec<u64> =
-        (0..5).map(|i| h.ok(ask(1 + i % 2, 0))["producerId"].as_u64().unwrap()).collect();
+    let ids: Vec<u64> = (0..5).map(|i| h.producer(ask(1 + i % 2, 0)).producer_id).collect();
     assert_eq!(ids, [0, 1, 2, 3, 4]);
     h.ok(Kind::ChangeBroker(ChangeBroker {
         broker_id: 1,
@@ -209,7 +222,7 @@ fn producer_ids_increase_and_stale_epochs_are_refused() {
     }));
     assert_eq!(h.refused(ask(1, 0)), (ErrorCode::Conflict, "brokerEpoch".into()));
     assert_eq!(h.refused(ask(9, 0)), (ErrorCode::NotFound, "brokerId".into()));
-    assert_eq!(h.ok(ask(1, 1))["producerId"], 5);
+    assert_eq!(h.producer(ask(1, 1)).producer_id, 5);
 }
 
 #[test]
@@ -220,8 +233,8 @@ fn fencing_and_heartbeats() {
     h.apply(Kind::FenceBrokers(FenceBrokers { broker_ids: vec![1, 3], fenced: true }));
     assert_eq!(h.sm.metadata().broker(1).unwrap().broker_status, "FENCED");
     assert_eq!(h.sm.metadata().broker(2).unwrap().broker_status, "ALIVE");
-    let back = h.ok(Kind::BrokerHeartbeat(BrokerHeartbeat { broker_id: 1 }));
-    assert_eq!(back["brokerStatus"], "ALIVE");
+    let back = h.broker(Kind::BrokerHeartbeat(BrokerHeartbeat { broker_id: 1 }));
+    assert_eq!(back.broker_status, "ALIVE");
 }
 
 #[test]
@@ -230,19 +243,18 @@ fn fetch_gives_deltas_then_snapshots() {
     h.register(1);
     h.topic("t");
     h.ok(Kind::AllocateProducerId(AllocateProducerId { broker_id: 1, broker_epoch: 0 }));
-    let metadata = h.sm.metadata();
-    let delta = metadata.fetch(Since::Offset(1), View::Broker, 3, 3_000, 0);
-    assert_eq!(delta["mode"], "delta");
-    let names: Vec<&str> =
-        delta["records"].as_array().unwrap().iter().map(|r| r["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["TopicRecord", "ProducerIdsRecord"]);
-    let client = metadata.fetch(Since::Offset(1), View::Client, 3, 3_000, 0);
-    assert_eq!(client["records"].as_array().unwrap().len(), 1);
-    // Too old for the window: a snapshot, and the client view has no producers.
-    let old = metadata.fetch(Since::Offset(1), View::Client, 3, 3_000, 2_500);
-    assert_eq!(old["mode"], "snapshot");
-    assert_eq!(old["brokers"].as_array().unwrap().len(), 1);
-    assert!(old.get("producers").is_none());
+    let history = h.sm.metadata().history();
+    let names = |since, view, window_start| {
+        let changes = history.changes_since(since, view, 3, window_start);
+        changes.map(|changes| changes.iter().map(|c| c.record.name()).collect::<Vec<_>>())
+    };
+    assert_eq!(
+        names(Since::Offset(1), View::Broker, 0),
+        Some(vec!["TopicRecord", "ProducerIdsRecord"])
+    );
+    assert_eq!(names(Since::Offset(1), View::Client, 0), Some(vec!["TopicRecord"]));
+    // Too old for the window: no delta (the fetch answers the whole image).
+    assert_eq!(names(Since::Offset(1), View::Client, 2_500), None);
 }
 
 #[test]
@@ -256,12 +268,16 @@ fn the_image_survives_a_snapshot() {
     h.ok(Kind::UnregisterBroker(UnregisterBroker { broker_id: 2 }));
     let restored = StateMachine::restore(&h.sm.snapshot(), u64::MAX).expect("restores");
     assert_eq!(restored.digest(), h.sm.digest());
-    let view = |sm: &StateMachine| sm.metadata().image_json(View::Broker);
-    assert_eq!(view(&restored), view(&h.sm));
+    let image = |sm: &StateMachine| {
+        let mut snapshot = raftmq_proto::client::StateSnapshot::default();
+        sm.metadata().to_proto(&mut snapshot);
+        snapshot
+    };
+    assert_eq!(image(&restored), image(&h.sm));
     assert_eq!(restored.metadata().next_producer_id(), 1);
     // The restored history starts at the snapshot: older fetches get the image.
-    let fetch = restored.metadata().fetch(Since::Offset(2), View::Broker, h.index, 0, 0);
-    assert_eq!(fetch["mode"], "snapshot");
+    let history = restored.metadata().history();
+    assert_eq!(history.changes_since(Since::Offset(2), View::Broker, h.index, 0), None);
 }
 
 #[test]
@@ -303,7 +319,7 @@ fn bad_values_are_refused_naming_the_field_and_change_nothing() {
     }
     assert_eq!(h.sm.metadata().brokers().count(), 0);
     // A numeric string is a port; its canonical text is kept.
-    assert_eq!(h.ok(register_at(5, "h", "08005"))["brokerPort"], "8005");
+    assert_eq!(h.broker(register_at(5, "h", "08005")).broker_port, "8005");
     for name in ["   ", "a\0b", "tab\tname"] {
         let result = h.apply(Kind::CreateTopic(CreateTopic { name: name.into() }));
         match result.outcome {
@@ -326,7 +342,7 @@ fn bad_values_are_refused_naming_the_field_and_change_nothing() {
         (ErrorCode::Invalid, "leader".into())
     );
     assert_eq!(h.sm.metadata().partitions().count(), 0);
-    assert_eq!(h.ok(partition(&topic, 0, &[5], &[5], "5"))["partitionEpoch"], 0);
+    assert_eq!(h.partition(partition(&topic, 0, &[5], &[5], "5")).partition_epoch, 0);
 }
 
 #[test]
@@ -370,29 +386,26 @@ fn a_change_that_changes_nothing_is_refused_and_keeps_the_epoch() {
 #[test]
 fn re_registration_is_a_new_incarnation_or_a_retry_never_a_kept_or_blank_address() {
     let mut h = Harness::new();
-    let first = h.ok(register_at(5, "h", "8005"));
-    let uuid = first["internalUUID"].clone();
+    let first = h.broker(register_at(5, "h", "8005"));
+    let uuid = first.internal_uuid.clone();
     // The same address while ALIVE: a retry, nothing changes.
-    let again = h.ok(register_at(5, "h", "8005"));
-    assert_eq!(
-        (again["epoch"].as_u64(), again["offset"].clone()),
-        (Some(0), first["offset"].clone())
-    );
+    let again = h.broker(register_at(5, "h", "8005"));
+    assert_eq!((again.epoch, again.offset), (0, first.offset));
     // FENCED, then registered with a new port: it takes the port, epoch + 1, ALIVE.
     h.apply(Kind::FenceBrokers(FenceBrokers { broker_ids: vec![5], fenced: true }));
-    let back = h.ok(register_at(5, "h", "9005"));
+    let back = h.broker(register_at(5, "h", "9005"));
     assert_eq!(
-        (back["brokerPort"].as_str(), back["epoch"].as_u64(), back["brokerStatus"].as_str()),
-        (Some("9005"), Some(1), Some("ALIVE"))
+        (back.broker_port.as_str(), back.epoch, back.broker_status.as_str()),
+        ("9005", 1, "ALIVE")
     );
-    assert_eq!(back["internalUUID"], uuid);
+    assert_eq!(back.internal_uuid, uuid);
     // FENCED with the same address: a new incarnation too (it comes back ALIVE).
     h.apply(Kind::FenceBrokers(FenceBrokers { broker_ids: vec![5], fenced: true }));
-    let same = h.ok(register_at(5, "h", "9005"));
-    assert_eq!((same["epoch"].as_u64(), same["brokerStatus"].as_str()), (Some(2), Some("ALIVE")));
+    let same = h.broker(register_at(5, "h", "9005"));
+    assert_eq!((same.epoch, same.broker_status.as_str()), (2, "ALIVE"));
     // ALIVE with another address: a new incarnation.
-    let moved = h.ok(register_at(5, "h2", "9005"));
-    assert_eq!((moved["brokerHost"].as_str(), moved["epoch"].as_u64()), (Some("h2"), Some(3)));
+    let moved = h.broker(register_at(5, "h2", "9005"));
+    assert_eq!((moved.broker_host.as_str(), moved.epoch), ("h2", 3));
     // CLOSED, then registered without an address: refused, the address is kept.
     h.ok(Kind::UnregisterBroker(UnregisterBroker { broker_id: 5 }));
     assert_eq!(h.refused(register_at(5, "", "")), (ErrorCode::Invalid, "brokerHost".into()));
@@ -400,14 +413,10 @@ fn re_registration_is_a_new_incarnation_or_a_retry_never_a_kept_or_blank_address
     let closed = h.sm.metadata().broker(5).unwrap();
     assert_eq!((closed.broker_host.as_str(), closed.broker_port.as_str()), ("h2", "9005"));
     assert_eq!((closed.broker_status.as_str(), closed.epoch), ("CLOSED", 3));
-    let reopened = h.ok(register_at(5, "h3", "7005"));
+    let reopened = h.broker(register_at(5, "h3", "7005"));
     assert_eq!(
-        (
-            reopened["brokerHost"].as_str(),
-            reopened["epoch"].as_u64(),
-            reopened["brokerStatus"].as_str()
-        ),
-        (Some("h3"), Some(4), Some("ALIVE"))
+        (reopened.broker_host.as_str(), reopened.epoch, reopened.broker_status.as_str()),
+        ("h3", 4, "ALIVE")
     );
 }
 

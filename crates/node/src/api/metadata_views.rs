@@ -1,17 +1,22 @@
 //! The JSON form of the metadata records: the field names of the KRaft-style records the
-//! seeds use (`internalUUID`, `brokerId`, `ISR`, ...), shared by every API that shows them and
-//! by the change history, and described for the OpenAPI document.
+//! seeds use (`internalUUID`, `brokerId`, `ISR`, ...), shared by every API that shows them
+//! (`/v1`, PyRaft, YAKt, the metadata fetch), and described for the OpenAPI document.
 //!
-//! The image itself keeps the protobuf records (they are what snapshots hold); these views
-//! add nothing but names.
+//! The state machine keeps and answers the protobuf records (they are what snapshots and
+//! client sessions hold); these views add nothing but names. Every answer is built as a
+//! `serde_json::Value`, whose objects keep their keys sorted: that order is the wire format.
 
+use raftmq_proto::client::metadata_result::Record;
 use raftmq_proto::client::{BrokerRecord, PartitionRecord, ProducerIdsRecord, TopicRecord};
+use raftmq_raft::Index;
+use raftmq_state::metadata::history::{Change, ChangeRecord, View};
+use raftmq_state::metadata::Metadata;
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{json, Value};
 use utoipa::ToSchema;
 
 /// A broker's registration (`RegisterBrokerRecord`, after every change applied).
-#[derive(Clone, Debug, Serialize, ToSchema)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct BrokerView {
     /// Set by the server at registration.
@@ -33,7 +38,7 @@ pub struct BrokerView {
 }
 
 /// A topic (`TopicRecord`); its FIFO queue is the one the RRMQ routes use.
-#[derive(Clone, Debug, Serialize, ToSchema)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TopicView {
     #[serde(rename = "topicUUID")]
@@ -44,7 +49,7 @@ pub struct TopicView {
 }
 
 /// A partition of a topic (`PartitionRecord`).
-#[derive(Clone, Debug, Serialize, ToSchema)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PartitionView {
     pub partition_id: u32,
@@ -64,7 +69,7 @@ pub struct PartitionView {
 }
 
 /// A producer id handed out to a broker (`ProducerIdsRecord`).
-#[derive(Clone, Debug, Serialize, ToSchema)]
+#[derive(Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProducerView {
     pub broker_id: i64,
@@ -75,13 +80,13 @@ pub struct ProducerView {
 }
 
 /// One applied metadata change, as metadata fetches deliver it.
-#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
+#[derive(Serialize, ToSchema)]
 pub struct Envelope {
     /// Always `"metadata"`.
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: &'static str,
     /// The record's name, e.g. `RegisterBrokerRecord`, `PartitionChangeRecord`.
-    pub name: String,
+    pub name: &'static str,
     /// The record's fields.
     #[schema(value_type = Object)]
     pub fields: Value,
@@ -149,7 +154,7 @@ impl From<&ProducerIdsRecord> for ProducerView {
 }
 
 /// Serializes a view; views are plain data, so this cannot fail.
-pub fn to_json<T: Serialize>(view: &T) -> Value {
+fn to_json<T: Serialize>(view: &T) -> Value {
     serde_json::to_value(view).expect("invariant: metadata views serialize (plain data, str keys)")
 }
 
@@ -167,4 +172,88 @@ pub fn partition(p: &PartitionRecord) -> Value {
 
 pub fn producer(p: &ProducerIdsRecord) -> Value {
     to_json(&ProducerView::from(p))
+}
+
+/// The record a metadata command answered; a fencing answers `{"changed": [ids]}`.
+pub fn record(record: &Record) -> Value {
+    match record {
+        Record::Broker(b) => broker(b),
+        Record::Topic(t) => topic(t),
+        Record::Partition(p) => partition(p),
+        Record::Producer(p) => producer(p),
+        Record::ChangedBrokers(ids) => json!({"changed": ids.ids}),
+    }
+}
+
+/// A change of the history as fetches deliver it: a removal names what it removed, any other
+/// change carries the record as it stood after it.
+pub fn change(change: &Change) -> Value {
+    let fields = match &change.record {
+        ChangeRecord::RegisterBroker(b)
+        | ChangeRecord::RegistrationChangeBroker(b)
+        | ChangeRecord::UnregisterBroker(b)
+        | ChangeRecord::FenceBroker(b)
+        | ChangeRecord::UnfenceBroker(b) => broker(b),
+        ChangeRecord::RemoveBroker { broker_id, internal_uuid } => {
+            json!({"brokerId": broker_id, "internalUUID": internal_uuid})
+        }
+        ChangeRecord::Topic(t) => topic(t),
+        ChangeRecord::RemoveTopic { topic_uuid, name } => {
+            json!({"topicUUID": topic_uuid, "name": name})
+        }
+        ChangeRecord::Partition(p) | ChangeRecord::PartitionChange(p) => partition(p),
+        ChangeRecord::RemovePartition { topic_uuid, partition_id } => {
+            json!({"topicUUID": topic_uuid, "partitionId": partition_id})
+        }
+        ChangeRecord::ProducerIds(p) => producer(p),
+    };
+    to_json(&Envelope {
+        kind: "metadata",
+        name: change.record.name(),
+        fields,
+        timestamp: change.timestamp_ms,
+        offset: change.offset,
+    })
+}
+
+/// The whole image: brokers, topics and partitions, and for a broker's view the producer ids
+/// and the next one (PyRaft's `/metadata_fetch_client/`, a snapshot-mode fetch).
+pub fn image(metadata: &Metadata, view: View) -> Value {
+    let mut image = json!({
+        "brokers": metadata.brokers().map(broker).collect::<Vec<_>>(),
+        "topics": metadata.topics().into_iter().map(topic).collect::<Vec<_>>(),
+        "partitions": metadata.partitions().map(partition).collect::<Vec<_>>(),
+    });
+    if view == View::Broker {
+        image["producers"] = metadata.producers().iter().map(producer).collect();
+        image["nextProducerId"] = json!(metadata.next_producer_id());
+    }
+    image
+}
+
+/// A fetch's answer (docs/metadata.md): `{"mode": "delta", "records"}` with the `changes`
+/// since the fetch's offset if the history had them all, else `{"mode": "snapshot"}` with the
+/// whole image; either way the replica's applied index as `offset` and its log clock as
+/// `timestamp`.
+pub fn fetched(
+    metadata: &Metadata,
+    changes: Option<Vec<&Change>>,
+    view: View,
+    offset: Index,
+    clock_ms: u64,
+) -> Value {
+    let mut answer = match changes {
+        Some(changes) => json!({
+            "mode": "delta",
+            "records": changes.into_iter().map(change).collect::<Vec<_>>(),
+        }),
+        None => {
+            let mut image = image(metadata, view);
+            image["mode"] = json!("snapshot");
+            image
+        }
+    };
+    answer["offset"] = json!(offset);
+    answer["timestamp"] = json!(clock_ms);
+    answer
 }
