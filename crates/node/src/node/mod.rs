@@ -9,6 +9,7 @@
 
 pub mod announce;
 pub mod driver;
+pub mod durability;
 pub mod error;
 pub mod join;
 pub mod status;
@@ -168,8 +169,7 @@ pub fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         pending: HashMap::new(),
         reads: HashMap::new(),
         next_read_ctx: 0,
-        wal_outstanding: 0,
-        unsynced: None,
+        durability: durability::DurabilityPolicy::new(config.defer_leader_sync),
         snapshot_in_progress: false,
         ticks: 0,
         // A node that starts by joining is not a member until it is added; any other node
