@@ -49,7 +49,7 @@ impl Client for ClientService {
             timestamp_ms: 0,
             kind: Some(Kind::Operation(Operation { operation: request.operation })),
         };
-        let applied = self.node.execute(command).await.map_err(grpc_status)?;
+        let applied = self.node.propose(command).await.map_err(grpc_status)?;
         // A stale sequence number is refused by the state machine, not by
         // Raft: the entry committed but did nothing.
         if let Some(Outcome::Error(error)) = &applied.result.outcome {
