@@ -280,7 +280,7 @@ impl NodeHandle {
         F: Future<Output = Result<T, NodeError>>,
     {
         loop {
-            if self.status().removed {
+            if self.status().is_removed() {
                 return Err(self.removed_error());
             }
             let leader = self.wait_for_leader(deadline).await?;

@@ -20,7 +20,7 @@ use tokio::time::MissedTickBehavior;
 
 use super::durability::{DurabilityPolicy, Plan, Standing, Writes};
 use super::error::NodeError;
-use super::status::{MemberProgress, NodeStatus};
+use super::status::{MemberProgress, NodeRole, NodeStatus};
 use super::wal_writer::{WalDone, WalRequest, WalWriter, WriteBatch};
 use crate::config::{now_ms, NodeConfig};
 use crate::events::EventLog;
@@ -537,8 +537,10 @@ impl Driver {
         let has_voters = !raft.membership().voters.is_empty();
         let status = NodeStatus {
             node_id: raft.id(),
-            role: raft.role(),
-            removed: super::status::is_removed(in_membership, self.was_member, has_voters),
+            role: NodeRole::of(
+                raft.role(),
+                super::status::is_removed(in_membership, self.was_member, has_voters),
+            ),
             term: raft.term(),
             leader_id: raft.leader(),
             commit_index: raft.commit_index(),
