@@ -582,3 +582,7 @@ pub fn peer_addresses(
     addrs.remove(&config.id);
     addrs
 }
+
+#[cfg(test)]
+#[path = "driver_tests.rs"]
+mod tests;

@@ -11,7 +11,7 @@ use prost::Message as _;
 use raftmq_proto::client::MemberInfo;
 use raftmq_raft::{InitialState, NodeId, Raft};
 use raftmq_state::StateMachine;
-use raftmq_storage::{Identity, Storage, StorageOptions};
+use raftmq_storage::{FileLayer, Identity, StdFiles, Storage, StorageOptions};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
@@ -29,10 +29,15 @@ use crate::transport::Transport;
 /// Opens storage, restores state and starts the driver and the WAL writer.
 /// The servers (gRPC, REST) are started by [`crate::server::serve`].
 pub fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
+    start_with(config, Arc::new(StdFiles))
+}
+
+/// `start`, writing WAL segments through `files` (the driver's tests hold its fsyncs).
+pub fn start_with(config: NodeConfig, files: Arc<dyn FileLayer>) -> anyhow::Result<NodeHandle> {
     let cluster_id = config.cluster_id();
     let identity = Identity { node_id: config.id, cluster_id: cluster_id.clone() };
     let options = StorageOptions { sync: config.fsync, segment_bytes: config.segment_bytes };
-    let (storage, recovered) = Storage::open(&config.data_dir, &identity, options)
+    let (storage, recovered) = Storage::open_with(files, &config.data_dir, &identity, options)
         .with_context(|| format!("cannot open the data dir {}", config.data_dir.display()))?;
     let ttl = config.session_ttl.as_millis() as u64;
     let sm = match &recovered.snapshot {
