@@ -5,7 +5,7 @@
 //! otherwise forwarded; linearizable reads ask the leader for a read index and then read
 //! locally. The files, each with one job:
 //!
-//! - [`start`]: startup wiring — storage, the state machine, the core, the driver task, the
+//! - [`start`](mod@start): startup wiring — storage, the state machine, the core, the driver task, the
 //!   WAL writer thread, the transport;
 //! - [`driver`]: the one task that owns the core and carries out each `Ready` in order;
 //! - [`durability`]: when writes are fsynced and may be called durable (the leader's
