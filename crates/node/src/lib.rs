@@ -1,19 +1,23 @@
-//! raftmq: a Raft-replicated metadata quorum and message queue.
+//! raftmq-node: a raftmq node — the runtime around the Raft core and its front-ends.
 //!
-//! The consensus core is the `raftmq-raft` crate and the durable log is
-//! `raftmq-storage`; this crate turns them into a node:
+//! The consensus core is `raftmq-raft`, the durable log `raftmq-storage`, the replicated
+//! state machine `raftmq-state`; this crate turns them into a node. Imports run one way:
+//! front-ends use the command layer, the node uses the transport, the transport uses neither.
 //!
-//! - [`node`]: the driver task that owns the core, the WAL writer thread, and
-//!   the [`node::NodeHandle`] the APIs use (forwarding to the leader,
-//!   linearizable reads);
-//! - [`transport`]: Raft messages between nodes over gRPC;
-//! - [`state_machine`]: topics with FIFO queues, client sessions, members;
-//! - [`api`]: the REST API (RRMQ routes and `/v1`);
-//! - [`client_service`]: the public gRPC service;
-//! - [`replicator`]: the paired replicator process that follows a node's
-//!   committed log and executes its operations;
-//! - [`chaos`]: the Jepsen-style safety test (`raftmq chaos`);
-//! - [`cli`]: the `raftmq` command.
+//! - [`node`]: the runtime — startup, the driver task that owns the core, the durability
+//!   policy, the WAL writer thread — and the command layer every front-end uses (propose,
+//!   read, membership, status, wherever the leader is);
+//! - [`transport`]: Raft messages between nodes over gRPC, and the internal service peers
+//!   call (it serves the node through a trait it defines);
+//! - [`codec`]: the core's messages and membership changes to and from protobuf;
+//! - [`api`]: the REST front-end (RRMQ routes, `/v1`, the PyRaft and YAKt metadata dialects);
+//! - [`client_service`]: the public gRPC front-end (submit, status, the committed log);
+//! - [`metadata_fencing`]: the leader's broker fencing (KRaft's session timeout);
+//! - [`replicator`]: the paired replicator process that follows a node's committed log and
+//!   executes its operations;
+//! - [`server`]: binds the ports and serves a node (gRPC and REST) until it stops;
+//! - [`config`]: a node's configuration; [`events`]: its event log; [`ports`]: free ports
+//!   for tests and local clusters.
 
 pub mod api;
 pub mod client_service;

@@ -110,7 +110,7 @@ impl Fencing {
         };
         if due {
             let kind = Kind::BrokerHeartbeat(BrokerHeartbeat { broker_id });
-            let applied = node.execute(command(kind)).await?;
+            let applied = node.propose(command(kind)).await?;
             // The caller answers from this replica, which may be a follower
             // that has not applied the entry yet (the leader applied it):
             // wait for it, so the broker reads its own heartbeat (ALIVE).
@@ -161,7 +161,7 @@ impl Fencing {
         }
         tracing::info!(node = node.id(), brokers = ?expired, "fencing brokers: no heartbeat within the session timeout");
         let kind = Kind::FenceBrokers(FenceBrokers { broker_ids: expired, fenced: true });
-        if let Err(e) = node.propose_local(command(kind)).await {
+        if let Err(e) = node.propose_here(command(kind), node.deadline()).await {
             tracing::debug!(node = node.id(), "fencing not applied: {e}");
         }
     }

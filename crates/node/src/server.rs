@@ -13,6 +13,7 @@ use tokio::sync::Semaphore;
 use tonic::transport::server::TcpIncoming;
 
 use crate::config::NodeConfig;
+use crate::metadata_fencing::Fencing;
 use crate::node::{self, NodeHandle};
 use crate::transport::server::RaftServer;
 
@@ -77,7 +78,10 @@ pub async fn serve(
         .add_service(raft_service)
         .add_service(crate::client_service::service(node.clone()))
         .serve_with_incoming(incoming);
-    let rest = serve_rest(client_listener, crate::api::router(node.clone()));
+    // The leader's broker fencing runs as long as the node (the REST routes share its table).
+    let fencing = Fencing::new(node.config().broker_session_timeout);
+    fencing.spawn(node.clone());
+    let rest = serve_rest(client_listener, crate::api::router(node.clone(), fencing));
     let id = node.id();
     tokio::select! {
         result = grpc => result.context("the gRPC server failed")?,

@@ -210,7 +210,7 @@ async fn admit(node: &NodeHandle, limit: usize, request: Request) -> Result<Admi
     let (mut parts, body) = request.into_parts();
     let path = parts.uri.path().to_string();
     let fail = |status, reason: String| ApiError::for_path(&path, status, reason).into_response();
-    if node.status().removed && !describes_the_node(&parts.method, &path) {
+    if node.status().is_removed() && !describes_the_node(&parts.method, &path) {
         return Err(fail(StatusCode::GONE, node.removed_error().to_string()));
     }
     let target = parts.uri.path_and_query().map_or(0, |pq| pq.as_str().len());

@@ -119,8 +119,7 @@ pub async fn add(
         stay_learner,
     };
     let change = ConfChange { kind, node: body.node_id, context: info.encode_to_vec().into() };
-    let applied =
-        node.change_membership_anywhere(change).await.map_err(|e| ApiError::v1_node(&e))?;
+    let applied = node.change_membership(change).await.map_err(|e| ApiError::v1_node(&e))?;
     Ok((StatusCode::CREATED, Json(json!({"node_id": info.node_id, "index": applied.index}))))
 }
 
@@ -163,7 +162,7 @@ pub async fn transfer_leader(State(node): State<NodeHandle>, Path(id): Path<Node
     if !node.status().voters.contains(&id) {
         return Err(ApiError::v1(StatusCode::BAD_REQUEST, format!("node {id} is not a voter")));
     }
-    node.transfer_leader_anywhere(Some(id)).await.map_err(|e| ApiError::v1_node(&e))?;
+    node.transfer_leader(Some(id)).await.map_err(|e| ApiError::v1_node(&e))?;
     Ok((StatusCode::ACCEPTED, Json(json!({"transferring_to": id}))))
 }
 

@@ -1,8 +1,10 @@
 //! The route table of the metadata API: `/v1` (brokers, topics, partitions, producers,
 //! metadata), PyRaft's and YAKt's routes, `/openapi.json` and `/docs`. A dialect's route that
 //! is another's command with the same wire format is served by that route's handler (and
-//! documented as it: `openapi::ALIASES`). It also starts the
-//! node's broker fencing (`metadata_fencing`), whose heartbeat table the routes share.
+//! documented as it: `openapi::ALIASES`). The routes share the node's broker fencing
+//! (`metadata_fencing`), whose loop the server starts with the node.
+
+use std::sync::Arc;
 
 use axum::routing::{delete, get, post};
 use axum::{Extension, Router};
@@ -11,9 +13,7 @@ use super::{metadata_fetch, openapi, pyraft, v1_metadata as v1, yakt};
 use crate::metadata_fencing::Fencing;
 use crate::node::NodeHandle;
 
-pub fn routes(node: &NodeHandle) -> Router<NodeHandle> {
-    let fencing = Fencing::new(node.config().broker_session_timeout);
-    fencing.spawn(node.clone());
+pub fn routes(fencing: Arc<Fencing>) -> Router<NodeHandle> {
     Router::new()
         .route("/v1/brokers", post(v1::register_broker).get(v1::list_brokers))
         .route(

@@ -26,6 +26,8 @@ mod v1;
 mod v1_metadata;
 mod yakt;
 
+use std::sync::Arc;
+
 use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use axum::routing::{get, put};
@@ -33,9 +35,10 @@ use axum::Router;
 
 pub use errors::ApiError;
 
+use crate::metadata_fencing::Fencing;
 use crate::node::NodeHandle;
 
-pub fn router(node: NodeHandle) -> Router {
+pub fn router(node: NodeHandle, fencing: Arc<Fencing>) -> Router {
     let limit = node.config().max_body_bytes;
     let routes = Router::new()
         .route("/", get(rrmq::root))
@@ -48,7 +51,7 @@ pub fn router(node: NodeHandle) -> Router {
         .route("/v1/members", get(members::list).post(members::add))
         .route("/v1/members/{id}", axum::routing::delete(members::remove))
         .route("/v1/members/{id}/transfer-leader", axum::routing::post(members::transfer_leader))
-        .merge(metadata_routes::routes(&node))
+        .merge(metadata_routes::routes(fencing))
         .fallback(errors::not_found)
         .layer(DefaultBodyLimit::max(limit))
         .with_state(node.clone());

@@ -51,7 +51,7 @@ use crate::node::NodeHandle;
         views::Envelope, metadata_common::ErrorBody,
         rrmq::TopicBody, rrmq::MessageBody, rrmq::RrmqOk, rrmq::RootAnswer, rrmq::StatusAnswer,
         errors::RrmqFailure, errors::V1Error, members::AddMember,
-        crate::node::status::NodeStatusView, crate::node::status::MemberProgress,
+        crate::node::status::NodeStatus, crate::node::status::NodeRole, crate::node::status::MemberProgress,
     )),
     tags(
         (name = "rrmq", description = "The RRMQ message-queue routes (docs/rrmq.md)"),

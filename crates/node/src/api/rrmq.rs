@@ -288,7 +288,7 @@ pub async fn execute(
         return Err(ApiError::rrmq_reason(StatusCode::BAD_REQUEST, reason));
     }
     let command = Command { client_id, seq, timestamp_ms: 0, kind: Some(kind) };
-    node.execute(command).await.map_err(|e| ApiError::from_node(&e))
+    node.propose(command).await.map_err(|e| ApiError::from_node(&e))
 }
 
 fn header(headers: &HeaderMap, name: &str) -> Option<String> {

@@ -7,8 +7,7 @@ use utoipa::IntoParams;
 
 use super::errors::V1Error;
 use crate::events::EventRecord;
-use crate::node::status::NodeStatusView;
-use crate::node::NodeHandle;
+use crate::node::{NodeHandle, NodeStatus};
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -34,8 +33,8 @@ pub async fn events(
 /// Everything `/status` says and more: membership and, on the leader, each
 /// member's progress.
 #[utoipa::path(get, path = "/v1/status", tag = "node",
-    responses((status = 200, description = "This node's status", body = NodeStatusView),
+    responses((status = 200, description = "This node's status", body = NodeStatus),
         (status = 405, description = "Another method", body = V1Error)))]
-pub async fn status(State(node): State<NodeHandle>) -> Json<NodeStatusView> {
-    Json(node.status().view())
+pub async fn status(State(node): State<NodeHandle>) -> Json<NodeStatus> {
+    Json(node.status())
 }

@@ -232,11 +232,11 @@ mod tests {
     async fn streams_committed_entries_then_new_ones_as_they_commit() {
         let dir = tempfile::tempdir().expect("a temp dir");
         let node = lone_node(dir.path());
-        let first = node.execute(operation("a")).await.expect("committed");
+        let first = node.propose(operation("a")).await.expect("committed");
         let mut stream = open(node.clone(), first.index, StreamLimits::default());
         let record = stream.next().await.expect("a record").expect("not an error");
         assert_eq!(record.index, first.index);
-        let later = node.execute(operation("b")).await.expect("committed");
+        let later = node.propose(operation("b")).await.expect("committed");
         let record = stream.next().await.expect("a record").expect("not an error");
         assert_eq!((record.index, record.term), (later.index, later.term));
         let Some(log_record::Kind::Command(command)) = record.kind else { panic!("{record:?}") };
@@ -249,7 +249,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("a temp dir");
         let node = lone_node(dir.path());
         for text in ["a", "b", "c", "d"] {
-            node.execute(operation(text)).await.expect("committed");
+            node.propose(operation(text)).await.expect("committed");
         }
         let limits = StreamLimits { buffer: 2, stall: Duration::from_millis(100) };
         let mut stream = open(node.clone(), 1, limits);

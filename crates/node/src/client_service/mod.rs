@@ -12,9 +12,9 @@ use raftmq_proto::client::{
     Command, LogRecord, MemberInfo, Operation, ReplicateLogRequest, Role as ProtoRole, StatusReply,
     StatusRequest, SubmitReply, SubmitRequest,
 };
-use raftmq_raft::Role;
 use tonic::{Request, Response, Status};
 
+use crate::node::status::NodeRole;
 use crate::node::{NodeError, NodeHandle};
 use crate::transport::server::BoxStream;
 use log_stream::StreamLimits;
@@ -49,7 +49,7 @@ impl Client for ClientService {
             timestamp_ms: 0,
             kind: Some(Kind::Operation(Operation { operation: request.operation })),
         };
-        let applied = self.node.execute(command).await.map_err(grpc_status)?;
+        let applied = self.node.propose(command).await.map_err(grpc_status)?;
         // A stale sequence number is refused by the state machine, not by
         // Raft: the entry committed but did nothing.
         if let Some(Outcome::Error(error)) = &applied.result.outcome {
@@ -114,12 +114,14 @@ impl Client for ClientService {
     }
 }
 
-fn proto_role(role: Role) -> ProtoRole {
+/// The gRPC `Role` has no `Removed`: a removed node takes no part in elections, so it is a
+/// follower there (the REST status names it `Removed`).
+fn proto_role(role: NodeRole) -> ProtoRole {
     match role {
-        Role::Follower => ProtoRole::Follower,
-        Role::PreCandidate => ProtoRole::PreCandidate,
-        Role::Candidate => ProtoRole::Candidate,
-        Role::Leader => ProtoRole::Leader,
+        NodeRole::Follower | NodeRole::Removed => ProtoRole::Follower,
+        NodeRole::PreCandidate => ProtoRole::PreCandidate,
+        NodeRole::Candidate => ProtoRole::Candidate,
+        NodeRole::Leader => ProtoRole::Leader,
     }
 }
 

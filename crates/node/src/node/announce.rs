@@ -36,7 +36,7 @@ pub async fn announce_client_address(node: NodeHandle) {
                 })),
                 ..Command::default()
             };
-            match node.execute(command).await {
+            match node.propose(command).await {
                 Ok(applied) => {
                     // Read it back from this replica once it has applied it.
                     let _ = tokio::time::timeout(

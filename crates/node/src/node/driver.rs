@@ -12,16 +12,16 @@ use bytes::Bytes;
 use prost::Message as _;
 use raftmq_proto::client::{Command, CommandResult};
 use raftmq_raft::{
-    ConfChange, Entry, Index, Message, NodeId, Payload, Raft, Ready, Role, Snapshot, SnapshotMeta,
-    Term,
+    ConfChange, Index, Message, NodeId, Payload, Raft, Ready, Role, Snapshot, SnapshotMeta, Term,
 };
 use raftmq_storage::{SnapshotFileInfo, SnapshotWriter};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::MissedTickBehavior;
 
+use super::durability::{DurabilityPolicy, Plan, Standing, Writes};
 use super::error::NodeError;
-use super::status::{MemberProgress, NodeStatus};
-use super::wal_writer::{Durability, WalDone, WalRequest, WalWriter, WriteBatch};
+use super::status::{MemberProgress, NodeRole, NodeStatus};
+use super::wal_writer::{WalDone, WalRequest, WalWriter, WriteBatch};
 use crate::config::{now_ms, NodeConfig};
 use crate::events::EventLog;
 use crate::transport::Transport;
@@ -99,11 +99,8 @@ pub struct Driver {
     /// Read rounds waiting for the core's confirmation: ctx → reply.
     pub reads: HashMap<u64, Reply<Index>>,
     pub next_read_ctx: u64,
-    /// WAL batches sent and not yet durable.
-    pub wal_outstanding: usize,
-    /// The last of the leader's own entries written without a sync
-    /// (`Durability::Deferred`) and not yet covered by one.
-    pub unsynced: Option<(Index, Term)>,
+    /// When writes are fsynced and may be called durable (docs in `durability`).
+    pub durability: DurabilityPolicy,
     pub snapshot_in_progress: bool,
     pub ticks: u64,
     /// Whether this node has been a member (see `status::is_removed`).
@@ -292,7 +289,7 @@ impl Driver {
     fn on_wal_done(&mut self, done: WalDone) -> Result<(), NodeError> {
         match done {
             WalDone::Written { last, persisted_messages } => {
-                self.wal_outstanding -= 1;
+                self.durability.written();
                 for msg in persisted_messages {
                     self.transport.send(msg);
                 }
@@ -356,41 +353,33 @@ impl Driver {
         for msg in messages {
             self.transport.send(msg);
         }
-        let has_writes = hard_state.is_some() || snapshot.is_some() || !entries.is_empty();
-        // Messages that promise durable state must wait for a write ahead of
-        // them, or for a sync of entries written without one.
-        let must_wait = self.wal_outstanding > 0 || self.unsynced.is_some();
-        if has_writes || (!persisted_messages.is_empty() && must_wait) {
-            let durability = if self.defers_sync(&entries, &snapshot, &persisted_messages) {
-                let last = entries.last().expect("a deferred batch has entries");
-                self.unsynced = Some((last.index, last.term));
-                Durability::Deferred
-            } else if self.unsynced.is_some() && !persisted_messages.is_empty() {
-                // An acknowledgement or a vote vouches for the whole log.
-                Durability::Forced
-            } else {
-                Durability::Synced
-            };
-            let batch = WriteBatch {
-                snapshot: snapshot.clone(),
-                entries,
-                hard_state,
-                persisted_messages,
-                durability,
-            };
-            if batch.needs_sync() {
-                // This batch's sync covers every write before it.
-                self.unsynced = None;
+        let writes = Writes {
+            hard_state: hard_state.is_some(),
+            snapshot: snapshot.is_some(),
+            last_entry: entries.last().map(|e| (e.index, e.term)),
+            persisted_messages: !persisted_messages.is_empty(),
+        };
+        let standing = Standing {
+            leader: self.raft.role() == Role::Leader,
+            followers_make_a_quorum: self.raft.followers_make_a_quorum(),
+        };
+        match self.durability.plan(writes, standing) {
+            Plan::SendNow => {
+                for msg in persisted_messages {
+                    self.transport.send(msg);
+                }
             }
-            let inline = self.writes_inline(&batch);
-            self.wal_outstanding += 1;
-            if let Some(done) = self.wal.write(batch, inline)? {
-                self.on_wal_done(done)?;
-            }
-        } else {
-            // Nothing to make durable and nothing ahead in the WAL queue.
-            for msg in persisted_messages {
-                self.transport.send(msg);
+            Plan::Write { durability, inline } => {
+                let batch = WriteBatch {
+                    snapshot: snapshot.clone(),
+                    entries,
+                    hard_state,
+                    persisted_messages,
+                    durability,
+                };
+                if let Some(done) = self.wal.write(batch, inline)? {
+                    self.on_wal_done(done)?;
+                }
             }
         }
         if let Some(snapshot) = snapshot {
@@ -411,49 +400,14 @@ impl Driver {
         Ok(())
     }
 
-    /// Whether a leader may write its new entries without syncing them yet:
-    /// when its followers alone make a quorum, so the entries commit without
-    /// the leader's copy, and the batch carries nothing else that must be
-    /// durable. (Its hard state may change only in its commit index, which
-    /// need not be durable: a leader's term and vote stay put while it
-    /// leads.) Unsynced entries are synced at the next tick at the latest
-    /// (`sync_deferred`), or sooner by any batch that syncs.
-    fn defers_sync(
-        &self,
-        entries: &[Entry],
-        snapshot: &Option<Snapshot>,
-        persisted_messages: &[Message],
-    ) -> bool {
-        self.config.defer_leader_sync
-            && !entries.is_empty()
-            && snapshot.is_none()
-            && persisted_messages.is_empty()
-            && self.raft.followers_make_a_quorum()
-    }
-
     /// Syncs the leader's deferred entries (once a tick): they then count
     /// for the leader, which matters when a follower is slow or gone, and a
     /// leader that crashes loses at most a tick of its own, uncounted copy.
     fn sync_deferred(&mut self) -> Result<(), NodeError> {
-        if let Some((index, term)) = self.unsynced.take() {
-            self.wal_outstanding += 1;
+        if let Some((index, term)) = self.durability.tick() {
             self.wal.sync(index, term)?;
         }
         Ok(())
-    }
-
-    /// Whether to write `batch` on this thread rather than hand it to the WAL
-    /// writer (see `wal_writer`). Never with a write queued ahead of it, which
-    /// would break the order of completions. A follower writes inline: it has
-    /// nothing to do until its write is durable. A leader hands over the
-    /// writes that need an fsync, so it keeps replicating while its disk
-    /// works, and writes inline those that need none (a new commit index).
-    /// An installed snapshot always goes to the thread: writing a large file
-    /// here would stop heartbeats and votes for as long as it takes.
-    fn writes_inline(&self, batch: &WriteBatch) -> bool {
-        self.wal_outstanding == 0
-            && batch.snapshot.is_none()
-            && (self.raft.role() != Role::Leader || !batch.needs_sync())
     }
 
     fn restore_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), NodeError> {
@@ -583,8 +537,10 @@ impl Driver {
         let has_voters = !raft.membership().voters.is_empty();
         let status = NodeStatus {
             node_id: raft.id(),
-            role: raft.role(),
-            removed: super::status::is_removed(in_membership, self.was_member, has_voters),
+            role: NodeRole::of(
+                raft.role(),
+                super::status::is_removed(in_membership, self.was_member, has_voters),
+            ),
             term: raft.term(),
             leader_id: raft.leader(),
             commit_index: raft.commit_index(),
@@ -626,3 +582,7 @@ pub fn peer_addresses(
     addrs.remove(&config.id);
     addrs
 }
+
+#[cfg(test)]
+#[path = "driver_tests.rs"]
+mod tests;

@@ -20,6 +20,8 @@
 //! followers' disks, and the leader counts itself only once a later sync
 //! (the driver asks once a tick, [`WalRequest::Sync`]) covers them. Nodes
 //! sharing a disk then queue behind two fsyncs per commit instead of three.
+//! Which batch is fsynced and when a completion may call it durable is the
+//! durability policy's to say (`durability`); this thread only carries it out.
 
 use std::sync::{mpsc, Arc, Mutex, TryLockError};
 use std::thread;
@@ -28,6 +30,7 @@ use raftmq_raft::{Entry, HardState, Index, Message, Snapshot, SnapshotMeta, Term
 use raftmq_storage::{SnapshotFileInfo, Storage, StorageError};
 use tokio::sync::mpsc::UnboundedSender;
 
+use super::durability::{Durability, GroupSync};
 use super::error::NodeError;
 
 /// One Ready's writes.
@@ -38,23 +41,6 @@ pub struct WriteBatch {
     /// Sent by the driver once this batch is durable.
     pub persisted_messages: Vec<Message>,
     pub durability: Durability,
-}
-
-/// When a batch's writes are synced.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Durability {
-    /// Before the batch completes, if it holds entries or a snapshot.
-    Synced,
-    /// Not yet: a leader's own new entries while its followers alone make a
-    /// quorum. They are written but not reported as durable, so the leader
-    /// does not count itself for them; a later sync (of any batch, or
-    /// [`WalRequest::Sync`]) makes them durable. The fsync the leader saves
-    /// is disk time its followers' fsyncs no longer wait behind: three nodes
-    /// on one disk serialize their syncs. Never used for a snapshot.
-    Deferred,
-    /// Synced even without entries: the batch's persisted messages vouch
-    /// for entries written earlier without a sync.
-    Forced,
 }
 
 pub enum WalRequest {
@@ -79,19 +65,6 @@ pub enum WalDone {
     /// Storage failed: the node must stop (a node that cannot persist must
     /// not acknowledge anything).
     Failed(StorageError),
-}
-
-impl WriteBatch {
-    /// Whether this batch needs an fsync: entries and installed snapshots do
-    /// (unless deferred), and a forced one does; a new term, vote or commit
-    /// index alone does not (see `write_group`).
-    pub fn needs_sync(&self) -> bool {
-        match self.durability {
-            Durability::Synced => self.snapshot.is_some() || !self.entries.is_empty(),
-            Durability::Deferred => false,
-            Durability::Forced => true,
-        }
-    }
 }
 
 /// The driver's handle on the WAL writer thread and the storage it shares.
@@ -200,19 +173,15 @@ fn write_group(
 ) -> Result<Vec<WalDone>, StorageError> {
     let mut completions = Vec::with_capacity(requests.len());
     let mut snapshots = Vec::new();
-    // Only entries (and installed snapshots) need the fsync: a change of term
-    // or vote is made durable by `set_hard_state` itself, and the commit
-    // index need not be durable at all (a restarted node learns it again), so
-    // a batch that only moves the commit index costs no fsync — otherwise every
-    // commit would put a second fsync in front of the next entry's.
-    let mut needs_sync = false;
-    // Deferred batches' completions, whose entries this group's sync (if
-    // any) makes durable after all.
-    let mut deferred = Vec::new();
+    // One fsync for the group, if any of it needs one (the rule is in `durability`). A change
+    // of term or vote is made durable by `set_hard_state` itself, and the commit index need
+    // not be durable at all (a restarted node learns it again), so a batch that only moves
+    // the commit index costs no fsync — otherwise every commit would put a second fsync in
+    // front of the next entry's.
+    let mut group = GroupSync::default();
     for request in requests {
         match request {
             WalRequest::Write(batch) => {
-                needs_sync |= batch.needs_sync();
                 let mut last = None;
                 if let Some(snapshot) = &batch.snapshot {
                     storage.install_snapshot(snapshot)?;
@@ -220,21 +189,22 @@ fn write_group(
                 }
                 if !batch.entries.is_empty() {
                     storage.append(&batch.entries)?;
-                    let e = batch.entries.last().expect("checked non-empty");
+                    let e = batch.entries.last().expect("invariant: checked non-empty");
                     last = Some((e.index, e.term));
                 }
                 if let Some(hard_state) = batch.hard_state {
                     storage.set_hard_state(hard_state)?;
                 }
-                if batch.durability == Durability::Deferred {
-                    deferred.push((completions.len(), last.take()));
-                }
+                let last = group.batch(completions.len(), batch.durability, last);
                 completions
                     .push(WalDone::Written { last, persisted_messages: batch.persisted_messages });
             }
-            WalRequest::AdoptSnapshot(file, meta) => snapshots.push((file, meta)),
+            WalRequest::AdoptSnapshot(file, meta) => {
+                group.snapshot_adopted();
+                snapshots.push((file, meta));
+            }
             WalRequest::Sync(index, term) => {
-                needs_sync = true;
+                group.sync_requested();
                 completions.push(WalDone::Written {
                     last: Some((index, term)),
                     persisted_messages: Vec::new(),
@@ -242,16 +212,12 @@ fn write_group(
             }
         }
     }
-    // A snapshot is adopted only behind a synced log: entries a leader
-    // wrote without a sync may be committed (on its followers' disks),
-    // applied and in this snapshot, and the log must not end before it.
-    needs_sync |= !snapshots.is_empty();
-    if needs_sync {
+    if group.needs_sync() {
         storage.sync()?;
-        for (at, synced) in deferred {
-            if let WalDone::Written { last, .. } = &mut completions[at] {
-                *last = synced;
-            }
+    }
+    for (at, synced) in group.finish() {
+        if let WalDone::Written { last, .. } = &mut completions[at] {
+            *last = Some(synced);
         }
     }
     for (file, meta) in snapshots {
@@ -339,7 +305,6 @@ mod tests {
         // Written without a sync: nothing is reported durable, so the
         // leader does not count itself for entry 1.
         let deferred_batch = deferred(1);
-        assert!(!deferred_batch.needs_sync());
         let done = wal.write(deferred_batch, true).expect("writer runs").expect("inline");
         assert_eq!(written(&done), None);
         // The sync once a tick reports it.
@@ -362,7 +327,6 @@ mod tests {
         // With a batch whose acknowledgement vouches for the log (forced to
         // sync though it has no entries), everything in the group is durable.
         let forced = WriteBatch { entries: Vec::new(), durability: Durability::Forced, ..batch(0) };
-        assert!(forced.needs_sync());
         let group = vec![WalRequest::Write(deferred(2)), WalRequest::Write(forced)];
         let done = write_group(&mut storage, group).expect("written");
         assert_eq!(done.iter().map(written).collect::<Vec<_>>(), vec![Some((2, 1)), None]);

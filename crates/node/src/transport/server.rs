@@ -2,41 +2,75 @@
 //! installation, read indexes and forwarded commands for the leader, and join
 //! requests. A malformed message from a peer is logged and dropped; it never
 //! takes the node down.
+//!
+//! The service serves any [`LocalNode`]: it translates the wire to the trait's calls and
+//! back, and the node implements the trait (`node::leader_side`), so the transport never
+//! imports the node.
 
 use std::pin::Pin;
 
 use prost::Message as _;
-use raftmq_proto::client::{Command, MemberInfo};
+use raftmq_proto::client::{Command, CommandResult, MemberInfo};
 use raftmq_proto::raft::raft_server::Raft as RaftService;
 use raftmq_proto::raft::{
-    ForwardReply, ForwardRequest, JoinReply, JoinRequest, MembershipRequest, RaftMessage,
-    ReadIndexReply, ReadIndexRequest, SnapshotAck, SnapshotChunk, StreamAck, TransferLeaderReply,
-    TransferLeaderRequest,
+    ForwardReply, ForwardRequest, JoinReply, JoinRequest, MembershipRequest, RaftError,
+    RaftMessage, ReadIndexReply, ReadIndexRequest, SnapshotAck, SnapshotChunk, StreamAck,
+    TransferLeaderReply, TransferLeaderRequest,
 };
-use raftmq_raft::{ConfChange, ConfChangeKind};
+use raftmq_raft::{ConfChange, Index, Message, NodeId, Term};
+use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::codec;
-use crate::node::{to_raft_error, NodeError, NodeHandle};
 use crate::transport::rpc_name;
 
 /// The largest snapshot a node accepts (a guard against a confused peer).
 const MAX_SNAPSHOT_BYTES: u64 = 8 << 30;
 
-pub struct RaftServer {
-    pub node: NodeHandle,
+/// What the service needs of the node it serves. Errors come already in their wire form.
+#[tonic::async_trait]
+pub trait LocalNode: Send + Sync + 'static {
+    fn id(&self) -> NodeId;
+    fn cluster_id(&self) -> &str;
+    /// Whether to log every RPC (`--trace-rpc`, docs/replicator.md).
+    fn trace_rpc(&self) -> bool;
+    /// Where peer messages go (the driver's inbox).
+    fn inbound(&self) -> mpsc::Sender<Message>;
+    /// Confirms that this node leads: the index a linearizable read must wait for.
+    async fn leader_read_index(&self) -> Result<Index, RaftError>;
+    /// Proposes a forwarded command on this node, which must be the leader, and answers once
+    /// it is applied.
+    async fn leader_propose(
+        &self,
+        command: Command,
+    ) -> Result<(Index, Term, CommandResult), RaftError>;
+    /// Changes the membership on this node, which must be the leader.
+    async fn leader_change_membership(
+        &self,
+        change: ConfChange,
+    ) -> Result<(Index, Term), RaftError>;
+    /// Hands leadership over from this node, which must be the leader (`None`: to the voter it
+    /// finds most caught up). Answers with the voter chosen.
+    async fn leader_transfer(&self, to: Option<NodeId>) -> Result<NodeId, RaftError>;
+    /// Adds a joining node as a learner, at the leader wherever it is; a member already is
+    /// left as it is (a retried join, or a restart), answered with `(0, 0)`.
+    async fn add_learner(&self, member: MemberInfo) -> Result<(Index, Term), RaftError>;
 }
 
-impl RaftServer {
+pub struct RaftServer<N> {
+    pub node: N,
+}
+
+impl<N: LocalNode> RaftServer<N> {
     fn trace(&self, from: u64, name: &str) {
-        if self.node.config().trace_rpc {
+        if self.node.trace_rpc() {
             tracing::info!("Node {} runs RPC {name} called by Node {from}", self.node.id());
         }
     }
 }
 
 #[tonic::async_trait]
-impl RaftService for RaftServer {
+impl<N: LocalNode> RaftService for RaftServer<N> {
     async fn stream(
         &self,
         request: Request<Streaming<RaftMessage>>,
@@ -94,9 +128,9 @@ impl RaftService for RaftServer {
         request: Request<ReadIndexRequest>,
     ) -> Result<Response<ReadIndexReply>, Status> {
         self.trace(request.get_ref().from, "ReadIndex");
-        let reply = match self.node.read_index_local().await {
+        let reply = match self.node.leader_read_index().await {
             Ok(index) => ReadIndexReply { index, error: None },
-            Err(e) => ReadIndexReply { index: 0, error: Some(self.error(&e)) },
+            Err(error) => ReadIndexReply { index: 0, error: Some(error) },
         };
         Ok(Response::new(reply))
     }
@@ -109,14 +143,11 @@ impl RaftService for RaftServer {
         self.trace(request.from, "Forward");
         let command = Command::decode(&request.command[..])
             .map_err(|e| Status::invalid_argument(format!("undecodable command: {e}")))?;
-        let reply = match self.node.propose_local(command).await {
-            Ok(applied) => ForwardReply {
-                index: applied.index,
-                term: applied.term,
-                result: applied.result.encode_to_vec().into(),
-                error: None,
-            },
-            Err(e) => ForwardReply { error: Some(self.error(&e)), ..Default::default() },
+        let reply = match self.node.leader_propose(command).await {
+            Ok((index, term, result)) => {
+                ForwardReply { index, term, result: result.encode_to_vec().into(), error: None }
+            }
+            Err(error) => ForwardReply { error: Some(error), ..Default::default() },
         };
         Ok(Response::new(reply))
     }
@@ -125,7 +156,7 @@ impl RaftService for RaftServer {
         let request = request.into_inner();
         self.trace(request.node_id, "Join");
         if request.cluster_id != self.node.cluster_id() {
-            let error = raftmq_proto::raft::RaftError {
+            let error = RaftError {
                 code: raftmq_proto::raft::RaftErrorCode::ClusterMismatch as i32,
                 message: format!(
                     "this is cluster {}, not {}",
@@ -136,27 +167,13 @@ impl RaftService for RaftServer {
             };
             return Ok(Response::new(JoinReply { error: Some(error), ..Default::default() }));
         }
-        let info = MemberInfo {
+        let member = MemberInfo {
             node_id: request.node_id,
             raft_addr: request.raft_addr,
             client_addr: request.client_addr,
             stay_learner: request.learner,
         };
-        let change = ConfChange {
-            kind: ConfChangeKind::AddLearner,
-            node: request.node_id,
-            context: info.encode_to_vec().into(),
-        };
-        let status = self.node.status();
-        if status.voters.contains(&request.node_id) || status.learners.contains(&request.node_id) {
-            // Already a member (a retried join, or a restart): nothing to do.
-            return Ok(Response::new(JoinReply::default()));
-        }
-        let reply = match self.node.change_membership_anywhere(change).await {
-            Ok(applied) => JoinReply { index: applied.index, term: applied.term, error: None },
-            Err(e) => JoinReply { error: Some(self.error(&e)), ..Default::default() },
-        };
-        Ok(Response::new(reply))
+        Ok(Response::new(join_reply(self.node.add_learner(member).await)))
     }
 
     async fn change_membership(
@@ -171,11 +188,7 @@ impl RaftService for RaftServer {
                 codec::conf_change_from_proto(c)
                     .map_err(|e| Status::invalid_argument(format!("bad membership change: {e}")))
             })?;
-        let reply = match self.node.change_membership(change).await {
-            Ok(applied) => JoinReply { index: applied.index, term: applied.term, error: None },
-            Err(e) => JoinReply { error: Some(self.error(&e)), ..Default::default() },
-        };
-        Ok(Response::new(reply))
+        Ok(Response::new(join_reply(self.node.leader_change_membership(change).await)))
     }
 
     async fn transfer_leader(
@@ -183,17 +196,18 @@ impl RaftService for RaftServer {
         request: Request<TransferLeaderRequest>,
     ) -> Result<Response<TransferLeaderReply>, Status> {
         let to = request.into_inner().to;
-        let reply = match self.node.transfer_leader((to != 0).then_some(to)).await {
+        let reply = match self.node.leader_transfer((to != 0).then_some(to)).await {
             Ok(to) => TransferLeaderReply { error: None, to },
-            Err(e) => TransferLeaderReply { error: Some(self.error(&e)), to: 0 },
+            Err(error) => TransferLeaderReply { error: Some(error), to: 0 },
         };
         Ok(Response::new(reply))
     }
 }
 
-impl RaftServer {
-    fn error(&self, e: &NodeError) -> raftmq_proto::raft::RaftError {
-        to_raft_error(e, self.node.status().leader_id)
+fn join_reply(outcome: Result<(Index, Term), RaftError>) -> JoinReply {
+    match outcome {
+        Ok((index, term)) => JoinReply { index, term, error: None },
+        Err(error) => JoinReply { error: Some(error), ..Default::default() },
     }
 }
 

@@ -1,0 +1,183 @@
+//! Startup wiring: opens storage, restores the state machine, builds the Raft core, and
+//! starts the driver, the WAL writer and the transport. The servers (gRPC, REST) are started
+//! by [`crate::server`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use anyhow::Context;
+use bytes::Bytes;
+use prost::Message as _;
+use raftmq_proto::client::MemberInfo;
+use raftmq_raft::{InitialState, NodeId, Raft};
+use raftmq_state::StateMachine;
+use raftmq_storage::{FileLayer, Identity, StdFiles, Storage, StorageOptions};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use super::driver::{peer_addresses, Driver};
+use super::durability::DurabilityPolicy;
+use super::error::NodeError;
+use super::leader_client::LeaderClient;
+use super::status::NodeStatus;
+use super::wal_writer::WalWriter;
+use super::{Inner, NodeHandle};
+use crate::config::NodeConfig;
+use crate::events::EventLog;
+use crate::transport::Transport;
+
+/// Opens storage, restores state and starts the driver and the WAL writer.
+/// The servers (gRPC, REST) are started by [`crate::server::serve`].
+pub fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
+    start_with(config, Arc::new(StdFiles))
+}
+
+/// `start`, writing WAL segments through `files` (the driver's tests hold its fsyncs).
+pub fn start_with(config: NodeConfig, files: Arc<dyn FileLayer>) -> anyhow::Result<NodeHandle> {
+    let cluster_id = config.cluster_id();
+    let identity = Identity { node_id: config.id, cluster_id: cluster_id.clone() };
+    let options = StorageOptions { sync: config.fsync, segment_bytes: config.segment_bytes };
+    let (storage, recovered) = Storage::open_with(files, &config.data_dir, &identity, options)
+        .with_context(|| format!("cannot open the data dir {}", config.data_dir.display()))?;
+    let ttl = config.session_ttl.as_millis() as u64;
+    let sm = match &recovered.snapshot {
+        Some(snapshot) => StateMachine::restore(&snapshot.data, ttl)
+            .map_err(|e| anyhow::anyhow!("the newest snapshot does not restore: {e}"))?,
+        None => StateMachine::new(ttl),
+    };
+    let fresh = recovered.hard_state.term == 0
+        && recovered.entries.is_empty()
+        && recovered.snapshot.is_none();
+    let raft_config = config.raft_config();
+    let raft = if fresh && !config.peers.is_empty() {
+        let members: Vec<(NodeId, Bytes)> = config
+            .peers
+            .iter()
+            .map(|(id, addr)| {
+                let info = MemberInfo {
+                    node_id: *id,
+                    raft_addr: addr.raft.clone(),
+                    client_addr: addr.client.clone(),
+                    stay_learner: false,
+                };
+                (*id, Bytes::from(info.encode_to_vec()))
+            })
+            .collect();
+        Raft::bootstrap(raft_config, &members)?
+    } else {
+        let state = InitialState {
+            hard_state: recovered.hard_state,
+            snapshot: recovered.snapshot.map(|s| s.meta),
+            entries: recovered.entries,
+        };
+        Raft::new(raft_config, state)?
+    };
+
+    let local_ip = Some(config.raft_listen.ip()).filter(|ip| !ip.is_unspecified());
+    let (wal_done_tx, wal_done) = mpsc::unbounded_channel();
+    let snapshot_failed = wal_done_tx.clone();
+    let wal = WalWriter::spawn(storage, wal_done_tx);
+    let (inbound_tx, inbound) = mpsc::channel(16 * 1024);
+    let (requests_tx, requests) = mpsc::channel(16 * 1024);
+    let (snapshot_status_tx, snapshot_status) = mpsc::unbounded_channel();
+    let (status_tx, status) = watch::channel(NodeStatus::starting(config.id));
+    let (applied_tx, applied) = watch::channel(raft.applied_index());
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let (stopped_tx, stopped) = watch::channel(None);
+    let sm = Arc::new(RwLock::new(sm));
+    let events = EventLog::default();
+    let mut transport = Transport::new(
+        config.id,
+        local_ip,
+        config.trace_rpc,
+        snapshot_status_tx,
+        config.data_dir.clone(),
+    );
+    let addrs = peer_addresses(&config, &sm.read().expect("state machine lock is never poisoned"));
+    transport.set_addresses(addrs);
+    events.note(
+        config.id,
+        raft.term(),
+        "start",
+        format!(
+            "node {} started: term {}, log {}..={}, commit {}, data dir {}",
+            config.id,
+            raft.term(),
+            raft.first_index(),
+            raft.last_index(),
+            raft.commit_index(),
+            config.data_dir.display()
+        ),
+    );
+    let driver = Driver {
+        raft,
+        config: config.clone(),
+        sm: sm.clone(),
+        wal,
+        wal_done,
+        snapshot_failed,
+        inbound,
+        requests,
+        snapshot_status,
+        transport,
+        status: status_tx,
+        applied_tx,
+        events: events.clone(),
+        shutdown: shutdown_rx,
+        pending: HashMap::new(),
+        reads: HashMap::new(),
+        next_read_ctx: 0,
+        durability: DurabilityPolicy::new(config.defer_leader_sync),
+        snapshot_in_progress: false,
+        ticks: 0,
+        // A node that starts by joining is not a member until it is added; any other node
+        // was one (see `status::is_removed`).
+        was_member: config.join.is_empty(),
+    };
+    let (id, trace_rpc) = (config.id, config.trace_rpc);
+    tokio::spawn(async move {
+        let outcome = driver.run().await;
+        let reason = match outcome {
+            Err(NodeError::Shutdown) | Ok(()) => "shut down".to_string(),
+            Err(e) => {
+                tracing::error!(node = id, "node stopped: {e}");
+                format!("{e}")
+            }
+        };
+        let _ = stopped_tx.send(Some(reason));
+    });
+    let leaderless_since = Arc::new(Mutex::new(Some(Instant::now())));
+    tokio::spawn(track_leaderless(status.clone(), leaderless_since.clone()));
+    Ok(NodeHandle {
+        inner: Arc::new(Inner {
+            config,
+            cluster_id,
+            requests: requests_tx,
+            inbound: inbound_tx,
+            sm,
+            status,
+            applied,
+            events,
+            shutdown,
+            leader_client: LeaderClient::new(id, local_ip, trace_rpc),
+            stopped,
+            leaderless_since,
+        }),
+    })
+}
+
+/// Keeps `since` at the instant the node last lost its leader (None while it has one).
+async fn track_leaderless(
+    mut status: watch::Receiver<NodeStatus>,
+    since: Arc<Mutex<Option<Instant>>>,
+) {
+    while status.changed().await.is_ok() {
+        let has_leader = status.borrow_and_update().leader_id.is_some();
+        let mut since = since.lock().expect("leaderless lock is never poisoned");
+        match (has_leader, *since) {
+            (true, _) => *since = None,
+            (false, None) => *since = Some(Instant::now()),
+            (false, Some(_)) => {}
+        }
+    }
+}
