@@ -153,7 +153,7 @@ fn integral(n: &serde_json::Number) -> Option<i64> {
 
 /// A TCP port, given as a JSON number or a numeric string; kept as its text for the state
 /// machine, which checks the range (1–65535) the same way for every dialect
-/// (`state_machine/validation.rs`).
+/// (`crates/state/src/validation.rs`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Port(pub String);
 
