@@ -314,7 +314,7 @@ fn result_error(applied: &Applied) -> ApiError {
         }
         // Another command's kind of answer: possible only when a session restored from a
         // snapshot without request digests takes a different request for a retry (see
-        // state_machine/sessions.rs), i.e. the client reused a seq.
+        // crates/state/src/sessions.rs), i.e. the client reused a seq.
         _ => ApiError::rrmq(
             StatusCode::CONFLICT,
             "this x-client-seq was used for a different request; use the next seq",
