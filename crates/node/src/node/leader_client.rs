@@ -135,12 +135,20 @@ impl LeaderClient {
     }
 }
 
-/// A gRPC failure talking to the leader. A failure to connect means the request never left this
-/// node; any other failure may have come after the leader received it, so its outcome is
-/// unknown.
+/// A gRPC failure talking to the leader. A failure to connect (a [`tonic::ConnectError`] in the
+/// status's source chain) means the request never left this node; any other failure may have
+/// come after the leader received it, so its outcome is unknown and it must not be resent as if
+/// undelivered (a write without a client session would be applied twice). The message text is
+/// not evidence: "connection reset" after the request went out contains "connect" too.
 fn grpc_error(status: tonic::Status) -> NodeError {
+    let mut source = std::error::Error::source(&status);
+    let mut connect_failed = false;
+    while let Some(error) = source {
+        connect_failed |= error.is::<tonic::ConnectError>();
+        source = error.source();
+    }
     let message = status.message().to_string();
-    if status.code() == tonic::Code::Unavailable && message.contains("connect") {
+    if connect_failed {
         NodeError::Undelivered(message)
     } else {
         NodeError::Unreachable(message)
@@ -221,11 +229,35 @@ mod tests {
 
     #[test]
     fn only_a_failure_to_connect_is_undelivered() {
-        let refused = tonic::Status::unavailable("tcp connect error: connection refused");
+        // What tonic makes of a refused connection: UNAVAILABLE with the ConnectError as source.
+        let refused = tonic::Status::from_error(Box::new(tonic::ConnectError(
+            std::io::Error::from(std::io::ErrorKind::ConnectionRefused).into(),
+        )));
+        assert_eq!(refused.code(), tonic::Code::Unavailable);
         assert!(matches!(grpc_error(refused), NodeError::Undelivered(_)));
-        let reset = tonic::Status::unavailable("stream closed by the peer");
+        // A connection lost after the request went out: unknown outcome, whatever the text says.
+        let reset = tonic::Status::unavailable("connection reset: connect error after send");
         assert!(matches!(grpc_error(reset), NodeError::Unreachable(_)));
+        let closed = tonic::Status::unavailable("stream closed by the peer");
+        assert!(matches!(grpc_error(closed), NodeError::Unreachable(_)));
         let cancelled = tonic::Status::cancelled("connect");
         assert!(matches!(grpc_error(cancelled), NodeError::Unreachable(_)));
+    }
+
+    #[tokio::test]
+    async fn a_real_refused_connection_is_undelivered() {
+        // A port nothing listens on: bind one, note it, close it.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free loopback port")
+            .port();
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+            .expect("a valid URI")
+            .connect_lazy();
+        let status = RaftClient::new(channel)
+            .read_index(ReadIndexRequest::default())
+            .await
+            .expect_err("nothing listens there");
+        assert!(matches!(grpc_error(status), NodeError::Undelivered(_)));
     }
 }
