@@ -19,6 +19,8 @@
 //! - `hard_state`, `identity`, `snapshot_file`: the other files (a snapshot
 //!   file can be written and read without `Storage`, from another thread);
 //! - `file_layer`: the trait WAL segments are written through;
+//! - `unsynced`: a test-only layer that keeps unsynced writes in the
+//!   process, so that kill -9 loses them as a power loss would;
 //! - `fsutil`: durable create, rename and delete (fsync of the directory);
 //! - `wire`: integer encodings and a bounds-checked reader.
 
@@ -33,6 +35,7 @@ mod recovery;
 mod segment;
 mod snapshot_file;
 mod storage;
+mod unsynced;
 mod wal;
 mod wire;
 
@@ -41,3 +44,4 @@ pub use file_layer::{FileLayer, SegmentFile, StdFiles};
 pub use identity::Identity;
 pub use snapshot_file::{load_newest_snapshot, SnapshotFileInfo, SnapshotWriter};
 pub use storage::{Recovered, Storage, StorageOptions};
+pub use unsynced::UnsyncedFiles;

@@ -77,8 +77,9 @@ pub fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
     let cluster_id = config.cluster_id();
     let identity = Identity { node_id: config.id, cluster_id: cluster_id.clone() };
     let options = StorageOptions { sync: config.fsync, segment_bytes: config.segment_bytes };
-    let (storage, recovered) = Storage::open(&config.data_dir, &identity, options)
-        .with_context(|| format!("cannot open the data dir {}", config.data_dir.display()))?;
+    let (storage, recovered) =
+        Storage::open_with(config.file_layer(), &config.data_dir, &identity, options)
+            .with_context(|| format!("cannot open the data dir {}", config.data_dir.display()))?;
     let ttl = config.session_ttl.as_millis() as u64;
     let sm = match &recovered.snapshot {
         Some(snapshot) => StateMachine::restore(&snapshot.data, ttl)
