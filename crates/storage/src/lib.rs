@@ -18,6 +18,7 @@
 //! - `codec`: the payload encoding of entries and commit marks;
 //! - `hard_state`, `identity`, `snapshot_file`: the other files (a snapshot
 //!   file can be written and read without `Storage`, from another thread);
+//! - `small_file`: the magic, version and checksum those three share;
 //! - `file_layer`: the trait WAL segments are written through;
 //! - `unsynced`: a test-only layer that keeps unsynced writes in the
 //!   process, so that kill -9 loses them as a power loss would;
@@ -33,6 +34,7 @@ mod identity;
 mod record;
 mod recovery;
 mod segment;
+mod small_file;
 mod snapshot_file;
 mod storage;
 mod unsynced;
