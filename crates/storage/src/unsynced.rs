@@ -7,10 +7,15 @@
 //! process made survives it, fsynced or not, so process-level tests never
 //! see a machine crash. `UnsyncedFiles` keeps every page written since a
 //! file's last fsync in memory (the process's own "page cache") and writes
-//! the pages to the real file only at the fsync, in page order, before the
-//! real fsync. To model a disk flushing its cache early and out of order, a
-//! write sometimes (seeded) flushes a random subset of the pending pages,
-//! so a later page can reach the file without an earlier one.
+//! the pages to the real file only at the fsync, before the real fsync.
+//! Pages reach a disk out of order, so a later page can reach the file
+//! without an earlier one:
+//! - an fsync writes its pages back in a random (seeded) order, each taking
+//!   a little time as a device's write does, so a kill during an fsync
+//!   leaves a random subset of its pages (the WAL writes a batch just before
+//!   its fsync, so this is where a kill finds unsynced pages);
+//! - a write sometimes (seeded) flushes a random subset of the pending pages
+//!   early, as a page cache writing back before any fsync.
 //!
 //! Only WAL segments go through a `FileLayer`: the other files are replaced
 //! atomically and fsynced before the rename, which this model needs
@@ -24,6 +29,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::file_layer::{FileLayer, SegmentFile};
 use crate::fsutil;
@@ -34,12 +40,20 @@ const PAGE: u64 = 4096;
 /// The chance that a write flushes some pending pages early: one in this.
 const EARLY_FLUSH_ONE_IN: u64 = 8;
 
+/// How long writing back one page at an fsync takes: about a device's write,
+/// so that a kill -9 lands during an fsync's write-back about as often as a
+/// power loss lands during a real one. Without it the write-back takes a few
+/// microseconds, and a kill almost never finds an fsync half done.
+const PAGE_WRITE_TIME: Duration = Duration::from_micros(500);
+
 /// The test-only layer: unsynced writes live in the process until fsync.
 #[derive(Debug)]
 pub struct UnsyncedFiles {
     seed: u64,
     /// One in how many writes flushes pending pages early; 0: never.
     early_flush_one_in: u64,
+    /// How long an fsync takes to write back each page.
+    page_write_time: Duration,
     /// Files opened so far: each gets a random stream of its own.
     opened: AtomicU64,
     /// Pages written to a real file before their fsync.
@@ -48,17 +62,22 @@ pub struct UnsyncedFiles {
 
 impl UnsyncedFiles {
     /// The layer `raftmq node --test-unsynced-storage <seed>` runs with:
-    /// about one write in eight flushes a random half of the pending pages.
+    /// about one write in eight flushes a random half of the pending pages,
+    /// and an fsync takes `PAGE_WRITE_TIME` a page.
     pub fn new(seed: u64) -> UnsyncedFiles {
-        UnsyncedFiles::with_early_flush(seed, EARLY_FLUSH_ONE_IN)
+        UnsyncedFiles {
+            page_write_time: PAGE_WRITE_TIME,
+            ..UnsyncedFiles::with_early_flush(seed, EARLY_FLUSH_ONE_IN)
+        }
     }
 
-    /// `new`, with an early flush at one write in `one_in` (0: never, so
-    /// that every unsynced write is lost on a kill).
+    /// For tests: an early flush at one write in `one_in` (0: never, so that
+    /// every unsynced write is lost on a kill), and fsyncs without delay.
     pub fn with_early_flush(seed: u64, one_in: u64) -> UnsyncedFiles {
         UnsyncedFiles {
             seed,
             early_flush_one_in: one_in,
+            page_write_time: Duration::ZERO,
             opened: AtomicU64::new(0),
             flushed_early: Arc::new(AtomicU64::new(0)),
         }
@@ -79,6 +98,7 @@ impl UnsyncedFiles {
             len,
             rng: SplitMix(self.seed ^ n.wrapping_mul(0xA076_1D64_78BD_642F)),
             early_flush_one_in: self.early_flush_one_in,
+            page_write_time: self.page_write_time,
             flushed_early: self.flushed_early.clone(),
         }))
     }
@@ -110,6 +130,7 @@ struct UnsyncedFile {
     len: u64,
     rng: SplitMix,
     early_flush_one_in: u64,
+    page_write_time: Duration,
     flushed_early: Arc<AtomicU64>,
 }
 
@@ -170,8 +191,14 @@ impl UnsyncedFile {
         Ok(())
     }
 
+    /// An fsync's write-back: every pending page, in a random order, each
+    /// taking `page_write_time`.
     fn write_back_all(&mut self) -> io::Result<()> {
-        while let Some(&number) = self.pending.keys().next() {
+        let order = shuffled(self.pending.keys().copied().collect(), &mut self.rng);
+        for number in order {
+            if !self.page_write_time.is_zero() {
+                std::thread::sleep(self.page_write_time);
+            }
             self.write_back(number)?;
         }
         Ok(())
@@ -214,6 +241,15 @@ impl SegmentFile for UnsyncedFile {
         self.write_back_all()?;
         self.file.sync_all()
     }
+}
+
+/// `pages` in a random order (Fisher-Yates).
+fn shuffled(mut pages: Vec<u64>, rng: &mut SplitMix) -> Vec<u64> {
+    for i in (1..pages.len()).rev() {
+        let j = rng.below(i as u64 + 1) as usize;
+        pages.swap(i, j);
+    }
+    pages
 }
 
 /// splitmix64: small, seeded, good enough to pick pages.
@@ -293,6 +329,20 @@ mod tests {
         drop(file);
         let bytes = std::fs::read(&path).expect("reads back");
         assert_eq!(bytes, &data[..synced + 10]);
+    }
+
+    #[test]
+    fn an_fsync_writes_its_pages_back_in_a_random_order() {
+        let mut rng = SplitMix(5);
+        let pages: Vec<u64> = (0..8).collect();
+        let orders: Vec<Vec<u64>> = (0..20).map(|_| shuffled(pages.clone(), &mut rng)).collect();
+        for order in &orders {
+            let mut sorted = order.clone();
+            sorted.sort_unstable();
+            assert_eq!(sorted, pages, "every page is written back once");
+        }
+        assert!(orders.iter().filter(|o| **o != pages).count() >= 19, "out of order");
+        assert_eq!(orders[0], shuffled(pages.clone(), &mut SplitMix(5)), "seeded");
     }
 
     #[test]
