@@ -60,22 +60,12 @@ pub enum Shape {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Fault {
-    Kill {
-        target: Target,
-    },
-    Pause {
-        target: Target,
-    },
+    Kill { target: Target },
+    Pause { target: Target },
     KillAll,
-    /// kill -9 every node at once while they run in the unsynced storage mode.
     PowerLoss,
-    Partition {
-        shape: Shape,
-    },
-    Disk {
-        target: Target,
-        fault: DiskFault,
-    },
+    Partition { shape: Shape },
+    Disk { target: Target, fault: DiskFault },
 }
 
 /// One step: `quiet_ms` of calm, then the fault for `hold_ms`, then healing.
