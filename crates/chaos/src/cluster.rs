@@ -72,6 +72,12 @@ pub struct Cluster {
     exe: PathBuf,
     peers: String,
     node_args: Vec<String>,
+    /// Set with `--power-loss`: every node runs in the test-only unsynced
+    /// storage mode (docs/storage.md), each start with a seed of its own
+    /// drawn from this one, so a kill -9 loses its unsynced writes.
+    unsynced_storage: Option<u64>,
+    /// Node processes started so far, to vary the unsynced mode's seed.
+    starts: u64,
     http: reqwest::blocking::Client,
 }
 
@@ -87,7 +93,14 @@ fn free_addr(ip: Ipv4Addr) -> anyhow::Result<SocketAddr> {
 
 impl Cluster {
     /// Starts `n` nodes with data dirs and logs under `dir`, and waits for a leader.
-    pub fn start(exe: &Path, n: u64, dir: &Path, node_args: Vec<String>) -> anyhow::Result<Self> {
+    /// `unsynced_storage`: run the nodes in the test-only unsynced storage mode.
+    pub fn start(
+        exe: &Path,
+        n: u64,
+        dir: &Path,
+        node_args: Vec<String>,
+        unsynced_storage: Option<u64>,
+    ) -> anyhow::Result<Self> {
         let mut nodes = Vec::new();
         for id in 1..=n {
             let ip = node_ip(id);
@@ -108,8 +121,15 @@ impl Cluster {
             .timeout(Duration::from_millis(1000))
             .build()
             .context("cannot build an HTTP client")?;
-        let mut cluster =
-            Cluster { nodes, exe: exe.to_path_buf(), peers: peers.join(","), node_args, http };
+        let mut cluster = Cluster {
+            nodes,
+            exe: exe.to_path_buf(),
+            peers: peers.join(","),
+            node_args,
+            unsynced_storage,
+            starts: 0,
+            http,
+        };
         for id in 1..=n {
             cluster.start_node(id)?;
         }
@@ -136,7 +156,13 @@ impl Cluster {
     pub fn start_node(&mut self, id: u64) -> anyhow::Result<()> {
         let exe = self.exe.clone();
         let peers = self.peers.clone();
-        let args = self.node_args.clone();
+        let mut args = self.node_args.clone();
+        if let Some(seed) = self.unsynced_storage {
+            // A seed per start: each process flushes other pages early.
+            self.starts += 1;
+            let start_seed = seed.wrapping_mul(1_000_003).wrapping_add(self.starts);
+            args.extend(["--test-unsynced-storage".to_string(), start_seed.to_string()]);
+        }
         let node = self.node_mut(id);
         if node.child.is_some() {
             return Ok(());

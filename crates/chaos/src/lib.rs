@@ -6,7 +6,8 @@
 //! several [`workload`] clients send creates, puts, consumes and topic-list reads with unique
 //! values and exactly-once sessions, recording each operation in a [`history`], while the
 //! [`nemesis`] follows a seeded schedule of kill -9, SIGSTOP, iptables partitions
-//! ([`network`]) and WAL damage ([`disk`]). After healing, a whole-cluster kill -9 and restart
+//! ([`network`]), WAL damage ([`disk`]) and, with `--power-loss`, whole-cluster power losses
+//! (the nodes then keep unsynced writes in the process, so kill -9 loses them). After healing, a whole-cluster kill -9 and restart
 //! and a drain of every queue, the [`checker`] decides. The [`runner`] ties it together and
 //! saves the history, the schedule and the seed, so any failure can be replayed.
 

@@ -74,6 +74,9 @@ impl Options {
         if !self.brokers {
             cmd.push_str(" --no-brokers");
         }
+        if self.kinds.power_loss {
+            cmd.push_str(" --power-loss");
+        }
         cmd
     }
 }
@@ -91,6 +94,10 @@ pub struct RunReport {
     pub findings: Vec<Finding>,
     /// Did every node with an inner flipped bit refuse to start?
     pub corruption_refusals: usize,
+    /// Whole-cluster power losses, the final restart included (0 without `--power-loss`).
+    pub power_losses: usize,
+    /// Nodes that did not start by themselves after a power loss (each also a finding).
+    pub power_loss_refusals: usize,
     pub check: CheckReport,
     pub out: PathBuf,
     pub replay: String,
@@ -115,8 +122,9 @@ pub fn run(options: &Options) -> anyhow::Result<RunReport> {
     let data = options.out.join("data");
     let _ = std::fs::remove_dir_all(&data);
     std::fs::create_dir_all(&data)?;
+    let unsynced = options.kinds.power_loss.then_some(options.seed);
     let mut cluster =
-        Cluster::start(&options.exe, options.nodes, &data, options.node_args.clone())?;
+        Cluster::start(&options.exe, options.nodes, &data, options.node_args.clone(), unsynced)?;
     let clock = Clock::start();
     let recorder = Recorder::new(clock);
     let shared = Arc::new(Shared::default());
@@ -146,7 +154,7 @@ pub fn run(options: &Options) -> anyhow::Result<RunReport> {
 
     let stop = AtomicBool::new(false);
     let deadline = Instant::now() + options.duration;
-    let (log, findings) = {
+    let (log, mut findings) = {
         let mut nemesis = Nemesis {
             cluster: &mut cluster,
             firewall: options.kinds.partitions.then_some(Firewall),
@@ -171,9 +179,20 @@ pub fn run(options: &Options) -> anyhow::Result<RunReport> {
         let _ = worker.join();
     }
 
-    // Durability: kill -9 every node at once, restart, and read everything back.
+    // Durability: kill -9 every node at once, restart, and read everything back. With
+    // power losses on, this is one more, and every node must start by itself.
     cluster.kill_all();
     cluster.heal_processes()?;
+    if options.kinds.power_loss {
+        for why in nemesis::refusals_to_start(&mut cluster, Duration::from_secs(20)) {
+            eprintln!("chaos: FINDING: {why} after the final power loss");
+            findings.push(Finding {
+                at_ns: clock.now_ns(),
+                what: format!("{why} after the final power loss"),
+            });
+        }
+        cluster.heal_processes()?;
+    }
     cluster.wait_leader(Duration::from_secs(30)).context("no leader after the final restart")?;
     set_give_up(&shared, Duration::from_secs(180));
     let mut drainer = Worker::new(
@@ -208,6 +227,11 @@ pub fn run(options: &Options) -> anyhow::Result<RunReport> {
         let kind = kind.as_ref().and_then(|v| v["kind"].as_str()).unwrap_or("?").to_string();
         *faults_by_kind.entry(kind).or_insert(0) += 1;
     }
+    let power_losses = if options.kinds.power_loss {
+        faults_by_kind.get("power_loss").copied().unwrap_or(0) + 1
+    } else {
+        0
+    };
     let report = RunReport {
         seed: options.seed,
         nodes: options.nodes,
@@ -217,6 +241,8 @@ pub fn run(options: &Options) -> anyhow::Result<RunReport> {
         faults: log.len(),
         faults_by_kind,
         corruption_refusals: count_notes(&log, "refused to start"),
+        power_losses,
+        power_loss_refusals: findings.iter().filter(|f| f.what.contains("power loss")).count(),
         findings,
         check,
         out: options.out.clone(),

@@ -5,10 +5,12 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use raftmq_raft::NodeId;
+use raftmq_storage::{FileLayer, StdFiles, UnsyncedFiles};
 use serde::Deserialize;
 
 /// Where a member of the cluster can be reached.
@@ -55,6 +57,10 @@ pub struct NodeConfig {
     pub defer_leader_sync: bool,
     /// WAL segment size; compaction releases whole segments.
     pub segment_bytes: u64,
+    /// Test only (the chaos harness's power loss): keep unsynced WAL writes
+    /// in the process, flushing some early and out of order with this seed,
+    /// so that kill -9 loses them as a power loss would (docs/storage.md).
+    pub test_unsynced_storage: Option<u64>,
     /// A broker with no heartbeat or metadata fetch for this long is fenced (by the leader).
     pub broker_session_timeout: Duration,
     /// How far back metadata fetches get deltas (older `since`: a whole snapshot).
@@ -89,10 +95,28 @@ impl NodeConfig {
             fsync: true,
             defer_leader_sync: true,
             segment_bytes: 64 << 20,
+            test_unsynced_storage: None,
             broker_session_timeout: Duration::from_secs(9),
             metadata_history: Duration::from_secs(600),
             joined_cluster: None,
             seed_addresses: BTreeMap::new(),
+        }
+    }
+
+    /// The file layer WAL segments are written through: `std::fs`, or in
+    /// the test-only unsynced mode the layer that loses unsynced writes on a
+    /// kill, announced loudly, since a node in that mode is no real node.
+    pub fn file_layer(&self) -> Arc<dyn FileLayer> {
+        match self.test_unsynced_storage {
+            None => Arc::new(StdFiles),
+            Some(seed) => {
+                let warning = format!(
+                    "TEST MODE: unsynced writes are lost on kill (--test-unsynced-storage {seed}): unsynced WAL writes stay in this process until fsync, some flushed early and out of order; never use this for real data"
+                );
+                eprintln!("{warning}");
+                tracing::warn!("{warning}");
+                Arc::new(UnsyncedFiles::new(seed))
+            }
         }
     }
 

@@ -19,7 +19,8 @@ use raftmq_raft::HardState;
 
 use crate::error::StorageError;
 use crate::fsutil::write_atomic;
-use crate::wire::{put_u32, put_u64, DecodeError, Reader};
+use crate::small_file;
+use crate::wire::{put_u64, DecodeError};
 
 pub(crate) const FILE_NAME: &str = "hardstate";
 const MAGIC: &[u8; 4] = b"RMQH";
@@ -27,35 +28,17 @@ const VERSION: u8 = 1;
 
 pub(crate) fn encode(hs: &HardState) -> Vec<u8> {
     let mut out = Vec::with_capacity(38);
-    out.extend_from_slice(MAGIC);
-    out.push(VERSION);
+    small_file::begin(&mut out, MAGIC, VERSION);
     put_u64(&mut out, hs.term);
     out.push(u8::from(hs.vote.is_some()));
     put_u64(&mut out, hs.vote.unwrap_or(0));
     put_u64(&mut out, hs.commit);
-    let crc = crc32c::crc32c(&out);
-    put_u32(&mut out, crc);
+    small_file::seal(&mut out);
     out
 }
 
 pub(crate) fn decode(bytes: &[u8]) -> Result<HardState, DecodeError> {
-    let Some(body_len) = bytes.len().checked_sub(4) else {
-        return Err(format!("file of {} bytes is too short", bytes.len()));
-    };
-    let (body, crc) = bytes.split_at(body_len);
-    let stored = Reader::new(crc).u32("checksum")?;
-    let computed = crc32c::crc32c(body);
-    if stored != computed {
-        return Err(format!("checksum mismatch: stored {stored:#010x}, computed {computed:#010x}"));
-    }
-    let mut r = Reader::new(body);
-    if r.take(4, "magic")? != MAGIC {
-        return Err("not a hard state file (bad magic)".into());
-    }
-    let version = r.u8("version")?;
-    if version != VERSION {
-        return Err(format!("unsupported version {version}"));
-    }
+    let mut r = small_file::open(bytes, MAGIC, VERSION, "a hard state")?;
     let term = r.u64("term")?;
     let has_vote = r.u8("vote flag")?;
     let vote = r.u64("vote")?;

@@ -15,7 +15,8 @@ use std::path::Path;
 
 use crate::error::StorageError;
 use crate::fsutil::write_atomic;
-use crate::wire::{put_u32, put_u64, DecodeError, Reader};
+use crate::small_file;
+use crate::wire::{put_u32, put_u64, DecodeError};
 
 pub(crate) const FILE_NAME: &str = "identity";
 const MAGIC: &[u8; 4] = b"RMQI";
@@ -47,35 +48,17 @@ impl Identity {
 
 fn encode(identity: &Identity) -> Vec<u8> {
     let mut out = Vec::new();
-    out.extend_from_slice(MAGIC);
-    out.push(VERSION);
+    small_file::begin(&mut out, MAGIC, VERSION);
     put_u64(&mut out, identity.node_id);
     // `check_valid` bounds the length, so the cast is lossless.
     put_u32(&mut out, identity.cluster_id.len() as u32);
     out.extend_from_slice(identity.cluster_id.as_bytes());
-    let crc = crc32c::crc32c(&out);
-    put_u32(&mut out, crc);
+    small_file::seal(&mut out);
     out
 }
 
 fn decode(bytes: &[u8]) -> Result<Identity, DecodeError> {
-    let Some(body_len) = bytes.len().checked_sub(4) else {
-        return Err(format!("file of {} bytes is too short", bytes.len()));
-    };
-    let (body, crc) = bytes.split_at(body_len);
-    let stored = Reader::new(crc).u32("checksum")?;
-    let computed = crc32c::crc32c(body);
-    if stored != computed {
-        return Err(format!("checksum mismatch: stored {stored:#010x}, computed {computed:#010x}"));
-    }
-    let mut r = Reader::new(body);
-    if r.take(4, "magic")? != MAGIC {
-        return Err("not an identity file (bad magic)".into());
-    }
-    let version = r.u8("version")?;
-    if version != VERSION {
-        return Err(format!("unsupported version {version}"));
-    }
+    let mut r = small_file::open(bytes, MAGIC, VERSION, "an identity")?;
     let node_id = r.u64("node id")?;
     let len = r.u32("cluster id length")? as usize;
     let cluster_id = std::str::from_utf8(r.take(len, "cluster id")?)

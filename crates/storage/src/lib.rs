@@ -18,7 +18,10 @@
 //! - `codec`: the payload encoding of entries and commit marks;
 //! - `hard_state`, `identity`, `snapshot_file`: the other files (a snapshot
 //!   file can be written and read without `Storage`, from another thread);
+//! - `small_file`: the magic, version and checksum those three share;
 //! - `file_layer`: the trait WAL segments are written through;
+//! - `unsynced`: a test-only layer that keeps unsynced writes in the
+//!   process, so that kill -9 loses them as a power loss would;
 //! - `fsutil`: durable create, rename and delete (fsync of the directory);
 //! - `wire`: integer encodings and a bounds-checked reader.
 
@@ -31,8 +34,10 @@ mod identity;
 mod record;
 mod recovery;
 mod segment;
+mod small_file;
 mod snapshot_file;
 mod storage;
+mod unsynced;
 mod wal;
 mod wire;
 
@@ -41,3 +46,4 @@ pub use file_layer::{FileLayer, SegmentFile, StdFiles};
 pub use identity::Identity;
 pub use snapshot_file::{load_newest_snapshot, SnapshotFileInfo, SnapshotWriter};
 pub use storage::{Recovered, Storage, StorageOptions};
+pub use unsynced::UnsyncedFiles;

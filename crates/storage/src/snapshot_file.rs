@@ -33,6 +33,7 @@ use tracing::warn;
 
 use crate::error::{IoContext, StorageError};
 use crate::fsutil::{fsync_dir, remove_file};
+use crate::small_file;
 use crate::wire::{put_u32, put_u64, DecodeError, Reader};
 
 const MAGIC: &[u8; 4] = b"RMQS";
@@ -109,8 +110,7 @@ fn read_set(r: &mut Reader<'_>, what: &str) -> Result<BTreeSet<NodeId>, DecodeEr
 /// Everything before the data, including the data length.
 fn encode_header(meta: &SnapshotMeta, data_len: u64) -> Result<Vec<u8>, StorageError> {
     let mut out = Vec::new();
-    out.extend_from_slice(MAGIC);
-    out.push(VERSION);
+    small_file::begin(&mut out, MAGIC, VERSION);
     put_u64(&mut out, meta.index);
     put_u64(&mut out, meta.term);
     put_set(&mut out, &meta.membership.voters)?;
@@ -122,23 +122,9 @@ fn encode_header(meta: &SnapshotMeta, data_len: u64) -> Result<Vec<u8>, StorageE
 /// Decodes a whole snapshot file. `file_bytes` is shared by the returned
 /// data, which avoids copying a large snapshot.
 fn decode(file_bytes: Bytes) -> Result<Snapshot, DecodeError> {
-    let Some(body_len) = file_bytes.len().checked_sub(4) else {
-        return Err(format!("file of {} bytes is too short", file_bytes.len()));
-    };
-    let (body, crc) = file_bytes.split_at(body_len);
-    let stored = Reader::new(crc).u32("checksum")?;
-    let computed = crc32c::crc32c(body);
-    if stored != computed {
-        return Err(format!("checksum mismatch: stored {stored:#010x}, computed {computed:#010x}"));
-    }
-    let mut r = Reader::new(body);
-    if r.take(4, "magic")? != MAGIC {
-        return Err("not a snapshot file (bad magic)".into());
-    }
-    let version = r.u8("version")?;
-    if version != VERSION {
-        return Err(format!("unsupported version {version}"));
-    }
+    let mut r = small_file::open(&file_bytes, MAGIC, VERSION, "a snapshot")?;
+    // The body is everything but the checksum.
+    let body_len = file_bytes.len() - 4;
     let index = r.u64("index")?;
     let term = r.u64("term")?;
     let voters = read_set(&mut r, "voters")?;

@@ -11,7 +11,7 @@ use prost::Message as _;
 use raftmq_proto::client::MemberInfo;
 use raftmq_raft::{InitialState, NodeId, Raft};
 use raftmq_state::StateMachine;
-use raftmq_storage::{FileLayer, Identity, StdFiles, Storage, StorageOptions};
+use raftmq_storage::{FileLayer, Identity, Storage, StorageOptions};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
@@ -29,7 +29,8 @@ use crate::transport::Transport;
 /// Opens storage, restores state and starts the driver and the WAL writer.
 /// The servers (gRPC, REST) are started by [`crate::server::serve`].
 pub fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
-    start_with(config, Arc::new(StdFiles))
+    let files = config.file_layer();
+    start_with(config, files)
 }
 
 /// `start`, writing WAL segments through `files` (the driver's tests hold its fsyncs).

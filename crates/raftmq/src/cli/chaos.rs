@@ -49,6 +49,12 @@ pub struct ChaosArgs {
     /// No WAL damage.
     #[arg(long)]
     no_disk_faults: bool,
+    /// Power losses: run every node in the test-only unsynced storage mode (unsynced WAL
+    /// writes stay in the process, some flushed early and out of order, so any kill -9
+    /// loses them as a machine crash would) and add whole-cluster power losses mid-load to
+    /// the faults. Every node must start by itself after each one.
+    #[arg(long)]
+    power_loss: bool,
     /// No broker operations in the workload (topics and messages only).
     #[arg(long)]
     no_brokers: bool,
@@ -124,7 +130,7 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<()> {
             clients: args.clients,
             exe: exe.clone(),
             out: args.out.join(format!("seed-{}", seed + i)),
-            kinds: Kinds { partitions, disk: !args.no_disk_faults },
+            kinds: Kinds { partitions, disk: !args.no_disk_faults, power_loss: args.power_loss },
             schedule: schedule.clone(),
             node_args: node_args.clone(),
             puts_per_topic: args.puts_per_topic,
@@ -134,14 +140,15 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<()> {
             plain_clients: args.plain_clients.min(args.clients),
         };
         eprintln!(
-            "chaos: run {}/{} seed {} ({} nodes, {} clients, {:?}, partitions {})",
+            "chaos: run {}/{} seed {} ({} nodes, {} clients, {:?}, partitions {}, power loss {})",
             i + 1,
             args.runs,
             options.seed,
             options.nodes,
             options.clients,
             options.duration,
-            if partitions { "on" } else { "off" }
+            if partitions { "on" } else { "off" },
+            if args.power_loss { "on" } else { "off" }
         );
         let report = runner::run(&options).with_context(|| {
             format!("run with seed {} broke; replay: {}", options.seed, options.replay_command())
@@ -187,12 +194,13 @@ fn check_saved(path: &std::path::Path, budget: u64) -> anyhow::Result<()> {
 fn print_run(report: &RunReport) {
     let verdict = if report.valid() { "PASS" } else { "FAIL" };
     say!(
-        "chaos seed {}: {verdict} in {:.0} s; faults {} {:?}; corrupt WALs refused {}; {}",
+        "chaos seed {}: {verdict} in {:.0} s; faults {} {:?}; corrupt WALs refused {}; {}{}",
         report.seed,
         report.seconds,
         report.faults,
         report.faults_by_kind,
         report.corruption_refusals,
+        power_losses(report),
         report.check.summary()
     );
     if !report.valid() {
@@ -221,12 +229,23 @@ fn print_run(report: &RunReport) {
     }
 }
 
+/// "power losses 4, nodes that did not restart by themselves 0; " with power losses on.
+fn power_losses(report: &RunReport) -> String {
+    if report.power_losses == 0 {
+        return String::new();
+    }
+    format!(
+        "power losses {} (the final restart included), nodes that did not restart by themselves {}; ",
+        report.power_losses, report.power_loss_refusals
+    )
+}
+
 fn print_total(reports: &[RunReport]) {
     let sum = |f: &dyn Fn(&RunReport) -> usize| reports.iter().map(f).sum::<usize>();
     say!(
         "chaos total: runs {}, failed runs {}, seconds {:.0}, operations {}, faults {}, \
          linearizability violations {}, inconclusive {}, lost {}, duplicated {}, unexpected {}, \
-         nemesis findings {}",
+         nemesis findings {}, power losses {}, nodes that did not restart by themselves {}",
         reports.len(),
         reports.iter().filter(|r| !r.valid()).count(),
         reports.iter().map(|r| r.seconds).sum::<f64>(),
@@ -238,6 +257,8 @@ fn print_total(reports: &[RunReport]) {
         sum(&|r| r.check.totals.duplicated.len()),
         sum(&|r| r.check.totals.unexpected.len()),
         sum(&|r| r.findings.len()),
+        sum(&|r| r.power_losses),
+        sum(&|r| r.power_loss_refusals),
     );
 }
 

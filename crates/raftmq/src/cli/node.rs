@@ -80,6 +80,11 @@ pub struct NodeArgs {
     /// disks (the leader counts itself only for what it has synced).
     #[arg(long)]
     eager_leader_sync: bool,
+    /// Test only: unsynced WAL writes stay in the process (some flushed early,
+    /// out of order, from this seed), so kill -9 loses them as a power loss
+    /// would. Used by `raftmq chaos --power-loss`.
+    #[arg(long, hide = true)]
+    test_unsynced_storage: Option<u64>,
     /// Threads for the node's async tasks (HTTP, gRPC, the Raft driver); the
     /// WAL writer always has a thread of its own. One thread is the default:
     /// a request then crosses no thread boundary between the HTTP task, the
@@ -162,6 +167,7 @@ fn build(args: NodeArgs) -> anyhow::Result<NodeConfig> {
     config.fsync = !args.no_fsync;
     config.defer_leader_sync = !args.eager_leader_sync;
     config.segment_bytes = args.segment_bytes.max(4096);
+    config.test_unsynced_storage = args.test_unsynced_storage;
     config.broker_session_timeout = Duration::from_millis(args.broker_session_timeout_ms.max(1));
     config.metadata_history = Duration::from_secs(args.metadata_history_secs);
     if config.election_ticks <= config.heartbeat_ticks {
