@@ -152,24 +152,7 @@ pub fn run(options: &Options) -> anyhow::Result<RunReport> {
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
 
-    let stop = AtomicBool::new(false);
-    let deadline = Instant::now() + options.duration;
-    let (log, mut findings) = {
-        let mut nemesis = Nemesis {
-            cluster: &mut cluster,
-            firewall: options.kinds.partitions.then_some(Firewall),
-            clock,
-            rng: Rng::derive(options.seed, 0xD15C),
-            log: Vec::new(),
-            findings: Vec::new(),
-        };
-        nemesis.run(&steps, deadline, &stop);
-        nemesis::sleep_until(deadline, deadline, &stop);
-        let healed = nemesis.heal();
-        let log = nemesis.log;
-        healed.context("cannot heal the cluster after the run")?;
-        (log, nemesis.findings)
-    };
+    let (log, mut findings) = run_nemesis(options, &steps, &mut cluster, clock)?;
     write_json(&options.out.join("nemesis.json"), &log)?;
 
     // Let unknown operations resolve against the healed cluster, then stop the clients.
@@ -179,21 +162,7 @@ pub fn run(options: &Options) -> anyhow::Result<RunReport> {
         let _ = worker.join();
     }
 
-    // Durability: kill -9 every node at once, restart, and read everything back. With
-    // power losses on, this is one more, and every node must start by itself.
-    cluster.kill_all();
-    cluster.heal_processes()?;
-    if options.kinds.power_loss {
-        for why in nemesis::refusals_to_start(&mut cluster, Duration::from_secs(20)) {
-            eprintln!("chaos: FINDING: {why} after the final power loss");
-            findings.push(Finding {
-                at_ns: clock.now_ns(),
-                what: format!("{why} after the final power loss"),
-            });
-        }
-        cluster.heal_processes()?;
-    }
-    cluster.wait_leader(Duration::from_secs(30)).context("no leader after the final restart")?;
+    findings.extend(restart_everything(options, &mut cluster, clock)?);
     set_give_up(&shared, Duration::from_secs(180));
     let mut drainer = Worker::new(
         options.clients,
@@ -202,15 +171,7 @@ pub fn run(options: &Options) -> anyhow::Result<RunReport> {
         recorder.clone(),
         shared.clone(),
     )?;
-    let mut topics: BTreeSet<String> = shared.all_topics().into_iter().collect();
-    if let Some(Answer::Topics { topics: listed }) = drainer.read(Call::ListTopics) {
-        topics.extend(listed);
-    }
-    if options.brokers {
-        // The broker table's check then covers durability too.
-        drainer.read(Call::ListBrokers);
-    }
-    drainer.drain(&topics.into_iter().collect::<Vec<_>>());
+    read_back_everything(&mut drainer, &shared, options.brokers);
 
     let ops = recorder.history();
     history::save(&options.out.join("history.json"), &ops)?;
@@ -221,33 +182,7 @@ pub fn run(options: &Options) -> anyhow::Result<RunReport> {
         })
         .map(|op| op.id);
     let check = checker::check(&ops, final_list, options.check_budget);
-    let mut faults_by_kind = BTreeMap::new();
-    for event in &log {
-        let kind = serde_json::to_value(&event.fault).ok();
-        let kind = kind.as_ref().and_then(|v| v["kind"].as_str()).unwrap_or("?").to_string();
-        *faults_by_kind.entry(kind).or_insert(0) += 1;
-    }
-    let power_losses = if options.kinds.power_loss {
-        faults_by_kind.get("power_loss").copied().unwrap_or(0) + 1
-    } else {
-        0
-    };
-    let report = RunReport {
-        seed: options.seed,
-        nodes: options.nodes,
-        clients: options.clients,
-        seconds: started.elapsed().as_secs_f64(),
-        partitions: options.kinds.partitions,
-        faults: log.len(),
-        faults_by_kind,
-        corruption_refusals: count_notes(&log, "refused to start"),
-        power_losses,
-        power_loss_refusals: findings.iter().filter(|f| f.what.contains("power loss")).count(),
-        findings,
-        check,
-        out: options.out.clone(),
-        replay: options.replay_command(),
-    };
+    let report = report(options, started.elapsed(), &log, findings, check);
     write_json(&options.out.join("report.json"), &report)?;
     if final_list.is_none() {
         anyhow::bail!(
@@ -259,6 +194,106 @@ pub fn run(options: &Options) -> anyhow::Result<RunReport> {
         let _ = std::fs::remove_dir_all(&data);
     }
     Ok(report)
+}
+
+/// Runs the schedule until the run's time is up, then heals every fault. Answers the
+/// nemesis's log and its findings.
+fn run_nemesis(
+    options: &Options,
+    steps: &[Step],
+    cluster: &mut Cluster,
+    clock: Clock,
+) -> anyhow::Result<(Vec<Event>, Vec<Finding>)> {
+    let stop = AtomicBool::new(false);
+    let deadline = Instant::now() + options.duration;
+    let mut nemesis = Nemesis {
+        cluster,
+        firewall: options.kinds.partitions.then_some(Firewall),
+        clock,
+        rng: Rng::derive(options.seed, 0xD15C),
+        log: Vec::new(),
+        findings: Vec::new(),
+    };
+    nemesis.run(steps, deadline, &stop);
+    nemesis::sleep_until(deadline, deadline, &stop);
+    let healed = nemesis.heal();
+    let log = nemesis.log;
+    healed.context("cannot heal the cluster after the run")?;
+    Ok((log, nemesis.findings))
+}
+
+/// Durability: kill -9 every node at once and restart them. With power losses on, this is one
+/// more, and every node must start by itself: a refusal is a finding.
+fn restart_everything(
+    options: &Options,
+    cluster: &mut Cluster,
+    clock: Clock,
+) -> anyhow::Result<Vec<Finding>> {
+    let mut findings = Vec::new();
+    cluster.kill_all();
+    cluster.heal_processes()?;
+    if options.kinds.power_loss {
+        for why in nemesis::refusals_to_start(cluster, Duration::from_secs(20)) {
+            eprintln!("chaos: FINDING: {why} after the final power loss");
+            findings.push(Finding {
+                at_ns: clock.now_ns(),
+                what: format!("{why} after the final power loss"),
+            });
+        }
+        cluster.heal_processes()?;
+    }
+    cluster.wait_leader(Duration::from_secs(30)).context("no leader after the final restart")?;
+    Ok(findings)
+}
+
+/// Reads back what the run left: the topic list, the broker table, every queue drained.
+fn read_back_everything(drainer: &mut Worker, shared: &Shared, brokers: bool) {
+    let mut topics: BTreeSet<String> = shared.all_topics().into_iter().collect();
+    if let Some(Answer::Topics { topics: listed }) = drainer.read(Call::ListTopics) {
+        topics.extend(listed);
+    }
+    if brokers {
+        // The broker table's check then covers durability too.
+        drainer.read(Call::ListBrokers);
+    }
+    drainer.drain(&topics.into_iter().collect::<Vec<_>>());
+}
+
+/// The run's report: what was injected, what the nemesis found, what the checker decided.
+fn report(
+    options: &Options,
+    elapsed: Duration,
+    log: &[Event],
+    findings: Vec<Finding>,
+    check: CheckReport,
+) -> RunReport {
+    let mut faults_by_kind = BTreeMap::new();
+    for event in log {
+        let kind = serde_json::to_value(&event.fault).ok();
+        let kind = kind.as_ref().and_then(|v| v["kind"].as_str()).unwrap_or("?").to_string();
+        *faults_by_kind.entry(kind).or_insert(0) += 1;
+    }
+    let power_losses = if options.kinds.power_loss {
+        faults_by_kind.get("power_loss").copied().unwrap_or(0) + 1
+    } else {
+        0
+    };
+    RunReport {
+        seed: options.seed,
+        nodes: options.nodes,
+        clients: options.clients,
+        seconds: elapsed.as_secs_f64(),
+        partitions: options.kinds.partitions,
+        faults: log.len(),
+        faults_by_kind,
+        corruption_refusals: count_notes(log, "refused to start"),
+        power_losses,
+        power_loss_refusals: findings.iter().filter(|f| f.what.contains("power loss")).count(),
+        findings,
+        check,
+        out: options.out.clone(),
+        replay: options.replay_command(),
+    }
 }
 
 fn set_give_up(shared: &Shared, after: Duration) {

@@ -11,7 +11,7 @@ use prost::Message as _;
 use raftmq_proto::client::MemberInfo;
 use raftmq_raft::{InitialState, NodeId, Raft};
 use raftmq_state::StateMachine;
-use raftmq_storage::{FileLayer, Identity, Storage, StorageOptions};
+use raftmq_storage::{FileLayer, Identity, Recovered, Storage, StorageOptions};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
@@ -46,11 +46,18 @@ pub fn start_with(config: NodeConfig, files: Arc<dyn FileLayer>) -> anyhow::Resu
             .map_err(|e| anyhow::anyhow!("the newest snapshot does not restore: {e}"))?,
         None => StateMachine::new(ttl),
     };
+    let raft = restore_raft(&config, recovered)?;
+    spawn_driver(config, cluster_id, storage, sm, raft)
+}
+
+/// The core as storage left it, or, on a founding member's first start, bootstrapped with the
+/// configured peers as its voters.
+fn restore_raft(config: &NodeConfig, recovered: Recovered) -> anyhow::Result<Raft> {
     let fresh = recovered.hard_state.term == 0
         && recovered.entries.is_empty()
         && recovered.snapshot.is_none();
     let raft_config = config.raft_config();
-    let raft = if fresh && !config.peers.is_empty() {
+    if fresh && !config.peers.is_empty() {
         let members: Vec<(NodeId, Bytes)> = config
             .peers
             .iter()
@@ -64,16 +71,24 @@ pub fn start_with(config: NodeConfig, files: Arc<dyn FileLayer>) -> anyhow::Resu
                 (*id, Bytes::from(info.encode_to_vec()))
             })
             .collect();
-        Raft::bootstrap(raft_config, &members)?
-    } else {
-        let state = InitialState {
-            hard_state: recovered.hard_state,
-            snapshot: recovered.snapshot.map(|s| s.meta),
-            entries: recovered.entries,
-        };
-        Raft::new(raft_config, state)?
+        return Ok(Raft::bootstrap(raft_config, &members)?);
+    }
+    let state = InitialState {
+        hard_state: recovered.hard_state,
+        snapshot: recovered.snapshot.map(|s| s.meta),
+        entries: recovered.entries,
     };
+    Ok(Raft::new(raft_config, state)?)
+}
 
+/// Wires the driver to the WAL writer, the transport and the handle, and starts it.
+fn spawn_driver(
+    config: NodeConfig,
+    cluster_id: String,
+    storage: Storage,
+    sm: StateMachine,
+    raft: Raft,
+) -> anyhow::Result<NodeHandle> {
     let local_ip = Some(config.raft_listen.ip()).filter(|ip| !ip.is_unspecified());
     let (wal_done_tx, wal_done) = mpsc::unbounded_channel();
     let snapshot_failed = wal_done_tx.clone();
@@ -96,20 +111,7 @@ pub fn start_with(config: NodeConfig, files: Arc<dyn FileLayer>) -> anyhow::Resu
     );
     let addrs = peer_addresses(&config, &sm.read().expect("state machine lock is never poisoned"));
     transport.set_addresses(addrs);
-    events.note(
-        config.id,
-        raft.term(),
-        "start",
-        format!(
-            "node {} started: term {}, log {}..={}, commit {}, data dir {}",
-            config.id,
-            raft.term(),
-            raft.first_index(),
-            raft.last_index(),
-            raft.commit_index(),
-            config.data_dir.display()
-        ),
-    );
+    note_start(&events, &config, &raft);
     let driver = Driver {
         raft,
         config: config.clone(),
@@ -136,17 +138,7 @@ pub fn start_with(config: NodeConfig, files: Arc<dyn FileLayer>) -> anyhow::Resu
         was_member: config.join.is_empty(),
     };
     let (id, trace_rpc) = (config.id, config.trace_rpc);
-    tokio::spawn(async move {
-        let outcome = driver.run().await;
-        let reason = match outcome {
-            Err(NodeError::Shutdown) | Ok(()) => "shut down".to_string(),
-            Err(e) => {
-                tracing::error!(node = id, "node stopped: {e}");
-                format!("{e}")
-            }
-        };
-        let _ = stopped_tx.send(Some(reason));
-    });
+    tokio::spawn(run_driver(driver, id, stopped_tx));
     let leaderless_since = Arc::new(Mutex::new(Some(Instant::now())));
     tokio::spawn(track_leaderless(status.clone(), leaderless_since.clone()));
     Ok(NodeHandle {
@@ -165,6 +157,36 @@ pub fn start_with(config: NodeConfig, files: Arc<dyn FileLayer>) -> anyhow::Resu
             leaderless_since,
         }),
     })
+}
+
+/// Runs the driver until it stops, and says why on `stopped`.
+async fn run_driver(driver: Driver, id: NodeId, stopped: watch::Sender<Option<String>>) {
+    let reason = match driver.run().await {
+        Err(NodeError::Shutdown) | Ok(()) => "shut down".to_string(),
+        Err(e) => {
+            tracing::error!(node = id, "node stopped: {e}");
+            format!("{e}")
+        }
+    };
+    let _ = stopped.send(Some(reason));
+}
+
+/// The first line of the node's event log: where its log and commit stand.
+fn note_start(events: &EventLog, config: &NodeConfig, raft: &Raft) {
+    events.note(
+        config.id,
+        raft.term(),
+        "start",
+        format!(
+            "node {} started: term {}, log {}..={}, commit {}, data dir {}",
+            config.id,
+            raft.term(),
+            raft.first_index(),
+            raft.last_index(),
+            raft.commit_index(),
+            config.data_dir.display()
+        ),
+    );
 }
 
 /// Keeps `since` at the instant the node last lost its leader (None while it has one).
