@@ -7,6 +7,7 @@
 //!   the [`node::NodeHandle`] the APIs use (forwarding to the leader,
 //!   linearizable reads);
 //! - [`transport`]: Raft messages between nodes over gRPC;
+//! - [`metrics`]: the node's Prometheus metrics (`GET /metrics`);
 //! - [`state_machine`]: topics with FIFO queues, client sessions, members;
 //! - [`api`]: the REST API (RRMQ routes and `/v1`);
 //! - [`client_service`]: the public gRPC service;
@@ -21,6 +22,7 @@ pub mod codec;
 pub mod config;
 pub mod events;
 pub mod metadata_fencing;
+pub mod metrics;
 pub mod node;
 pub mod ports;
 pub mod replicator;

@@ -4,6 +4,7 @@
 //!   `PUT /topic`, `GET /topic`, `PUT /message`, `GET /message/<topic>`,
 //!   `GET /status`, and `GET /` for liveness probes;
 //! - `/v1/...`: the node's own API (status, events, members);
+//! - `/metrics`, `/livez`, `/readyz`: observability (docs/observability.md);
 //! - the KRaft-style metadata API (`/v1/brokers`, `/v1/topics`, `/v1/partitions`,
 //!   `/v1/producers`, `/v1/metadata`), PyRaft's and YAKt's routes (docs/metadata.md),
 //!   `/openapi.json` and `/docs` (see `metadata_routes`).
@@ -14,6 +15,8 @@
 //! limits, body reading and the uniform error shape are decided there.
 
 pub(crate) mod errors;
+mod events_stream;
+mod health;
 mod members;
 mod metadata_common;
 mod metadata_fetch;
@@ -21,6 +24,7 @@ mod metadata_routes;
 pub mod openapi;
 mod pyraft;
 mod rrmq;
+mod scrape;
 mod v1;
 mod v1_metadata;
 mod yakt;
@@ -32,6 +36,7 @@ use axum::Router;
 
 pub use errors::ApiError;
 
+use crate::metrics;
 use crate::node::NodeHandle;
 
 pub fn router(node: NodeHandle) -> Router {
@@ -42,6 +47,9 @@ pub fn router(node: NodeHandle) -> Router {
         .route("/message", put(rrmq::put_message))
         .route("/message/{topic}", get(rrmq::consume_message))
         .route("/status", get(rrmq::status))
+        .route("/metrics", get(scrape::metrics))
+        .route("/livez", get(health::livez))
+        .route("/readyz", get(health::readyz))
         .route("/v1/events", get(v1::events))
         .route("/v1/status", get(v1::status))
         .route("/v1/members", get(members::list).post(members::add))
@@ -49,12 +57,15 @@ pub fn router(node: NodeHandle) -> Router {
         .route("/v1/members/{id}/transfer-leader", axum::routing::post(members::transfer_leader))
         .merge(metadata_routes::routes(&node))
         .fallback(errors::not_found)
+        .layer(middleware::from_fn(metrics::http::note_route))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(node.clone());
     // The edge wraps the whole router, so it runs before routing: a layer added with
     // `Router::layer` runs after the method is chosen, when a HEAD is already on its way to
     // a GET handler (which, for `GET /message/{topic}`, consumes).
+    let observe = middleware::from_fn_with_state(node.metrics().clone(), metrics::http::observe);
     let edge =
         middleware::from_fn(move |request, next| errors::edge(node.clone(), limit, request, next));
-    Router::new().fallback_service(tower::Layer::layer(&edge, routes))
+    let api = tower::Layer::layer(&observe, tower::Layer::layer(&edge, routes));
+    Router::new().fallback_service(api)
 }

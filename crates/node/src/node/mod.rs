@@ -35,6 +35,7 @@ use tonic::transport::Channel;
 
 use crate::config::NodeConfig;
 use crate::events::EventLog;
+use crate::metrics::Metrics;
 use crate::transport::{self, Transport};
 pub use driver::{Applied, LogRead, Request};
 pub use error::NodeError;
@@ -55,6 +56,7 @@ struct Inner {
     status: watch::Receiver<NodeStatus>,
     applied: watch::Receiver<Index>,
     events: EventLog,
+    metrics: Metrics,
     shutdown: watch::Sender<bool>,
     /// gRPC channels to other members, for forwarding and read indexes.
     channels: Mutex<HashMap<NodeId, (String, Channel)>>,
@@ -116,11 +118,12 @@ pub fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
     let local_ip = Some(config.raft_listen.ip()).filter(|ip| !ip.is_unspecified());
     let (wal_done_tx, wal_done) = mpsc::unbounded_channel();
     let snapshot_failed = wal_done_tx.clone();
-    let wal = wal_writer::WalWriter::spawn(storage, wal_done_tx);
     let (inbound_tx, inbound) = mpsc::channel(16 * 1024);
     let (requests_tx, requests) = mpsc::channel(16 * 1024);
     let (snapshot_status_tx, snapshot_status) = mpsc::unbounded_channel();
     let (status_tx, status) = watch::channel(NodeStatus::starting(config.id));
+    let metrics = Metrics::new(status.clone());
+    let wal = wal_writer::WalWriter::spawn(storage, wal_done_tx, metrics.clone());
     let (applied_tx, applied) = watch::channel(raft.applied_index());
     let (shutdown, shutdown_rx) = watch::channel(false);
     let (stopped_tx, stopped) = watch::channel(None);
@@ -164,6 +167,7 @@ pub fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
         status: status_tx,
         applied_tx,
         events: events.clone(),
+        metrics: metrics.clone(),
         shutdown: shutdown_rx,
         pending: HashMap::new(),
         reads: HashMap::new(),
@@ -200,6 +204,7 @@ pub fn start(config: NodeConfig) -> anyhow::Result<NodeHandle> {
             status,
             applied,
             events,
+            metrics,
             shutdown,
             channels: Mutex::new(HashMap::new()),
             local_ip,
@@ -244,6 +249,10 @@ impl NodeHandle {
 
     pub fn events(&self) -> &EventLog {
         &self.inner.events
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
     }
 
     /// The local state machine, as applied so far (a stale read).
@@ -292,12 +301,19 @@ impl NodeHandle {
     /// Proposes on this node, which must be the leader, and waits for apply.
     pub async fn propose_local(&self, command: Command) -> Result<Applied, NodeError> {
         let timeout = self.inner.config.commit_timeout;
-        match tokio::time::timeout(timeout, self.ask(|reply| Request::Propose { command, reply }))
-            .await
+        let outcome = match tokio::time::timeout(
+            timeout,
+            self.ask(|reply| Request::Propose { command, reply }),
+        )
+        .await
         {
             Ok(outcome) => outcome,
             Err(_) => Err(NodeError::Timeout(timeout.as_millis() as u64)),
+        };
+        if let Err(e) = &outcome {
+            self.inner.metrics.proposal_failed(e);
         }
+        outcome
     }
 
     pub async fn change_membership(&self, change: ConfChange) -> Result<Applied, NodeError> {
@@ -568,7 +584,7 @@ impl NodeHandle {
         }
     }
 
-    fn channel_to(&self, id: NodeId) -> Result<Channel, NodeError> {
+    pub(crate) fn channel_to(&self, id: NodeId) -> Result<Channel, NodeError> {
         let addr = self
             .member(id)
             .map(|m| m.raft_addr)
