@@ -4,7 +4,8 @@
 //!   `PUT /topic`, `GET /topic`, `PUT /message`, `GET /message/<topic>`,
 //!   `GET /status`, and `GET /` for liveness probes;
 //! - `/v1/...`: the node's own API (status, events, members);
-//! - `/metrics`, `/livez`, `/readyz`: observability (docs/observability.md);
+//! - `/metrics`, `/livez`, `/readyz`, the live page `/ui`: observability
+//!   (docs/observability.md);
 //! - the KRaft-style metadata API (`/v1/brokers`, `/v1/topics`, `/v1/partitions`,
 //!   `/v1/producers`, `/v1/metadata`), PyRaft's and YAKt's routes (docs/metadata.md),
 //!   `/openapi.json` and `/docs` (see `metadata_routes`).
@@ -25,6 +26,7 @@ pub mod openapi;
 mod pyraft;
 mod rrmq;
 mod scrape;
+mod ui;
 mod v1;
 mod v1_metadata;
 mod yakt;
@@ -56,6 +58,7 @@ pub fn router(node: NodeHandle) -> Router {
         .route("/v1/members/{id}", axum::routing::delete(members::remove))
         .route("/v1/members/{id}/transfer-leader", axum::routing::post(members::transfer_leader))
         .merge(metadata_routes::routes(&node))
+        .merge(ui::routes())
         .fallback(errors::not_found)
         .layer(middleware::from_fn(metrics::http::note_route))
         .layer(DefaultBodyLimit::max(limit))
