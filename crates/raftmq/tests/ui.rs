@@ -63,3 +63,77 @@ fn the_page_on_a_follower_shows_the_new_leader_within_3_s_of_a_leader_kill() {
     let hosts = said.iter().find_map(|l| l.strip_prefix("HOSTS ")).unwrap_or_default();
     assert_eq!(hosts, served, "{said:?}");
 }
+
+/// On a `raftmq dev` cluster: dev prints the page's URL first, the page is told it may show
+/// process controls, and a kill asked through the page's node reaches the real process. On a
+/// plain cluster the same routes answer 404.
+#[test]
+fn the_page_controls_real_processes_on_a_dev_cluster_only() {
+    let _serial = serial();
+    let plain = Cluster::start(1);
+    plain.wait_leader();
+    let (_, view) = plain.get_json(1, "/ui/cluster");
+    assert_eq!(view["dev"], false, "{view}");
+    let refused = plain.http.post(plain.url(1, "/ui/dev/nodes/1/kill")).send().expect("answer");
+    assert_eq!(refused.status().as_u16(), 404);
+    drop(plain);
+
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let base = free_port_range();
+    let mut dev = Command::new(env!("CARGO_BIN_EXE_raftmq"))
+        .args(["dev", "--nodes", "3", "--base-port", &base.to_string(), "--data-dir"])
+        .arg(dir.path().join("cluster"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start raftmq dev");
+    let mut lines = BufReader::new(dev.stdout.take().expect("piped")).lines();
+    let first = lines.next().and_then(Result::ok).unwrap_or_default();
+    let ui = format!("http://127.0.0.1:{base}/ui");
+    let http = reqwest::blocking::Client::new();
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        assert!(first.starts_with("watch it live: ") && first.contains(&ui), "{first}");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        let view = loop {
+            let view: Option<serde_json::Value> = http
+                .get(format!("http://127.0.0.1:{base}/ui/cluster"))
+                .send()
+                .ok()
+                .and_then(|r| r.json().ok());
+            match view {
+                Some(v) if v["dev"] == true => break v,
+                _ if std::time::Instant::now() > deadline => panic!("no dev view: {view:?}"),
+                _ => std::thread::sleep(std::time::Duration::from_millis(100)),
+            }
+        };
+        assert_eq!(view["members"].as_array().map(Vec::len), Some(3), "{view}");
+        let killed: serde_json::Value = http
+            .post(format!("http://127.0.0.1:{base}/ui/dev/nodes/3/kill"))
+            .send()
+            .expect("the kill is relayed")
+            .json()
+            .expect("dev's JSON answer");
+        assert_eq!(killed["state"], "exited", "{killed}");
+    }));
+    // SIGTERM: dev stops its nodes before it exits.
+    let _ = Command::new("kill").arg(dev.id().to_string()).status();
+    let _ = dev.wait();
+    if let Err(panic) = outcome {
+        std::panic::resume_unwind(panic);
+    }
+}
+
+/// A base port whose dev range is free: base-1 (control), base.. (REST), base+100.. (gRPC).
+fn free_port_range() -> u16 {
+    for _ in 0..200 {
+        let base = raftmq_node::ports::free_port().expect("a free loopback port");
+        let mut wanted = vec![base - 1];
+        wanted.extend((0..3).map(|i| base + i));
+        wanted.extend((0..3).map(|i| base + 100 + i));
+        if wanted.iter().all(|p| std::net::TcpListener::bind(("127.0.0.1", *p)).is_ok()) {
+            return base;
+        }
+    }
+    panic!("no free range of ports for a dev cluster");
+}
