@@ -1,13 +1,15 @@
 //! The node's event log (`GET /v1/events`, docs/http.md): role changes, elections, terms, leaders,
 //! snapshots and membership changes, with time and term. Each event is
 //! printed as a readable log line and the newest ones are kept in a ring
-//! buffer served at `GET /v1/events`.
+//! buffer served at `GET /v1/events`; subscribers (`/v1/events` as server-sent events) get
+//! each new one as it is recorded.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use raftmq_raft::{Event, NodeId};
 use serde::Serialize;
+use tokio::sync::broadcast;
 
 const KEEP: usize = 1000;
 
@@ -20,9 +22,20 @@ pub struct EventRecord {
     pub text: String,
 }
 
-#[derive(Clone, Default)]
+/// New events a subscriber that reads slowly may fall behind by; past that it misses some
+/// (and is told so: see `api::events_stream`).
+const LIVE_BACKLOG: usize = 256;
+
+#[derive(Clone)]
 pub struct EventLog {
     ring: Arc<Mutex<VecDeque<EventRecord>>>,
+    live: broadcast::Sender<EventRecord>,
+}
+
+impl Default for EventLog {
+    fn default() -> Self {
+        Self { ring: Arc::default(), live: broadcast::channel(LIVE_BACKLOG).0 }
+    }
 }
 
 impl EventLog {
@@ -43,7 +56,17 @@ impl EventLog {
         if ring.len() == KEEP {
             ring.pop_front();
         }
+        // Sent under the lock, so that a subscriber's snapshot of the ring and its live
+        // events neither overlap nor leave a gap. No subscriber is not an error.
+        let _ = self.live.send(record.clone());
         ring.push_back(record);
+    }
+
+    /// The newest `n` events and a receiver of every event recorded after them.
+    pub fn subscribe(&self, n: usize) -> (Vec<EventRecord>, broadcast::Receiver<EventRecord>) {
+        let ring = self.ring.lock().expect("event log lock is never poisoned");
+        let latest = ring.iter().skip(ring.len().saturating_sub(n)).cloned().collect();
+        (latest, self.live.subscribe())
     }
 
     /// The newest `n` events, oldest first.

@@ -9,6 +9,7 @@
 //!   read, membership, status, wherever the leader is);
 //! - [`transport`]: Raft messages between nodes over gRPC, and the internal service peers
 //!   call (it serves the node through a trait it defines);
+//! - [`metrics`]: the node's Prometheus metrics (`GET /metrics`) and its peer round-trip probe;
 //! - [`codec`]: the core's messages and membership changes to and from protobuf;
 //! - [`api`]: the REST front-end (RRMQ routes, `/v1`, the PyRaft and YAKt metadata dialects);
 //! - [`client_service`]: the public gRPC front-end (submit, status, the committed log);
@@ -25,6 +26,7 @@ pub mod codec;
 pub mod config;
 pub mod events;
 pub mod metadata_fencing;
+pub mod metrics;
 pub mod node;
 pub mod ports;
 pub mod replicator;

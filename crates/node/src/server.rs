@@ -75,12 +75,14 @@ pub async fn serve(
     // trailers) waits for the client's delayed ACK: about 40 ms per request.
     let incoming = TcpIncoming::from(raft_listener).with_nodelay(Some(true));
     let grpc = tonic::transport::Server::builder()
+        .layer(crate::metrics::grpc::GrpcMetricsLayer::new(node.metrics().clone()))
         .add_service(raft_service)
         .add_service(crate::client_service::service(node.clone()))
         .serve_with_incoming(incoming);
     // The leader's broker fencing runs as long as the node (the REST routes share its table).
     let fencing = Fencing::new(node.config().broker_session_timeout);
     fencing.spawn(node.clone());
+    tokio::spawn(crate::metrics::peer_rtt::probe(node.clone()));
     let rest = serve_rest(client_listener, crate::api::router(node.clone(), fencing));
     let id = node.id();
     tokio::select! {

@@ -168,6 +168,7 @@ pub async fn not_found(method: Method, uri: Uri) -> Response {
 fn describes_the_node(method: &Method, path: &str) -> bool {
     method == Method::GET
         && (matches!(path, "/" | "/status" | "/v1/status" | "/v1/events" | "/openapi.json")
+            || matches!(path, "/metrics" | "/livez" | "/readyz" | "/ui")
             || path == "/docs"
             || path.starts_with("/docs/"))
 }

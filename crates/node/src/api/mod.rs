@@ -4,6 +4,8 @@
 //!   `PUT /topic`, `GET /topic`, `PUT /message`, `GET /message/<topic>`,
 //!   `GET /status`, and `GET /` for liveness probes;
 //! - `/v1/...`: the node's own API (status, events, members);
+//! - `/metrics`, `/livez`, `/readyz`, the live page `/ui`: observability
+//!   (docs/observability.md);
 //! - the KRaft-style metadata API (`/v1/brokers`, `/v1/topics`, `/v1/partitions`,
 //!   `/v1/producers`, `/v1/metadata`), PyRaft's and YAKt's routes (docs/metadata.md),
 //!   `/openapi.json` and `/docs` (see `metadata_routes`).
@@ -14,6 +16,8 @@
 //! limits, body reading and the uniform error shape are decided there.
 
 pub(crate) mod errors;
+mod events_stream;
+mod health;
 mod members;
 mod metadata_common;
 mod metadata_fetch;
@@ -22,6 +26,8 @@ mod metadata_views;
 pub mod openapi;
 mod pyraft;
 mod rrmq;
+mod scrape;
+mod ui;
 mod v1;
 mod v1_metadata;
 mod yakt;
@@ -36,6 +42,7 @@ use axum::Router;
 pub use errors::ApiError;
 
 use crate::metadata_fencing::Fencing;
+use crate::metrics;
 use crate::node::NodeHandle;
 
 pub fn router(node: NodeHandle, fencing: Arc<Fencing>) -> Router {
@@ -46,19 +53,26 @@ pub fn router(node: NodeHandle, fencing: Arc<Fencing>) -> Router {
         .route("/message", put(rrmq::put_message))
         .route("/message/{topic}", get(rrmq::consume_message))
         .route("/status", get(rrmq::status))
+        .route("/metrics", get(scrape::metrics))
+        .route("/livez", get(health::livez))
+        .route("/readyz", get(health::readyz))
         .route("/v1/events", get(v1::events))
         .route("/v1/status", get(v1::status))
         .route("/v1/members", get(members::list).post(members::add))
         .route("/v1/members/{id}", axum::routing::delete(members::remove))
         .route("/v1/members/{id}/transfer-leader", axum::routing::post(members::transfer_leader))
         .merge(metadata_routes::routes(fencing))
+        .merge(ui::routes())
         .fallback(errors::not_found)
+        .layer(middleware::from_fn(metrics::http::note_route))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(node.clone());
     // The edge wraps the whole router, so it runs before routing: a layer added with
     // `Router::layer` runs after the method is chosen, when a HEAD is already on its way to
     // a GET handler (which, for `GET /message/{topic}`, consumes).
+    let observe = middleware::from_fn_with_state(node.metrics().clone(), metrics::http::observe);
     let edge =
         middleware::from_fn(move |request, next| errors::edge(node.clone(), limit, request, next));
-    Router::new().fallback_service(tower::Layer::layer(&edge, routes))
+    let api = tower::Layer::layer(&observe, tower::Layer::layer(&edge, routes));
+    Router::new().fallback_service(api)
 }

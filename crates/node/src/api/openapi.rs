@@ -12,7 +12,8 @@ use utoipa_swagger_ui::SwaggerUi;
 use super::metadata_views as views;
 use super::v1 as node_api;
 use super::{
-    errors, members, metadata_common, metadata_fetch, pyraft, rrmq, v1_metadata as v1, yakt,
+    errors, health, members, metadata_common, metadata_fetch, pyraft, rrmq, scrape,
+    v1_metadata as v1, yakt,
 };
 use crate::node::NodeHandle;
 
@@ -31,7 +32,7 @@ use crate::node::NodeHandle;
     paths(
         rrmq::root, rrmq::create_topic, rrmq::list_topics, rrmq::put_message,
         rrmq::consume_message, rrmq::status,
-        node_api::status, node_api::events,
+        node_api::status, node_api::events, health::livez, health::readyz, scrape::metrics,
         members::list, members::add, members::remove, members::transfer_leader,
         v1::register_broker, v1::list_brokers, v1::get_broker, v1::change_broker,
         v1::unregister_broker, v1::delete_broker, v1::heartbeat,

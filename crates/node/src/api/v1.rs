@@ -1,12 +1,14 @@
 //! The node's own API under `/v1`.
 
 use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::errors::V1Error;
-use crate::events::EventRecord;
+use super::events_stream;
 use crate::node::{NodeHandle, NodeStatus};
 
 #[derive(Deserialize, IntoParams)]
@@ -16,7 +18,8 @@ pub struct EventParams {
     limit: Option<usize>,
 }
 
-/// The newest events of this node's event log, oldest first.
+/// The newest events of this node's event log, oldest first; with `Accept: text/event-stream`,
+/// those and then each new event as it happens, as server-sent events.
 #[utoipa::path(get, path = "/v1/events", tag = "node", params(EventParams),
     responses((status = 200, description = "Events, oldest first", body = [Object],
             example = json!([{"time_ms": 1765000000000u64, "node": 1, "term": 3, "kind": "leader",
@@ -26,8 +29,13 @@ pub struct EventParams {
 pub async fn events(
     State(node): State<NodeHandle>,
     Query(params): Query<EventParams>,
-) -> Json<Vec<EventRecord>> {
-    Json(node.events().latest(params.limit.unwrap_or(100).min(1000)))
+    headers: HeaderMap,
+) -> Response {
+    let limit = params.limit.unwrap_or(100).min(1000);
+    if events_stream::wants_stream(&headers) {
+        return events_stream::stream(&node, limit);
+    }
+    Json(node.events().latest(limit)).into_response()
 }
 
 /// Everything `/status` says and more: membership and, on the leader, each

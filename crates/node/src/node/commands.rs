@@ -31,6 +31,7 @@ use raftmq_raft::{ConfChange, ConfChangeKind, Index, NodeId};
 use raftmq_state::StateMachine;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
+use tonic::transport::Channel;
 
 use super::driver::{Applied, LogRead, Reply, Request};
 use super::error::NodeError;
@@ -312,6 +313,17 @@ impl NodeHandle {
         Ok(Route::There(Leader { id: leader, raft_addr }))
     }
 
+    /// A gRPC channel to member `id`: the metrics' round-trip probe and the live page's status
+    /// of every member.
+    pub(crate) fn channel_to(&self, id: NodeId) -> Result<Channel, NodeError> {
+        let raft_addr = self
+            .member(id)
+            .map(|m| m.raft_addr)
+            .filter(|a| !a.is_empty())
+            .ok_or_else(|| NodeError::Unreachable(format!("no address known for node {id}")))?;
+        self.leader_client().channel(&Leader { id, raft_addr })
+    }
+
     fn leader_client(&self) -> &LeaderClient {
         &self.inner.leader_client
     }
@@ -374,7 +386,11 @@ impl NodeHandle {
         command: Command,
         deadline: Instant,
     ) -> Result<Applied, NodeError> {
-        self.ask(deadline, |reply| Request::Propose { command, reply }).await
+        let outcome = self.ask(deadline, |reply| Request::Propose { command, reply }).await;
+        if let Err(e) = &outcome {
+            self.inner.metrics.proposal_failed(e);
+        }
+        outcome
     }
 
     /// Confirms leadership: answers the index a linearizable read must wait for.

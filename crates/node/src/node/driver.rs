@@ -93,6 +93,7 @@ pub struct Driver {
     pub status: watch::Sender<NodeStatus>,
     pub applied_tx: watch::Sender<Index>,
     pub events: EventLog,
+    pub metrics: crate::metrics::Metrics,
     pub shutdown: watch::Receiver<bool>,
     /// Proposals waiting for their entry to be applied: index → (term, reply).
     pub pending: HashMap<Index, (Term, PendingReply)>,
@@ -342,6 +343,7 @@ impl Driver {
         let term = self.raft.term();
         for event in &events {
             self.events.record(self.config.id, term, event);
+            self.metrics.observe_event(event);
         }
         if self.raft.role() != Role::Leader && !self.reads.is_empty() {
             // Read rounds of a lost leadership never complete.
@@ -425,6 +427,7 @@ impl Driver {
     fn apply(&mut self, committed: Vec<raftmq_raft::Entry>) {
         let mut membership_changed = false;
         let mut last = 0;
+        self.metrics.applied_entries(committed.len() as u64);
         {
             let mut sm = self.sm.write().expect("state machine lock is never poisoned");
             for entry in committed {
@@ -501,8 +504,12 @@ impl Driver {
         let dir = self.config.data_dir.clone();
         let sync = self.config.fsync;
         let (wal, done) = (self.wal.sender(), self.snapshot_failed.clone());
+        let metrics = self.metrics.clone();
         let spawned = std::thread::Builder::new().name("raftmq-snapshot".into()).spawn(move || {
-            match write_snapshot(&dir, &meta, &state, sync) {
+            let started = std::time::Instant::now();
+            let written = write_snapshot(&dir, &meta, &state, sync);
+            metrics.snapshot_saved(started.elapsed());
+            match written {
                 Ok(file) => {
                     let _ = wal.send(WalRequest::AdoptSnapshot(file, meta));
                 }
@@ -551,6 +558,7 @@ impl Driver {
             learners: raft.membership().learners.iter().copied().collect(),
             members,
         };
+        self.metrics.set_proposals_pending(self.pending.len());
         self.status.send_replace(status);
     }
 }

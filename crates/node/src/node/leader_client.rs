@@ -102,10 +102,17 @@ impl LeaderClient {
     }
 
     fn client(&self, leader: &Leader) -> Result<RaftClient<Channel>, NodeError> {
+        Ok(RaftClient::new(self.channel(leader)?))
+    }
+
+    /// A channel to `member`, kept while its address stays the same. Besides forwarding, the
+    /// metrics' round-trip probe and the live page's member status use it.
+    pub fn channel(&self, member: &Leader) -> Result<Channel, NodeError> {
+        let leader = member;
         let mut channels = self.channels.lock().expect("channel map lock is never poisoned");
         if let Some((known, channel)) = channels.get(&leader.id) {
             if *known == leader.raft_addr {
-                return Ok(RaftClient::new(channel.clone()));
+                return Ok(channel.clone());
             }
         }
         let addr = &leader.raft_addr;
@@ -113,7 +120,7 @@ impl LeaderClient {
             .map_err(|e| NodeError::Internal(format!("bad address {addr}: {e}")))?
             .connect_lazy();
         channels.insert(leader.id, (addr.clone(), channel.clone()));
-        Ok(RaftClient::new(channel))
+        Ok(channel)
     }
 
     /// The reply, or the failure to get one. A leader that could not be reached at all loses

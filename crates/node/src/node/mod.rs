@@ -41,6 +41,7 @@ use tokio::time::Instant;
 
 use crate::config::NodeConfig;
 use crate::events::EventLog;
+use crate::metrics::Metrics;
 pub use driver::{Applied, LogRead, Request};
 pub use error::NodeError;
 use leader_client::LeaderClient;
@@ -65,6 +66,7 @@ struct Inner {
     status: watch::Receiver<NodeStatus>,
     applied: watch::Receiver<Index>,
     events: EventLog,
+    metrics: Metrics,
     shutdown: watch::Sender<bool>,
     leader_client: LeaderClient,
     /// Ends with the driver's result: Err(reason) if it stopped on a fault.
@@ -84,6 +86,10 @@ impl NodeHandle {
 
     pub fn cluster_id(&self) -> &str {
         &self.inner.cluster_id
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
     }
 
     pub fn events(&self) -> &EventLog {

@@ -24,6 +24,7 @@ use super::wal_writer::WalWriter;
 use super::{Inner, NodeHandle};
 use crate::config::NodeConfig;
 use crate::events::EventLog;
+use crate::metrics::Metrics;
 use crate::transport::Transport;
 
 /// Opens storage, restores state and starts the driver and the WAL writer.
@@ -92,11 +93,12 @@ fn spawn_driver(
     let local_ip = Some(config.raft_listen.ip()).filter(|ip| !ip.is_unspecified());
     let (wal_done_tx, wal_done) = mpsc::unbounded_channel();
     let snapshot_failed = wal_done_tx.clone();
-    let wal = WalWriter::spawn(storage, wal_done_tx);
+    let (status_tx, status) = watch::channel(NodeStatus::starting(config.id));
+    let metrics = Metrics::new(status.clone());
+    let wal = WalWriter::spawn(storage, wal_done_tx, metrics.clone());
     let (inbound_tx, inbound) = mpsc::channel(16 * 1024);
     let (requests_tx, requests) = mpsc::channel(16 * 1024);
     let (snapshot_status_tx, snapshot_status) = mpsc::unbounded_channel();
-    let (status_tx, status) = watch::channel(NodeStatus::starting(config.id));
     let (applied_tx, applied) = watch::channel(raft.applied_index());
     let (shutdown, shutdown_rx) = watch::channel(false);
     let (stopped_tx, stopped) = watch::channel(None);
@@ -126,6 +128,7 @@ fn spawn_driver(
         status: status_tx,
         applied_tx,
         events: events.clone(),
+        metrics: metrics.clone(),
         shutdown: shutdown_rx,
         pending: HashMap::new(),
         reads: HashMap::new(),
@@ -151,6 +154,7 @@ fn spawn_driver(
             status,
             applied,
             events,
+            metrics,
             shutdown,
             leader_client: LeaderClient::new(id, local_ip, trace_rpc),
             stopped,

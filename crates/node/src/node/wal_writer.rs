@@ -32,6 +32,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use super::durability::{Durability, GroupSync};
 use super::error::NodeError;
+use crate::metrics::Metrics;
 
 /// One Ready's writes.
 pub struct WriteBatch {
@@ -72,14 +73,15 @@ pub struct WalWriter {
     requests: mpsc::Sender<WalRequest>,
     /// Held by the thread while it writes a group, and by `write_now`.
     storage: Arc<Mutex<Storage>>,
+    metrics: Metrics,
 }
 
 impl WalWriter {
     /// Starts the writer thread; completions of queued requests go to `done`.
-    pub fn spawn(storage: Storage, done: UnboundedSender<WalDone>) -> WalWriter {
+    pub fn spawn(storage: Storage, done: UnboundedSender<WalDone>, metrics: Metrics) -> WalWriter {
         let storage = Arc::new(Mutex::new(storage));
-        let requests = spawn_thread(storage.clone(), done);
-        WalWriter { requests, storage }
+        let requests = spawn_thread(storage.clone(), done, metrics.clone());
+        WalWriter { requests, storage, metrics }
     }
 
     /// Writes `batch`: on the calling thread if `inline` and the storage is
@@ -103,7 +105,7 @@ impl WalWriter {
             self.requests.send(WalRequest::Write(batch)).map_err(|_| writer_stopped())?;
             return Ok(None);
         };
-        let done = match write_group(&mut storage, vec![WalRequest::Write(batch)]) {
+        let done = match write_group(&mut storage, vec![WalRequest::Write(batch)], &self.metrics) {
             Ok(mut completions) => {
                 completions.pop().expect("a write group completes each of its requests")
             }
@@ -133,6 +135,7 @@ fn writer_stopped() -> NodeError {
 fn spawn_thread(
     storage: Arc<Mutex<Storage>>,
     done: UnboundedSender<WalDone>,
+    metrics: Metrics,
 ) -> mpsc::Sender<WalRequest> {
     let (tx, rx) = mpsc::channel::<WalRequest>();
     thread::Builder::new()
@@ -142,7 +145,7 @@ fn spawn_thread(
                 let mut requests = vec![first];
                 requests.extend(rx.try_iter());
                 let written = match storage.lock() {
-                    Ok(mut storage) => write_group(&mut storage, requests),
+                    Ok(mut storage) => write_group(&mut storage, requests, &metrics),
                     // A write on the driver's thread panicked; that thread
                     // is gone and nothing more can be made durable.
                     Err(_) => return,
@@ -170,6 +173,7 @@ fn spawn_thread(
 fn write_group(
     storage: &mut Storage,
     requests: Vec<WalRequest>,
+    metrics: &Metrics,
 ) -> Result<Vec<WalDone>, StorageError> {
     let mut completions = Vec::with_capacity(requests.len());
     let mut snapshots = Vec::new();
@@ -213,7 +217,9 @@ fn write_group(
         }
     }
     if group.needs_sync() {
+        let started = std::time::Instant::now();
         storage.sync()?;
+        metrics.wal_fsync(started.elapsed());
     }
     for (at, synced) in group.finish() {
         if let WalDone::Written { last, .. } = &mut completions[at] {
@@ -271,7 +277,7 @@ mod tests {
         let (storage, _) =
             Storage::open(dir.path(), &identity, options.clone()).expect("storage opens");
         let (done_tx, mut done_rx) = unbounded_channel();
-        let wal = WalWriter::spawn(storage, done_tx);
+        let wal = WalWriter::spawn(storage, done_tx, Metrics::for_tests());
 
         // Inline and free: written here, the completion returned.
         let done = wal.write(batch(1), true).expect("writer runs").expect("written inline");
@@ -300,7 +306,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let (storage, _) = open(dir.path());
         let (done_tx, mut done_rx) = unbounded_channel();
-        let wal = WalWriter::spawn(storage, done_tx);
+        let wal = WalWriter::spawn(storage, done_tx, Metrics::for_tests());
 
         // Written without a sync: nothing is reported durable, so the
         // leader does not count itself for entry 1.
@@ -322,13 +328,13 @@ mod tests {
         let (mut storage, _) = open(dir.path());
         // Alone, a deferred batch is not reported.
         let group = vec![WalRequest::Write(deferred(1))];
-        let done = write_group(&mut storage, group).expect("written");
+        let done = write_group(&mut storage, group, &Metrics::for_tests()).expect("written");
         assert_eq!(done.iter().map(written).collect::<Vec<_>>(), vec![None]);
         // With a batch whose acknowledgement vouches for the log (forced to
         // sync though it has no entries), everything in the group is durable.
         let forced = WriteBatch { entries: Vec::new(), durability: Durability::Forced, ..batch(0) };
         let group = vec![WalRequest::Write(deferred(2)), WalRequest::Write(forced)];
-        let done = write_group(&mut storage, group).expect("written");
+        let done = write_group(&mut storage, group, &Metrics::for_tests()).expect("written");
         assert_eq!(done.iter().map(written).collect::<Vec<_>>(), vec![Some((2, 1)), None]);
         drop(storage);
         assert_eq!(open(dir.path()).1, vec![1, 2], "the sync covered entry 1 too");

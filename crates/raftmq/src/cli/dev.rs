@@ -1,7 +1,7 @@
 //! `raftmq dev`: a local cluster of real `raftmq node` processes on loopback.
 //!
-//! It refuses a data folder written by another cluster (suggesting `--fresh`),
-//! prints a table of the nodes (id, pid, REST URL, gRPC address, docs URL),
+//! It prints the URL of the live page (`/ui` on the first node) first, refuses a data folder
+//! written by another cluster (suggesting `--fresh`), prints a table of the nodes (id, pid, REST URL, gRPC address, docs URL),
 //! shows every node's log interleaved with a `[node N]` prefix, announces each
 //! new leader, notices a node that exits (printing its exit status), and stops
 //! every node on Ctrl-C or SIGTERM. When no node runs any more it exits 1.
@@ -460,6 +460,7 @@ fn start(spec: &Spec, proc: &mut Proc) -> anyhow::Result<()> {
         .arg("--data-dir")
         .arg(spec.node_dir(id))
         .args(&spec.node_args)
+        .env("RAFTMQ_DEV_CONTROL", format!("127.0.0.1:{}", spec.base_port - 1))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -514,13 +515,16 @@ fn list(spec: &Spec, procs: &[Proc], leader: &Leader) -> Value {
 
 fn print_table(spec: &Spec, procs: &[Proc], control: SocketAddr) {
     let nodes: Vec<Value> = procs.iter().map(|p| describe(spec, p)).collect();
+    // The live page first: it is where a newcomer should look (docs/observability.md).
+    let ui = format!("http://127.0.0.1:{}/ui", spec.base_port);
     if spec.json {
         say!(
             "{}",
-            json!({"event": "started", "control": format!("http://{control}"), "nodes": nodes})
+            json!({"event": "started", "ui": ui, "control": format!("http://{control}"), "nodes": nodes})
         );
         return;
     }
+    say!("watch it live: {ui}   (kill, restart and pause nodes from the page)");
     say!(
         "raftmq dev: {} nodes, data in {}, control API http://{control} (see raftmq dev --help)",
         procs.len(),

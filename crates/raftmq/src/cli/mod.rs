@@ -21,6 +21,7 @@ mod bench;
 mod chaos;
 mod client;
 mod dev;
+mod events;
 mod member;
 mod metadata;
 mod node;
@@ -45,6 +46,9 @@ enum Command {
     Dev(dev::DevArgs),
     /// Show a node's status.
     Status(client::Target),
+    /// Show a node's event log (roles, terms, elections, leaders, membership, snapshots);
+    /// --follow streams new events as they happen.
+    Events(events::EventsArgs),
     /// Create, list or delete topics.
     #[command(subcommand)]
     Topic(client::TopicCommand),
@@ -78,6 +82,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Node(args) => node::run(args),
         Command::Dev(args) => dev::run(args),
         Command::Status(target) => client::status(target),
+        Command::Events(args) => events::run(args),
         Command::Topic(command) => client::topic(command),
         Command::Put(args) => client::put(args),
         Command::Get(args) => client::get(args),
