@@ -284,16 +284,7 @@ type Leader = Arc<Mutex<Option<(u64, u64)>>>;
 
 fn run_cluster(args: DevArgs) -> anyhow::Result<()> {
     out::set_json(args.json);
-    if args.nodes == 0 || args.nodes > 50 {
-        bail!("--nodes must be between 1 and 50");
-    }
-    if args.base_port < 2 || u64::from(args.base_port) + 100 + args.nodes - 1 > 65535 {
-        bail!(
-            "--base-port {} leaves no room: the control API needs base-1 and the gRPC ports \
-             base+100 .. base+100+nodes-1 must stay below 65536",
-            args.base_port
-        );
-    }
+    check_args(&args)?;
     if args.fresh && args.data_dir.exists() {
         std::fs::remove_dir_all(&args.data_dir)
             .with_context(|| format!("cannot empty {}", args.data_dir.display()))?;
@@ -328,15 +319,7 @@ fn run_cluster(args: DevArgs) -> anyhow::Result<()> {
     }
     print_table(&spec, &procs, control_addr);
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    let signals = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    thread::spawn(move || {
-        // Ctrl-C, or SIGTERM from a script or `kill`: either way the nodes
-        // go down with the cluster instead of living on as orphans.
-        signals.block_on(super::shutdown_signal());
-        flag.store(true, Ordering::SeqCst);
-    });
+    let stop = watch_signals()?;
     let leader: Leader = Arc::new(Mutex::new(None));
     let ports: Vec<(u64, u64)> = procs.iter().map(|p| (p.id, spec.rest_port(p.id))).collect();
     watch_leader(ports, leader.clone(), args.json);
@@ -352,43 +335,10 @@ fn run_cluster(args: DevArgs) -> anyhow::Result<()> {
     // that a dev killed by SIGKILL leaves no orphans.)
     let mut outcome = Ok(());
     while !stop.load(Ordering::SeqCst) {
-        match inbox.recv_timeout(Duration::from_millis(100)) {
-            Ok(Request::List(reply)) => {
-                let _ = reply.send(list(&spec, &procs, &leader));
-            }
-            Ok(Request::Act(id, action, reply)) => {
-                let result = match procs.iter_mut().find(|p| p.id == id) {
-                    Some(proc) => act(&spec, proc, action).map(|()| describe(&spec, proc)),
-                    None => Err((
-                        StatusCode::NOT_FOUND,
-                        format!("no node {id}: this cluster has nodes 1-{}", args.nodes),
-                    )),
-                };
-                let _ = reply.send(result);
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => {}
+        if let Ok(request) = inbox.recv_timeout(Duration::from_millis(100)) {
+            answer(request, &spec, &mut procs, &leader);
         }
-        for proc in procs.iter_mut() {
-            if proc.state == State::Exited {
-                continue;
-            }
-            let Some(child) = proc.child.as_mut() else { continue };
-            if let Ok(Some(status)) = child.try_wait() {
-                proc.state = State::Exited;
-                proc.exit = Some(status.to_string());
-                proc.child = None;
-                event(
-                    args.json,
-                    format!(
-                        "node {} exited: {status} (restart it with `r {}` here or `raftmq dev \
-                         restart {} --base-port {}`)",
-                        proc.id, proc.id, proc.id, args.base_port
-                    ),
-                    json!({"event": "exited", "id": proc.id, "exit": status.to_string()}),
-                );
-            }
-        }
+        reap_exited(&mut procs, &args);
         if procs.iter().all(|p| p.state == State::Exited) {
             event(
                 args.json,
@@ -408,6 +358,78 @@ fn run_cluster(args: DevArgs) -> anyhow::Result<()> {
         }
     }
     outcome
+}
+
+/// Refuses a node count or base port that leaves no room for the ports.
+fn check_args(args: &DevArgs) -> anyhow::Result<()> {
+    if args.nodes == 0 || args.nodes > 50 {
+        bail!("--nodes must be between 1 and 50");
+    }
+    if args.base_port < 2 || u64::from(args.base_port) + 100 + args.nodes - 1 > 65535 {
+        bail!(
+            "--base-port {} leaves no room: the control API needs base-1 and the gRPC ports \
+             base+100 .. base+100+nodes-1 must stay below 65536",
+            args.base_port
+        );
+    }
+    Ok(())
+}
+
+/// A flag that Ctrl-C, or SIGTERM from a script or `kill`, raises: either way the nodes go
+/// down with the cluster instead of living on as orphans.
+fn watch_signals() -> anyhow::Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let signals = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    thread::spawn(move || {
+        signals.block_on(super::shutdown_signal());
+        flag.store(true, Ordering::SeqCst);
+    });
+    Ok(stop)
+}
+
+/// Answers a request of the control API or the terminal keys.
+fn answer(request: Request, spec: &Spec, procs: &mut [Proc], leader: &Leader) {
+    match request {
+        Request::List(reply) => {
+            let _ = reply.send(list(spec, procs, leader));
+        }
+        Request::Act(id, action, reply) => {
+            let nodes = procs.len();
+            let result = match procs.iter_mut().find(|p| p.id == id) {
+                Some(proc) => act(spec, proc, action).map(|()| describe(spec, proc)),
+                None => Err((
+                    StatusCode::NOT_FOUND,
+                    format!("no node {id}: this cluster has nodes 1-{nodes}"),
+                )),
+            };
+            let _ = reply.send(result);
+        }
+    }
+}
+
+/// Notes the nodes that exited since the last look, and says how to restart them.
+fn reap_exited(procs: &mut [Proc], args: &DevArgs) {
+    for proc in procs.iter_mut() {
+        if proc.state == State::Exited {
+            continue;
+        }
+        let Some(child) = proc.child.as_mut() else { continue };
+        if let Ok(Some(status)) = child.try_wait() {
+            proc.state = State::Exited;
+            proc.exit = Some(status.to_string());
+            proc.child = None;
+            event(
+                args.json,
+                format!(
+                    "node {} exited: {status} (restart it with `r {}` here or `raftmq dev \
+                     restart {} --base-port {}`)",
+                    proc.id, proc.id, proc.id, args.base_port
+                ),
+                json!({"event": "exited", "id": proc.id, "exit": status.to_string()}),
+            );
+        }
+    }
 }
 
 /// Refuses a data folder written by another cluster (another node count or
