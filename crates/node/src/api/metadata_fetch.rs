@@ -5,12 +5,12 @@
 //! last snapshot), else the whole image; `wait` long-polls for the next change, and a
 //! broker's fetch counts as its heartbeat.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::{Extension, Json};
-use serde::Deserialize;
 use serde_json::Value;
 use utoipa::IntoParams;
 
@@ -26,8 +26,9 @@ use raftmq_state::metadata::history::{Since, View};
 /// The longest a metadata fetch may long-poll.
 pub const MAX_WAIT: Duration = Duration::from_secs(60);
 
-#[allow(dead_code)]
-#[derive(Deserialize, IntoParams)]
+/// The query of `GET /v1/metadata`. Parsed by hand from the raw parameters (not by serde), so
+/// that a bad value is a 400 that names the parameter.
+#[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct FetchQuery {
     /// The offset (log index) last seen, or a time: ms since the epoch (≥ 10^12) or seconds
@@ -144,13 +145,24 @@ pub async fn metadata(
     Extension(fencing): Fence,
     Query(params): Params,
 ) -> Answer {
-    let since =
-        params.get("since").map(|s| parse_since(s)).transpose()?.unwrap_or(Since::Offset(0));
-    let view = parse_view(params.get("view").map(String::as_str))?;
-    let wait = params.get("wait").map(|w| parse_wait(w)).transpose()?.unwrap_or(Duration::ZERO);
-    let broker = params.get("brokerId").map(|b| broker_id(b)).transpose()?;
-    let stale = super::v1_metadata::stale(&params)?;
-    fetch_by(&node, &fencing, broker, since, view, wait, stale).await
+    let query = FetchQuery::parse(&params)?;
+    let since = query.since.as_deref().map(parse_since).transpose()?.unwrap_or(Since::Offset(0));
+    let view = parse_view(query.view.as_deref())?;
+    let wait = query.wait.as_deref().map(parse_wait).transpose()?.unwrap_or(Duration::ZERO);
+    let stale = query.stale == Some(true);
+    fetch_by(&node, &fencing, query.broker_id, since, view, wait, stale).await
+}
+
+impl FetchQuery {
+    fn parse(params: &HashMap<String, String>) -> Result<Self, ApiError> {
+        Ok(FetchQuery {
+            since: params.get("since").cloned(),
+            view: params.get("view").cloned(),
+            wait: params.get("wait").cloned(),
+            broker_id: params.get("brokerId").map(|b| broker_id(b)).transpose()?,
+            stale: super::v1_metadata::ReadQuery::parse(params)?.stale,
+        })
+    }
 }
 
 /// A fetch by `broker` (if given), which counts as its heartbeat: the answer of every fetch

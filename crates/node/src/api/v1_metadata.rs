@@ -183,16 +183,31 @@ fn ids(list: Vec<Integer>) -> Vec<i64> {
     list.into_iter().map(|id| id.0).collect()
 }
 
-#[allow(dead_code)]
-#[derive(Deserialize, IntoParams)]
+/// The query of a metadata read. Parsed by hand from the raw parameters (not by serde), so that
+/// a bad value is a 400 that names the parameter; the struct is what the OpenAPI document shows.
+#[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ReadQuery {
     /// Read this node's local state instead of a linearizable read.
     pub stale: Option<bool>,
 }
 
-#[allow(dead_code)]
-#[derive(Deserialize, IntoParams)]
+impl ReadQuery {
+    pub fn parse(params: &HashMap<String, String>) -> Result<Self, ApiError> {
+        let stale = match params.get("stale").map(String::as_str) {
+            None => None,
+            Some("false") => Some(false),
+            Some("true") => Some(true),
+            Some(other) => {
+                return Err(bad("stale", format!("stale must be true or false, not {other:?}")))
+            }
+        };
+        Ok(ReadQuery { stale })
+    }
+}
+
+/// The query of `GET /v1/brokers`.
+#[derive(IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct BrokerListQuery {
     /// `all` (default) or `active` (ALIVE or UNFENCED).
@@ -200,12 +215,19 @@ pub struct BrokerListQuery {
     pub stale: Option<bool>,
 }
 
-pub fn stale(params: &HashMap<String, String>) -> Result<bool, ApiError> {
-    match params.get("stale").map(String::as_str) {
-        None | Some("false") => Ok(false),
-        Some("true") => Ok(true),
-        Some(other) => Err(bad("stale", format!("stale must be true or false, not {other:?}"))),
+impl BrokerListQuery {
+    pub fn parse(params: &HashMap<String, String>) -> Result<Self, ApiError> {
+        let status = params.get("status").cloned();
+        if let Some(other) = status.as_deref().filter(|s| !matches!(*s, "all" | "active")) {
+            return Err(bad("status", format!("status must be all or active, not {other:?}")));
+        }
+        Ok(BrokerListQuery { status, stale: ReadQuery::parse(params)?.stale })
     }
+}
+
+/// Whether a read may be served from this node's state as it is (`?stale=true`).
+pub fn stale(params: &HashMap<String, String>) -> Result<bool, ApiError> {
+    Ok(ReadQuery::parse(params)?.stale == Some(true))
 }
 
 fn created(done: &Done) -> StatusCode {
@@ -277,14 +299,9 @@ pub async fn register_broker(
     responses((status = 200, description = "`{\"brokers\": [...]}`, by broker id", body = Object),
         (status = 400, description = "A bad parameter", body = ErrorBody)))]
 pub async fn list_brokers(State(node): State<NodeHandle>, Query(params): Params) -> Answer {
-    let active = match params.get("status").map(String::as_str) {
-        None | Some("all") => false,
-        Some("active") => true,
-        Some(other) => {
-            return Err(bad("status", format!("status must be all or active, not {other:?}")))
-        }
-    };
-    read(&node, stale(&params)?).await?;
+    let query = BrokerListQuery::parse(&params)?;
+    let active = query.status.as_deref() == Some("active");
+    read(&node, query.stale == Some(true)).await?;
     let state = node.state();
     let brokers: Vec<Value> = state
         .metadata()
