@@ -226,6 +226,10 @@ struct Spec {
 }
 
 impl Spec {
+    /// The live page, on node 1's REST port.
+    fn ui_url(&self) -> String {
+        format!("http://127.0.0.1:{}/ui", self.base_port)
+    }
     fn rest_port(&self, id: u64) -> u64 {
         u64::from(self.base_port) + id - 1
     }
@@ -314,6 +318,11 @@ fn run_cluster(args: DevArgs) -> anyhow::Result<()> {
     let mut procs: Vec<Proc> = (1..=args.nodes)
         .map(|id| Proc { id, child: None, state: State::Exited, exit: None, starts: 0 })
         .collect();
+    if !spec.json {
+        // The live page first, before any node's output: it is where a newcomer should look
+        // (docs/observability.md).
+        say!("watch it live: {}   (kill, restart and pause nodes from the page)", spec.ui_url());
+    }
     for proc in procs.iter_mut() {
         start(&spec, proc).with_context(|| format!("cannot start node {}", proc.id))?;
     }
@@ -537,16 +546,13 @@ fn list(spec: &Spec, procs: &[Proc], leader: &Leader) -> Value {
 
 fn print_table(spec: &Spec, procs: &[Proc], control: SocketAddr) {
     let nodes: Vec<Value> = procs.iter().map(|p| describe(spec, p)).collect();
-    // The live page first: it is where a newcomer should look (docs/observability.md).
-    let ui = format!("http://127.0.0.1:{}/ui", spec.base_port);
     if spec.json {
         say!(
             "{}",
-            json!({"event": "started", "ui": ui, "control": format!("http://{control}"), "nodes": nodes})
+            json!({"event": "started", "ui": spec.ui_url(), "control": format!("http://{control}"), "nodes": nodes})
         );
         return;
     }
-    say!("watch it live: {ui}   (kill, restart and pause nodes from the page)");
     say!(
         "raftmq dev: {} nodes, data in {}, control API http://{control} (see raftmq dev --help)",
         procs.len(),
