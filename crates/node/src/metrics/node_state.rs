@@ -20,7 +20,8 @@ impl StatusCollector {
     }
 }
 
-fn gauge(
+/// Encodes one unlabelled gauge read at scrape time.
+pub(super) fn gauge(
     encoder: &mut DescriptorEncoder,
     name: &str,
     help: &str,

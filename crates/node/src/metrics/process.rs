@@ -2,21 +2,12 @@
 //! names Prometheus' own client libraries use. On a system without `/proc` they are absent.
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::encoding::DescriptorEncoder;
+
+use super::node_state::gauge;
 
 #[derive(Debug)]
 pub struct ProcessCollector;
-
-fn gauge(
-    encoder: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
-    value: u64,
-) -> Result<(), std::fmt::Error> {
-    let metric = ConstGauge::new(value as i64);
-    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
-}
 
 /// A `/proc/self/status` field given in kB (`VmRSS:   1234 kB`), in bytes.
 fn status_kb(status: &str, field: &str) -> Option<u64> {
