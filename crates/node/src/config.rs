@@ -45,6 +45,9 @@ pub struct NodeConfig {
     pub redirect: bool,
     /// Log every RPC in the trace format of docs/replicator.md.
     pub trace_rpc: bool,
+    /// Count and time every REST and gRPC request by route, method and code (`--metrics
+    /// extensive`, the default); off (`basic`) leaves those series out of `/metrics`.
+    pub request_metrics: bool,
     /// Take a snapshot after this many entries since the last one.
     pub snapshot_entries: u64,
     pub session_ttl: Duration,
@@ -89,6 +92,7 @@ impl NodeConfig {
             commit_timeout: Duration::from_secs(5),
             redirect: false,
             trace_rpc: false,
+            request_metrics: true,
             snapshot_entries: 100_000,
             session_ttl: Duration::from_secs(600),
             max_body_bytes: 1 << 20,

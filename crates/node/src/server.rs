@@ -75,7 +75,10 @@ pub async fn serve(
     // trailers) waits for the client's delayed ACK: about 40 ms per request.
     let incoming = TcpIncoming::from(raft_listener).with_nodelay(Some(true));
     let grpc = tonic::transport::Server::builder()
-        .layer(crate::metrics::grpc::GrpcMetricsLayer::new(node.metrics().clone()))
+        .layer(tower::util::option_layer(
+            (node.config().request_metrics)
+                .then(|| crate::metrics::grpc::GrpcMetricsLayer::new(node.metrics().clone())),
+        ))
         .add_service(raft_service)
         .add_service(crate::client_service::service(node.clone()))
         .serve_with_incoming(incoming);

@@ -91,6 +91,10 @@ fn metrics_pass_promtool_and_their_counters_move_across_a_leader_kill() {
                 format!("raftmq_network_peer_round_trip_time_seconds_count{{peer=\"{peer}\"}}");
             assert!(value(&text, &series) >= 1.0, "node {id} timed no round trip to {peer}");
         }
+        // The peers' probes are gRPC `Status` calls, counted by service, method and code.
+        let status_calls =
+            "raftmq_grpc_requests_total{service=\"raftmq.v1.Client\",method=\"Status\",code=\"0\"}";
+        assert!(value(&text, status_calls) >= 1.0, "node {id}: {text}");
     }
     let text = scrape(&cluster, leader);
     for follower in (1..=3).filter(|f| *f != leader) {
@@ -130,6 +134,24 @@ fn metrics_pass_promtool_and_their_counters_move_across_a_leader_kill() {
     assert!(a > b, "fsyncs: {b} then {a}");
     assert_eq!(value(&after, "raftmq_server_has_leader"), 1.0);
     assert_eq!(value(&after, "raftmq_server_is_leader"), f64::from(survivor == new_leader));
+}
+
+#[test]
+fn metrics_basic_leaves_the_request_series_out() {
+    let _serial = serial();
+    let cluster = Cluster::start_with(3, &["--metrics", "basic"]);
+    let leader = cluster.wait_leader();
+    cluster.create_topic("jobs");
+    let (code, _) = cluster.put_json(leader, "/message", json!({"topic": "jobs", "message": "a"}));
+    assert_eq!(code, 201);
+    std::thread::sleep(Duration::from_millis(1500));
+    let text = scrape(&cluster, leader);
+    promtool_check(&text);
+    assert!(value(&text, "raftmq_raft_commit_index") >= 1.0);
+    assert!(value(&text, "raftmq_server_proposals_committed_total") >= 1.0);
+    for family in ["raftmq_http_requests_total{", "raftmq_grpc_requests_total{"] {
+        assert!(!text.contains(family), "--metrics basic still records {family}: {text}");
+    }
 }
 
 #[test]

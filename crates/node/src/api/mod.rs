@@ -38,6 +38,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::middleware;
 use axum::routing::{get, put};
 use axum::Router;
+use tower::util::option_layer;
 
 pub use errors::ApiError;
 
@@ -47,6 +48,8 @@ use crate::node::NodeHandle;
 
 pub fn router(node: NodeHandle, fencing: Arc<Fencing>) -> Router {
     let limit = node.config().max_body_bytes;
+    // `--metrics basic` leaves the per-request series out, and these layers with them.
+    let request_metrics = node.config().request_metrics;
     let routes = Router::new()
         .route("/", get(rrmq::root))
         .route("/topic", put(rrmq::create_topic).get(rrmq::list_topics))
@@ -64,13 +67,15 @@ pub fn router(node: NodeHandle, fencing: Arc<Fencing>) -> Router {
         .merge(metadata_routes::routes(fencing))
         .merge(ui::routes())
         .fallback(errors::not_found)
-        .layer(middleware::from_fn(metrics::http::note_route))
+        .layer(option_layer(request_metrics.then_some(metrics::http::NoteRouteLayer)))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(node.clone());
     // The edge wraps the whole router, so it runs before routing: a layer added with
     // `Router::layer` runs after the method is chosen, when a HEAD is already on its way to
     // a GET handler (which, for `GET /message/{topic}`, consumes).
-    let observe = middleware::from_fn_with_state(node.metrics().clone(), metrics::http::observe);
+    let observe = option_layer(
+        request_metrics.then(|| metrics::http::HttpMetricsLayer::new(node.metrics().clone())),
+    );
     let edge =
         middleware::from_fn(move |request, next| errors::edge(node.clone(), limit, request, next));
     let api = tower::Layer::layer(&observe, tower::Layer::layer(&edge, routes));

@@ -222,6 +222,16 @@ impl Metrics {
         self.inner.snapshot_save.observe(took.as_secs_f64());
     }
 
+    pub fn http_request(&self, labels: &http::Labels, took: Duration) {
+        self.inner.http_requests.get_or_create(labels).inc();
+        self.inner.http_duration.get_or_create(labels).observe(took.as_secs_f64());
+    }
+
+    pub fn grpc_request(&self, labels: &grpc::Labels, took: Duration) {
+        self.inner.grpc_requests.get_or_create(labels).inc();
+        self.inner.grpc_duration.get_or_create(labels).observe(took.as_secs_f64());
+    }
+
     pub fn peer_round_trip(&self, peer: NodeId, took: Duration) {
         let label = PeerLabel { peer: peer.to_string() };
         self.inner.peer_rtt.get_or_create(&label).observe(took.as_secs_f64());

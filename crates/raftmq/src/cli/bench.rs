@@ -65,6 +65,10 @@ pub struct BenchArgs {
     /// The topic to use.
     #[arg(long, default_value = "bench")]
     topic: String,
+    /// Extra flags for every node of the --spawn cluster, after `--` (e.g. `-- --metrics
+    /// basic` to measure what the per-request metrics cost).
+    #[arg(last = true)]
+    node_args: Vec<String>,
 }
 
 /// Which system a run loads.
@@ -85,6 +89,9 @@ struct SystemResult {
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     let to_stdout = args.json.as_deref() == Some(std::path::Path::new("-"));
     super::out::set_json(to_stdout);
+    if !args.node_args.is_empty() && args.spawn.is_none() {
+        bail!("node flags after `--` need --spawn N: they are for the nodes bench starts");
+    }
     let mut results = Vec::new();
     match args.compare {
         Some(other) => {
@@ -175,7 +182,8 @@ fn run_system(args: &BenchArgs, system: System) -> anyhow::Result<SystemResult> 
         }
         (System::Raftmq, Some(n)) => {
             eprintln!("starting a local {n}-node raftmq cluster (fsync on) ...");
-            let mut cluster = LocalCluster::start(n, args.spawn_dir.clone(), Vec::new())?;
+            let mut cluster =
+                LocalCluster::start(n, args.spawn_dir.clone(), args.node_args.clone())?;
             let leader = cluster.node(cluster.wait_leader(std::time::Duration::from_secs(10))?);
             let (http, grpc) = (vec![leader.client.clone()], vec![leader.raft.clone()]);
             let runs = load(http, grpc, args.protocol)?;

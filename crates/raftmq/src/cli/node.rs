@@ -5,9 +5,18 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::bail;
-use clap::Args;
+use clap::{Args, ValueEnum};
 
 use raftmq_node::config::{self, NodeConfig};
+
+/// What `/metrics` records (`--metrics`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum MetricsLevel {
+    /// The node's Raft state, proposals, disk, network and process.
+    Basic,
+    /// The basic set plus every REST and gRPC request by route, method and code.
+    Extensive,
+}
 
 #[derive(Args)]
 pub struct NodeArgs {
@@ -58,6 +67,11 @@ pub struct NodeArgs {
     /// Log every RPC on both ends (the trace format of docs/replicator.md).
     #[arg(long)]
     trace_rpc: bool,
+    /// What `/metrics` records: `extensive` adds every REST and gRPC request by route,
+    /// method and code to the `basic` set (the node's Raft state, proposals, disk, network,
+    /// process), as etcd's --metrics does.
+    #[arg(long, value_enum, default_value_t = MetricsLevel::Extensive)]
+    metrics: MetricsLevel,
     /// Snapshot the state machine after this many entries.
     #[arg(long, default_value_t = 100_000)]
     snapshot_entries: u64,
@@ -161,6 +175,7 @@ fn build(args: NodeArgs) -> anyhow::Result<NodeConfig> {
     config.commit_timeout = Duration::from_millis(args.commit_timeout_ms);
     config.redirect = args.redirect;
     config.trace_rpc = args.trace_rpc;
+    config.request_metrics = args.metrics == MetricsLevel::Extensive;
     config.snapshot_entries = args.snapshot_entries.max(1);
     config.session_ttl = Duration::from_secs(args.session_ttl_secs);
     config.max_body_bytes = args.max_body_bytes;
