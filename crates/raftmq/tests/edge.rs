@@ -9,6 +9,8 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use common::{serial, Cluster};
+use raftmq_proto::client::client_client::ClientClient;
+use raftmq_proto::client::{Role, StatusRequest};
 use reqwest::blocking::Response;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -286,6 +288,18 @@ fn a_removed_node_says_so_and_refuses_at_once() {
     }
     let (_, v1) = cluster.get_json(removed, "/v1/status");
     assert_eq!(v1["role"], json!("Removed"), "{v1}");
+    // gRPC's Status names the role the same way.
+    let grpc = cluster.grpc_addr(removed);
+    let reply = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+        .block_on(async move {
+            let mut client =
+                ClientClient::connect(format!("http://{grpc}")).await.expect("connect");
+            client.status(StatusRequest {}).await.expect("Status answers").into_inner()
+        });
+    assert_eq!(reply.role(), Role::Removed, "{reply:?}");
     let requests: Vec<(&str, &str, Option<&str>, bool)> = vec![
         ("GET", "/topic", None, true),
         ("PUT", "/topic", Some(r#"{"topic": "t"}"#), true),

@@ -114,11 +114,11 @@ impl Client for ClientService {
     }
 }
 
-/// The gRPC `Role` has no `Removed`: a removed node takes no part in elections, so it is a
-/// follower there (the REST status names it `Removed`).
+/// The node's role as gRPC names it: the same as the REST status does.
 fn proto_role(role: NodeRole) -> ProtoRole {
     match role {
-        NodeRole::Follower | NodeRole::Removed => ProtoRole::Follower,
+        NodeRole::Removed => ProtoRole::Removed,
+        NodeRole::Follower => ProtoRole::Follower,
         NodeRole::PreCandidate => ProtoRole::PreCandidate,
         NodeRole::Candidate => ProtoRole::Candidate,
         NodeRole::Leader => ProtoRole::Leader,
