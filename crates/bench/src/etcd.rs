@@ -77,6 +77,11 @@ impl EtcdCluster {
         Ok(())
     }
 
+    /// The process ids of the running members.
+    pub fn pids(&self) -> Vec<u32> {
+        self.members.iter().filter_map(|m| m.child.as_ref().map(Child::id)).collect()
+    }
+
     pub fn kill(&mut self, id: u64) {
         if let Some(mut child) = self.members[id as usize - 1].child.take() {
             let _ = child.kill();

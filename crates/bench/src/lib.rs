@@ -9,6 +9,7 @@
 //!
 //! Modules:
 //! - [`workload`]: the clients, their requests (HTTP, gRPC, etcd) and the progress line;
+//! - [`cpu`]: the CPU time the measured system's processes use, per request;
 //! - [`http_conn`]: one keep-alive HTTP/1.1 connection per client, on hyper directly;
 //! - [`local_cluster`]: a throwaway cluster of real `raftmq node` processes;
 //! - [`etcd`]: a local etcd cluster for side-by-side runs;
@@ -17,6 +18,7 @@
 //! The `raftmq bench` command (crates/raftmq/src/cli/bench.rs) parses the options and prints
 //! the report; everything it measures is here.
 
+pub mod cpu;
 pub mod etcd;
 pub mod failover;
 pub mod http_conn;
@@ -41,6 +43,10 @@ pub struct Report {
     pub per_second: f64,
     pub latency_ms: Percentiles,
     pub errors: BTreeMap<String, u64>,
+    /// CPU microseconds the measured system's processes (every node) used per successful
+    /// request, when the bench started them itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu_us_per_op: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -84,6 +90,9 @@ impl std::fmt::Display for Report {
             "  latency ms  p50 {:.3}  p90 {:.3}  p99 {:.3}  p99.9 {:.3}  max {:.3}",
             l.p50, l.p90, l.p99, l.p999, l.max
         )?;
+        if let Some(cpu) = self.cpu_us_per_op {
+            writeln!(f, "  cpu         {cpu:.1} µs of the system's CPU per request")?;
+        }
         if self.errors.is_empty() {
             write!(f, "  errors      none")
         } else {

@@ -70,6 +70,11 @@ impl LocalCluster {
     }
 
     /// kill -9.
+    /// The process ids of the running nodes.
+    pub fn pids(&self) -> Vec<u32> {
+        self.nodes.iter().filter_map(|n| n.child.as_ref().map(Child::id)).collect()
+    }
+
     pub fn kill(&mut self, id: u64) {
         if let Some(mut child) = self.nodes[id as usize - 1].child.take() {
             let _ = child.kill();

@@ -50,6 +50,9 @@ pub struct LoadSpec {
     pub grpc_targets: Vec<String>,
     pub topic: String,
     pub progress: bool,
+    /// The measured system's processes, when the bench started them: their CPU time per
+    /// request goes into the report.
+    pub system_pids: Vec<u32>,
 }
 
 #[derive(Default)]
@@ -67,6 +70,7 @@ pub async fn run(spec: LoadSpec) -> anyhow::Result<Report> {
     let run_id = format!("bench-{}-{}", std::process::id(), raftmq_node::config::now_ms());
     prepare(&http, &spec).await?;
     let shared = Arc::new(Shared::default());
+    let cpu_before = super::cpu::total_cpu_seconds(&spec.system_pids);
     let start = Instant::now();
     let deadline = start + spec.duration;
     let progress = spec.progress.then(|| tokio::spawn(progress_line(shared.clone(), start)));
@@ -107,6 +111,13 @@ pub async fn run(spec: LoadSpec) -> anyhow::Result<Report> {
     }
     let seconds = start.elapsed().as_secs_f64();
     let ok = latencies.len();
+    let cpu_after = super::cpu::total_cpu_seconds(&spec.system_pids);
+    let cpu_us_per_op = match (cpu_before, cpu_after) {
+        (Some(before), Some(after)) if ok > 0 && !spec.system_pids.is_empty() => {
+            Some((after - before) * 1e6 / ok as f64)
+        }
+        _ => None,
+    };
     Ok(Report {
         workload: format!("{:?}", spec.workload).to_lowercase(),
         protocol: format!("{:?}", spec.protocol).to_lowercase(),
@@ -117,6 +128,7 @@ pub async fn run(spec: LoadSpec) -> anyhow::Result<Report> {
         per_second: ok as f64 / seconds,
         latency_ms: Percentiles::of(&latencies),
         errors,
+        cpu_us_per_op,
     })
 }
 

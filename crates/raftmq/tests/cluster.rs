@@ -172,6 +172,8 @@ fn requests_to_followers_are_forwarded_to_the_leader_which_every_node_names() {
             if status["leader_address"] == json!(leader_rest) {
                 break;
             }
+            // Until then it is unknown, never the leader's Raft (gRPC) address.
+            assert_eq!(status["leader_address"], Value::Null, "node {node}: {status}");
             assert!(std::time::Instant::now() < deadline, "node {node}: {status}");
             std::thread::sleep(std::time::Duration::from_millis(50));
         }

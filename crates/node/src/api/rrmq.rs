@@ -82,7 +82,8 @@ pub struct StatusAnswer {
     term: u64,
     node_id: u64,
     leader_id: Option<u64>,
-    /// The leader's REST address (its raft address until it announced one).
+    /// The leader's REST address; null until the leader has announced it through the log
+    /// (for a moment after an election) — never its Raft address, which speaks gRPC.
     leader_address: Option<String>,
     commit_index: u64,
     applied_index: u64,
@@ -105,13 +106,11 @@ pub async fn root(State(node): State<NodeHandle>) -> Json<RootAnswer> {
         (status = 405, description = "Any other method", body = RrmqFailure)))]
 pub async fn status(State(node): State<NodeHandle>) -> Json<StatusAnswer> {
     let s = node.status();
-    let leader_address = s.leader_id.and_then(|l| node.member(l)).map(|m| {
-        if m.client_addr.is_empty() {
-            m.raft_addr
-        } else {
-            m.client_addr
-        }
-    });
+    let leader_address = s
+        .leader_id
+        .and_then(|l| node.member(l))
+        .map(|m| m.client_addr)
+        .filter(|address| !address.is_empty());
     Json(StatusAnswer {
         role: s.role_name(),
         term: s.term,

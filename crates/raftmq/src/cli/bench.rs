@@ -140,7 +140,8 @@ fn run_system(args: &BenchArgs, system: System) -> anyhow::Result<SystemResult> 
     let runtime = super::runtime(args.threads.max(1))?;
     let load = |targets: Vec<String>,
                 grpc: Vec<String>,
-                protocol: Protocol|
+                protocol: Protocol,
+                system_pids: Vec<u32>|
      -> anyhow::Result<Vec<raftmq_bench::Report>> {
         let mut reports = Vec::new();
         for clients in &args.clients {
@@ -155,6 +156,7 @@ fn run_system(args: &BenchArgs, system: System) -> anyhow::Result<SystemResult> 
                 grpc_targets: grpc.clone(),
                 topic: args.topic.clone(),
                 progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+                system_pids: system_pids.clone(),
             };
             let report = runtime.block_on(workload::run(spec))?;
             if !super::out::json_mode() {
@@ -169,7 +171,8 @@ fn run_system(args: &BenchArgs, system: System) -> anyhow::Result<SystemResult> 
             eprintln!("starting a local {n}-member etcd cluster (fsync on, default timeouts) ...");
             let mut cluster = EtcdCluster::start(n, args.spawn_dir.clone())?;
             let leader = cluster.wait_leader(std::time::Duration::from_secs(30))?;
-            let runs = load(vec![cluster.client(leader).to_string()], Vec::new(), Protocol::Etcd)?;
+            let target = vec![cluster.client(leader).to_string()];
+            let runs = load(target, Vec::new(), Protocol::Etcd, cluster.pids())?;
             let failover = measure_failover(&mut cluster, args.failover_rounds, &name)?;
             Ok(SystemResult { system: name, runs, failover })
         }
@@ -177,7 +180,7 @@ fn run_system(args: &BenchArgs, system: System) -> anyhow::Result<SystemResult> 
             if args.nodes.is_empty() {
                 bail!("give --nodes host:port (etcd client URLs) or --spawn N");
             }
-            let runs = load(args.nodes.clone(), Vec::new(), Protocol::Etcd)?;
+            let runs = load(args.nodes.clone(), Vec::new(), Protocol::Etcd, Vec::new())?;
             Ok(SystemResult { system: name, runs, failover: None })
         }
         (System::Raftmq, Some(n)) => {
@@ -186,7 +189,7 @@ fn run_system(args: &BenchArgs, system: System) -> anyhow::Result<SystemResult> 
                 LocalCluster::start(n, args.spawn_dir.clone(), args.node_args.clone())?;
             let leader = cluster.node(cluster.wait_leader(std::time::Duration::from_secs(10))?);
             let (http, grpc) = (vec![leader.client.clone()], vec![leader.raft.clone()]);
-            let runs = load(http, grpc, args.protocol)?;
+            let runs = load(http, grpc, args.protocol, cluster.pids())?;
             let failover = measure_failover(&mut cluster, args.failover_rounds, &name)?;
             Ok(SystemResult { system: name, runs, failover })
         }
@@ -202,7 +205,8 @@ fn run_system(args: &BenchArgs, system: System) -> anyhow::Result<SystemResult> 
                     "--failover-rounds needs --spawn: it kills and restarts the leader's process"
                 );
             }
-            let runs = load(args.nodes.clone(), args.grpc_nodes.clone(), args.protocol)?;
+            let runs =
+                load(args.nodes.clone(), args.grpc_nodes.clone(), args.protocol, Vec::new())?;
             Ok(SystemResult { system: name, runs, failover: None })
         }
     }
@@ -253,6 +257,9 @@ fn print_comparison(ours: &SystemResult, theirs: &SystemResult) {
             false,
             "ms",
         );
+        if let (Some(cpu_a), Some(cpu_b)) = (a.cpu_us_per_op, b.cpu_us_per_op) {
+            row(format!("{} clients: CPU µs/write", a.clients), cpu_a, cpu_b, false, "");
+        }
     }
     if let (Some(a), Some(b)) = (&ours.failover, &theirs.failover) {
         row("failover median".into(), a.median_ms, b.median_ms, false, "ms");
