@@ -65,8 +65,9 @@ fn the_page_on_a_follower_shows_the_new_leader_within_3_s_of_a_leader_kill() {
 }
 
 /// On a `raftmq dev` cluster: dev prints the page's URL first, the page is told it may show
-/// process controls, and a kill asked through the page's node reaches the real process. On a
-/// plain cluster the same routes answer 404.
+/// process controls, isolating the leader from the page elects another, and a kill asked
+/// through the page's node reaches the real process. On a plain cluster the same routes, and
+/// the node's own partition switch, answer 404.
 #[test]
 fn the_page_controls_real_processes_on_a_dev_cluster_only() {
     let _serial = serial();
@@ -74,8 +75,12 @@ fn the_page_controls_real_processes_on_a_dev_cluster_only() {
     plain.wait_leader();
     let (_, view) = plain.get_json(1, "/ui/cluster");
     assert_eq!(view["dev"], false, "{view}");
-    let refused = plain.http.post(plain.url(1, "/ui/dev/nodes/1/kill")).send().expect("answer");
-    assert_eq!(refused.status().as_u16(), 404);
+    for path in ["/ui/dev/nodes/1/kill", "/ui/dev/nodes/1/isolate", "/ui/dev/network/isolate"] {
+        let refused = plain.http.post(plain.url(1, path)).send().expect("answer");
+        assert_eq!(refused.status().as_u16(), 404, "POST {path}");
+    }
+    let refused = plain.http.get(plain.url(1, "/ui/dev/network")).send().expect("answer");
+    assert_eq!(refused.status().as_u16(), 404, "GET /ui/dev/network");
     drop(plain);
 
     let dir = tempfile::tempdir().expect("a temp dir");
@@ -108,6 +113,10 @@ fn the_page_controls_real_processes_on_a_dev_cluster_only() {
             }
         };
         assert_eq!(view["members"].as_array().map(Vec::len), Some(3), "{view}");
+        match browser_missing() {
+            Some(why) => eprintln!("SKIPPED the page's isolate button: {why}"),
+            None => isolate_from_the_page(&ui),
+        }
         let killed: serde_json::Value = http
             .post(format!("http://127.0.0.1:{base}/ui/dev/nodes/3/kill"))
             .send()
@@ -122,6 +131,21 @@ fn the_page_controls_real_processes_on_a_dev_cluster_only() {
     if let Err(panic) = outcome {
         std::panic::resume_unwind(panic);
     }
+}
+
+/// Clicks isolate on the leader's card (ui.py --isolate): the page marks it isolated and names
+/// another leader.
+fn isolate_from_the_page(ui: &str) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/ui.py");
+    let out = Command::new("python3")
+        .args([script, ui, "--isolate", "--within", "10"])
+        .output()
+        .expect("run the browser script");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}{}", String::from_utf8_lossy(&out.stderr));
+    let old = said.lines().find_map(|l| l.strip_prefix("LEADER ")).expect("the leader named");
+    let new = said.lines().find_map(|l| l.strip_prefix("NEW-LEADER ")).expect("a new leader");
+    assert!(!new.starts_with(&format!("{old} ")), "{said}");
 }
 
 /// A base port whose dev range is free: base-1 (control), base.. (REST), base+100.. (gRPC).

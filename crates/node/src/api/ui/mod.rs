@@ -8,7 +8,8 @@
 //!   `MEMBER_PATIENCE` is `"up": false`) — with the terms of this node's recent log;
 //! - `/ui/dev/...`: on a `raftmq dev` cluster only (`RAFTMQ_DEV_CONTROL` names its control API),
 //!   the dev control API relayed, so the page can kill, restart, pause and resume the real
-//!   processes; elsewhere 404, and the page shows no process controls.
+//!   processes and isolate or heal members (a partition the nodes simulate), and this node's
+//!   own partition switch; elsewhere 404, and the page shows no controls.
 
 mod dev;
 
@@ -38,6 +39,8 @@ pub fn routes() -> Router<NodeHandle> {
         .route("/ui/cluster", get(cluster))
         .route("/ui/dev/nodes", get(dev::nodes))
         .route("/ui/dev/nodes/{id}/{action}", post(dev::act))
+        .route("/ui/dev/network", get(dev::network))
+        .route("/ui/dev/network/{action}", post(dev::set_network))
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
