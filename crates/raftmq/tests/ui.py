@@ -4,8 +4,9 @@ for the test to kill -9 that leader, then see the page name a new leader and sho
 one down within 3 s.
 
 Protocol on stdin/stdout: prints `LEADER <id>` once the page names a leader; reads a line
-(`KILLED`) when the leader is dead; prints `NEW-LEADER <id> AFTER <seconds>` and exits 0, or
-prints the reason and exits 1. With --screenshot PATH, saves the page as the old leader shows
+(`KILLED`) when the leader is dead; prints `NEW-LEADER <id> AFTER <seconds>`, then, once the
+timeline shows the new leader's election won, `TIMELINE-NODES <ids>` (the members the timeline
+has events of), and exits 0; or prints the reason and exits 1. With --screenshot PATH, saves the page as the old leader shows
 down (mid-election) there.
 
 With --isolate (a `raftmq dev` cluster): prints `LEADER <id>`, clicks isolate on the leader's
@@ -54,6 +55,14 @@ def main():
                 line = page.text_content("#leader")
                 if new_id != leader and f"node {new_id}" in line:
                     print(f"NEW-LEADER {new_id} AFTER {time.monotonic() - killed:.2f}", flush=True)
+                    # The timeline merges every member's events: the winner's own election
+                    # shows up whichever node serves the page.
+                    won = f'#timeline li[data-node="{new_id}"][data-kind="election"]'
+                    page.wait_for_selector(f"{won} >> text=won", timeout=5000)
+                    nodes = page.eval_on_selector_all(
+                        "#timeline li", "els => [...new Set(els.map(e => e.dataset.node))]"
+                    )
+                    print(f"TIMELINE-NODES {' '.join(sorted(nodes))}", flush=True)
                     print(f"HOSTS {' '.join(sorted(hosts))}", flush=True)
                     if args.screenshot:
                         page.screenshot(path=args.screenshot.replace(".png", "-after.png"), full_page=True)

@@ -1,6 +1,6 @@
 // The live page of a raftmq cluster (docs/observability.md). It asks only the node that
-// served it: /ui/cluster for every member's status (polled), /v1/events as server-sent
-// events for the timeline, /topic and /message for writes, and on a `raftmq dev` cluster
+// served it: /ui/cluster for every member's status (polled), /ui/events (every member's
+// events, merged by the node) as server-sent events for the timeline, /topic and /message for writes, and on a `raftmq dev` cluster
 // /ui/dev/... for process controls and the simulated partition. Each member's card carries
 // data-node-id, data-role, data-term, data-commit-index and (dev) data-isolated: tests and
 // tools read them.
@@ -138,15 +138,19 @@ async function poll() {
   setTimeout(poll, POLL_MS);
 }
 
+// Each entry carries data-node (the member it happened on), data-kind and data-time; the list
+// is kept newest first by the time the member recorded it, whatever order the streams arrive in.
 function timeline() {
   const list = document.getElementById("timeline");
-  const events = new EventSource("/v1/events?limit=50");
+  const events = new EventSource("/ui/events?limit=50");
   events.onmessage = (msg) => {
     const e = JSON.parse(msg.data);
     const t = new Date(e.time_ms).toLocaleTimeString();
-    const li = el("li", { "data-kind": e.kind });
-    li.append(el("span", {}, `${t} `), el("span", { class: "kind" }, e.kind), el("span", {}, e.text));
-    list.prepend(li);
+    const li = el("li", { "data-kind": e.kind, "data-node": e.node, "data-time": e.time_ms });
+    li.append(el("span", {}, `${t} `), el("span", { class: "kind" }, e.kind),
+      el("span", { class: "node" }, `node ${e.node}: `), el("span", {}, e.text));
+    const later = [...list.children].find((c) => Number(c.dataset.time) <= e.time_ms);
+    list.insertBefore(li, later ?? null);
     while (list.children.length > 200) list.lastChild.remove();
   };
 }
