@@ -176,9 +176,10 @@ fn dev_prints_its_nodes_announces_leaders_and_restarts_nodes_through_its_control
         let pid: u64 = cols[1].parse().unwrap_or_else(|_| panic!("no pid in {row:?}"));
         assert!(alive(pid), "pid {pid} of {row:?} is not a live process");
         let rest = format!("http://127.0.0.1:{}", base + i);
-        assert_eq!(cols[3], rest, "{row}");
-        assert_eq!(cols[4], format!("127.0.0.1:{}", base + 100 + i), "{row}");
-        assert_eq!(cols[5], format!("{rest}/docs"), "{row}");
+        assert_eq!(cols[3], "-", "{row}");
+        assert_eq!(cols[4], rest, "{row}");
+        assert_eq!(cols[5], format!("127.0.0.1:{}", base + 100 + i), "{row}");
+        assert_eq!(cols[6], format!("{rest}/docs"), "{row}");
         pids.push(pid);
     }
 
@@ -298,4 +299,114 @@ fn dev_refuses_a_folder_of_another_cluster_and_suggests_fresh() {
     // --fresh empties it and the new cluster starts.
     let mut fresh = Dev::start(2, base, &folder, &["--fresh"]);
     fresh.leader_line();
+}
+
+/// Polls node `port`'s `/status` until `wanted` holds (within 20 s); answers that status.
+fn wait_status(port: u16, what: &str, wanted: impl Fn(&Value) -> bool) -> Value {
+    let url = format!("http://127.0.0.1:{port}/status");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut last = Value::Null;
+    while Instant::now() < deadline {
+        if let Ok(status) = http().get(&url).send().and_then(|r| r.json::<Value>()) {
+            if wanted(&status) {
+                return status;
+            }
+            last = status;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{url} never showed {what}; last: {last}");
+}
+
+#[test]
+fn an_isolated_leader_is_replaced_and_catches_up_once_healed() {
+    let _serial = serial();
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let base = free_base(3);
+    let mut dev = Dev::start(3, base, &dir.path().join("cluster"), &[]);
+    let (leader, term) = dev.leader_line();
+    let port = |id: u64| base + (id as u16) - 1;
+
+    // Isolate the leader: the others elect a new one in a higher term.
+    let isolated = dev.control_json(&["isolate", &leader.to_string()]);
+    assert_eq!(isolated["isolated"], true, "{isolated}");
+    assert_eq!(isolated["state"], "running", "{isolated}");
+    dev.wait_line("reporting the isolation", |l| l.contains(&format!("node {leader} isolated")));
+    let (next, next_term) = dev.leader_line();
+    assert_ne!(next, leader);
+    assert!(next_term > term, "term {next_term} after {term}");
+    let listed = dev.control_json(&["nodes"]);
+    let flags: Vec<(u64, bool)> = listed["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .map(|n| (n["id"].as_u64().unwrap_or(0), n["isolated"] == true))
+        .collect();
+    assert_eq!(flags, (1..=3).map(|id| (id, id == leader)).collect::<Vec<_>>(), "{listed}");
+
+    // Writes go through the new leader; the isolated node's log stays behind.
+    let new_leader = format!("http://127.0.0.1:{}", port(next));
+    let put = |path: &str, body: Value| {
+        let r = http().put(format!("{new_leader}{path}")).json(&body).send().expect("a write");
+        assert!(r.status().is_success(), "PUT {path}: {}", r.status());
+    };
+    put("/topic", serde_json::json!({"topic": "partition"}));
+    for i in 0..5 {
+        put("/message", serde_json::json!({"topic": "partition", "message": format!("m{i}")}));
+    }
+    let commit = wait_status(port(next), "its writes committed", |s| s["commit_index"].is_u64())
+        ["commit_index"]
+        .as_u64()
+        .expect("a commit index");
+    // Nothing reaches the isolated node either: it learns neither the writes nor the new term.
+    let behind = wait_status(port(leader), "an answer", |_| true);
+    assert!(
+        behind["commit_index"].as_u64().unwrap_or(0) < commit,
+        "the isolated node learned of the writes: {behind}"
+    );
+    assert!(
+        behind["term"].as_u64().unwrap_or(0) < next_term && behind["leader_id"] != next,
+        "the isolated node heard from the new leader: {behind}"
+    );
+
+    // Heal: the old leader rejoins as a follower and catches up.
+    let healed = dev.control_json(&["heal", &leader.to_string()]);
+    assert_eq!(healed["isolated"], false, "{healed}");
+    wait_status(port(leader), "a follower caught up with the writes", |s| {
+        s["role"] == "Follower" && s["commit_index"].as_u64().unwrap_or(0) >= commit
+    });
+
+    // A paused node cannot be asked to isolate itself; a restart ends isolation.
+    let follower = (1..=3u64).find(|id| *id != next && *id != leader).expect("a third node");
+    dev.control_json(&["isolate", &follower.to_string()]);
+    // An isolated follower forwards nothing: a write through it fails, and is not applied.
+    let through = format!("http://127.0.0.1:{}/topic", port(follower));
+    let refused = http()
+        .put(&through)
+        .json(&serde_json::json!({"topic": "cut-off"}))
+        .timeout(Duration::from_secs(15))
+        .send()
+        .expect("the isolated node's REST API answers");
+    let status = refused.status().as_u16();
+    assert_eq!(status, 503, "{}", refused.text().unwrap_or_default());
+    let topics = http().get(format!("{new_leader}/topic")).send().and_then(|r| r.text());
+    let topics = topics.expect("the leader lists its topics");
+    assert!(topics.contains("partition") && !topics.contains("cut-off"), "{topics}");
+    let restarted = dev.control_json(&["restart", &follower.to_string()]);
+    assert_eq!(restarted["isolated"], false, "{restarted}");
+    let switch = format!("http://127.0.0.1:{}/ui/dev/network", port(follower));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let network: Value = loop {
+        match http().get(&switch).send().and_then(|r| r.json()) {
+            Ok(network) => break network,
+            Err(e) if Instant::now() > deadline => panic!("{switch} does not answer: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+        }
+    };
+    assert_eq!(network["isolated"], false, "a restart ends isolation: {network}");
+    dev.control_json(&["pause", &follower.to_string()]);
+    let out = dev.control(&["isolate", &follower.to_string()]);
+    let error: Value = serde_json::from_slice(&out.stderr).expect("a JSON error on stderr");
+    assert_eq!(error["status"], 409, "{error}");
+    dev.control_json(&["resume", &follower.to_string()]);
 }

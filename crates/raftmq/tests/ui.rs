@@ -1,7 +1,8 @@
 //! The live page (`/ui`, docs/observability.md) in a real browser: crates/raftmq/tests/ui.py
 //! drives Debian's chromium through playwright. Open `/ui` on a follower of a 3-node cluster,
 //! kill -9 the leader, and the page names the new leader and shows the old one down within
-//! 3 s. Skips, saying why, where python3, playwright or /usr/bin/chromium is missing
+//! 3 s, and its timeline shows the new leader's election (`/ui/events` merges every member's
+//! events). Skips, saying why, where python3, playwright or /usr/bin/chromium is missing
 //! (`pip install playwright` and `apt-get install chromium` provide them).
 
 mod common;
@@ -58,6 +59,10 @@ fn the_page_on_a_follower_shows_the_new_leader_within_3_s_of_a_leader_kill() {
     assert!(status.success(), "the page did not follow the election: {said:?}");
     let new_leader = cluster.wait_leader();
     assert!(said.iter().any(|l| l.starts_with(&format!("NEW-LEADER {new_leader} "))), "{said:?}");
+    // The timeline has the whole cluster's events, the new leader's election among them.
+    let nodes = said.iter().find_map(|l| l.strip_prefix("TIMELINE-NODES ")).unwrap_or_default();
+    let nodes: Vec<u64> = nodes.split_whitespace().filter_map(|n| n.parse().ok()).collect();
+    assert!(nodes.contains(&new_leader) && nodes.iter().any(|n| *n != follower), "{said:?}");
     // The page asked nothing of any host but the node that served it.
     let served = format!("127.0.0.1:{}", cluster.node(follower).client_port);
     let hosts = said.iter().find_map(|l| l.strip_prefix("HOSTS ")).unwrap_or_default();
@@ -65,8 +70,9 @@ fn the_page_on_a_follower_shows_the_new_leader_within_3_s_of_a_leader_kill() {
 }
 
 /// On a `raftmq dev` cluster: dev prints the page's URL first, the page is told it may show
-/// process controls, and a kill asked through the page's node reaches the real process. On a
-/// plain cluster the same routes answer 404.
+/// process controls, isolating the leader from the page elects another, and a kill asked
+/// through the page's node reaches the real process. On a plain cluster the same routes, and
+/// the node's own partition switch, answer 404.
 #[test]
 fn the_page_controls_real_processes_on_a_dev_cluster_only() {
     let _serial = serial();
@@ -74,8 +80,12 @@ fn the_page_controls_real_processes_on_a_dev_cluster_only() {
     plain.wait_leader();
     let (_, view) = plain.get_json(1, "/ui/cluster");
     assert_eq!(view["dev"], false, "{view}");
-    let refused = plain.http.post(plain.url(1, "/ui/dev/nodes/1/kill")).send().expect("answer");
-    assert_eq!(refused.status().as_u16(), 404);
+    for path in ["/ui/dev/nodes/1/kill", "/ui/dev/nodes/1/isolate", "/ui/dev/network/isolate"] {
+        let refused = plain.http.post(plain.url(1, path)).send().expect("answer");
+        assert_eq!(refused.status().as_u16(), 404, "POST {path}");
+    }
+    let refused = plain.http.get(plain.url(1, "/ui/dev/network")).send().expect("answer");
+    assert_eq!(refused.status().as_u16(), 404, "GET /ui/dev/network");
     drop(plain);
 
     let dir = tempfile::tempdir().expect("a temp dir");
@@ -108,6 +118,10 @@ fn the_page_controls_real_processes_on_a_dev_cluster_only() {
             }
         };
         assert_eq!(view["members"].as_array().map(Vec::len), Some(3), "{view}");
+        match browser_missing() {
+            Some(why) => eprintln!("SKIPPED the page's isolate button: {why}"),
+            None => isolate_from_the_page(&ui),
+        }
         let killed: serde_json::Value = http
             .post(format!("http://127.0.0.1:{base}/ui/dev/nodes/3/kill"))
             .send()
@@ -124,6 +138,21 @@ fn the_page_controls_real_processes_on_a_dev_cluster_only() {
     }
 }
 
+/// Clicks isolate on the leader's card (ui.py --isolate): the page marks it isolated and names
+/// another leader.
+fn isolate_from_the_page(ui: &str) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/ui.py");
+    let out = Command::new("python3")
+        .args([script, ui, "--isolate", "--within", "10"])
+        .output()
+        .expect("run the browser script");
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}{}", String::from_utf8_lossy(&out.stderr));
+    let old = said.lines().find_map(|l| l.strip_prefix("LEADER ")).expect("the leader named");
+    let new = said.lines().find_map(|l| l.strip_prefix("NEW-LEADER ")).expect("a new leader");
+    assert!(!new.starts_with(&format!("{old} ")), "{said}");
+}
+
 /// A base port whose dev range is free: base-1 (control), base.. (REST), base+100.. (gRPC).
 fn free_port_range() -> u16 {
     for _ in 0..200 {
@@ -136,4 +165,72 @@ fn free_port_range() -> u16 {
         }
     }
     panic!("no free range of ports for a dev cluster");
+}
+
+/// The records a `/ui/events` stream sends, read on a thread of their own.
+fn event_stream(url: &str) -> std::sync::mpsc::Receiver<serde_json::Value> {
+    let response = reqwest::blocking::Client::builder()
+        .timeout(None)
+        .build()
+        .expect("a client")
+        .get(url)
+        .header("accept", "text/event-stream")
+        .send()
+        .expect("the event stream opens");
+    assert!(response.status().is_success(), "{url}: {}", response.status());
+    let (send, records) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(response).lines().map_while(Result::ok) {
+            let Some(json) = line.strip_prefix("data:") else { continue };
+            let Ok(record) = serde_json::from_str(json.trim()) else { continue };
+            if send.send(record).is_err() {
+                return;
+            }
+        }
+    });
+    records
+}
+
+/// The first record within 15 s that satisfies `wanted`.
+fn wait_record(
+    records: &std::sync::mpsc::Receiver<serde_json::Value>,
+    what: &str,
+    wanted: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let mut seen = Vec::new();
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        match records.recv_timeout(left) {
+            Ok(record) if wanted(&record) => return record,
+            Ok(record) => seen.push(record.to_string()),
+            Err(_) => break,
+        }
+    }
+    panic!("no event {what} within 15 s; seen:\n{}", seen.join("\n"));
+}
+
+/// `/ui/events` on a follower merges every member's events: the leader's election, the
+/// other follower's new term after the leader is killed, and the killed node's events again
+/// once it is back (a member that was down is followed again without a word).
+#[test]
+fn the_timeline_on_a_follower_shows_every_members_events() {
+    let _serial = serial();
+    let mut cluster = Cluster::start(3);
+    let leader = cluster.wait_leader();
+    let serving = (1..=3).find(|id| *id != leader).expect("three nodes");
+    let other = (1..=3).find(|id| *id != leader && *id != serving).expect("three nodes");
+    let records = event_stream(&cluster.url(serving, "/ui/events?limit=100"));
+    let won = wait_record(&records, &format!("of node {leader} winning"), |r| {
+        r["node"] == leader && r["text"].as_str().unwrap_or("").contains("won")
+    });
+    let term = won["term"].as_u64().expect("a term");
+
+    cluster.kill(leader);
+    wait_record(&records, &format!("of node {other} in a later term"), |r| {
+        r["node"] == other && r["term"].as_u64().unwrap_or(0) > term
+    });
+    cluster.restart(leader);
+    wait_record(&records, &format!("of node {leader} starting again"), |r| {
+        r["node"] == leader && r["kind"] == "start"
+    });
 }

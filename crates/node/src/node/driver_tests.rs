@@ -94,6 +94,10 @@ impl LocalNode for Peer {
         self.inbound.clone()
     }
 
+    fn isolated(&self) -> bool {
+        false
+    }
+
     async fn leader_read_index(&self) -> Result<Index, RaftError> {
         Err(RaftError::default())
     }

@@ -20,6 +20,7 @@ use tonic::transport::Channel;
 use super::driver::Applied;
 use super::error::NodeError;
 use crate::transport;
+use crate::transport::isolation::Isolation;
 
 /// The leader a request goes to: its id and its raft (gRPC) address.
 #[derive(Clone, Debug)]
@@ -36,11 +37,18 @@ pub struct LeaderClient {
     trace_rpc: bool,
     /// A channel per member, with the address it was made for.
     channels: Mutex<HashMap<NodeId, (String, Channel)>>,
+    /// While set, nothing is sent to the leader: a simulated partition.
+    isolation: Isolation,
 }
 
 impl LeaderClient {
-    pub fn new(id: NodeId, local_ip: Option<IpAddr>, trace_rpc: bool) -> Self {
-        Self { id, local_ip, trace_rpc, channels: Mutex::new(HashMap::new()) }
+    pub fn new(
+        id: NodeId,
+        local_ip: Option<IpAddr>,
+        trace_rpc: bool,
+        isolation: Isolation,
+    ) -> Self {
+        Self { id, local_ip, trace_rpc, channels: Mutex::new(HashMap::new()), isolation }
     }
 
     /// Has the leader propose `command` and answers with its outcome there.
@@ -101,7 +109,16 @@ impl LeaderClient {
         }
     }
 
+    /// A client for the leader's service. An isolated node cannot reach it: the request is
+    /// undelivered, which the command layer retries until its deadline, as it would across a
+    /// real partition.
     fn client(&self, leader: &Leader) -> Result<RaftClient<Channel>, NodeError> {
+        if self.isolation.is_isolated() {
+            return Err(NodeError::Undelivered(format!(
+                "node {} is isolated (a simulated network partition)",
+                self.id
+            )));
+        }
         Ok(RaftClient::new(self.channel(leader)?))
     }
 

@@ -34,6 +34,10 @@ impl LocalNode for NodeHandle {
         self.inner.inbound.clone()
     }
 
+    fn isolated(&self) -> bool {
+        self.inner.isolation.is_isolated()
+    }
+
     async fn leader_read_index(&self) -> Result<Index, RaftError> {
         let outcome = self.read_index_here(self.deadline()).await;
         outcome.map_err(|e| self.wire_error(&e))

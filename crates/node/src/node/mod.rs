@@ -42,6 +42,7 @@ use tokio::time::Instant;
 use crate::config::NodeConfig;
 use crate::events::EventLog;
 use crate::metrics::Metrics;
+use crate::transport::isolation::Isolation;
 pub use driver::{Applied, LogRead, Request};
 pub use error::NodeError;
 use leader_client::LeaderClient;
@@ -69,6 +70,8 @@ struct Inner {
     metrics: Metrics,
     shutdown: watch::Sender<bool>,
     leader_client: LeaderClient,
+    /// The simulated partition switch (`raftmq dev` only; see `transport::isolation`).
+    isolation: Isolation,
     /// Ends with the driver's result: Err(reason) if it stopped on a fault.
     stopped: watch::Receiver<Option<String>>,
     /// Since when this node has known no leader (None while it knows one).
@@ -94,6 +97,11 @@ impl NodeHandle {
 
     pub fn events(&self) -> &EventLog {
         &self.inner.events
+    }
+
+    /// The simulated partition switch; only the dev routes of `/ui` reach it.
+    pub fn isolation(&self) -> &Isolation {
+        &self.inner.isolation
     }
 
     pub fn shutdown(&self) {

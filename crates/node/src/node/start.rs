@@ -25,6 +25,7 @@ use super::{Inner, NodeHandle};
 use crate::config::NodeConfig;
 use crate::events::EventLog;
 use crate::metrics::Metrics;
+use crate::transport::isolation::Isolation;
 use crate::transport::Transport;
 
 /// Opens storage, restores state and starts the driver and the WAL writer.
@@ -104,12 +105,14 @@ fn spawn_driver(
     let (stopped_tx, stopped) = watch::channel(None);
     let sm = Arc::new(RwLock::new(sm));
     let events = EventLog::default();
+    let isolation = Isolation::default();
     let mut transport = Transport::new(
         config.id,
         local_ip,
         config.trace_rpc,
         snapshot_status_tx,
         config.data_dir.clone(),
+        isolation.clone(),
     );
     let addrs = peer_addresses(&config, &sm.read().expect("state machine lock is never poisoned"));
     transport.set_addresses(addrs);
@@ -156,7 +159,8 @@ fn spawn_driver(
             events,
             metrics,
             shutdown,
-            leader_client: LeaderClient::new(id, local_ip, trace_rpc),
+            leader_client: LeaderClient::new(id, local_ip, trace_rpc, isolation.clone()),
+            isolation,
             stopped,
             leaderless_since,
         }),

@@ -11,7 +11,10 @@
 //! When the node's raft address is a specific IP (e.g. 127.0.0.2), outgoing
 //! connections are bound to it, so a peer sees (and a firewall rule can
 //! single out) which node a connection comes from.
+//!
+//! On a `raftmq dev` cluster a node can be isolated ([`isolation`]): it then sends nothing.
 
+pub mod isolation;
 pub mod server;
 
 use std::collections::{BTreeMap, HashMap};
@@ -27,6 +30,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::codec;
+use isolation::Isolation;
 
 /// Messages queued for one peer before new ones are dropped.
 const PEER_QUEUE: usize = 8192;
@@ -41,6 +45,8 @@ pub struct Transport {
     /// Where this node's snapshot files are: a snapshot the core sends goes
     /// out with the data of the file stored for it.
     snapshot_dir: PathBuf,
+    /// While set, every message is dropped here: a simulated partition.
+    isolation: Isolation,
 }
 
 struct Peer {
@@ -63,8 +69,17 @@ impl Transport {
         trace_rpc: bool,
         snapshot_status: mpsc::UnboundedSender<(NodeId, bool)>,
         snapshot_dir: PathBuf,
+        isolation: Isolation,
     ) -> Self {
-        Self { id, local_ip, trace_rpc, peers: HashMap::new(), snapshot_status, snapshot_dir }
+        Self {
+            id,
+            local_ip,
+            trace_rpc,
+            peers: HashMap::new(),
+            snapshot_status,
+            snapshot_dir,
+            isolation,
+        }
     }
 
     /// Connects to new members and reconnects moved ones. Removed members are
@@ -90,6 +105,14 @@ impl Transport {
     }
 
     pub fn send(&mut self, msg: Message) {
+        if self.isolation.is_isolated() {
+            // A snapshot the core sent must still be settled, or it would wait on it forever:
+            // report it failed, as a real partition would.
+            if let Body::InstallSnapshot { .. } = msg.body {
+                let _ = self.snapshot_status.send((msg.to, false));
+            }
+            return;
+        }
         let Some(peer) = self.peers.get(&msg.to) else {
             tracing::debug!(node = self.id, to = msg.to, "no address for node; message dropped");
             return;

@@ -36,6 +36,9 @@ pub trait LocalNode: Send + Sync + 'static {
     fn trace_rpc(&self) -> bool;
     /// Where peer messages go (the driver's inbox).
     fn inbound(&self) -> mpsc::Sender<Message>;
+    /// Whether the node is cut off from its peers by a simulated partition
+    /// ([`crate::transport::isolation`]): then it takes nothing from them.
+    fn isolated(&self) -> bool;
     /// Confirms that this node leads: the index a linearizable read must wait for.
     async fn leader_read_index(&self) -> Result<Index, RaftError>;
     /// Proposes a forwarded command on this node, which must be the leader, and answers once
@@ -67,6 +70,20 @@ impl<N: LocalNode> RaftServer<N> {
             tracing::info!("Node {} runs RPC {name} called by Node {from}", self.node.id());
         }
     }
+
+    /// The refusal a peer's request gets while this node is isolated: the request is not
+    /// carried out, so the peer learns plainly that it was not applied.
+    fn refusal_if_isolated(&self) -> Option<RaftError> {
+        self.node.isolated().then(|| RaftError {
+            code: raftmq_proto::raft::RaftErrorCode::Unavailable as i32,
+            message: isolated_reason(self.node.id()),
+            ..Default::default()
+        })
+    }
+}
+
+fn isolated_reason(id: NodeId) -> String {
+    format!("node {id} is isolated (a simulated network partition): it answers no peer")
 }
 
 #[tonic::async_trait]
@@ -80,6 +97,11 @@ impl<N: LocalNode> RaftService for RaftServer<N> {
         let mut received = 0;
         while let Some(proto) = stream.message().await? {
             received += 1;
+            // Dropped as it arrives, not refused: the stream stays open, so traffic resumes
+            // the moment the node is healed, as it would when a partition ends.
+            if self.node.isolated() {
+                continue;
+            }
             match codec::message_from_proto(proto) {
                 Ok(msg) => {
                     self.trace(msg.from, rpc_name(&msg.body));
@@ -99,6 +121,9 @@ impl<N: LocalNode> RaftService for RaftServer<N> {
         &self,
         request: Request<Streaming<SnapshotChunk>>,
     ) -> Result<Response<SnapshotAck>, Status> {
+        if self.node.isolated() {
+            return Err(Status::unavailable(isolated_reason(self.node.id())));
+        }
         let mut stream = request.into_inner();
         let mut assembler = codec::SnapshotAssembler::new();
         let mut received_bytes = 0;
@@ -128,6 +153,9 @@ impl<N: LocalNode> RaftService for RaftServer<N> {
         request: Request<ReadIndexRequest>,
     ) -> Result<Response<ReadIndexReply>, Status> {
         self.trace(request.get_ref().from, "ReadIndex");
+        if let Some(error) = self.refusal_if_isolated() {
+            return Ok(Response::new(ReadIndexReply { index: 0, error: Some(error) }));
+        }
         let reply = match self.node.leader_read_index().await {
             Ok(index) => ReadIndexReply { index, error: None },
             Err(error) => ReadIndexReply { index: 0, error: Some(error) },
@@ -141,6 +169,9 @@ impl<N: LocalNode> RaftService for RaftServer<N> {
     ) -> Result<Response<ForwardReply>, Status> {
         let request = request.into_inner();
         self.trace(request.from, "Forward");
+        if let Some(error) = self.refusal_if_isolated() {
+            return Ok(Response::new(ForwardReply { error: Some(error), ..Default::default() }));
+        }
         let command = Command::decode(&request.command[..])
             .map_err(|e| Status::invalid_argument(format!("undecodable command: {e}")))?;
         let reply = match self.node.leader_propose(command).await {
@@ -155,6 +186,9 @@ impl<N: LocalNode> RaftService for RaftServer<N> {
     async fn join(&self, request: Request<JoinRequest>) -> Result<Response<JoinReply>, Status> {
         let request = request.into_inner();
         self.trace(request.node_id, "Join");
+        if let Some(error) = self.refusal_if_isolated() {
+            return Ok(Response::new(JoinReply { error: Some(error), ..Default::default() }));
+        }
         if request.cluster_id != self.node.cluster_id() {
             let error = RaftError {
                 code: raftmq_proto::raft::RaftErrorCode::ClusterMismatch as i32,
@@ -180,6 +214,9 @@ impl<N: LocalNode> RaftService for RaftServer<N> {
         &self,
         request: Request<MembershipRequest>,
     ) -> Result<Response<JoinReply>, Status> {
+        if let Some(error) = self.refusal_if_isolated() {
+            return Ok(Response::new(JoinReply { error: Some(error), ..Default::default() }));
+        }
         let change = request
             .into_inner()
             .change
@@ -195,6 +232,9 @@ impl<N: LocalNode> RaftService for RaftServer<N> {
         &self,
         request: Request<TransferLeaderRequest>,
     ) -> Result<Response<TransferLeaderReply>, Status> {
+        if let Some(error) = self.refusal_if_isolated() {
+            return Ok(Response::new(TransferLeaderReply { error: Some(error), to: 0 }));
+        }
         let to = request.into_inner().to;
         let reply = match self.node.leader_transfer((to != 0).then_some(to)).await {
             Ok(to) => TransferLeaderReply { error: None, to },

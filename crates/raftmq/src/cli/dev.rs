@@ -9,8 +9,8 @@
 //! # The control API
 //!
 //! A running dev cluster answers on `http://127.0.0.1:<base port - 1>` (7000 by
-//! default), for `raftmq dev nodes|restart|kill|pause|resume` and for tools (a
-//! web UI). Every answer is JSON:
+//! default), for `raftmq dev nodes|restart|kill|pause|resume|isolate|heal` and for tools
+//! (the live page). Every answer is JSON:
 //!
 //! - `GET /nodes`: `{"leader": {"id", "term"} | null, "nodes": [NODE, ...]}`
 //! - `GET /nodes/{id}`: `NODE`
@@ -19,13 +19,18 @@
 //! - `POST /nodes/{id}/kill`: kill -9: `NODE`
 //! - `POST /nodes/{id}/stop`: pause it (SIGSTOP; it answers nothing): `NODE`
 //! - `POST /nodes/{id}/cont`: resume a paused node (SIGCONT): `NODE`
+//! - `POST /nodes/{id}/isolate`: cut the node off from its peers, a network partition the
+//!   nodes simulate (the supervisor asks the node's `/ui/dev/network/isolate`; the node then
+//!   drops all Raft traffic to and from its peers): `NODE`
+//! - `POST /nodes/{id}/heal`: end that partition: `NODE`
 //!
 //! `NODE` is `{"id", "pid" (null when not running), "state" ("running",
-//! "paused" or "exited"), "exit" (how it last exited, or null), "starts",
-//! "rest", "grpc", "docs", "data_dir"}`. An action that does not apply to the
-//! node's state (kill an exited node, resume a running one, a restart that
-//! cannot start the process) is a 409 `{"error": "<reason>"}`; an unknown node
-//! or route a 404, a wrong method a 405, with the same body shape.
+//! "paused" or "exited"), "isolated", "exit" (how it last exited, or null), "starts",
+//! "rest", "grpc", "docs", "data_dir"}`. Isolation lives in the node's memory: a restart (or
+//! any exit) ends it. An action that does not apply to the node's state (kill an exited node,
+//! resume a running one, isolate a paused one, a restart that cannot start the process) is a
+//! 409 `{"error": "<reason>"}`; an unknown node or route a 404, a wrong method a 405, with the
+//! same body shape.
 
 use std::io::{BufRead, BufReader, IsTerminal};
 use std::net::SocketAddr;
@@ -50,17 +55,25 @@ use super::out;
 
 const CONTROL_HELP: &str = "\
 While it runs, a dev cluster is controlled through a JSON API on 127.0.0.1:<base port - 1>
-(7000 by default), which `raftmq dev nodes|restart|kill|pause|resume` use:
+(7000 by default), which `raftmq dev nodes|restart|kill|pause|resume|isolate|heal` use:
   GET  /nodes               {\"leader\": {\"id\", \"term\"} | null, \"nodes\": [NODE, ...]}
   GET  /nodes/{id}          NODE
   POST /nodes/{id}/restart  stop it if it runs (SIGTERM, SIGKILL after 3 s), start it again
   POST /nodes/{id}/kill     kill -9
   POST /nodes/{id}/stop     pause (SIGSTOP)
   POST /nodes/{id}/cont     resume (SIGCONT)
-NODE: {\"id\", \"pid\", \"state\": running|paused|exited, \"exit\", \"starts\", \"rest\", \"grpc\",
-\"docs\", \"data_dir\"}. An action the node's state does not allow is a 409 {\"error\": reason}.
+  POST /nodes/{id}/isolate  simulated partition: the node drops all traffic with its peers
+  POST /nodes/{id}/heal     end the simulated partition
+NODE: {\"id\", \"pid\", \"state\": running|paused|exited, \"isolated\", \"exit\", \"starts\",
+\"rest\", \"grpc\", \"docs\", \"data_dir\"}. An action the node's state does not allow is a 409
+{\"error\": reason}. kill, restart, pause and resume act on the real processes; isolate and heal
+simulate the network inside the nodes (no firewall is touched), and a restart ends isolation.
 When stdin is a terminal, lines typed there do the same: `r N` restart, `k N` kill -9,
-`p N` pause, `c N` continue, `l` list.";
+`p N` pause, `c N` continue, `i N` isolate, `h N` heal, `l` list.";
+
+/// The terminal's keys, as the terminal shows them.
+const KEYS: &str =
+    "keys: r N restart, k N kill -9, p N pause, c N continue, i N isolate, h N heal, l list";
 
 #[derive(Args)]
 #[command(args_conflicts_with_subcommands = true, after_help = CONTROL_HELP)]
@@ -124,6 +137,21 @@ enum DevAction {
         #[command(flatten)]
         control: Control,
     },
+    /// Isolate a node: a simulated network partition, in which the node drops all Raft
+    /// traffic to and from its peers (its client API stays up). A restart ends it.
+    Isolate {
+        /// The node's id.
+        id: u64,
+        #[command(flatten)]
+        control: Control,
+    },
+    /// Heal an isolated node: its traffic with its peers flows again.
+    Heal {
+        /// The node's id.
+        id: u64,
+        #[command(flatten)]
+        control: Control,
+    },
 }
 
 #[derive(Args)]
@@ -152,6 +180,8 @@ fn control(action: DevAction) -> anyhow::Result<()> {
         DevAction::Kill { id, control } => (control, "POST", format!("/nodes/{id}/kill")),
         DevAction::Pause { id, control } => (control, "POST", format!("/nodes/{id}/stop")),
         DevAction::Resume { id, control } => (control, "POST", format!("/nodes/{id}/cont")),
+        DevAction::Isolate { id, control } => (control, "POST", format!("/nodes/{id}/isolate")),
+        DevAction::Heal { id, control } => (control, "POST", format!("/nodes/{id}/heal")),
     };
     out::set_json(control.json);
     let Some(port) = control.base_port.checked_sub(1).filter(|p| *p > 0) else {
@@ -195,7 +225,10 @@ fn control(action: DevAction) -> anyhow::Result<()> {
 }
 
 fn table_header() -> String {
-    format!("  {:<4} {:<8} {:<9} {:<24} {:<17} {}", "ID", "PID", "STATE", "REST", "gRPC", "DOCS")
+    format!(
+        "  {:<4} {:<8} {:<9} {:<9} {:<24} {:<17} {}",
+        "ID", "PID", "STATE", "NETWORK", "REST", "gRPC", "DOCS"
+    )
 }
 
 fn table_row(node: &Value) -> String {
@@ -204,11 +237,13 @@ fn table_row(node: &Value) -> String {
         Value::Null => "-".to_string(),
         other => other.to_string(),
     };
+    let network = if node["isolated"] == true { "isolated" } else { "-" };
     format!(
-        "  {:<4} {:<8} {:<9} {:<24} {:<17} {}",
+        "  {:<4} {:<8} {:<9} {:<9} {:<24} {:<17} {}",
         text(&node["id"]),
         text(&node["pid"]),
         text(&node["state"]),
+        network,
         text(&node["rest"]),
         text(&node["grpc"]),
         text(&node["docs"]),
@@ -255,6 +290,9 @@ struct Proc {
     /// How it last exited ("exit status: 1", "signal: 9 (SIGKILL)").
     exit: Option<String>,
     starts: u32,
+    /// Whether it was isolated since it last started (the flag is in the node's memory, so
+    /// a new process starts healed).
+    isolated: bool,
 }
 
 /// A request to the supervisor (from the control API or the terminal).
@@ -269,6 +307,8 @@ enum Action {
     Kill,
     Stop,
     Cont,
+    Isolate,
+    Heal,
 }
 
 impl Action {
@@ -278,6 +318,8 @@ impl Action {
             "kill" | "k" => Some(Action::Kill),
             "stop" | "p" => Some(Action::Stop),
             "cont" | "c" => Some(Action::Cont),
+            "isolate" | "i" => Some(Action::Isolate),
+            "heal" | "h" => Some(Action::Heal),
             _ => None,
         }
     }
@@ -316,12 +358,22 @@ fn run_cluster(args: DevArgs) -> anyhow::Result<()> {
     })?;
 
     let mut procs: Vec<Proc> = (1..=args.nodes)
-        .map(|id| Proc { id, child: None, state: State::Exited, exit: None, starts: 0 })
+        .map(|id| Proc {
+            id,
+            child: None,
+            state: State::Exited,
+            exit: None,
+            starts: 0,
+            isolated: false,
+        })
         .collect();
     if !spec.json {
         // The live page first, before any node's output: it is where a newcomer should look
         // (docs/observability.md).
-        say!("watch it live: {}   (kill, restart and pause nodes from the page)", spec.ui_url());
+        say!(
+            "watch it live: {}   (kill, restart, pause and isolate nodes from the page)",
+            spec.ui_url()
+        );
     }
     for proc in procs.iter_mut() {
         start(&spec, proc).with_context(|| format!("cannot start node {}", proc.id))?;
@@ -514,6 +566,7 @@ fn start(spec: &Spec, proc: &mut Proc) -> anyhow::Result<()> {
     proc.child = Some(child);
     proc.state = State::Running;
     proc.starts += 1;
+    proc.isolated = false;
     Ok(())
 }
 
@@ -527,6 +580,7 @@ fn describe(spec: &Spec, proc: &Proc) -> Value {
         "id": proc.id,
         "pid": proc.child.as_ref().map(Child::id),
         "state": state,
+        "isolated": proc.isolated && proc.state != State::Exited,
         "exit": proc.exit,
         "starts": proc.starts,
         "rest": format!("http://127.0.0.1:{}", spec.rest_port(proc.id)),
@@ -566,7 +620,7 @@ fn print_table(spec: &Spec, procs: &[Proc], control: SocketAddr) {
     say!("try: curl -X PUT -d '{{\"topic\":\"t\"}}' http://127.0.0.1:{base}/topic");
     say!("     curl http://127.0.0.1:{base}/status   (Ctrl-C stops the cluster)");
     if std::io::stdin().is_terminal() {
-        say!("keys (then Enter): r N restart, k N kill -9, p N pause, c N continue, l list");
+        say!("{KEYS} (then Enter)");
     }
 }
 
@@ -618,6 +672,20 @@ fn act(spec: &Spec, proc: &mut Proc, action: Action) -> Result<(), (StatusCode, 
                 json!({"event": "exited", "id": id, "exit": status}),
             );
         }
+        (Action::Isolate | Action::Heal, State::Paused) => {
+            return conflict(format!("node {id} is paused: resume it first"))
+        }
+        (Action::Isolate | Action::Heal, State::Running) => {
+            let isolate = matches!(action, Action::Isolate);
+            set_network(spec, id, isolate).map_err(|e| (StatusCode::CONFLICT, e))?;
+            proc.isolated = isolate;
+            let (word, text) = if isolate {
+                ("isolated", "isolated (simulated partition: it drops all traffic with its peers)")
+            } else {
+                ("healed", "healed (its traffic with its peers flows again)")
+            };
+            event(spec.json, format!("node {id} {text}"), json!({"event": word, "id": id}));
+        }
         (Action::Stop, State::Paused) => return conflict(format!("node {id} is already paused")),
         (Action::Cont, State::Running) => {
             return conflict(format!("node {id} is running, not paused"))
@@ -637,6 +705,26 @@ fn act(spec: &Spec, proc: &mut Proc, action: Action) -> Result<(), (StatusCode, 
                 json!({"event": word, "id": id, "pid": pid}),
             );
         }
+    }
+    Ok(())
+}
+
+/// Flips node `id`'s own partition switch through its REST API (a dev-only route).
+fn set_network(spec: &Spec, id: u64, isolate: bool) -> Result<(), String> {
+    let action = if isolate { "isolate" } else { "heal" };
+    let url = format!("http://127.0.0.1:{}/ui/dev/network/{action}", spec.rest_port(id));
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let response = client
+        .post(&url)
+        .send()
+        .map_err(|e| format!("node {id} did not answer {url} (still starting?): {e}"))?;
+    let status = response.status();
+    let answer: Value = response.json().unwrap_or(Value::Null);
+    if !status.is_success() || answer["isolated"] != isolate {
+        return Err(format!("node {id} refused to {action}: {status} {answer}"));
     }
     Ok(())
 }
@@ -777,7 +865,7 @@ async fn act_on_node(
     let Some(action) = Action::parse(&action) else {
         return error(
             StatusCode::NOT_FOUND,
-            format!("no action {action:?}: use restart, kill, stop or cont"),
+            format!("no action {action:?}: use restart, kill, stop, cont, isolate or heal"),
         );
     };
     let (reply, answer) = tokio::sync::oneshot::channel();
@@ -791,7 +879,7 @@ async fn act_on_node(
     }
 }
 
-/// Lines typed on the terminal: `r N`, `k N`, `p N`, `c N`, `l`.
+/// Lines typed on the terminal: `r N`, `k N`, `p N`, `c N`, `i N`, `h N`, `l`.
 fn read_keys(requests: mpsc::Sender<Request>) {
     thread::spawn(move || {
         let runtime = match tokio::runtime::Builder::new_current_thread().build() {
@@ -816,9 +904,7 @@ fn read_keys(requests: mpsc::Sender<Request>) {
                 }
                 [key, id] => {
                     let (Some(action), Ok(id)) = (Action::parse(key), id.parse::<u64>()) else {
-                        say!(
-                            "[dev] keys: r N restart, k N kill -9, p N pause, c N continue, l list"
-                        );
+                        say!("[dev] {KEYS}");
                         continue;
                     };
                     let (reply, answer) = tokio::sync::oneshot::channel();
@@ -829,7 +915,7 @@ fn read_keys(requests: mpsc::Sender<Request>) {
                         say!("[dev] {reason}");
                     }
                 }
-                _ => say!("[dev] keys: r N restart, k N kill -9, p N pause, c N continue, l list"),
+                _ => say!("[dev] {KEYS}"),
             }
         }
     });

@@ -1,14 +1,16 @@
 // The live page of a raftmq cluster (docs/observability.md). It asks only the node that
-// served it: /ui/cluster for every member's status (polled), /v1/events as server-sent
-// events for the timeline, /topic and /message for writes, and on a `raftmq dev` cluster
-// /ui/dev/... for process controls. Each member's card carries data-node-id, data-role,
-// data-term and data-commit-index: tests and tools read them.
+// served it: /ui/cluster for every member's status (polled), /ui/events (every member's
+// events, merged by the node) as server-sent events for the timeline, /topic and /message for writes, and on a `raftmq dev` cluster
+// /ui/dev/... for process controls and the simulated partition. Each member's card carries
+// data-node-id, data-role, data-term, data-commit-index and (dev) data-isolated: tests and
+// tools read them.
 "use strict";
 
 const POLL_MS = 400;
 const lastSeen = new Map();   // member id -> Date.now() of its last answer
 const commits = [];           // [time ms, leader commit index], the last minute
 let dev = false;
+let devNodes = new Map();     // member id -> dev's record of it (state, isolated), dev only
 
 const el = (tag, attrs = {}, text) => {
   const e = document.createElement(tag);
@@ -20,13 +22,19 @@ const el = (tag, attrs = {}, text) => {
 // Terms get distinct, stable colours.
 const termColour = (term) => `hsl(${(term * 67) % 360} 65% 50%)`;
 
+const act = (id, action) => fetch(`/ui/dev/nodes/${id}/${action}`, { method: "POST" })
+  .then((r) => r.json()).then((j) => { if (j.error) alert(j.error); });
+
 function card(m, leader) {
   const role = m.up ? m.role : "Down";
+  const isolated = devNodes.get(m.id)?.isolated === true;
   const c = el("div", {
     class: "member", "data-node-id": m.id, "data-role": role,
     "data-term": m.up ? m.term : "", "data-commit-index": m.up ? m.commit_index : "",
+    "data-isolated": isolated,
   });
   c.append(el("h3", {}, `node ${m.id} · ${m.up ? m.role : "down"}${m.id === leader?.id ? " ★" : ""}`));
+  if (isolated) c.append(el("p", { class: "isolated" }, "isolated (simulated)"));
   const dl = el("dl");
   const row = (k, v) => { dl.append(el("dt", {}, k), el("dd", {}, v)); };
   const since = lastSeen.has(m.id) ? `${((Date.now() - lastSeen.get(m.id)) / 1000).toFixed(1)} s ago` : "never";
@@ -38,14 +46,18 @@ function card(m, leader) {
   row("last contact", m.up ? "now" : since);
   c.append(dl);
   if (dev) {
-    const controls = el("div", { class: "controls" });
-    for (const [action, label] of [["kill", "kill -9"], ["restart", "restart"], ["stop", "pause"], ["cont", "resume"]]) {
-      const b = el("button", { "data-action": action }, label);
-      b.onclick = () => fetch(`/ui/dev/nodes/${m.id}/${action}`, { method: "POST" })
-        .then((r) => r.json()).then((j) => { if (j.error) alert(j.error); });
-      controls.append(b);
-    }
-    c.append(controls);
+    const group = (title, actions) => {
+      const controls = el("div", { class: "controls" });
+      controls.append(el("span", { class: "note" }, title));
+      for (const [action, label] of actions) {
+        const b = el("button", { "data-action": action }, label);
+        b.onclick = () => act(m.id, action);
+        controls.append(b);
+      }
+      return controls;
+    };
+    c.append(group("process:", [["kill", "kill -9"], ["restart", "restart"], ["stop", "pause"], ["cont", "resume"]]));
+    c.append(group("network (simulated):", isolated ? [["heal", "heal"]] : [["isolate", "isolate"]]));
   }
   return c;
 }
@@ -97,14 +109,21 @@ async function poll() {
     const r = await fetch("/ui/cluster", { cache: "no-store" });
     const c = await r.json();
     dev = c.dev;
+    if (dev) {
+      const d = await fetch("/ui/dev/nodes", { cache: "no-store" }).then((r) => r.json()).catch(() => ({}));
+      devNodes = new Map((d.nodes ?? []).map((n) => [n.id, n]));
+    }
     document.getElementById("served-by").textContent = `· served by node ${c.served_by}`;
     document.getElementById("controls-note").textContent = dev
-      ? "raftmq dev cluster: the buttons act on real processes (kill -9, restart, SIGSTOP/SIGCONT). " +
-        "Isolating a member (a simulated network partition) is not offered: raftmq simulates no network."
+      ? "raftmq dev cluster: kill -9, restart and pause/resume act on real processes (SIGKILL, " +
+        "a new process, SIGSTOP/SIGCONT). Isolate and heal simulate the network: no firewall is " +
+        "touched; the nodes themselves drop all traffic between the isolated member and its peers, " +
+        "while its own page and API stay up. A restart ends isolation."
       : "A cluster of plain raftmq nodes: this page watches; it controls no process.";
     for (const m of c.members) if (m.up) lastSeen.set(m.id, Date.now());
     const up = c.members.filter((m) => m.up);
-    const leader = up.find((m) => m.role === "Leader");
+    // An isolated old leader may still believe it leads: the leader of the highest term wins.
+    const leader = up.filter((m) => m.role === "Leader").sort((a, b) => b.term - a.term)[0];
     const line = document.getElementById("leader");
     line.textContent = leader
       ? `Leader: node ${leader.id} (term ${leader.term})`
@@ -119,15 +138,19 @@ async function poll() {
   setTimeout(poll, POLL_MS);
 }
 
+// Each entry carries data-node (the member it happened on), data-kind and data-time; the list
+// is kept newest first by the time the member recorded it, whatever order the streams arrive in.
 function timeline() {
   const list = document.getElementById("timeline");
-  const events = new EventSource("/v1/events?limit=50");
+  const events = new EventSource("/ui/events?limit=50");
   events.onmessage = (msg) => {
     const e = JSON.parse(msg.data);
     const t = new Date(e.time_ms).toLocaleTimeString();
-    const li = el("li", { "data-kind": e.kind });
-    li.append(el("span", {}, `${t} `), el("span", { class: "kind" }, e.kind), el("span", {}, e.text));
-    list.prepend(li);
+    const li = el("li", { "data-kind": e.kind, "data-node": e.node, "data-time": e.time_ms });
+    li.append(el("span", {}, `${t} `), el("span", { class: "kind" }, e.kind),
+      el("span", { class: "node" }, `node ${e.node}: `), el("span", {}, e.text));
+    const later = [...list.children].find((c) => Number(c.dataset.time) <= e.time_ms);
+    list.insertBefore(li, later ?? null);
     while (list.children.length > 200) list.lastChild.remove();
   };
 }

@@ -6,11 +6,14 @@
 //! - `GET /ui/cluster`: every member's status as this node can learn it — its own, and each
 //!   other member's over its gRPC `Status` (a member that does not answer within
 //!   `MEMBER_PATIENCE` is `"up": false`) — with the terms of this node's recent log;
+//! - `GET /ui/events`: every member's events merged into one server-sent stream ([`timeline`]);
 //! - `/ui/dev/...`: on a `raftmq dev` cluster only (`RAFTMQ_DEV_CONTROL` names its control API),
 //!   the dev control API relayed, so the page can kill, restart, pause and resume the real
-//!   processes; elsewhere 404, and the page shows no process controls.
+//!   processes and isolate or heal members (a partition the nodes simulate), and this node's
+//!   own partition switch; elsewhere 404, and the page shows no controls.
 
 mod dev;
+mod timeline;
 
 use std::time::Duration;
 
@@ -36,8 +39,11 @@ pub fn routes() -> Router<NodeHandle> {
         .route("/ui/app.js", get(|| async { asset("text/javascript", include_str!("app.js")) }))
         .route("/ui/app.css", get(|| async { asset("text/css", include_str!("app.css")) }))
         .route("/ui/cluster", get(cluster))
+        .route("/ui/events", get(timeline::events))
         .route("/ui/dev/nodes", get(dev::nodes))
         .route("/ui/dev/nodes/{id}/{action}", post(dev::act))
+        .route("/ui/dev/network", get(dev::network))
+        .route("/ui/dev/network/{action}", post(dev::set_network))
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> impl IntoResponse {
