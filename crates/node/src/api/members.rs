@@ -117,6 +117,7 @@ pub async fn add(
         raft_addr: body.raft_addr,
         client_addr: body.client_addr,
         stay_learner,
+        kafka_addr: String::new(),
     };
     let change = ConfChange { kind, node: body.node_id, context: info.encode_to_vec().into() };
     let applied = node.change_membership(change).await.map_err(|e| ApiError::v1_node(&e))?;
