@@ -68,6 +68,7 @@ pub async fn run(
     if let Some(listener) = kafka_listener {
         let max = node.config().kafka_max_request_bytes;
         let kafka = tokio::spawn(crate::kafka::serve(node.clone(), listener, max));
+        tokio::spawn(crate::kafka::broker::register_self(node.clone()));
         let stopped = node.clone();
         // The listener ends with the node.
         tokio::spawn(async move {

@@ -91,7 +91,7 @@ fn kcat_produces_1000_records_with_acks_all_and_reads_them_back_in_order_byte_ex
         return;
     }
     let _serial = serial();
-    let cluster = Cluster::start_kafka(3);
+    let cluster = Cluster::start_kafka(3, &[]);
     cluster.create_topic("events");
     let records: Vec<String> = (0..1000)
         .map(|i| format!("record {i}: ünïcode, tabs\tand \"quotes\" {}", "x".repeat(i % 97)))
@@ -168,7 +168,7 @@ fn confluent_kafka_creates_a_topic_produces_across_a_leader_change_and_reads_eve
         return;
     }
     let _serial = serial();
-    let cluster = Cluster::start_kafka(3);
+    let cluster = Cluster::start_kafka(3, &[]);
     let leader = cluster.wait_leader();
     wait_brokers_known(&cluster, leader);
     let servers = bootstrap(&cluster);
@@ -349,7 +349,7 @@ fn produce_error(addr: &str, topic: &str, records: &[u8]) -> i16 {
 #[test]
 fn bad_input_gets_a_kafka_error_or_a_closed_connection_and_the_listener_goes_on() {
     let _serial = serial();
-    let cluster = Cluster::start_kafka(3);
+    let cluster = Cluster::start_kafka(3, &[]);
     cluster.create_topic("t");
     let leader = cluster.wait_leader();
     let addr = cluster.kafka_addr(leader);
@@ -397,4 +397,100 @@ fn bad_input_gets_a_kafka_error_or_a_closed_connection_and_the_listener_goes_on(
     // And the listener still answers.
     let (error, _) = api_versions(&exchange(&addr, &request(18, 0, 6, &[])).expect("an answer"));
     assert_eq!(error, 0);
+}
+
+/// CreateTopics v2 of `topic` with `partitions`, replication factor -1: the topic's error.
+fn create_topic_error(addr: &str, topic: &str, partitions: i32) -> i16 {
+    let mut body = 1i32.to_be_bytes().to_vec();
+    body.extend_from_slice(&string(topic));
+    body.extend_from_slice(&partitions.to_be_bytes());
+    body.extend_from_slice(&(-1i16).to_be_bytes());
+    body.extend_from_slice(&0i32.to_be_bytes()); // no assignments
+    body.extend_from_slice(&0i32.to_be_bytes()); // no configs
+    body.extend_from_slice(&10_000i32.to_be_bytes());
+    body.push(0); // not validate-only
+    let answer = exchange(addr, &request(19, 2, 8, &body)).expect("a CreateTopics answer");
+    let mut f = Fields(&answer);
+    let _throttle = f.i32();
+    assert_eq!(f.i32(), 1, "one topic");
+    assert_eq!(f.string(), topic);
+    f.i16()
+}
+
+/// `/v1/brokers` as (broker id, "host:port", status).
+fn brokers(cluster: &Cluster, id: u64) -> Vec<(i64, String, String)> {
+    let (_, body) = cluster.get_json(id, "/v1/brokers");
+    body["brokers"]
+        .as_array()
+        .map(|brokers| {
+            brokers
+                .iter()
+                .map(|b| {
+                    let addr = format!(
+                        "{}:{}",
+                        b["brokerHost"].as_str().unwrap_or(""),
+                        b["brokerPort"].as_str().unwrap_or("")
+                    );
+                    (
+                        b["brokerId"].as_i64().unwrap_or(0),
+                        addr,
+                        b["brokerStatus"].as_str().unwrap_or("").to_string(),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Waits until `check` holds of node `id`'s broker list.
+fn wait_brokers(
+    cluster: &Cluster,
+    id: u64,
+    what: &str,
+    check: impl Fn(&[(i64, String, String)]) -> bool,
+) {
+    for _ in 0..300 {
+        if check(&brokers(cluster, id)) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{what}: {:?}", brokers(cluster, id));
+}
+
+#[test]
+fn members_are_brokers_kept_alive_by_raft_and_kafka_created_partitions_name_them() {
+    let _serial = serial();
+    let mut cluster = Cluster::start_kafka(3, &["--broker-session-timeout-ms", "1500"]);
+    let leader = cluster.wait_leader();
+    let expected: Vec<(i64, String, String)> =
+        (1..=3).map(|id| (id as i64, cluster.kafka_addr(id), "ALIVE".to_string())).collect();
+    wait_brokers(&cluster, leader, "every member registers as a broker", |b| b == expected);
+    // No heartbeat route is called: the leader's Raft contact keeps them alive.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(brokers(&cluster, leader), expected, "still alive after twice the timeout");
+
+    // A CreateTopics topic: its partition records name the member brokers.
+    let addr = cluster.kafka_addr(leader);
+    assert_eq!(create_topic_error(&addr, "orders", 2), 0);
+    assert_eq!(create_topic_error(&addr, "orders", 2), 36, "TOPIC_ALREADY_EXISTS");
+    assert_eq!(create_topic_error(&addr, "bad/name", 1), 17, "INVALID_TOPIC_EXCEPTION");
+    assert_eq!(create_topic_error(&addr, "none", 0), 37, "INVALID_PARTITIONS");
+    let to_follower = create_topic_error(&cluster.kafka_addr(follower(&cluster)), "elsewhere", 1);
+    assert_eq!(to_follower, 41, "NOT_CONTROLLER");
+    let (_, partitions) = cluster.get_json(leader, "/v1/partitions");
+    let records = partitions["partitions"].as_array().expect("a list");
+    assert_eq!(records.len(), 2, "{partitions}");
+    for record in records {
+        assert_eq!(record["replicas"], serde_json::json!([1, 2, 3]), "{record}");
+    }
+
+    // A member that stops is fenced by the leader, and alive again once it is back.
+    let victim = follower(&cluster);
+    cluster.kill(victim);
+    wait_brokers(&cluster, leader, "the stopped member is fenced", |b| {
+        b.iter().any(|(id, _, status)| *id == victim as i64 && status == "FENCED")
+    });
+    cluster.restart(victim);
+    wait_brokers(&cluster, leader, "the member is back", |b| b == expected);
 }

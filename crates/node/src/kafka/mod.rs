@@ -8,10 +8,12 @@
 //! - [`listener`]: accepts connections, answers each connection's requests in order;
 //! - [`frame`]: the 4-byte length framing, bounded by the maximum request size;
 //! - [`dispatch`]: the request header, the version check, routing to an API;
+//! - [`broker`]: each member registers itself as a broker (KRaft's combined mode);
 //! - one file per API: [`api_versions`], [`metadata`] (also the cluster as Kafka sees it),
 //!   [`topics`] (CreateTopics, DeleteTopics), [`produce`], [`fetch`], [`list_offsets`].
 
 pub mod api_versions;
+pub mod broker;
 pub mod dispatch;
 pub mod fetch;
 pub mod frame;

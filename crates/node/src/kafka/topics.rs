@@ -106,7 +106,10 @@ pub async fn create(
         let command = Command { kind: Some(kind), ..Command::default() };
         match node.propose(command).await {
             Ok(applied) => match results::error_code(&applied.result) {
-                None => results_out.push(created(&topic.name, partitions, voters, version)),
+                None => {
+                    super::broker::record_partitions(node, &text, partitions).await;
+                    results_out.push(created(&topic.name, partitions, voters, version));
+                }
                 Some(ErrorCode::TopicExists) => {
                     let why = format!("topic {text:?} already exists");
                     results_out.push(refuse(ResponseError::TopicAlreadyExists, why));

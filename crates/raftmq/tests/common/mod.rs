@@ -52,8 +52,8 @@ impl Cluster {
     }
 
     /// A cluster whose nodes also serve Kafka clients (`--kafka-listen`).
-    pub fn start_kafka(n: u64) -> Cluster {
-        Self::start_nodes(n, &[], true)
+    pub fn start_kafka(n: u64, extra: &[&str]) -> Cluster {
+        Self::start_nodes(n, extra, true)
     }
 
     fn start_nodes(n: u64, extra: &[&str], kafka: bool) -> Cluster {
