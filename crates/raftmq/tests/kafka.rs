@@ -393,6 +393,10 @@ fn bad_input_gets_a_kafka_error_or_a_closed_connection_and_the_listener_goes_on(
     assert_eq!(exchange(&addr, &request(999, 0, 4, &[])), None);
     assert_eq!(exchange(&addr, &[0, 0, 0, 3, 0, 18, 0]), None);
     assert_eq!(exchange(&addr, &request(0, 2, 5, &[])), None);
+    // An array that claims 2^31 - 1 elements in a few bytes: refused, the node stays up.
+    let huge = i32::MAX.to_be_bytes();
+    assert_eq!(exchange(&addr, &request(19, 2, 9, &huge)), None);
+    assert_eq!(exchange(&addr, &request(3, 1, 10, &huge)), None);
 
     // And the listener still answers.
     let (error, _) = api_versions(&exchange(&addr, &request(18, 0, 6, &[])).expect("an answer"));
@@ -493,4 +497,14 @@ fn members_are_brokers_kept_alive_by_raft_and_kafka_created_partitions_name_them
     });
     cluster.restart(victim);
     wait_brokers(&cluster, leader, "the member is back", |b| b == expected);
+
+    // A member's broker id registered elsewhere through the REST API is left to that broker:
+    // the member does not register over it.
+    let body = serde_json::json!({"brokerId": victim, "brokerHost": "elsewhere", "brokerPort": 1});
+    let url = cluster.url(leader, "/v1/brokers");
+    let answer = cluster.http.post(url).json(&body).send().expect("register");
+    assert_eq!(answer.status().as_u16(), 200, "a new incarnation of the broker id");
+    std::thread::sleep(Duration::from_secs(2));
+    let taken = brokers(&cluster, leader).into_iter().find(|b| b.0 == victim as i64);
+    assert_eq!(taken.map(|b| b.1), Some("elsewhere:1".to_string()));
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use raftmq_proto::client::command::Kind;
 use raftmq_proto::client::{Command, CreatePartition, RegisterBroker};
-use raftmq_state::metadata::is_active;
+use raftmq_state::metadata::CLOSED;
 use raftmq_state::StateMachine;
 
 use crate::node::error::NodeError;
@@ -29,23 +29,36 @@ pub fn is_member_broker(state: &StateMachine, broker_id: i64) -> bool {
         && member.kafka_addr == format!("{}:{}", broker.broker_host, broker.broker_port)
 }
 
-/// Registers this node as a broker at its Kafka address, and again whenever its registration
-/// is not that (a restart at another address, or closed), until the node stops.
+/// Registers this node as a broker at its Kafka address: when its broker id is free, or its
+/// registration (at this address) was closed. A registration of the id at another address is
+/// someone else's (a broker registered through the REST API) and is left alone. Runs until
+/// the node stops, so a deleted or closed registration comes back.
 pub async fn register_self(node: NodeHandle) {
-    let mut backoff = Duration::from_millis(100);
+    let mut warned = false;
     loop {
         if node.is_stopped() {
             return;
         }
         let wanted = {
             let state = node.state();
+            let id = node.id() as i64;
             let addr = state.members().get(&node.id()).map(|m| m.kafka_addr.clone());
-            let registered = state.metadata().broker(node.id() as i64).is_some_and(|b| {
-                is_active(&b.broker_status) || b.broker_status == raftmq_state::metadata::FENCED
-            });
-            match addr {
-                Some(addr) if !addr.is_empty() => {
-                    (!(registered && is_member_broker(&state, node.id() as i64))).then_some(addr)
+            match (addr, state.metadata().broker(id)) {
+                (Some(addr), None) if !addr.is_empty() => Some(addr),
+                (Some(addr), Some(b)) if !addr.is_empty() && is_member_broker(&state, id) => {
+                    (b.broker_status == CLOSED).then_some(addr)
+                }
+                (Some(addr), Some(b)) if !addr.is_empty() => {
+                    if !warned {
+                        tracing::warn!(
+                            node = node.id(),
+                            "broker id {id} is registered at {}:{}, not at this node's Kafka                              address {addr}: not registering over it",
+                            b.broker_host,
+                            b.broker_port
+                        );
+                        warned = true;
+                    }
+                    None
                 }
                 _ => None,
             }
@@ -59,13 +72,12 @@ pub async fn register_self(node: NodeHandle) {
                 rack_id: String::new(),
             });
             match node.propose(Command { kind: Some(kind), ..Command::default() }).await {
-                Ok(_) => backoff = Duration::from_millis(100),
+                Ok(_) => {}
                 Err(NodeError::Shutdown) => return,
                 Err(e) => tracing::debug!(node = node.id(), "registering as a broker: {e}"),
             }
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(Duration::from_secs(2));
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
