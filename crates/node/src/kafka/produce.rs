@@ -22,18 +22,34 @@ use raftmq_state::results;
 use crate::node::error::NodeError;
 use crate::node::NodeHandle;
 
-/// The answer to a Produce request; `None` for acks=0.
+/// The answer to a Produce request; `None` for acks=0. The partitions of one request are
+/// appended concurrently (each is one command, and their order does not matter); the
+/// answer lists them as the request did.
 pub async fn answer(node: &NodeHandle, request: ProduceRequest) -> Option<ProduceResponse> {
     let leads = node.status().is_leader();
-    let mut topics = Vec::new();
+    let mut pending = Vec::new();
     for topic in request.topic_data {
         let name = topic.name.0.as_str().to_owned();
         let mut partitions = Vec::new();
         for data in topic.partition_data {
-            let (error, why, base, start) =
-                append(node, leads, &name, data.index, data.records).await;
+            let (node, name) = (node.clone(), name.clone());
+            let task =
+                tokio::spawn(
+                    async move { append(&node, leads, &name, data.index, data.records).await },
+                );
+            partitions.push((data.index, task));
+        }
+        pending.push((topic.name, partitions));
+    }
+    let mut topics = Vec::new();
+    for (name, tasks) in pending {
+        let mut partitions = Vec::new();
+        for (index, task) in tasks {
+            let (error, why, base, start) = task.await.unwrap_or_else(|e| {
+                (Some(ResponseError::UnknownServerError), Some(e.to_string()), -1, -1)
+            });
             let mut response = PartitionProduceResponse::default()
-                .with_index(data.index)
+                .with_index(index)
                 .with_error_code(error.map_or(0, |e| e.code()))
                 .with_base_offset(base)
                 .with_log_start_offset(start)
@@ -44,9 +60,7 @@ pub async fn answer(node: &NodeHandle, request: ProduceRequest) -> Option<Produc
             partitions.push(response);
         }
         topics.push(
-            TopicProduceResponse::default()
-                .with_name(topic.name)
-                .with_partition_responses(partitions),
+            TopicProduceResponse::default().with_name(name).with_partition_responses(partitions),
         );
     }
     (request.acks != 0).then(|| ProduceResponse::default().with_responses(topics))
