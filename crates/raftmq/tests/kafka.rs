@@ -473,6 +473,11 @@ fn members_are_brokers_kept_alive_by_raft_and_kafka_created_partitions_name_them
     // No heartbeat route is called: the leader's Raft contact keeps them alive.
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(brokers(&cluster, leader), expected, "still alive after twice the timeout");
+    let (_, history) = cluster.get_json(leader, "/v1/metadata?since=0&view=broker");
+    let fenced = history["records"]
+        .as_array()
+        .map_or(0, |records| records.iter().filter(|r| r["name"] == "FenceBrokerRecord").count());
+    assert_eq!(fenced, 0, "never fenced, not even for a moment: {history}");
 
     // A CreateTopics topic: its partition records name the member brokers.
     let addr = cluster.kafka_addr(leader);
