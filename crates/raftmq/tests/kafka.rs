@@ -385,6 +385,8 @@ fn bad_input_gets_a_kafka_error_or_a_closed_connection_and_the_listener_goes_on(
     assert_eq!(produce_error(&addr, "t", &corrupt), 2);
     assert_eq!(produce_error(&addr, "missing", &batch()), 3);
     assert_eq!(produce_error(&cluster.kafka_addr(follower(&cluster)), "t", &batch()), 6);
+    // More than one log entry should carry (16 MiB): MESSAGE_TOO_LARGE.
+    assert_eq!(produce_error(&addr, "t", &vec![0u8; (16 << 20) + 1]), 10);
 
     // Closed connections: an oversized frame (before its bytes are sent), an unknown API key,
     // a frame too short for a header, a version of an API that is not served.

@@ -22,6 +22,11 @@ use raftmq_state::results;
 use crate::node::error::NodeError;
 use crate::node::NodeHandle;
 
+/// The most bytes of record batches one partition of a Produce may carry. They become one
+/// log entry, which must fit in one replication message (64 MiB) with room to spare; Kafka's
+/// own default limit for a batch (`message.max.bytes`) is 1 MiB, so clients stay far below.
+pub const MAX_APPEND_BYTES: usize = 16 << 20;
+
 /// The answer to a Produce request; `None` for acks=0. The partitions of one request are
 /// appended concurrently (each is one command, and their order does not matter); the
 /// answer lists them as the request did.
@@ -90,6 +95,10 @@ async fn append(
         );
     }
     let batches = records.unwrap_or_default();
+    if batches.len() > MAX_APPEND_BYTES {
+        let why = format!("{} bytes of records, more than {MAX_APPEND_BYTES}", batches.len());
+        return refused(ResponseError::MessageTooLarge, why);
+    }
     // Checked here as well as by the state machine, so a corrupt batch costs no log entry.
     if let Err(why) = check_batches(&batches) {
         return refused(ResponseError::CorruptMessage, why);
