@@ -29,6 +29,11 @@ pub struct NodeConfig {
     pub listen: SocketAddr,
     /// gRPC address for peers (raft) and for the public gRPC client service.
     pub raft_listen: SocketAddr,
+    /// The Kafka listener's address (`--kafka-listen`); none: no Kafka listener.
+    pub kafka_listen: Option<SocketAddr>,
+    /// The largest Kafka request accepted (Kafka's `socket.request.max.bytes`); a larger
+    /// frame closes the connection.
+    pub kafka_max_request_bytes: usize,
     /// The founding members, this node included, by id. Empty when joining.
     pub peers: BTreeMap<NodeId, PeerAddr>,
     /// Raft addresses of members to ask to be added (`--join`).
@@ -82,6 +87,8 @@ impl NodeConfig {
             id,
             listen,
             raft_listen,
+            kafka_listen: None,
+            kafka_max_request_bytes: crate::kafka::frame::DEFAULT_MAX_REQUEST_BYTES,
             peers: BTreeMap::new(),
             join: Vec::new(),
             learner: false,
@@ -199,6 +206,9 @@ struct RrmqAddress {
     ip: String,
     port: u16,
     internal_port: u16,
+    /// The node's Kafka listener port, on the same ip; absent: no Kafka listener.
+    #[serde(default)]
+    kafka_port: Option<u16>,
 }
 
 /// Reads an RRMQ config file; node `index` (0-based) gets id `index + 1`.
@@ -232,6 +242,10 @@ pub fn from_rrmq_file(path: &Path, index: usize) -> anyhow::Result<NodeConfig> {
         .context("bad ip/internal_port in config")?;
     let mut config = NodeConfig::new(index as NodeId + 1, listen, raft_listen);
     config.peers = peers;
+    if let Some(port) = me.kafka_port {
+        let kafka = format!("{}:{port}", me.ip).parse().context("bad ip/kafka_port in config")?;
+        config.kafka_listen = Some(kafka);
+    }
     Ok(config)
 }
 
@@ -277,9 +291,11 @@ mod tests {
     fn rrmq_file_gives_ids_from_one() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.json");
-        std::fs::write(&path, r#"{"addresses":[{"ip":"127.0.0.1","port":9001,"internal_port":9101},{"ip":"127.0.0.1","port":9002,"internal_port":9102}]}"#).unwrap();
+        std::fs::write(&path, r#"{"addresses":[{"ip":"127.0.0.1","port":9001,"internal_port":9101},{"ip":"127.0.0.1","port":9002,"internal_port":9102,"kafka_port":9092}]}"#).unwrap();
         let c = from_rrmq_file(&path, 1).unwrap();
         assert_eq!(c.id, 2);
+        assert_eq!(c.kafka_listen, Some("127.0.0.1:9092".parse().unwrap()));
+        assert_eq!(from_rrmq_file(&path, 0).unwrap().kafka_listen, None);
         assert_eq!(c.listen.port(), 9002);
         assert_eq!(c.peers[&1].client, "127.0.0.1:9001");
         assert!(from_rrmq_file(&path, 2).is_err());

@@ -13,6 +13,7 @@
 //! - [`codec`]: the core's messages and membership changes to and from protobuf;
 //! - [`api`]: the REST front-end (RRMQ routes, `/v1`, the PyRaft and YAKt metadata dialects);
 //! - [`client_service`]: the public gRPC front-end (submit, status, the committed log);
+//! - [`kafka`]: the Kafka protocol front-end (produce, fetch, topics, metadata);
 //! - [`metadata_fencing`]: the leader's broker fencing (KRaft's session timeout);
 //! - [`replicator`]: the paired replicator process that follows a node's committed log and
 //!   executes its operations;
@@ -25,6 +26,7 @@ pub mod client_service;
 pub mod codec;
 pub mod config;
 pub mod events;
+pub mod kafka;
 pub mod metadata_fencing;
 pub mod metrics;
 pub mod node;

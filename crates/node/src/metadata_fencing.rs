@@ -141,6 +141,41 @@ impl Fencing {
                 }
             }
         };
+        // Members serving Kafka are brokers too (KRaft's combined mode): the leader's last
+        // contact with them through Raft is their last heartbeat.
+        let (members_heard, revived): (Vec<(i64, u64)>, Vec<i64>) = {
+            let state = node.state();
+            let contact: HashMap<u64, u64> =
+                status.members.iter().map(|m| (m.node_id, m.last_contact_ms)).collect();
+            let heard: Vec<(&raftmq_proto::client::BrokerRecord, u64)> = state
+                .metadata()
+                .brokers()
+                .filter(|b| crate::kafka::broker::is_member_broker(&state, b.broker_id))
+                .filter_map(|b| {
+                    let id = b.broker_id as u64;
+                    let ago = if id == node.id() { Some(0) } else { contact.get(&id).copied() };
+                    ago.map(|ago| (b, now.saturating_sub(ago)))
+                })
+                .collect();
+            let revived = heard
+                .iter()
+                .filter(|(b, at)| b.broker_status == FENCED && now - at <= self.timeout_ms)
+                .map(|(b, _)| b.broker_id);
+            (heard.iter().map(|(b, at)| (b.broker_id, *at)).collect(), revived.collect())
+        };
+        {
+            let mut heard = lock(&self.heard);
+            for (id, at) in &members_heard {
+                let last = heard.entry(*id).or_insert(0);
+                *last = (*last).max(*at);
+            }
+        }
+        if !revived.is_empty() {
+            let kind = Kind::FenceBrokers(FenceBrokers { broker_ids: revived, fenced: false });
+            if let Err(e) = node.propose_here(command(kind), node.deadline()).await {
+                tracing::debug!(node = node.id(), "unfencing not applied: {e}");
+            }
+        }
         let expired: Vec<i64> = {
             let state = node.state();
             let heard = lock(&self.heard);

@@ -40,6 +40,14 @@ pub async fn run(
     let client_listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on client address {}", config.listen))?;
+    let kafka_listener = match config.kafka_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on Kafka address {addr}"))?,
+        ),
+        None => None,
+    };
     let joining = !config.join.is_empty();
     if joining {
         let discovered = node::join::discover(&config).await?;
@@ -57,6 +65,17 @@ pub async fn run(
         });
     }
     tokio::spawn(node::announce::announce_client_address(node.clone()));
+    if let Some(listener) = kafka_listener {
+        let max = node.config().kafka_max_request_bytes;
+        let kafka = tokio::spawn(crate::kafka::serve(node.clone(), listener, max));
+        tokio::spawn(crate::kafka::broker::register_self(node.clone()));
+        let stopped = node.clone();
+        // The listener ends with the node.
+        tokio::spawn(async move {
+            stopped.stopped().await;
+            kafka.abort();
+        });
+    }
     serve(node, raft_listener, client_listener, shutdown).await
 }
 

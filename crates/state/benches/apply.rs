@@ -37,7 +37,11 @@ fn apply(c: &mut Criterion) {
         .collect();
     let fresh = || {
         let mut sm = StateMachine::new(600_000);
-        sm.apply_command(1, 1, &encode(Kind::CreateTopic(CreateTopic { name: "t".into() }), "", 0));
+        sm.apply_command(
+            1,
+            1,
+            &encode(Kind::CreateTopic(CreateTopic { name: "t".into(), partitions: 0 }), "", 0),
+        );
         sm
     };
 

@@ -161,7 +161,11 @@ mod tests {
             ..Default::default()
         };
         sm.apply_command(1, 1, &command("broker", Kind::RegisterBroker(broker)));
-        sm.apply_command(2, 1, &command("", Kind::CreateTopic(CreateTopic { name: "t".into() })));
+        sm.apply_command(
+            2,
+            1,
+            &command("", Kind::CreateTopic(CreateTopic { name: "t".into(), partitions: 0 })),
+        );
         let topic_uuid = sm.metadata().topic_by_name("t").expect("created").topic_uuid.clone();
         let partition = CreatePartition {
             partition_id: 0,

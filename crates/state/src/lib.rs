@@ -24,6 +24,8 @@
 //! - [`metadata`]: the KRaft-style metadata image (brokers, topic records, partitions, producer
 //!   ids), its rules, its deterministic uuids and its change history; a topic is one thing,
 //!   its queue in `queues` and its record in `metadata`, created and removed together;
+//! - [`partition_log`]: each topic's partitions, ordered logs of Kafka record batches with
+//!   dense offsets (the Kafka front-end's Produce and Fetch);
 //! - [`validation`]: the name, text and port rules every command shares (docs/metadata.md);
 //! - [`results`]: building and reading the `CommandResult`s commands answer with;
 //! - [`snapshot`]: the whole state as a `raftmq.v1.StateSnapshot` (streamed: the queues never
@@ -37,6 +39,7 @@
 mod legacy;
 pub mod members;
 pub mod metadata;
+pub mod partition_log;
 pub mod queues;
 pub mod results;
 pub mod sessions;
@@ -78,6 +81,7 @@ pub struct StateMachine {
     sessions: Sessions,
     members: Members,
     metadata: metadata::Metadata,
+    partition_logs: partition_log::PartitionLogs,
 }
 
 impl StateMachine {
@@ -93,6 +97,7 @@ impl StateMachine {
             sessions: Sessions::new(session_ttl_ms),
             members: Members::default(),
             metadata: metadata::Metadata::default(),
+            partition_logs: partition_log::PartitionLogs::default(),
         }
     }
 
@@ -213,6 +218,11 @@ impl StateMachine {
         &self.metadata
     }
 
+    /// Every topic's partition logs.
+    pub fn partition_logs(&self) -> &partition_log::PartitionLogs {
+        &self.partition_logs
+    }
+
     /// The number of live client sessions.
     pub fn session_count(&self) -> usize {
         self.sessions.len()
@@ -299,12 +309,19 @@ impl StateMachine {
                 if let Err(refused) = validation::name("name", &create.name) {
                     return results::metadata(Err(refused));
                 }
-                self.create_topic(&create.name)
+                if create.partitions > partition_log::MAX_PARTITIONS {
+                    return results::error(
+                        ErrorCode::Invalid,
+                        format!("a topic has at most {} partitions", partition_log::MAX_PARTITIONS),
+                    );
+                }
+                self.create_topic(&create.name, create.partitions)
             }
             Some(command::Kind::DeleteTopic(delete)) => {
                 let outcome = self.metadata.delete_topic(self.at(), &delete.name);
                 if outcome.is_ok() {
                     self.topics.remove(&delete.name);
+                    self.partition_logs.remove(&delete.name);
                 }
                 results::metadata(outcome)
             }
@@ -320,12 +337,26 @@ impl StateMachine {
                     Err(error) => queue_error(error, &consume.topic),
                 }
             }
+            Some(command::Kind::AppendRecords(append)) => {
+                use partition_log::AppendError;
+                match self.partition_logs.append(&append.topic, append.partition, &append.batches) {
+                    Ok((base, start)) => results::appended(base, start),
+                    Err(AppendError::UnknownPartition) => results::error(
+                        ErrorCode::TopicNotFound,
+                        format!("no partition {} of topic {:?}", append.partition, append.topic),
+                    ),
+                    Err(AppendError::Corrupt(why)) => {
+                        results::error(ErrorCode::CorruptRecords, why)
+                    }
+                }
+            }
             Some(command::Kind::Operation(_)) => {
                 self.operation_count += 1;
                 results::ok()
             }
             Some(command::Kind::SetClientAddress(set)) => {
-                match self.members.set_client_address(set.node_id, set.client_addr) {
+                match self.members.set_client_address(set.node_id, set.client_addr, set.kafka_addr)
+                {
                     Ok(()) => results::ok(),
                     Err(why) => results::error(ErrorCode::Invalid, why),
                 }
@@ -337,10 +368,11 @@ impl StateMachine {
         }
     }
 
-    /// Creates a topic: its queue and its metadata record, together.
-    fn create_topic(&mut self, name: &str) -> CommandResult {
+    /// Creates a topic: its queue, its partition logs and its metadata record, together.
+    fn create_topic(&mut self, name: &str, partitions: u32) -> CommandResult {
         match self.topics.create(name) {
             Ok(()) => {
+                self.partition_logs.create(name, partitions);
                 self.metadata.topic_created(self.at(), name);
                 results::ok()
             }

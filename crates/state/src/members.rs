@@ -47,6 +47,7 @@ impl Members {
         &mut self,
         node: NodeId,
         client_addr: String,
+        kafka_addr: String,
     ) -> Result<(), String> {
         if client_addr.is_empty() {
             return Err("the client address is empty".into());
@@ -54,6 +55,10 @@ impl Members {
         let info =
             self.book.get_mut(&node).ok_or_else(|| format!("node {node} is not a member"))?;
         info.client_addr = client_addr;
+        // Empty: the member has no Kafka listener, or an older raftmq sent the command.
+        if !kafka_addr.is_empty() {
+            info.kafka_addr = kafka_addr;
+        }
         Ok(())
     }
 
@@ -90,6 +95,7 @@ mod tests {
             raft_addr: raft_addr.into(),
             client_addr: format!("{raft_addr}-http"),
             stay_learner: false,
+            kafka_addr: String::new(),
         }
     }
 
@@ -103,12 +109,17 @@ mod tests {
         let mut founding = info(1, "n1:1");
         founding.client_addr.clear();
         members.apply(&change(ConfChangeKind::AddVoter, 1, founding.encode_to_vec().into()));
-        assert_eq!(members.set_client_address(1, "n1:80".into()), Ok(()));
+        assert_eq!(members.set_client_address(1, "n1:80".into(), "n1:9092".into()), Ok(()));
         let book = members.book().get(&1).expect("a member");
         assert_eq!((book.raft_addr.as_str(), book.client_addr.as_str()), ("n1:1", "n1:80"));
-        assert!(members.set_client_address(2, "n2:80".into()).is_err(), "not a member");
-        assert!(members.set_client_address(1, String::new()).is_err(), "empty");
+        assert_eq!(book.kafka_addr, "n1:9092");
+        let stranger = members.set_client_address(2, "n2:80".into(), String::new());
+        assert!(stranger.is_err(), "not a member");
+        assert!(members.set_client_address(1, String::new(), String::new()).is_err(), "empty");
         assert_eq!(members.book().get(&1).map(|m| m.client_addr.as_str()), Some("n1:80"));
+        // A member without a Kafka listener (or an older raftmq) keeps the address known.
+        assert_eq!(members.set_client_address(1, "n1:81".into(), String::new()), Ok(()));
+        assert_eq!(members.book().get(&1).map(|m| m.kafka_addr.as_str()), Some("n1:9092"));
     }
 
     #[test]

@@ -36,9 +36,24 @@ pub fn error_code(result: &CommandResult) -> Option<ErrorCode> {
         }
         Some(Outcome::Ok(_))
         | Some(Outcome::Message(_))
+        | Some(Outcome::Appended(_))
         | Some(Outcome::Metadata(_))
         | Some(Outcome::LegacyMetadataJson(_)) => None,
         None => Some(ErrorCode::Unspecified),
+    }
+}
+
+/// Record batches were appended at `base_offset`.
+pub fn appended(base_offset: i64, log_start_offset: i64) -> CommandResult {
+    let appended = raftmq_proto::client::RecordsAppended { base_offset, log_start_offset };
+    CommandResult { outcome: Some(Outcome::Appended(appended)) }
+}
+
+/// Where an append landed, if `result` is one.
+pub fn appended_at(result: &CommandResult) -> Option<raftmq_proto::client::RecordsAppended> {
+    match &result.outcome {
+        Some(Outcome::Appended(appended)) => Some(*appended),
+        _ => None,
     }
 }
 

@@ -29,6 +29,7 @@ use raftmq_proto::client::StateSnapshot;
 
 use super::members::Members;
 use super::metadata::Metadata;
+use super::partition_log::PartitionLogs;
 use super::queues::{Queue, Topics};
 use super::sessions::Sessions;
 use super::StateMachine;
@@ -78,6 +79,7 @@ fn split_fields(machine: &StateMachine) -> (StateSnapshot, StateSnapshot) {
     let mut after = StateSnapshot {
         sessions: machine.sessions.to_proto(),
         members: machine.members.to_proto(),
+        partition_logs: machine.partition_logs.to_proto(),
         ..StateSnapshot::default()
     };
     machine.metadata.to_proto(&mut after);
@@ -207,6 +209,8 @@ pub(super) fn decode(data: &[u8], session_ttl_ms: u64) -> Result<StateMachine, S
     }
     let topics = Topics::from_queues(topics).map_err(SnapshotError::Inconsistent)?;
     let names: Vec<String> = topics.names().map(str::to_owned).collect();
+    let partition_logs = PartitionLogs::from_proto(snapshot.partition_logs.clone(), &names)
+        .map_err(SnapshotError::Inconsistent)?;
     let metadata =
         Metadata::from_proto(&snapshot, &names, snapshot.applied_index, snapshot.clock_ms)
             .map_err(SnapshotError::Inconsistent)?;
@@ -220,6 +224,7 @@ pub(super) fn decode(data: &[u8], session_ttl_ms: u64) -> Result<StateMachine, S
             .map_err(SnapshotError::Inconsistent)?,
         members: Members::from_proto(snapshot.members).map_err(SnapshotError::Inconsistent)?,
         metadata,
+        partition_logs,
     })
 }
 
@@ -362,6 +367,7 @@ pub(super) fn to_proto(machine: &StateMachine) -> StateSnapshot {
             .collect(),
         sessions: machine.sessions.to_proto(),
         members: machine.members.to_proto(),
+        partition_logs: machine.partition_logs.to_proto(),
         ..StateSnapshot::default()
     };
     machine.metadata.to_proto(&mut snapshot);
@@ -438,6 +444,13 @@ mod tests {
         assert_eq!(StateSnapshot::decode(data.as_slice()), Ok(expected.clone()));
         let mut expected = expected;
         expected.topic_records = to_proto(&restored).topic_records; // derived on restore
+                                                                    // A snapshot without partition logs gives each topic one empty partition.
+        let derived = to_proto(&restored).partition_logs;
+        assert_eq!(
+            derived.iter().map(|p| (p.topic.as_str(), p.next_offset)).collect::<Vec<_>>(),
+            [("a", 0), ("b", 0), ("c", 0)]
+        );
+        expected.partition_logs = derived;
         assert_eq!(to_proto(&restored), expected);
     }
 }

@@ -4,8 +4,8 @@ use bytes::Bytes;
 use proptest::prelude::*;
 use prost::Message as _;
 use raftmq_proto::client::{
-    command::Kind, command_result, Command, CommandResult, ConsumeMessage, CreateTopic, ErrorCode,
-    MemberInfo, Operation, PutMessage, RegisterBroker,
+    command::Kind, command_result, AppendRecords, Command, CommandResult, ConsumeMessage,
+    CreateTopic, ErrorCode, MemberInfo, Operation, PutMessage, RegisterBroker,
 };
 use raftmq_raft::{ConfChange, ConfChangeKind};
 
@@ -15,7 +15,7 @@ use super::{SnapshotError, StateMachine};
 const TTL_MS: u64 = 60_000;
 
 fn create(name: &str) -> Kind {
-    Kind::CreateTopic(CreateTopic { name: name.into() })
+    Kind::CreateTopic(CreateTopic { name: name.into(), partitions: 0 })
 }
 
 fn put(topic: &str, message: &str) -> Kind {
@@ -477,6 +477,9 @@ fn arb_state() -> impl Strategy<Value = StateMachine> {
             for (topic, count, bytes) in bulks {
                 let topic = ["a", "b", "c"][topic];
                 next(&mut machine, create(topic));
+                let batches = crate::partition_log::test_batch(count as i32 + 1).into();
+                let append = AppendRecords { topic: topic.into(), partition: 0, batches };
+                next(&mut machine, Kind::AppendRecords(append));
                 // A huge message once, not `count` times: the chunk logic is what is tested.
                 let count = if bytes > 1000 { 1 } else { count };
                 for i in 0..count {
@@ -553,4 +556,38 @@ fn random_bytes_are_refused_as_prost_refuses_them() {
     proptest!(|(data in proptest::collection::vec(any::<u8>(), 0..64))| {
         prop_assert_eq!(is_decode_error(&data), StateSnapshot::decode(data.as_slice()).is_err());
     });
+}
+
+fn append(topic: &str, partition: u32, batches: Vec<u8>) -> Kind {
+    Kind::AppendRecords(AppendRecords { topic: topic.into(), partition, batches: batches.into() })
+}
+
+#[test]
+fn a_topic_has_the_partitions_it_was_created_with_and_each_counts_offsets_from_zero() {
+    use crate::partition_log::test_batch;
+    use crate::results::appended;
+    let mut h = Harness::new();
+    assert_eq!(h.run(create("rest")), ok());
+    let three = Kind::CreateTopic(CreateTopic { name: "k".into(), partitions: 3 });
+    assert_eq!(h.run(three), ok());
+    let logs = h.machine.partition_logs();
+    assert_eq!(logs.partitions("rest").map(<[_]>::len), Some(1), "a REST topic has one");
+    assert_eq!(logs.partitions("k").map(<[_]>::len), Some(3));
+    assert_eq!(h.run(append("k", 2, test_batch(4))), appended(0, 0));
+    assert_eq!(h.run(append("k", 2, test_batch(1))), appended(4, 0));
+    assert_eq!(h.run(append("k", 0, test_batch(1))), appended(0, 0));
+    let mut corrupt = test_batch(1);
+    corrupt[30] ^= 0xff;
+    assert_eq!(error_code(&h.run(append("k", 0, corrupt))), Some(ErrorCode::CorruptRecords));
+    assert_eq!(error_code(&h.run(append("k", 3, test_batch(1)))), Some(ErrorCode::TopicNotFound));
+    assert_eq!(h.machine.partition_logs().partition("k", 0).map(|p| p.high_watermark()), Some(1));
+    let too_many = Kind::CreateTopic(CreateTopic { name: "x".into(), partitions: 10_001 });
+    assert_eq!(error_code(&h.run(too_many)), Some(ErrorCode::Invalid));
+
+    // A snapshot keeps the records; deleting the topic drops them.
+    let restored = StateMachine::restore(&h.machine.snapshot(), TTL_MS).expect("restores");
+    assert_eq!(restored.partition_logs().partition("k", 2).map(|p| p.high_watermark()), Some(5));
+    let delete = Kind::DeleteTopic(raftmq_proto::client::DeleteTopic { name: "k".into() });
+    assert!(error_code(&h.run(delete)).is_none());
+    assert!(h.machine.partition_logs().partitions("k").is_none());
 }

@@ -22,6 +22,7 @@ type Answer = Result<(StatusCode, Json<Value>), ApiError>;
     responses((status = 200, description = "The members, as this node knows them", body = Object,
             example = json!({"leader_id": 1, "seen_by": 1, "progress_known": true, "members": [
                 {"node_id": 1, "raft_addr": "127.0.0.1:7101", "client_addr": "127.0.0.1:7001",
+                 "kafka_addr": "127.0.0.1:9092",
                  "role": "voter", "match_index": 42, "lag": 0, "last_contact_ms": 0}]})),
         (status = 410, description = "This node was removed from the cluster", body = V1Error)))]
 pub async fn list(State(node): State<NodeHandle>) -> Json<Value> {
@@ -38,6 +39,7 @@ pub async fn list(State(node): State<NodeHandle>) -> Json<Value> {
                 "node_id": id,
                 "raft_addr": info.map(|i| i.raft_addr.clone()),
                 "client_addr": info.map(|i| i.client_addr.clone()).filter(|a| !a.is_empty()),
+                "kafka_addr": info.map(|i| i.kafka_addr.clone()).filter(|a| !a.is_empty()),
                 "role": if status.voters.contains(id) { "voter" } else { "learner" },
                 "match_index": p.map(|p| p.match_index),
                 "lag": p.map(|p| p.lag),
@@ -117,6 +119,7 @@ pub async fn add(
         raft_addr: body.raft_addr,
         client_addr: body.client_addr,
         stay_learner,
+        kafka_addr: String::new(),
     };
     let change = ConfChange { kind, node: body.node_id, context: info.encode_to_vec().into() };
     let applied = node.change_membership(change).await.map_err(|e| ApiError::v1_node(&e))?;

@@ -287,7 +287,7 @@ pub async fn run(node: &NodeHandle, headers: &HeaderMap, kind: Kind) -> Result<D
                 Ok(ErrorCode::Conflict) | Ok(ErrorCode::TopicExists) | Ok(ErrorCode::SeqReused) => {
                     StatusCode::CONFLICT
                 }
-                Ok(ErrorCode::Invalid) => StatusCode::BAD_REQUEST,
+                Ok(ErrorCode::Invalid) | Ok(ErrorCode::CorruptRecords) => StatusCode::BAD_REQUEST,
                 Ok(ErrorCode::Unspecified) | Err(_) => StatusCode::INTERNAL_SERVER_ERROR,
             };
             let field = match (e.field.is_empty(), ErrorCode::try_from(e.code)) {

@@ -145,7 +145,7 @@ pub async fn create_topic(
 ) -> Answer {
     let body: TopicBody = parse(body)?;
     redirect_if_asked(&node, &uri)?;
-    let kind = Kind::CreateTopic(CreateTopic { name: body.topic });
+    let kind = Kind::CreateTopic(CreateTopic { name: body.topic, partitions: 0 });
     let applied = execute(&node, &headers, kind).await?;
     match applied.result.outcome {
         Some(Outcome::Ok(_)) => Ok((StatusCode::CREATED, Json(RrmqOk::done()))),
@@ -306,7 +306,7 @@ fn result_error(applied: &Applied) -> ApiError {
                 Ok(ErrorCode::TopicNotFound)
                 | Ok(ErrorCode::QueueEmpty)
                 | Ok(ErrorCode::NotFound) => StatusCode::NOT_FOUND,
-                Ok(ErrorCode::Invalid) => StatusCode::BAD_REQUEST,
+                Ok(ErrorCode::Invalid) | Ok(ErrorCode::CorruptRecords) => StatusCode::BAD_REQUEST,
                 Ok(ErrorCode::Unspecified) | Err(_) => StatusCode::INTERNAL_SERVER_ERROR,
             };
             ApiError::rrmq(status, e.detail.clone())

@@ -1,4 +1,5 @@
-//! A member tells the cluster its REST address.
+//! A member tells the cluster its REST address (and its Kafka address, if it has a Kafka
+//! listener).
 //!
 //! Founding members started with `--peers` know each other only by raft
 //! address: the founding membership entries must be identical on every node,
@@ -21,10 +22,11 @@ use crate::config::NodeConfig;
 /// and when the node shuts down.
 pub async fn announce_client_address(node: NodeHandle) {
     let Some(mine) = own_client_address(node.config()) else { return };
+    let kafka = own_kafka_address(node.config()).unwrap_or_default();
     let mut backoff = Duration::from_millis(100);
     loop {
-        let known = node.member(node.id()).map(|m| m.client_addr);
-        if known.as_deref() == Some(mine.as_str()) {
+        let known = node.member(node.id()).map(|m| (m.client_addr, m.kafka_addr));
+        if known.as_ref().is_some_and(|(c, k)| *c == mine && (kafka.is_empty() || *k == kafka)) {
             return;
         }
         // Not in the book yet (a joining learner), or no leader yet: wait.
@@ -33,6 +35,7 @@ pub async fn announce_client_address(node: NodeHandle) {
                 kind: Some(Kind::SetClientAddress(SetClientAddress {
                     node_id: node.id(),
                     client_addr: mine.clone(),
+                    kafka_addr: kafka.clone(),
                 })),
                 ..Command::default()
             };
@@ -73,6 +76,18 @@ pub fn own_client_address(config: &NodeConfig) -> Option<String> {
     }
     let (host, _) = me?.raft.rsplit_once(':')?;
     Some(format!("{host}:{}", config.listen.port()))
+}
+
+/// The Kafka address clients can reach this node at (what Metadata answers): the Kafka
+/// listen address, or — listening on all interfaces — the host this node's peers reach it
+/// by, with the Kafka port.
+pub fn own_kafka_address(config: &NodeConfig) -> Option<String> {
+    let kafka = config.kafka_listen?;
+    if !kafka.ip().is_unspecified() {
+        return Some(kafka.to_string());
+    }
+    let (host, _) = config.peers.get(&config.id)?.raft.rsplit_once(':')?;
+    Some(format!("{host}:{}", kafka.port()))
 }
 
 #[cfg(test)]

@@ -69,6 +69,7 @@ fn restore_raft(config: &NodeConfig, recovered: Recovered) -> anyhow::Result<Raf
                     raft_addr: addr.raft.clone(),
                     client_addr: addr.client.clone(),
                     stay_learner: false,
+                    kafka_addr: String::new(),
                 };
                 (*id, Bytes::from(info.encode_to_vec()))
             })

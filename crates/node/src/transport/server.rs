@@ -206,6 +206,7 @@ impl<N: LocalNode> RaftService for RaftServer<N> {
             raft_addr: request.raft_addr,
             client_addr: request.client_addr,
             stay_learner: request.learner,
+            kafka_addr: String::new(),
         };
         Ok(Response::new(join_reply(self.node.add_learner(member).await)))
     }

@@ -87,6 +87,10 @@ pub struct DevArgs {
     /// base+100+i-1, and the control API on base-1.
     #[arg(long, default_value_t = 7001)]
     base_port: u16,
+    /// Kafka listener port of node 1; node i listens on this + i - 1 (so 9092, 9093, ...
+    /// by default: the bootstrap list is printed at start).
+    #[arg(long, default_value_t = 9092)]
+    kafka_base_port: u16,
     /// Where the nodes keep their data (one folder each).
     #[arg(long, default_value = "raftmq-dev")]
     data_dir: PathBuf,
@@ -254,6 +258,7 @@ fn table_row(node: &Value) -> String {
 struct Spec {
     exe: PathBuf,
     base_port: u16,
+    kafka_base_port: u16,
     data_dir: PathBuf,
     peers: String,
     node_args: Vec<String>,
@@ -267,6 +272,15 @@ impl Spec {
     }
     fn rest_port(&self, id: u64) -> u64 {
         u64::from(self.base_port) + id - 1
+    }
+    fn kafka_port(&self, id: u64) -> u64 {
+        u64::from(self.kafka_base_port) + id - 1
+    }
+    /// Every node's Kafka address, comma separated: what a Kafka client bootstraps from.
+    fn kafka_bootstrap(&self, nodes: u64) -> String {
+        let addrs: Vec<String> =
+            (1..=nodes).map(|i| format!("127.0.0.1:{}", self.kafka_port(i))).collect();
+        addrs.join(",")
     }
     fn raft_port(&self, id: u64) -> u64 {
         u64::from(self.base_port) + 100 + id - 1
@@ -339,6 +353,7 @@ fn run_cluster(args: DevArgs) -> anyhow::Result<()> {
     let spec = Spec {
         exe,
         base_port: args.base_port,
+        kafka_base_port: args.kafka_base_port,
         data_dir: args.data_dir.clone(),
         peers: String::new(),
         node_args: args.node_args.clone(),
@@ -432,6 +447,9 @@ fn check_args(args: &DevArgs) -> anyhow::Result<()> {
              base+100 .. base+100+nodes-1 must stay below 65536",
             args.base_port
         );
+    }
+    if args.kafka_base_port == 0 || u64::from(args.kafka_base_port) + args.nodes - 1 > 65535 {
+        bail!("--kafka-base-port {} leaves no room for {} nodes", args.kafka_base_port, args.nodes);
     }
     Ok(())
 }
@@ -539,6 +557,7 @@ fn start(spec: &Spec, proc: &mut Proc) -> anyhow::Result<()> {
         .args(["--id", &id.to_string()])
         .args(["--listen", &format!("127.0.0.1:{}", spec.rest_port(id))])
         .args(["--raft-listen", &format!("127.0.0.1:{}", spec.raft_port(id))])
+        .args(["--kafka-listen", &format!("127.0.0.1:{}", spec.kafka_port(id))])
         .args(["--peers", &spec.peers])
         .arg("--data-dir")
         .arg(spec.node_dir(id))
@@ -585,6 +604,7 @@ fn describe(spec: &Spec, proc: &Proc) -> Value {
         "starts": proc.starts,
         "rest": format!("http://127.0.0.1:{}", spec.rest_port(proc.id)),
         "grpc": format!("127.0.0.1:{}", spec.raft_port(proc.id)),
+        "kafka": format!("127.0.0.1:{}", spec.kafka_port(proc.id)),
         "docs": format!("http://127.0.0.1:{}/docs", spec.rest_port(proc.id)),
         "data_dir": spec.node_dir(proc.id),
     })
@@ -603,7 +623,7 @@ fn print_table(spec: &Spec, procs: &[Proc], control: SocketAddr) {
     if spec.json {
         say!(
             "{}",
-            json!({"event": "started", "ui": spec.ui_url(), "control": format!("http://{control}"), "nodes": nodes})
+            json!({"event": "started", "ui": spec.ui_url(), "control": format!("http://{control}"), "kafka_bootstrap": spec.kafka_bootstrap(procs.len() as u64), "nodes": nodes})
         );
         return;
     }
@@ -619,6 +639,7 @@ fn print_table(spec: &Spec, procs: &[Proc], control: SocketAddr) {
     let base = spec.base_port;
     say!("try: curl -X PUT -d '{{\"topic\":\"t\"}}' http://127.0.0.1:{base}/topic");
     say!("     curl http://127.0.0.1:{base}/status   (Ctrl-C stops the cluster)");
+    say!("kafka bootstrap: {}", spec.kafka_bootstrap(procs.len() as u64));
     if std::io::stdin().is_terminal() {
         say!("{KEYS} (then Enter)");
     }

@@ -20,7 +20,8 @@ enum MetricsLevel {
 
 #[derive(Args)]
 pub struct NodeArgs {
-    /// An RRMQ config file ({"addresses": [{"ip", "port", "internal_port"}, ...]}).
+    /// An RRMQ config file ({"addresses": [{"ip", "port", "internal_port"}, ...]}); an
+    /// address may add "kafka_port": the node's Kafka listener, on the same ip.
     #[arg(long, requires = "index", conflicts_with_all = ["id", "listen", "raft_listen", "peers"])]
     config: Option<PathBuf>,
     /// This node's position in the config file (0-based; node id = index + 1).
@@ -35,6 +36,14 @@ pub struct NodeArgs {
     /// gRPC address for peers and gRPC clients (host:port).
     #[arg(long)]
     raft_listen: Option<SocketAddr>,
+    /// The Kafka listener's address (host:port); none by default. Kafka clients
+    /// (librdkafka, kcat, ...) bootstrap from any member's.
+    #[arg(long)]
+    kafka_listen: Option<SocketAddr>,
+    /// The largest Kafka request in bytes (Kafka's socket.request.max.bytes); a
+    /// larger one closes its connection.
+    #[arg(long, default_value_t = 100 << 20)]
+    kafka_max_request_bytes: usize,
     /// The founding members, this node included: <id>=<raft host:port>,...
     #[arg(long)]
     peers: Option<String>,
@@ -185,6 +194,10 @@ fn build(args: NodeArgs) -> anyhow::Result<NodeConfig> {
     config.test_unsynced_storage = args.test_unsynced_storage;
     config.broker_session_timeout = Duration::from_millis(args.broker_session_timeout_ms.max(1));
     config.metadata_history = Duration::from_secs(args.metadata_history_secs);
+    if args.kafka_listen.is_some() {
+        config.kafka_listen = args.kafka_listen;
+    }
+    config.kafka_max_request_bytes = args.kafka_max_request_bytes;
     if config.election_ticks <= config.heartbeat_ticks {
         bail!("--election-ticks must be greater than --heartbeat-ticks");
     }

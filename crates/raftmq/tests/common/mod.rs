@@ -22,6 +22,8 @@ pub struct Node {
     pub id: u64,
     pub client_port: u16,
     pub raft_port: u16,
+    /// The Kafka listener's port, for a node started with one.
+    pub kafka_port: Option<u16>,
     pub data_dir: PathBuf,
     pub child: Option<Child>,
     pub extra_args: Vec<String>,
@@ -46,12 +48,22 @@ impl Cluster {
     }
 
     pub fn start_with(n: u64, extra: &[&str]) -> Cluster {
+        Self::start_nodes(n, extra, false)
+    }
+
+    /// A cluster whose nodes also serve Kafka clients (`--kafka-listen`).
+    pub fn start_kafka(n: u64, extra: &[&str]) -> Cluster {
+        Self::start_nodes(n, extra, true)
+    }
+
+    fn start_nodes(n: u64, extra: &[&str], kafka: bool) -> Cluster {
         let dir = tempfile::tempdir().expect("create a temp dir");
         let nodes: Vec<Node> = (1..=n)
             .map(|id| Node {
                 id,
                 client_port: free_port(),
                 raft_port: free_port(),
+                kafka_port: kafka.then(free_port),
                 data_dir: dir.path().join(format!("node{id}")),
                 child: None,
                 extra_args: extra.iter().map(|s| s.to_string()).collect(),
@@ -103,6 +115,10 @@ impl Cluster {
             .args(match &node.join {
                 Some(join) => ["--join", join.as_str()],
                 None => ["--peers", peers.as_str()],
+            })
+            .args(match node.kafka_port {
+                Some(port) => vec!["--kafka-listen".to_string(), format!("127.0.0.1:{port}")],
+                None => vec![],
             })
             .arg("--data-dir")
             .arg(&node.data_dir)
@@ -240,6 +256,12 @@ impl Drop for Cluster {
 
 impl Cluster {
     /// Node `id`'s gRPC (raft) address: the Raft and the public Client service.
+    /// Node `id`'s Kafka address (the cluster must have been started with Kafka listeners).
+    pub fn kafka_addr(&self, id: u64) -> String {
+        let port = self.node(id).kafka_port.expect("the node has a Kafka listener");
+        format!("127.0.0.1:{port}")
+    }
+
     pub fn grpc_addr(&self, id: u64) -> String {
         format!("127.0.0.1:{}", self.node(id).raft_port)
     }
@@ -267,6 +289,7 @@ impl Cluster {
             id,
             client_port: free_port(),
             raft_port: free_port(),
+            kafka_port: None,
             data_dir,
             child: None,
             extra_args: extra.iter().map(|s| s.to_string()).collect(),

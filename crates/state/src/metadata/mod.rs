@@ -130,6 +130,7 @@ impl Metadata {
             | Kind::CreateTopic(_)
             | Kind::PutMessage(_)
             | Kind::ConsumeMessage(_)
+            | Kind::AppendRecords(_)
             | Kind::Operation(_)
             | Kind::SetClientAddress(_) => return None,
         })
