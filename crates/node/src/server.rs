@@ -127,6 +127,32 @@ pub async fn serve(
 /// connections at once. (`axum::serve` has neither: a client that sent half its headers held
 /// its connection for as long as it liked.)
 async fn serve_rest(listener: TcpListener, router: axum::Router) -> std::io::Result<()> {
+    accept_connections(listener, "REST", move |stream| {
+        let service = TowerToHyperService::new(router.clone());
+        async move {
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+            if let Err(e) = http.serve_connection(TokioIo::new(stream), service).await {
+                tracing::debug!("client connection ended: {e}");
+            }
+        }
+    })
+    .await
+}
+
+/// Accepts client connections on `listener` for as long as the node runs, each with
+/// TCP_NODELAY and served by `serve` in a task of its own, at most `MAX_CLIENT_CONNECTIONS` at
+/// once per listener (the next accept waits for a connection to end), so that clients cannot
+/// run the node out of file descriptors or memory by connecting.
+pub(crate) async fn accept_connections<F, C>(
+    listener: TcpListener,
+    what: &'static str,
+    serve: F,
+) -> std::io::Result<()>
+where
+    F: Fn(tokio::net::TcpStream) -> C,
+    C: std::future::Future<Output = ()> + Send + 'static,
+{
     let permits = Arc::new(Semaphore::new(MAX_CLIENT_CONNECTIONS));
     loop {
         let permit = permits
@@ -138,19 +164,15 @@ async fn serve_rest(listener: TcpListener, router: axum::Router) -> std::io::Res
             Ok((stream, _)) => stream,
             Err(e) => {
                 // Out of file descriptors and the like: pause rather than spin.
-                tracing::warn!("accepting a client connection failed: {e}");
+                tracing::warn!("accepting a {what} connection failed: {e}");
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(router.clone());
+        let connection = serve(stream);
         tokio::spawn(async move {
-            let mut http = hyper::server::conn::http1::Builder::new();
-            http.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
-            if let Err(e) = http.serve_connection(TokioIo::new(stream), service).await {
-                tracing::debug!("client connection ended: {e}");
-            }
+            connection.await;
             drop(permit);
         });
     }

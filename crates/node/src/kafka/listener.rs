@@ -3,44 +3,25 @@
 //! next request only once the previous one is answered), and it is what keeps a pipelining
 //! producer's batches in order: they are proposed in the order they were sent.
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 
 use super::dispatch::{self, Outcome};
 use super::frame::FrameDecoder;
 use crate::node::NodeHandle;
-use crate::server::MAX_CLIENT_CONNECTIONS;
+use crate::server::accept_connections;
 
 /// Serves Kafka clients on `listener` until the task is dropped.
 pub async fn serve(node: NodeHandle, listener: TcpListener, max_request_bytes: usize) {
-    let permits = Arc::new(Semaphore::new(MAX_CLIENT_CONNECTIONS));
-    loop {
-        let permit = permits
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the connection semaphore is never closed");
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(e) => {
-                tracing::warn!("accepting a Kafka connection failed: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
+    let _never = accept_connections(listener, "Kafka", move |stream| {
         let node = node.clone();
-        tokio::spawn(async move {
+        async move {
             if let Err(e) = connection(&node, stream, max_request_bytes).await {
                 tracing::debug!(node = node.id(), "Kafka connection closed: {e}");
             }
-            drop(permit);
-        });
-    }
+        }
+    })
+    .await;
 }
 
 /// Reads a frame, answers it, and so on until the client hangs up or sends something that is

@@ -5,15 +5,14 @@ use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use raftmq_proto::client::{Command, CommandResult, MemberInfo};
 use raftmq_proto::raft::raft_server::RaftServer as RaftGrpc;
-use raftmq_proto::raft::RaftError;
-use raftmq_raft::{AppendResponse, Body, ConfChange, Entry, Index, Message, NodeId, Payload, Term};
+use raftmq_raft::{AppendResponse, Body, Entry, Index, Message, Payload};
 use raftmq_storage::{FileLayer, SegmentFile, StdFiles};
 use tokio::sync::mpsc;
 
 use crate::config::{NodeConfig, PeerAddr};
 use crate::transport::server::{LocalNode, RaftServer};
+use crate::transport::test_peer::TestPeer;
 
 /// A gate every WAL fsync waits at while it is closed.
 #[derive(Debug, Default)]
@@ -71,60 +70,6 @@ impl SegmentFile for GatedFile {
     }
 }
 
-/// The leader's end: a real gRPC service that hands over the messages it receives.
-struct Peer {
-    inbound: mpsc::Sender<Message>,
-}
-
-#[tonic::async_trait]
-impl LocalNode for Peer {
-    fn id(&self) -> NodeId {
-        1
-    }
-
-    fn cluster_id(&self) -> &str {
-        "test"
-    }
-
-    fn trace_rpc(&self) -> bool {
-        false
-    }
-
-    fn inbound(&self) -> mpsc::Sender<Message> {
-        self.inbound.clone()
-    }
-
-    fn isolated(&self) -> bool {
-        false
-    }
-
-    async fn leader_read_index(&self) -> Result<Index, RaftError> {
-        Err(RaftError::default())
-    }
-
-    async fn leader_propose(
-        &self,
-        _command: Command,
-    ) -> Result<(Index, Term, CommandResult), RaftError> {
-        Err(RaftError::default())
-    }
-
-    async fn leader_change_membership(
-        &self,
-        _change: ConfChange,
-    ) -> Result<(Index, Term), RaftError> {
-        Err(RaftError::default())
-    }
-
-    async fn leader_transfer(&self, _to: Option<NodeId>) -> Result<NodeId, RaftError> {
-        Err(RaftError::default())
-    }
-
-    async fn add_learner(&self, _member: MemberInfo) -> Result<(Index, Term), RaftError> {
-        Err(RaftError::default())
-    }
-}
-
 /// The next acknowledgement of an append the peer receives, if one comes within `wait`.
 async fn next_ack(from_node: &mut mpsc::Receiver<Message>, wait: Duration) -> Option<Index> {
     let deadline = tokio::time::Instant::now() + wait;
@@ -143,7 +88,9 @@ async fn a_follower_acknowledges_entries_only_once_they_are_fsynced() {
     let (inbound, mut from_node) = mpsc::channel(1024);
     let incoming = tonic::transport::server::TcpIncoming::from(listener);
     let grpc = tonic::transport::Server::builder()
-        .add_service(RaftGrpc::new(RaftServer { node: Peer { inbound } }))
+        .add_service(RaftGrpc::new(RaftServer {
+            node: TestPeer { inbound, isolation: Default::default() },
+        }))
         .serve_with_incoming(incoming);
     tokio::spawn(grpc);
 

@@ -35,61 +35,14 @@ mod tests {
     use std::collections::BTreeMap;
     use std::time::Duration;
 
-    use raftmq_proto::client::{Command, CommandResult, MemberInfo};
     use raftmq_proto::raft::raft_server::RaftServer as RaftGrpc;
-    use raftmq_proto::raft::RaftError;
-    use raftmq_raft::{Body, ConfChange, Index, Message, NodeId, Term};
+    use raftmq_raft::{Body, Index, Message};
     use tokio::sync::mpsc;
 
     use super::Isolation;
-    use crate::transport::server::{LocalNode, RaftServer};
+    use crate::transport::server::RaftServer;
+    use crate::transport::test_peer::TestPeer;
     use crate::transport::Transport;
-
-    /// Node 1's service: what it takes in goes to `inbound`.
-    struct Receiver {
-        inbound: mpsc::Sender<Message>,
-        isolation: Isolation,
-    }
-
-    #[tonic::async_trait]
-    impl LocalNode for Receiver {
-        fn id(&self) -> NodeId {
-            1
-        }
-        fn cluster_id(&self) -> &str {
-            "test"
-        }
-        fn trace_rpc(&self) -> bool {
-            false
-        }
-        fn inbound(&self) -> mpsc::Sender<Message> {
-            self.inbound.clone()
-        }
-        fn isolated(&self) -> bool {
-            self.isolation.is_isolated()
-        }
-        async fn leader_read_index(&self) -> Result<Index, RaftError> {
-            Ok(1)
-        }
-        async fn leader_propose(
-            &self,
-            _command: Command,
-        ) -> Result<(Index, Term, CommandResult), RaftError> {
-            Err(RaftError::default())
-        }
-        async fn leader_change_membership(
-            &self,
-            _change: ConfChange,
-        ) -> Result<(Index, Term), RaftError> {
-            Err(RaftError::default())
-        }
-        async fn leader_transfer(&self, _to: Option<NodeId>) -> Result<NodeId, RaftError> {
-            Err(RaftError::default())
-        }
-        async fn add_learner(&self, _member: MemberInfo) -> Result<(Index, Term), RaftError> {
-            Err(RaftError::default())
-        }
-    }
 
     fn heartbeat(commit: Index) -> Message {
         Message { from: 2, to: 1, term: 1, body: Body::Heartbeat { commit, read_seq: 0 } }
@@ -109,7 +62,7 @@ mod tests {
         let addr = listener.local_addr().expect("bound").to_string();
         let (inbound, taken_in) = mpsc::channel(64);
         let receiving = Isolation::default();
-        let service = RaftServer { node: Receiver { inbound, isolation: receiving.clone() } };
+        let service = RaftServer { node: TestPeer { inbound, isolation: receiving.clone() } };
         let incoming = tonic::transport::server::TcpIncoming::from(listener);
         tokio::spawn(
             tonic::transport::Server::builder()

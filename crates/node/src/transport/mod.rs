@@ -16,6 +16,8 @@
 
 pub mod isolation;
 pub mod server;
+#[cfg(test)]
+pub mod test_peer;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
