@@ -515,3 +515,89 @@ fn members_are_brokers_kept_alive_by_raft_and_kafka_created_partitions_name_them
     let taken = brokers(&cluster, leader).into_iter().find(|b| b.0 == victim as i64);
     assert_eq!(taken.map(|b| b.1), Some("elsewhere:1".to_string()));
 }
+
+// ----- DescribeQuorum --------------------------------------------------------------------------
+
+/// A flexible-version request frame: header v2 (API key, version, correlation id, client id
+/// "t", no tagged fields) and `body`.
+fn flexible_request(key: i16, version: i16, correlation: i32, body: &[u8]) -> Vec<u8> {
+    let mut frame = Vec::new();
+    frame.extend_from_slice(&key.to_be_bytes());
+    frame.extend_from_slice(&version.to_be_bytes());
+    frame.extend_from_slice(&correlation.to_be_bytes());
+    frame.extend_from_slice(&1i16.to_be_bytes());
+    frame.push(b't');
+    frame.push(0);
+    frame.extend_from_slice(body);
+    let mut out = (frame.len() as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(&frame);
+    out
+}
+
+/// DescribeQuorum v1 for partition 0 of `topic` (a topic name under 127 bytes, so every
+/// length fits one varint byte).
+fn describe_quorum(addr: &str, topic: &str) -> Vec<u8> {
+    let mut body = vec![2, topic.len() as u8 + 1]; // one topic; its name
+    body.extend_from_slice(topic.as_bytes());
+    body.extend_from_slice(&[2, 0, 0, 0, 0, 0, 0, 0]); // one partition: 0; tags; tags; tags
+    exchange(addr, &flexible_request(55, 1, 11, &body)).expect("a DescribeQuorum answer")
+}
+
+/// What DescribeQuorum v1 says of its one partition: (error, leader, epoch, high watermark,
+/// voters as (id, log end offset, last fetch, last caught up), observers' count).
+#[allow(clippy::type_complexity)]
+fn quorum_of(answer: &[u8]) -> (i16, i32, i32, i64, Vec<(i32, i64, i64, i64)>, u8) {
+    let mut f = Fields(answer);
+    assert_eq!(f.take::<1>(), [0], "no tagged fields in the response header");
+    assert_eq!(f.i16(), 0, "no top-level error");
+    assert_eq!(f.take::<1>(), [2], "one topic");
+    let name_len = f.take::<1>()[0] as usize - 1;
+    f.0 = &f.0[name_len..];
+    assert_eq!(f.take::<1>(), [2], "one partition");
+    assert_eq!(f.i32(), 0, "partition 0");
+    let (error, leader, epoch, high_watermark) = (f.i16(), f.i32(), f.i32(), f.i64());
+    let voters = (0..f.take::<1>()[0].saturating_sub(1))
+        .map(|_| {
+            let voter = (f.i32(), f.i64(), f.i64(), f.i64());
+            assert_eq!(f.take::<1>(), [0], "no tagged fields");
+            voter
+        })
+        .collect();
+    let observers = f.take::<1>()[0].saturating_sub(1);
+    (error, leader, epoch, high_watermark, voters, observers)
+}
+
+#[test]
+fn describe_quorum_reports_the_raft_quorum_from_the_leader() {
+    let _serial = serial();
+    let cluster = Cluster::start_kafka(3, &[]);
+    let leader = cluster.wait_leader();
+    cluster.create_topic("q");
+    let status = cluster.status(leader).expect("the leader's status");
+    let term = status["term"].as_i64().expect("a term");
+
+    let (error, said_leader, epoch, high_watermark, voters, observers) =
+        quorum_of(&describe_quorum(&cluster.kafka_addr(leader), "__cluster_metadata"));
+    assert_eq!(error, 0);
+    assert_eq!((said_leader, i64::from(epoch)), (leader as i32, term));
+    // Offsets are indexes - 1: the high watermark is the commit index.
+    assert!(high_watermark >= status["commit_index"].as_i64().expect("an index"));
+    let mut ids: Vec<i32> = voters.iter().map(|v| v.0).collect();
+    ids.sort();
+    assert_eq!(ids, vec![1, 2, 3]);
+    assert_eq!(observers, 0);
+    let now = raftmq_node::config::now_ms() as i64;
+    for (id, log_end, fetched, caught_up) in voters {
+        assert!(log_end >= 1 && log_end <= high_watermark + 1, "voter {id}: {log_end}");
+        assert!((now - 10_000..=now + 1_000).contains(&fetched), "voter {id} fetched {fetched}");
+        assert!(caught_up == -1 || caught_up == fetched, "voter {id}: {caught_up}");
+    }
+
+    // Another topic is not the quorum; a follower sends the client to the leader.
+    assert_eq!(quorum_of(&describe_quorum(&cluster.kafka_addr(leader), "q")).0, 3);
+    let follower = follower(&cluster);
+    assert_eq!(
+        quorum_of(&describe_quorum(&cluster.kafka_addr(follower), "__cluster_metadata")).0,
+        6
+    );
+}

@@ -5,13 +5,13 @@
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{
-    ApiKey, CreateTopicsRequest, DeleteTopicsRequest, FetchRequest, ListOffsetsRequest,
-    MetadataRequest, ProduceRequest, RequestHeader, ResponseHeader,
+    ApiKey, CreateTopicsRequest, DeleteTopicsRequest, DescribeQuorumRequest, FetchRequest,
+    ListOffsetsRequest, MetadataRequest, ProduceRequest, RequestHeader, ResponseHeader,
 };
 use kafka_protocol::protocol::{Decodable, Encodable};
 
 use super::frame::encode_frame;
-use super::{api_versions, fetch, list_offsets, metadata, produce, topics};
+use super::{api_versions, describe_quorum, fetch, list_offsets, metadata, produce, topics};
 use crate::node::NodeHandle;
 
 /// What to do with a request.
@@ -77,6 +77,10 @@ pub async fn handle(node: &NodeHandle, frame: Bytes) -> Outcome {
         },
         ApiKey::ListOffsets => match decode::<ListOffsetsRequest>(&mut buf, &at) {
             Ok(request) => at.respond(&list_offsets::answer(node, request, version)),
+            Err(close) => close,
+        },
+        ApiKey::DescribeQuorum => match decode::<DescribeQuorumRequest>(&mut buf, &at) {
+            Ok(request) => at.respond(&describe_quorum::answer(node, &request, version)),
             Err(close) => close,
         },
         other => Outcome::Close(format!("{other:?} is not served")),

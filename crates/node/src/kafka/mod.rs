@@ -10,10 +10,12 @@
 //! - [`dispatch`]: the request header, the version check, routing to an API;
 //! - [`broker`]: each member registers itself as a broker (KRaft's combined mode);
 //! - one file per API: [`api_versions`], [`metadata`] (also the cluster as Kafka sees it),
-//!   [`topics`] (CreateTopics, DeleteTopics), [`produce`], [`fetch`], [`list_offsets`].
+//!   [`topics`] (CreateTopics, DeleteTopics), [`produce`], [`fetch`], [`list_offsets`],
+//!   [`describe_quorum`] (the Raft quorum as KRaft's metadata quorum).
 
 pub mod api_versions;
 pub mod broker;
+pub mod describe_quorum;
 pub mod dispatch;
 pub mod fetch;
 pub mod frame;
