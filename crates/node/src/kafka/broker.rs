@@ -52,7 +52,8 @@ pub async fn register_self(node: NodeHandle) {
                     if !warned {
                         tracing::warn!(
                             node = node.id(),
-                            "broker id {id} is registered at {}:{}, not at this node's Kafka                              address {addr}: not registering over it",
+                            "broker id {id} is registered at {}:{}, not at this node's Kafka address \
+                             {addr}: not registering over it",
                             b.broker_host,
                             b.broker_port
                         );

@@ -23,6 +23,8 @@ use kafka_protocol::messages::describe_quorum_response::{
 use kafka_protocol::messages::{BrokerId, DescribeQuorumRequest, DescribeQuorumResponse};
 use kafka_protocol::protocol::StrBytes;
 
+use super::broker::SECURITY_PROTOCOL;
+use super::metadata::ClusterView;
 use crate::node::NodeHandle;
 
 /// The name Kafka gives the metadata quorum's log.
@@ -110,22 +112,18 @@ fn quorum(node: &NodeHandle) -> PartitionData {
         .with_observers(observers)
 }
 
-/// The members' Kafka listeners (version 2 carries them; older versions leave them out).
+/// The members' Kafka listeners (version 2 carries them; older versions leave them out), from
+/// the same broker list Metadata answers with.
 fn listeners(node: &NodeHandle) -> Vec<Node> {
-    node.state()
-        .members()
-        .values()
-        .filter_map(|m| {
-            let (host, port) = m.kafka_addr.rsplit_once(':')?;
+    ClusterView::of(node)
+        .brokers
+        .into_iter()
+        .filter_map(|(id, host, port)| {
             let listener = Listener::default()
-                .with_name(StrBytes::from_static_str("PLAINTEXT"))
-                .with_host(StrBytes::from_string(host.to_owned()))
-                .with_port(port.parse().ok()?);
-            Some(
-                Node::default()
-                    .with_node_id(BrokerId(m.node_id as i32))
-                    .with_listeners(vec![listener]),
-            )
+                .with_name(StrBytes::from_static_str(SECURITY_PROTOCOL))
+                .with_host(StrBytes::from_string(host))
+                .with_port(u16::try_from(port).ok()?);
+            Some(Node::default().with_node_id(BrokerId(id)).with_listeners(vec![listener]))
         })
         .collect()
 }
