@@ -26,6 +26,8 @@
 //!   its queue in `queues` and its record in `metadata`, created and removed together;
 //! - [`partition_log`]: each topic's partitions, ordered logs of Kafka record batches with
 //!   dense offsets (the Kafka front-end's Produce and Fetch);
+//! - `bridge`: one stream through two doors: a REST message also lands in partition 0, a
+//!   Kafka record's text also in the consume-once queue;
 //! - [`validation`]: the name, text and port rules every command shares (docs/metadata.md);
 //! - [`results`]: building and reading the `CommandResult`s commands answer with;
 //! - [`snapshot`]: the whole state as a `raftmq.v1.StateSnapshot` (streamed: the queues never
@@ -36,6 +38,7 @@
 //!   count of opaque operations (executed by the replicators, not here), and routes each
 //!   command to its module.
 
+mod bridge;
 mod legacy;
 pub mod members;
 pub mod metadata;
@@ -326,8 +329,15 @@ impl StateMachine {
                 results::metadata(outcome)
             }
             Some(command::Kind::PutMessage(put)) => {
+                let batch = bridge::message_batch(&put.message, self.clock_ms);
                 match self.topics.put(&put.topic, put.message) {
-                    Ok(()) => results::ok(),
+                    Ok(()) => {
+                        // The same message in the Kafka view: partition 0, which every topic
+                        // has (docs/kafka.md, "One set of topics").
+                        let appended = self.partition_logs.append(&put.topic, 0, &batch);
+                        debug_assert!(appended.is_ok(), "every topic has a partition 0");
+                        results::ok()
+                    }
                     Err(error) => queue_error(error, &put.topic),
                 }
             }
@@ -340,7 +350,15 @@ impl StateMachine {
             Some(command::Kind::AppendRecords(append)) => {
                 use partition_log::AppendError;
                 match self.partition_logs.append(&append.topic, append.partition, &append.batches) {
-                    Ok((base, start)) => results::appended(base, start),
+                    Ok((base, start)) => {
+                        // And the records' text in the consume-once queue, in offset order.
+                        let (texts, _left_out) = bridge::queued_texts(&append.batches);
+                        for text in texts {
+                            // The topic exists: its partition log just took the append.
+                            let _ = self.topics.put(&append.topic, text);
+                        }
+                        results::appended(base, start)
+                    }
                     Err(AppendError::UnknownPartition) => results::error(
                         ErrorCode::TopicNotFound,
                         format!("no partition {} of topic {:?}", append.partition, append.topic),

@@ -1,0 +1,247 @@
+//! One topic, two doors: RRMQ's consume-once queue and the Kafka partition log carry the same
+//! messages (docs/kafka.md, "One set of topics").
+//!
+//! - A message put through a REST door (`PutMessage`) is also appended to the topic's
+//!   partition 0, as a record batch v2 of one record: no key, the message's UTF-8 bytes as the
+//!   value, the log's clock as its timestamp. A Kafka consumer reads it at the next offset.
+//! - Every record a Kafka producer appends (`AppendRecords`) whose value is UTF-8 text is also
+//!   queued, in offset order, for RRMQ's `GET /message`, which consumes each once. A record
+//!   with no value or a value that is not text stays in the log only (the queue carries text).
+//!
+//! The two are views of one stream, each with its own reading rule: consuming from the queue
+//! removes the message from the queue but not from the log (Kafka's offsets never change), and
+//! a Kafka consumer's offsets never touch the queue.
+//!
+//! Decoding runs on every replica for every committed batch, so it must be total and bounded:
+//! a batch whose records decompress to more than [`MAX_DECOMPRESSED_BYTES`], or that claims
+//! more records than its bytes can hold, or does not decode, is not queued (the log keeps it,
+//! its CRC having been checked). The decompressors here stop at the bound instead of trusting
+//! the codec's (a few KiB of zstd can claim gigabytes).
+
+use std::io::Read;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
+    TimestampType,
+};
+
+/// The most bytes one batch's records may decompress to and still be queued. Kafka's own
+/// default limit on a batch (`message.max.bytes`) is 1 MiB, compressed.
+pub const MAX_DECOMPRESSED_BYTES: usize = 64 << 20;
+/// The fewest bytes one record v2 takes: its length, attributes, timestamp and offset
+/// deltas, key and value lengths and header count are at least one byte each.
+const MIN_RECORD_BYTES: usize = 7;
+/// Where a batch v2 header keeps its record count.
+const RECORD_COUNT_AT: usize = 57;
+
+/// A record batch v2 (offset 0: the log assigns the real one) holding `message` as the value
+/// of one record with no key, stamped `timestamp_ms`.
+pub fn message_batch(message: &str, timestamp_ms: u64) -> Bytes {
+    let record = Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: 0,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: TimestampType::Creation,
+        offset: 0,
+        sequence: -1,
+        timestamp: i64::try_from(timestamp_ms).unwrap_or(i64::MAX),
+        key: None,
+        value: Some(Bytes::copy_from_slice(message.as_bytes())),
+        headers: Default::default(),
+    };
+    let mut out = BytesMut::with_capacity(message.len() + 80);
+    let options = RecordEncodeOptions { version: 2, compression: Compression::None };
+    RecordBatchEncoder::encode(&mut out, [&record], &options)
+        .expect("invariant: one uncompressed record always encodes");
+    out.freeze()
+}
+
+/// The text values of the records in `batches` (one or more checked batches v2, back to back),
+/// in offset order, and how many records were left out (no value, not UTF-8, or in a batch
+/// that does not decode within the bounds).
+pub fn queued_texts(batches: &Bytes) -> (Vec<String>, u64) {
+    let mut texts = Vec::new();
+    let mut left_out = 0;
+    let mut rest = batches.clone();
+    while rest.len() >= RECORD_COUNT_AT + 4 {
+        let length = i32::from_be_bytes(rest[8..12].try_into().expect("4 bytes"));
+        let Some(len) = usize::try_from(length).ok().map(|l| l + 12).filter(|l| *l <= rest.len())
+        else {
+            break;
+        };
+        let mut batch = rest.split_to(len);
+        let count = i32::from_be_bytes(
+            batch[RECORD_COUNT_AT..RECORD_COUNT_AT + 4].try_into().expect("4 bytes"),
+        );
+        let count = usize::try_from(count).unwrap_or(0);
+        let decoded = RecordBatchDecoder::decode_with_custom_compression(
+            &mut batch,
+            Some(|records: &mut Bytes, compression| bounded(records, compression, count)),
+        );
+        match decoded {
+            Ok(set) => {
+                for record in set.records {
+                    match record.value.map(|v| String::from_utf8(v.to_vec())) {
+                        Some(Ok(text)) => texts.push(text),
+                        _ => left_out += 1,
+                    }
+                }
+            }
+            Err(_) => left_out += count as u64,
+        }
+    }
+    (texts, left_out)
+}
+
+/// The records' bytes of one batch, decompressed up to [`MAX_DECOMPRESSED_BYTES`]; refused if
+/// they cannot hold `count` records (so the decoder never reserves room for more records than
+/// there are bytes).
+fn bounded(
+    records: &mut Bytes,
+    compression: Compression,
+    count: usize,
+) -> anyhow::Result<Bytes> {
+    let input = std::mem::take(records);
+    let limit = MAX_DECOMPRESSED_BYTES as u64 + 1;
+    let mut out = Vec::new();
+    match compression {
+        Compression::None => out = input.to_vec(),
+        Compression::Gzip => {
+            flate2::read::GzDecoder::new(&input[..]).take(limit).read_to_end(&mut out)?;
+        }
+        Compression::Zstd => {
+            zstd::stream::read::Decoder::new(&input[..])?.take(limit).read_to_end(&mut out)?;
+        }
+        Compression::Lz4 => {
+            lz4::Decoder::new(&input[..])?.take(limit).read_to_end(&mut out)?;
+        }
+        Compression::Snappy => out = snappy(&input)?,
+    }
+    anyhow::ensure!(out.len() <= MAX_DECOMPRESSED_BYTES, "the records decompress past the bound");
+    anyhow::ensure!(
+        count <= out.len() / MIN_RECORD_BYTES,
+        "{count} records cannot fit in {} bytes",
+        out.len()
+    );
+    Ok(Bytes::from(out))
+}
+
+/// The Java client's snappy framing (a magic header, then length-prefixed blocks) or, without
+/// the header, one raw snappy block; each block's stated length is checked against the bound
+/// before it is decompressed.
+fn snappy(input: &[u8]) -> anyhow::Result<Vec<u8>> {
+    const MAGIC: &[u8] = b"\x82SNAPPY\x00";
+    const HEADER: usize = 16;
+    let block = |compressed: &[u8], out: &mut Vec<u8>| -> anyhow::Result<()> {
+        let len = snap::raw::decompress_len(compressed)?;
+        anyhow::ensure!(
+            out.len() + len <= MAX_DECOMPRESSED_BYTES,
+            "the records decompress past the bound"
+        );
+        let at = out.len();
+        out.resize(at + len, 0);
+        snap::raw::Decoder::new().decompress(compressed, &mut out[at..])?;
+        Ok(())
+    };
+    let mut out = Vec::new();
+    if !input.starts_with(MAGIC) {
+        block(input, &mut out)?;
+        return Ok(out);
+    }
+    let mut rest = input.get(HEADER..).ok_or_else(|| anyhow::anyhow!("a cut snappy header"))?;
+    while !rest.is_empty() {
+        anyhow::ensure!(rest.len() >= 4, "a cut snappy block length");
+        let len = u32::from_be_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
+        let compressed =
+            rest.get(4..4 + len).ok_or_else(|| anyhow::anyhow!("a cut snappy block"))?;
+        block(compressed, &mut out)?;
+        rest = &rest[4 + len..];
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::partition_log::check_batches;
+
+    fn batch_of(values: &[Option<&[u8]>], compression: Compression) -> Bytes {
+        let records: Vec<Record> = values
+            .iter()
+            .enumerate()
+            .map(|(i, value)| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: 0,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                sequence: -1,
+                timestamp: 1_000,
+                key: Some(Bytes::from_static(b"k")),
+                value: value.map(Bytes::copy_from_slice),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut out = BytesMut::new();
+        let options = RecordEncodeOptions { version: 2, compression };
+        RecordBatchEncoder::encode(&mut out, &records, &options).unwrap();
+        out.freeze()
+    }
+
+    #[test]
+    fn a_message_becomes_one_checked_record_and_back() {
+        let batch = message_batch("héllo", 1_700_000_000_000);
+        let checked = check_batches(&batch).expect("the batch is a valid batch v2");
+        assert_eq!(checked.len(), 1);
+        assert_eq!(checked[0].offsets, 1);
+        assert_eq!(queued_texts(&batch), (vec!["héllo".to_string()], 0));
+    }
+
+    #[test]
+    fn text_values_are_queued_in_order_whatever_the_compression() {
+        for compression in [
+            Compression::None,
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ] {
+            let two = [
+                batch_of(&[Some(b"a"), None, Some(b"b")], compression),
+                batch_of(&[Some(&[0xff, 0xfe]), Some(b"c")], compression),
+            ]
+            .concat();
+            check_batches(&two).expect("valid batches");
+            let (texts, left_out) = queued_texts(&two.into());
+            assert_eq!(texts, ["a", "b", "c"], "{compression:?}");
+            assert_eq!(left_out, 2, "{compression:?}: the null and the non-UTF-8 value");
+        }
+    }
+
+    #[test]
+    fn records_are_decoded_only_when_their_bytes_can_hold_their_count() {
+        let mut seven = Bytes::from_static(b"1234567");
+        assert!(bounded(&mut seven, Compression::None, 1).is_ok());
+        let mut seven = Bytes::from_static(b"1234567");
+        assert!(bounded(&mut seven, Compression::None, 2).is_err());
+        // A batch claiming 2^31 - 1 records in a few bytes is left out whole.
+        let mut batch = batch_of(&[Some(b"a")], Compression::None).to_vec();
+        batch[RECORD_COUNT_AT..RECORD_COUNT_AT + 4].copy_from_slice(&i32::MAX.to_be_bytes());
+        assert_eq!(queued_texts(&batch.into()), (vec![], i32::MAX as u64));
+    }
+
+    #[test]
+    fn a_decompression_bomb_is_left_out_not_inflated() {
+        let big = vec![b'x'; MAX_DECOMPRESSED_BYTES + 1];
+        let batch = batch_of(&[Some(&big)], Compression::Zstd);
+        assert!(batch.len() < 1 << 20, "zstd squeezes it to {} bytes", batch.len());
+        assert_eq!(queued_texts(&batch), (vec![], 1));
+    }
+}
