@@ -22,8 +22,7 @@ use std::io::Read;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
-    TimestampType,
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 
 /// The most bytes one batch's records may decompress to and still be queued. Kafka's own
@@ -100,11 +99,7 @@ pub fn queued_texts(batches: &Bytes) -> (Vec<String>, u64) {
 /// The records' bytes of one batch, decompressed up to [`MAX_DECOMPRESSED_BYTES`]; refused if
 /// they cannot hold `count` records (so the decoder never reserves room for more records than
 /// there are bytes).
-fn bounded(
-    records: &mut Bytes,
-    compression: Compression,
-    count: usize,
-) -> anyhow::Result<Bytes> {
+fn bounded(records: &mut Bytes, compression: Compression, count: usize) -> anyhow::Result<Bytes> {
     let input = std::mem::take(records);
     let limit = MAX_DECOMPRESSED_BYTES as u64 + 1;
     let mut out = Vec::new();
