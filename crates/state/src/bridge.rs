@@ -20,7 +20,7 @@
 
 use std::io::Read;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::records::{
     Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
@@ -34,29 +34,62 @@ const MIN_RECORD_BYTES: usize = 7;
 /// Where a batch v2 header keeps its record count.
 const RECORD_COUNT_AT: usize = 57;
 
-/// A record batch v2 (offset 0: the log assigns the real one) holding `message` as the value
-/// of one record with no key, stamped `timestamp_ms`.
-pub fn message_batch(message: &str, timestamp_ms: u64) -> Bytes {
-    let record = Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: 0,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: -1,
-        timestamp: i64::try_from(timestamp_ms).unwrap_or(i64::MAX),
-        key: None,
-        value: Some(Bytes::copy_from_slice(message.as_bytes())),
-        headers: Default::default(),
-    };
-    let mut out = BytesMut::with_capacity(message.len() + 80);
-    let options = RecordEncodeOptions { version: 2, compression: Compression::None };
-    RecordBatchEncoder::encode(&mut out, [&record], &options)
-        .expect("invariant: one uncompressed record always encodes");
+/// A record batch v2 at `base_offset` holding `message` as the value of one record with no key,
+/// stamped `timestamp_ms`: the bytes Kafka's encoder gives (the tests compare them), written
+/// here directly because every REST write makes one and the general encoder costs twice the
+/// rest of the write's apply.
+pub fn message_batch(message: &str, timestamp_ms: u64, base_offset: i64) -> Bytes {
+    let value = message.as_bytes();
+    let value_len = zigzag_len(value.len() as i64);
+    // attributes, timestampDelta 0, offsetDelta 0, key length -1, value, header count 0
+    let record_len = 1 + 1 + 1 + 1 + value_len + value.len() + 1;
+    let batch_len = RECORD_COUNT_AT + 4 + zigzag_len(record_len as i64) + record_len;
+    let timestamp = i64::try_from(timestamp_ms).unwrap_or(i64::MAX);
+    let mut out = BytesMut::with_capacity(batch_len);
+    out.put_i64(base_offset);
+    out.put_i32((batch_len - 12) as i32); // batchLength: what follows it
+    out.put_i32(0); // partitionLeaderEpoch
+    out.put_i8(2); // magic
+    out.put_u32(0); // CRC-32C, filled in below
+    out.put_i16(0); // attributes: no compression, create time, not transactional
+    out.put_i32(0); // lastOffsetDelta
+    out.put_i64(timestamp); // baseTimestamp
+    out.put_i64(timestamp); // maxTimestamp
+    out.put_i64(-1); // producerId
+    out.put_i16(-1); // producerEpoch
+    out.put_i32(-1); // baseSequence
+    out.put_i32(1); // record count
+    put_zigzag(&mut out, record_len as i64);
+    out.put_i8(0); // record attributes
+    put_zigzag(&mut out, 0); // timestampDelta
+    put_zigzag(&mut out, 0); // offsetDelta
+    put_zigzag(&mut out, -1); // no key
+    put_zigzag(&mut out, value.len() as i64);
+    out.put_slice(value);
+    put_zigzag(&mut out, 0); // no headers
+    debug_assert_eq!(out.len(), batch_len);
+    let crc = crc32c::crc32c(&out[CRC_START..]);
+    out[CRC_AT..CRC_START].copy_from_slice(&crc.to_be_bytes());
     out.freeze()
+}
+
+/// Where the CRC sits in a batch v2 header, and where the bytes it covers start.
+const CRC_AT: usize = 17;
+const CRC_START: usize = 21;
+
+/// Kafka's varint: zigzag, then 7 bits a byte, least significant first.
+fn put_zigzag(out: &mut BytesMut, n: i64) {
+    let mut v = ((n << 1) ^ (n >> 63)) as u64;
+    while v >= 0x80 {
+        out.put_u8((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.put_u8(v as u8);
+}
+
+fn zigzag_len(n: i64) -> usize {
+    let v = ((n << 1) ^ (n >> 63)) as u64;
+    (64 - v.leading_zeros() as usize).max(1).div_ceil(7)
 }
 
 /// The text values of the records in `batches` (one or more checked batches v2, back to back),
@@ -191,8 +224,38 @@ mod tests {
     }
 
     #[test]
+    fn a_message_batch_is_byte_for_byte_what_kafkas_encoder_writes() {
+        for message in ["", "héllo", &"x".repeat(63), &"y".repeat(64), &"z".repeat(20_000)] {
+            let record = Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: 0,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: 41,
+                sequence: -1,
+                timestamp: 1_700_000_000_000,
+                key: None,
+                value: Some(Bytes::copy_from_slice(message.as_bytes())),
+                headers: Default::default(),
+            };
+            let mut expected = BytesMut::new();
+            let options = RecordEncodeOptions { version: 2, compression: Compression::None };
+            RecordBatchEncoder::encode(&mut expected, [&record], &options).unwrap();
+            assert_eq!(
+                message_batch(message, 1_700_000_000_000, 41),
+                expected.freeze(),
+                "{} bytes",
+                message.len()
+            );
+        }
+    }
+
+    #[test]
     fn a_message_becomes_one_checked_record_and_back() {
-        let batch = message_batch("héllo", 1_700_000_000_000);
+        let batch = message_batch("héllo", 1_700_000_000_000, 0);
         let checked = check_batches(&batch).expect("the batch is a valid batch v2");
         assert_eq!(checked.len(), 1);
         assert_eq!(checked[0].offsets, 1);

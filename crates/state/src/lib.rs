@@ -329,7 +329,7 @@ impl StateMachine {
                 results::metadata(outcome)
             }
             Some(command::Kind::PutMessage(put)) => {
-                let batch = bridge::message_batch(&put.message, self.clock_ms);
+                let batch = bridge::message_batch(&put.message, self.clock_ms, 0);
                 match self.topics.put(&put.topic, put.message) {
                     Ok(()) => {
                         // The same message in the Kafka view: partition 0, which every topic

@@ -604,7 +604,7 @@ fn one_topic_two_doors_a_rest_message_is_a_record_and_a_record_is_a_message() {
     assert_eq!(i64::from_be_bytes(batch[27..35].try_into().unwrap()), 5_000, "baseTimestamp");
     assert_eq!(super::bridge::queued_texts(batch), (vec!["from rest".to_string()], 0));
     // A Kafka append lands at offset 1, and its text joins the queue behind the REST message.
-    let kafka = super::bridge::message_batch("from kafka", 6_000);
+    let kafka = super::bridge::message_batch("from kafka", 6_000, 0);
     let appended = h.run(Kind::AppendRecords(AppendRecords {
         topic: "t".into(),
         partition: 0,
