@@ -26,6 +26,8 @@
 //!   its queue in `queues` and its record in `metadata`, created and removed together;
 //! - [`partition_log`]: each topic's partitions, ordered logs of Kafka record batches with
 //!   dense offsets (the Kafka front-end's Produce and Fetch);
+//! - [`group_offsets`]: consumer groups' committed offsets (the Kafka front-end's
+//!   OffsetCommit and OffsetFetch; group membership is not replicated);
 //! - [`validation`]: the name, text and port rules every command shares (docs/metadata.md);
 //! - [`results`]: building and reading the `CommandResult`s commands answer with;
 //! - [`snapshot`]: the whole state as a `raftmq.v1.StateSnapshot` (streamed: the queues never
@@ -36,6 +38,7 @@
 //!   count of opaque operations (executed by the replicators, not here), and routes each
 //!   command to its module.
 
+pub mod group_offsets;
 mod legacy;
 pub mod members;
 pub mod metadata;
@@ -82,6 +85,7 @@ pub struct StateMachine {
     members: Members,
     metadata: metadata::Metadata,
     partition_logs: partition_log::PartitionLogs,
+    group_offsets: group_offsets::GroupOffsets,
 }
 
 impl StateMachine {
@@ -98,6 +102,7 @@ impl StateMachine {
             members: Members::default(),
             metadata: metadata::Metadata::default(),
             partition_logs: partition_log::PartitionLogs::default(),
+            group_offsets: group_offsets::GroupOffsets::default(),
         }
     }
 
@@ -223,6 +228,11 @@ impl StateMachine {
         &self.partition_logs
     }
 
+    /// Every consumer group's committed offsets.
+    pub fn group_offsets(&self) -> &group_offsets::GroupOffsets {
+        &self.group_offsets
+    }
+
     /// The number of live client sessions.
     pub fn session_count(&self) -> usize {
         self.sessions.len()
@@ -322,6 +332,7 @@ impl StateMachine {
                 if outcome.is_ok() {
                     self.topics.remove(&delete.name);
                     self.partition_logs.remove(&delete.name);
+                    self.group_offsets.remove_topic(&delete.name);
                 }
                 results::metadata(outcome)
             }
@@ -348,6 +359,14 @@ impl StateMachine {
                     Err(AppendError::Corrupt(why)) => {
                         results::error(ErrorCode::CorruptRecords, why)
                     }
+                }
+            }
+            Some(command::Kind::CommitOffsets(commit)) => {
+                let logs = &self.partition_logs;
+                let exists = |topic: &str, partition| logs.partition(topic, partition).is_some();
+                match self.group_offsets.commit(&commit, self.clock_ms, exists) {
+                    Ok(()) => results::ok(),
+                    Err(why) => results::error(ErrorCode::Invalid, why),
                 }
             }
             Some(command::Kind::Operation(_)) => {
