@@ -105,6 +105,10 @@ fn kafka_python_group_rebalances_consumes_once_and_resumes_after_a_leader_crash(
     const N: usize = 400;
     let run = python(&["rebalance", &servers, "events", "workers", &N.to_string()]);
     let (two, three) = (partitions(&run["two"]), partitions(&run["three"]));
+    eprintln!(
+        "assignments: two members {two:?}, three members {three:?}; {} polls not committed",
+        run["failed_commits"]
+    );
     assert_eq!(two.len(), 2, "{run}");
     assert!(two.iter().all(|p| !p.is_empty()), "two members split the partitions: {two:?}");
     assert!(three.iter().all(|p| !p.is_empty()), "all three get partitions: {three:?}");
@@ -172,4 +176,63 @@ fn confluent_kafka_group_consumer_commits_and_the_next_member_resumes() {
     assert_eq!(committed, 50, "the committed offsets add up to the records read: {run}");
     assert_eq!(run["again"], serde_json::json!([]), "nothing committed is read again: {run}");
     assert_eq!(run["second_assignment"], serde_json::json!([0, 1]), "{run}");
+}
+
+/// A request frame: length, header v1 (key, version, correlation id, client id), body.
+fn frame(key: i16, version: i16, body: &[u8]) -> Vec<u8> {
+    let mut request = Vec::new();
+    request.extend_from_slice(&key.to_be_bytes());
+    request.extend_from_slice(&version.to_be_bytes());
+    request.extend_from_slice(&7i32.to_be_bytes());
+    request.extend_from_slice(&string("raw"));
+    request.extend_from_slice(body);
+    let mut out = (request.len() as i32).to_be_bytes().to_vec();
+    out.extend_from_slice(&request);
+    out
+}
+
+fn string(text: &str) -> Vec<u8> {
+    let mut out = (text.len() as i16).to_be_bytes().to_vec();
+    out.extend_from_slice(text.as_bytes());
+    out
+}
+
+/// Sends one frame to `addr` and answers the response body (after the correlation id).
+fn exchange(addr: &str, request: &[u8]) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to the Kafka listener");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("set a timeout");
+    stream.write_all(request).expect("send the request");
+    let mut len = [0u8; 4];
+    stream.read_exact(&mut len).expect("a response");
+    let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
+    stream.read_exact(&mut body).expect("the whole response");
+    body[4..].to_vec()
+}
+
+fn heartbeat_error(addr: &str) -> i16 {
+    let body = [string("g"), 1i32.to_be_bytes().to_vec(), string("nobody")].concat();
+    let answer = exchange(addr, &frame(12, 0, &body));
+    i16::from_be_bytes([answer[0], answer[1]])
+}
+
+#[test]
+fn every_member_names_the_leader_as_coordinator_and_only_the_leader_coordinates() {
+    let _serial = serial();
+    let cluster = Cluster::start_kafka(3, &[]);
+    let leader = cluster.wait_leader();
+    wait_brokers_known(&cluster, leader);
+    for id in cluster.running() {
+        wait_brokers_known(&cluster, id);
+        // FindCoordinator v0: error, node id, host, port.
+        let answer = exchange(&cluster.kafka_addr(id), &frame(10, 0, &string("g")));
+        let error = i16::from_be_bytes([answer[0], answer[1]]);
+        let node = i32::from_be_bytes([answer[2], answer[3], answer[4], answer[5]]);
+        assert_eq!((error, node as u64), (0, leader), "node {id} names the leader");
+        let port = i32::from_be_bytes(answer[answer.len() - 4..].try_into().expect("4 bytes"));
+        assert!(cluster.kafka_addr(leader).ends_with(&format!(":{port}")));
+        // A follower coordinates nothing; the leader does not know the member.
+        let expected = if id == leader { 25 } else { 16 };
+        assert_eq!(heartbeat_error(&cluster.kafka_addr(id)), expected, "Heartbeat on node {id}");
+    }
 }
