@@ -11,7 +11,6 @@
 //! Held requests (JoinGroup, SyncGroup) wait for their ticket's answer; a ticker moves the
 //! group clock (session and rebalance timeouts) and notices leadership changes.
 
-use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
 
@@ -160,17 +159,16 @@ impl Drop for Held<'_> {
     }
 }
 
-fn tick(coordinator: Weak<Coordinator>) -> impl Future<Output = ()> {
-    async move {
-        let mut interval = tokio::time::interval(TICK);
-        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            interval.tick().await;
-            let Some(coordinator) = coordinator.upgrade() else { return };
-            if coordinator.node.is_stopped() {
-                return;
-            }
-            coordinator.tick();
+/// The ticker: holds only a weak reference, so it ends with the coordinator.
+async fn tick(coordinator: Weak<Coordinator>) {
+    let mut interval = tokio::time::interval(TICK);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        interval.tick().await;
+        let Some(coordinator) = coordinator.upgrade() else { return };
+        if coordinator.node.is_stopped() {
+            return;
         }
+        coordinator.tick();
     }
 }
