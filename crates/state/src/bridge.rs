@@ -21,9 +21,7 @@
 use std::io::Read;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::{Compression, RecordBatchDecoder};
 
 /// The most bytes one batch's records may decompress to and still be queued. Kafka's own
 /// default limit on a batch (`message.max.bytes`) is 1 MiB, compressed.
@@ -196,6 +194,7 @@ fn snappy(input: &[u8]) -> anyhow::Result<Vec<u8>> {
 mod tests {
     use super::*;
     use crate::partition_log::check_batches;
+    use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 
     fn batch_of(values: &[Option<&[u8]>], compression: Compression) -> Bytes {
         let records: Vec<Record> = values

@@ -28,6 +28,8 @@
 //!   dense offsets (the Kafka front-end's Produce and Fetch);
 //! - `bridge`: one stream through two doors: a REST message also lands in partition 0, a
 //!   Kafka record's text also in the consume-once queue;
+//! - [`group_offsets`]: consumer groups' committed offsets (the Kafka front-end's
+//!   OffsetCommit and OffsetFetch; group membership is not replicated);
 //! - [`validation`]: the name, text and port rules every command shares (docs/metadata.md);
 //! - [`results`]: building and reading the `CommandResult`s commands answer with;
 //! - [`snapshot`]: the whole state as a `raftmq.v1.StateSnapshot` (streamed: the queues never
@@ -39,6 +41,7 @@
 //!   command to its module.
 
 mod bridge;
+pub mod group_offsets;
 mod legacy;
 pub mod members;
 pub mod metadata;
@@ -85,6 +88,7 @@ pub struct StateMachine {
     members: Members,
     metadata: metadata::Metadata,
     partition_logs: partition_log::PartitionLogs,
+    group_offsets: group_offsets::GroupOffsets,
 }
 
 impl StateMachine {
@@ -101,6 +105,7 @@ impl StateMachine {
             members: Members::default(),
             metadata: metadata::Metadata::default(),
             partition_logs: partition_log::PartitionLogs::default(),
+            group_offsets: group_offsets::GroupOffsets::default(),
         }
     }
 
@@ -226,6 +231,11 @@ impl StateMachine {
         &self.partition_logs
     }
 
+    /// Every consumer group's committed offsets.
+    pub fn group_offsets(&self) -> &group_offsets::GroupOffsets {
+        &self.group_offsets
+    }
+
     /// The number of live client sessions.
     pub fn session_count(&self) -> usize {
         self.sessions.len()
@@ -325,6 +335,7 @@ impl StateMachine {
                 if outcome.is_ok() {
                     self.topics.remove(&delete.name);
                     self.partition_logs.remove(&delete.name);
+                    self.group_offsets.remove_topic(&delete.name);
                 }
                 results::metadata(outcome)
             }
@@ -366,6 +377,14 @@ impl StateMachine {
                     Err(AppendError::Corrupt(why)) => {
                         results::error(ErrorCode::CorruptRecords, why)
                     }
+                }
+            }
+            Some(command::Kind::CommitOffsets(commit)) => {
+                let logs = &self.partition_logs;
+                let exists = |topic: &str, partition| logs.partition(topic, partition).is_some();
+                match self.group_offsets.commit(&commit, self.clock_ms, exists) {
+                    Ok(()) => results::ok(),
+                    Err(why) => results::error(ErrorCode::Invalid, why),
                 }
             }
             Some(command::Kind::Operation(_)) => {

@@ -27,6 +27,7 @@ use prost::encoding::{
 use prost::{DecodeError, Message as _};
 use raftmq_proto::client::StateSnapshot;
 
+use super::group_offsets::GroupOffsets;
 use super::members::Members;
 use super::metadata::Metadata;
 use super::partition_log::PartitionLogs;
@@ -80,6 +81,7 @@ fn split_fields(machine: &StateMachine) -> (StateSnapshot, StateSnapshot) {
         sessions: machine.sessions.to_proto(),
         members: machine.members.to_proto(),
         partition_logs: machine.partition_logs.to_proto(),
+        group_offsets: machine.group_offsets.to_proto(),
         ..StateSnapshot::default()
     };
     machine.metadata.to_proto(&mut after);
@@ -211,6 +213,9 @@ pub(super) fn decode(data: &[u8], session_ttl_ms: u64) -> Result<StateMachine, S
     let names: Vec<String> = topics.names().map(str::to_owned).collect();
     let partition_logs = PartitionLogs::from_proto(snapshot.partition_logs.clone(), &names)
         .map_err(SnapshotError::Inconsistent)?;
+    let exists = |topic: &str, partition| partition_logs.partition(topic, partition).is_some();
+    let group_offsets = GroupOffsets::from_proto(snapshot.group_offsets.clone(), exists)
+        .map_err(SnapshotError::Inconsistent)?;
     let metadata =
         Metadata::from_proto(&snapshot, &names, snapshot.applied_index, snapshot.clock_ms)
             .map_err(SnapshotError::Inconsistent)?;
@@ -225,6 +230,7 @@ pub(super) fn decode(data: &[u8], session_ttl_ms: u64) -> Result<StateMachine, S
         members: Members::from_proto(snapshot.members).map_err(SnapshotError::Inconsistent)?,
         metadata,
         partition_logs,
+        group_offsets,
     })
 }
 
@@ -368,6 +374,7 @@ pub(super) fn to_proto(machine: &StateMachine) -> StateSnapshot {
         sessions: machine.sessions.to_proto(),
         members: machine.members.to_proto(),
         partition_logs: machine.partition_logs.to_proto(),
+        group_offsets: machine.group_offsets.to_proto(),
         ..StateSnapshot::default()
     };
     machine.metadata.to_proto(&mut snapshot);

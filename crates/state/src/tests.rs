@@ -4,8 +4,9 @@ use bytes::Bytes;
 use proptest::prelude::*;
 use prost::Message as _;
 use raftmq_proto::client::{
-    command::Kind, command_result, AppendRecords, Command, CommandResult, ConsumeMessage,
-    CreateTopic, ErrorCode, MemberInfo, Operation, PutMessage, RegisterBroker,
+    command::Kind, command_result, AppendRecords, Command, CommandResult, CommitOffsets,
+    CommittedOffset, ConsumeMessage, CreateTopic, ErrorCode, MemberInfo, Operation, PutMessage,
+    RegisterBroker,
 };
 use raftmq_raft::{ConfChange, ConfChangeKind};
 
@@ -480,6 +481,13 @@ fn arb_state() -> impl Strategy<Value = StateMachine> {
                 let batches = crate::partition_log::test_batch(count as i32 + 1).into();
                 let append = AppendRecords { topic: topic.into(), partition: 0, batches };
                 next(&mut machine, Kind::AppendRecords(append));
+                let offset = CommittedOffset {
+                    topic: topic.into(),
+                    offset: count as i64,
+                    ..Default::default()
+                };
+                let commit = CommitOffsets { group_id: format!("g{bytes}"), offsets: vec![offset] };
+                next(&mut machine, Kind::CommitOffsets(commit));
                 // A huge message once, not `count` times: the chunk logic is what is tested.
                 let count = if bytes > 1000 { 1 } else { count };
                 for i in 0..count {
@@ -617,4 +625,40 @@ fn one_topic_two_doors_a_rest_message_is_a_record_and_a_record_is_a_message() {
     assert_eq!(error_code(&h.run(consume("t"))), Some(ErrorCode::QueueEmpty));
     // Consuming from the queue leaves the log as it was: Kafka offsets never change.
     assert_eq!(h.machine.partition_logs().partition("t", 0).unwrap().high_watermark(), 2);
+}
+
+fn commit_offset(group: &str, topic: &str, partition: u32, offset: i64) -> Kind {
+    let offset = CommittedOffset { topic: topic.into(), partition, offset, ..Default::default() };
+    Kind::CommitOffsets(CommitOffsets { group_id: group.into(), offsets: vec![offset] })
+}
+
+#[test]
+fn committed_offsets_are_applied_refused_whole_kept_in_snapshots_and_dropped_with_their_topic() {
+    let mut h = Harness::new();
+    let two = Kind::CreateTopic(CreateTopic { name: "k".into(), partitions: 2 });
+    assert_eq!(h.run(two), ok());
+    assert_eq!(h.run(create("other")), ok());
+    assert_eq!(h.run(commit_offset("g", "k", 1, 42)), ok());
+    assert_eq!(h.run(commit_offset("g", "other", 0, 3)), ok());
+    // A partition that does not exist refuses the commit, and nothing changes.
+    let before = h.machine.group_offsets().to_proto();
+    let two_partitions = Kind::CommitOffsets(CommitOffsets {
+        group_id: "g".into(),
+        offsets: vec![
+            CommittedOffset { topic: "k".into(), partition: 1, offset: 50, ..Default::default() },
+            CommittedOffset { topic: "k".into(), partition: 2, offset: 7, ..Default::default() },
+        ],
+    });
+    assert_eq!(error_code(&h.run(two_partitions)), Some(ErrorCode::Invalid));
+    assert_eq!(h.machine.group_offsets().to_proto(), before, "a refused commit changes nothing");
+    assert_eq!(h.machine.group_offsets().get("g", "k", 1).map(|c| c.offset), Some(42));
+
+    let restored = StateMachine::restore(&h.machine.snapshot(), TTL_MS).expect("restores");
+    assert_eq!(restored.group_offsets().get("g", "k", 1).map(|c| c.offset), Some(42));
+    assert_eq!(restored.digest(), h.machine.digest());
+
+    let delete = Kind::DeleteTopic(raftmq_proto::client::DeleteTopic { name: "k".into() });
+    assert!(error_code(&h.run(delete)).is_none());
+    assert!(h.machine.group_offsets().get("g", "k", 1).is_none());
+    assert_eq!(h.machine.group_offsets().get("g", "other", 0).map(|c| c.offset), Some(3));
 }

@@ -8,9 +8,15 @@ use kafka_protocol::messages::{
     ApiKey, CreateTopicsRequest, DeleteTopicsRequest, DescribeQuorumRequest, FetchRequest,
     ListOffsetsRequest, MetadataRequest, ProduceRequest, RequestHeader, ResponseHeader,
 };
+use kafka_protocol::messages::{
+    DescribeGroupsRequest, FindCoordinatorRequest, HeartbeatRequest, JoinGroupRequest,
+    LeaveGroupRequest, ListGroupsRequest, OffsetCommitRequest, OffsetFetchRequest,
+    SyncGroupRequest,
+};
 use kafka_protocol::protocol::{Decodable, Encodable};
 
 use super::frame::encode_frame;
+use super::group::{self, Coordinator};
 use super::{api_versions, describe_quorum, fetch, list_offsets, metadata, produce, topics};
 use crate::node::NodeHandle;
 
@@ -25,7 +31,7 @@ pub enum Outcome {
 }
 
 /// Answers one request frame.
-pub async fn handle(node: &NodeHandle, frame: Bytes) -> Outcome {
+pub async fn handle(node: &NodeHandle, groups: &Coordinator, frame: Bytes) -> Outcome {
     if frame.len() < 8 {
         return Outcome::Close(format!("a request of {} bytes has no header", frame.len()));
     }
@@ -81,6 +87,45 @@ pub async fn handle(node: &NodeHandle, frame: Bytes) -> Outcome {
         },
         ApiKey::DescribeQuorum => match decode::<DescribeQuorumRequest>(&mut buf, &at) {
             Ok(request) => at.respond(&describe_quorum::answer(node, &request, version)),
+            Err(close) => close,
+        },
+        ApiKey::FindCoordinator => match decode::<FindCoordinatorRequest>(&mut buf, &at) {
+            Ok(request) => at.respond(&group::find_coordinator::answer(node, &request, version)),
+            Err(close) => close,
+        },
+        ApiKey::JoinGroup => match decode::<JoinGroupRequest>(&mut buf, &at) {
+            Ok(request) => {
+                let client = header.client_id.as_deref().unwrap_or_default();
+                at.respond(&group::membership::join(groups, request, client, version).await)
+            }
+            Err(close) => close,
+        },
+        ApiKey::SyncGroup => match decode::<SyncGroupRequest>(&mut buf, &at) {
+            Ok(request) => at.respond(&group::membership::sync(groups, request, version).await),
+            Err(close) => close,
+        },
+        ApiKey::Heartbeat => match decode::<HeartbeatRequest>(&mut buf, &at) {
+            Ok(request) => at.respond(&group::membership::heartbeat(groups, &request)),
+            Err(close) => close,
+        },
+        ApiKey::LeaveGroup => match decode::<LeaveGroupRequest>(&mut buf, &at) {
+            Ok(request) => at.respond(&group::membership::leave(groups, &request, version)),
+            Err(close) => close,
+        },
+        ApiKey::OffsetCommit => match decode::<OffsetCommitRequest>(&mut buf, &at) {
+            Ok(request) => at.respond(&group::offsets::commit(node, groups, request).await),
+            Err(close) => close,
+        },
+        ApiKey::OffsetFetch => match decode::<OffsetFetchRequest>(&mut buf, &at) {
+            Ok(request) => at.respond(&group::offsets::fetch(node, groups, &request, version)),
+            Err(close) => close,
+        },
+        ApiKey::ListGroups => match decode::<ListGroupsRequest>(&mut buf, &at) {
+            Ok(request) => at.respond(&group::listing::list(groups, &request)),
+            Err(close) => close,
+        },
+        ApiKey::DescribeGroups => match decode::<DescribeGroupsRequest>(&mut buf, &at) {
+            Ok(request) => at.respond(&group::listing::describe(groups, &request)),
             Err(close) => close,
         },
         other => Outcome::Close(format!("{other:?} is not served")),

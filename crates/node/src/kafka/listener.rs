@@ -8,15 +8,18 @@ use tokio::net::{TcpListener, TcpStream};
 
 use super::dispatch::{self, Outcome};
 use super::frame::FrameDecoder;
+use super::group::Coordinator;
 use crate::node::NodeHandle;
 use crate::server::accept_connections;
 
 /// Serves Kafka clients on `listener` until the task is dropped.
 pub async fn serve(node: NodeHandle, listener: TcpListener, max_request_bytes: usize) {
+    // One group coordinator for every connection: consumer groups live in its memory.
+    let groups = Coordinator::start(node.clone());
     let _never = accept_connections(listener, "Kafka", move |stream| {
-        let node = node.clone();
+        let (node, groups) = (node.clone(), groups.clone());
         async move {
-            if let Err(e) = connection(&node, stream, max_request_bytes).await {
+            if let Err(e) = connection(&node, &groups, stream, max_request_bytes).await {
                 tracing::debug!(node = node.id(), "Kafka connection closed: {e}");
             }
         }
@@ -28,6 +31,7 @@ pub async fn serve(node: NodeHandle, listener: TcpListener, max_request_bytes: u
 /// not a Kafka request (then the connection is closed, as Kafka does).
 async fn connection(
     node: &NodeHandle,
+    groups: &Coordinator,
     mut stream: TcpStream,
     max_request_bytes: usize,
 ) -> anyhow::Result<()> {
@@ -45,7 +49,7 @@ async fn connection(
                 continue;
             }
         };
-        match dispatch::handle(node, frame).await {
+        match dispatch::handle(node, groups, frame).await {
             Outcome::Respond(response) => stream.write_all(&response).await?,
             Outcome::NoResponse => {}
             Outcome::Close(why) => anyhow::bail!(why),

@@ -131,6 +131,7 @@ impl Metadata {
             | Kind::PutMessage(_)
             | Kind::ConsumeMessage(_)
             | Kind::AppendRecords(_)
+            | Kind::CommitOffsets(_)
             | Kind::Operation(_)
             | Kind::SetClientAddress(_) => return None,
         })
