@@ -98,7 +98,11 @@ pub struct ConsumeReport {
 }
 
 impl ConsumeReport {
-    pub fn of(read: &kafka::readback::ReadBack, missing: Option<u64>, duplicates: Option<u64>) -> Self {
+    pub fn of(
+        read: &kafka::readback::ReadBack,
+        missing: Option<u64>,
+        duplicates: Option<u64>,
+    ) -> Self {
         let seconds = read.seconds.max(1e-9);
         Self {
             records: read.records,
@@ -164,19 +168,19 @@ impl std::fmt::Display for Report {
         }
         if let Some(r) = &self.records {
             if r.records > 0 {
-                writeln!(
+                write!(
                     f,
-                    "  records     {} acked ({:.0}/s, {:.1} MB/s; acks={}, {} partitions, \
-                     {}-byte batches{})",
-                    r.records,
-                    r.records_per_second,
-                    r.mb_per_second,
-                    r.acks,
-                    r.partitions,
-                    r.batch_bytes,
-                    if r.idempotent { ", idempotent" } else { "" }
+                    "  records     {} acked ({:.0}/s, {:.1} MB/s; acks={}",
+                    r.records, r.records_per_second, r.mb_per_second, r.acks
                 )?;
-                writeln!(f, "  ack gap     longest {:.0} ms without an acknowledgement", r.max_ack_gap_ms)?;
+                if r.batch_bytes > 0 {
+                    write!(f, ", {} partitions, {}-byte batches", r.partitions, r.batch_bytes)?;
+                }
+                writeln!(f, "{})", if r.idempotent { ", idempotent" } else { "" })?;
+                if r.max_ack_gap_ms > 0.0 {
+                    let gap = r.max_ack_gap_ms;
+                    writeln!(f, "  ack gap     longest {gap:.0} ms without an acknowledgement")?;
+                }
             }
             if let Some(cpu) = r.cpu_us_per_record {
                 writeln!(f, "  cpu         {cpu:.2} µs of the system's CPU per record")?;
@@ -185,7 +189,11 @@ impl std::fmt::Display for Report {
                 writeln!(f, "  retries     {:?}", r.retries)?;
             }
             if let Some(k) = &r.killed {
-                writeln!(f, "  killed      member {} (the leader) -9 after {:.1} s", k.member, k.after_s)?;
+                writeln!(
+                    f,
+                    "  killed      member {} (the leader) -9 after {:.1} s",
+                    k.member, k.after_s
+                )?;
             }
             if let Some(c) = &r.consumed {
                 write!(

@@ -117,7 +117,9 @@ pub fn produce_request(topic: &str, acks: i16, batches: &[(u32, Bytes)]) -> Prod
     let partitions = batches
         .iter()
         .map(|(p, records)| {
-            PartitionProduceData::default().with_index(*p as i32).with_records(Some(records.clone()))
+            PartitionProduceData::default()
+                .with_index(*p as i32)
+                .with_records(Some(records.clone()))
         })
         .collect();
     ProduceRequest::default().with_acks(acks).with_timeout_ms(30_000).with_topic_data(vec![

@@ -66,7 +66,11 @@ impl Bootstrap {
     }
 
     /// Waits until every partition of `topic` has a leader whose address is known.
-    pub async fn wait_placement(&self, topic: &str, timeout: Duration) -> anyhow::Result<Placement> {
+    pub async fn wait_placement(
+        &self,
+        topic: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<Placement> {
         let deadline = Instant::now() + timeout;
         loop {
             match self.placement(topic, 0).await {
@@ -131,7 +135,10 @@ impl Bootstrap {
         };
         let version = INIT_PRODUCER_ID_VERSION.min(range.max_version);
         if version < range.min_version {
-            bail!("--idempotent: the broker serves InitProducerId only from v{}", range.min_version);
+            bail!(
+                "--idempotent: the broker serves InitProducerId only from v{}",
+                range.min_version
+            );
         }
         let request = InitProducerIdRequest::default()
             .with_transaction_timeout_ms(60_000)
@@ -177,7 +184,11 @@ pub fn placement(response: &MetadataResponse, topic: &str) -> anyhow::Result<Pla
         }
         let broker = response.brokers.iter().find(|b| b.node_id == p.leader_id);
         let Some(broker) = broker else {
-            bail!("partition {}: leader {} is not among the brokers", p.partition_index, p.leader_id.0)
+            bail!(
+                "partition {}: leader {} is not among the brokers",
+                p.partition_index,
+                p.leader_id.0
+            )
         };
         let slot = usize::try_from(p.partition_index)
             .ok()

@@ -43,7 +43,11 @@ impl KafkaConn {
     }
 
     /// Sends `request` at `version` and reads its response.
-    pub async fn call<R: Request>(&mut self, version: i16, request: &R) -> anyhow::Result<R::Response> {
+    pub async fn call<R: Request>(
+        &mut self,
+        version: i16,
+        request: &R,
+    ) -> anyhow::Result<R::Response> {
         let correlation = self.send(version, request).await?;
         self.receive::<R>(version, correlation).await
     }

@@ -530,7 +530,8 @@ mod tests {
         // A record of another partition with the same sequence number is not the one acked.
         let wrong = [id(0, 0, 0), id(0, 0, 1), id(0, 1, 2), id(1, 2, 10), id(1, 2, 11)];
         assert_eq!(check_read_back(&acked, &wrong), (1, 0));
-        let twice = [id(0, 0, 0), id(0, 0, 0), id(0, 0, 1), id(0, 0, 2), id(1, 2, 10), id(1, 2, 11)];
+        let twice =
+            [id(0, 0, 0), id(0, 0, 0), id(0, 0, 1), id(0, 0, 2), id(1, 2, 10), id(1, 2, 11)];
         assert_eq!(check_read_back(&acked, &twice), (0, 1));
         // Records read that were never acknowledged (sent, answer lost) are fine.
         assert_eq!(check_read_back(&[], &all), (0, 0));

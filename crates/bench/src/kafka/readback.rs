@@ -127,8 +127,8 @@ fn partitions_of(response: &FetchResponse, topic: &str) -> anyhow::Result<Vec<(u
             if let Some(e) = p.error_code.err() {
                 bail!("Fetch of partition {}: {e:?}", p.partition_index);
             }
-            let partition =
-                u32::try_from(p.partition_index).map_err(|_| anyhow!("partition {}", p.partition_index))?;
+            let partition = u32::try_from(p.partition_index)
+                .map_err(|_| anyhow!("partition {}", p.partition_index))?;
             out.push((partition, p.high_watermark, p.records.clone().unwrap_or_default()));
         }
     }

@@ -128,11 +128,17 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         bail!("node flags after `--` need --spawn N: they are for the nodes bench starts");
     }
     if args.protocol == Protocol::Kafka && args.system == System::Raftmq {
-        kafka::check(&kafka_spec(&args, &["-".into()], Vec::new()))?;
+        // A spawned cluster's addresses are known only once it runs.
+        let bootstrap =
+            if args.spawn.is_some() { vec!["-".into()] } else { args.kafka_nodes.clone() };
+        kafka::check(&kafka_spec(&args, &bootstrap, Vec::new()))?;
     }
-    if args.kill_leader_after.is_some() && (args.protocol != Protocol::Kafka || args.spawn.is_none())
+    if args.kill_leader_after.is_some()
+        && (args.protocol != Protocol::Kafka || args.spawn.is_none())
     {
-        bail!("--kill-leader-after needs --protocol kafka and --spawn N: it kills a node it started");
+        bail!(
+            "--kill-leader-after needs --protocol kafka and --spawn N: it kills a node it started"
+        );
     }
     let mut results = Vec::new();
     match args.compare {
@@ -286,7 +292,8 @@ fn run_system(args: &BenchArgs, system: System) -> anyhow::Result<SystemResult> 
 /// of this run carries (a batch per partition), so both systems have the same records
 /// awaiting acknowledgement per connection.
 fn nats_window(args: &BenchArgs) -> usize {
-    let per_batch = raftmq_bench::kafka::batch::records_per_batch(args.batch_bytes, args.value_size);
+    let per_batch =
+        raftmq_bench::kafka::batch::records_per_batch(args.batch_bytes, args.value_size);
     per_batch * args.partitions.max(1) as usize
 }
 
