@@ -4,9 +4,9 @@
 # loopback with its data in a temporary folder and loads it with the same concurrency of
 # 100-byte records:
 #   - raftmq: 3 nodes, fsync on; `--clients` Kafka producers, each with one Produce request
-#     of one 64 KiB batch (606 records) in flight, acks=all;
+#     of one 64 KiB batch (595 records) in flight, acks=all;
 #   - NATS: 3 servers, JetStream, a stream with 3 replicas and file storage; as many
-#     connections, each publishing asynchronously with 606 publishes awaiting their ack.
+#     connections, each publishing asynchronously with 595 publishes awaiting their ack.
 # It prints each run and one table with acknowledged records/s of both and the ratio, and
 # writes them as JSON. Everything it started is killed at the end (also on Ctrl-C).
 # Note: JetStream does not fsync each message (nats-server flushes on its own schedule);

@@ -52,7 +52,7 @@ fn produces_and_reads_everything_back() {
     assert_eq!(records["partitions"], 2);
     assert_eq!(records["acks"], "all");
     // Every batch holds as many records as fit 16 KiB: the total is a multiple of it.
-    assert_eq!(acked % 151, 0, "{acked} records are not whole batches of 151");
+    assert_eq!(acked % 148, 0, "{acked} records are not whole batches of 148");
     let consumed = &records["consumed"];
     assert_eq!(consumed["missing"], 0, "{run}");
     // No leader change, no resend: exactly what was acknowledged is in the log.
