@@ -196,11 +196,15 @@ impl std::fmt::Display for Report {
                 )?;
             }
             if let Some(c) = &r.consumed {
-                write!(
-                    f,
-                    "  consumed    {} records in {:.2} s ({:.0}/s, {:.1} MB/s)",
-                    c.records, c.seconds, c.records_per_second, c.mb_per_second
-                )?;
+                if c.seconds > 0.0 {
+                    write!(
+                        f,
+                        "  consumed    {} records in {:.2} s ({:.0}/s, {:.1} MB/s)",
+                        c.records, c.seconds, c.records_per_second, c.mb_per_second
+                    )?;
+                } else {
+                    write!(f, "  stored      {} records", c.records)?;
+                }
                 if let (Some(missing), Some(dup)) = (c.missing, c.duplicates) {
                     write!(f, "; acknowledged and missing: {missing}, duplicates: {dup}")?;
                 }

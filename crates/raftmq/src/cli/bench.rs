@@ -162,6 +162,15 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
         None => {}
     }
+    // An acknowledged record missing from the read-back is a lost write: the run fails.
+    let missing: u64 = results
+        .iter()
+        .flat_map(|r| r.runs.iter())
+        .filter_map(|run| run.records.as_ref()?.consumed.as_ref()?.missing)
+        .sum();
+    if missing > 0 {
+        bail!("{missing} acknowledged records are missing from the read-back");
+    }
     // A run whose requests failed measured failures, not the system: say so
     // in the exit status too, so that a script cannot take it for a result.
     let runs = results.iter().flat_map(|r| r.runs.iter());
