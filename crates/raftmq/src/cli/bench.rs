@@ -384,6 +384,12 @@ fn run_kafka(
         if !super::out::json_mode() {
             say!("[{name}] {report}");
         }
+        // Bring the killed member back, so the next run starts from a whole cluster.
+        let killed = report.records.as_ref().and_then(|r| r.killed.as_ref()).map(|k| k.member);
+        if let (Some(member), Some(cluster)) = (killed, cluster.as_mut()) {
+            cluster.start_node(member)?;
+            cluster.wait_leader(std::time::Duration::from_secs(20))?;
+        }
         runs.push(report);
     }
     Ok(SystemResult { system: name, runs, failover: None })
