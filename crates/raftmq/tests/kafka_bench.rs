@@ -94,6 +94,32 @@ fn killing_the_leader_loses_no_acknowledged_record() {
 }
 
 #[test]
+fn acks_zero_records_are_all_in_the_log_after_the_barrier() {
+    let _serial = common::serial();
+    let out = bench(&[
+        "--spawn",
+        "3",
+        "--protocol",
+        "kafka",
+        "--seconds",
+        "1",
+        "--acks",
+        "0",
+        "--consume",
+        "--json",
+    ]);
+    let run = run_of(&out);
+    let records = &run["records"];
+    assert_eq!(records["acks"], "0");
+    let sent = records["records"].as_u64().unwrap();
+    assert!(sent > 0);
+    // Nothing answered the Produce requests: only the Metadata request each producer sends
+    // last, behind them on its connection, says they were handled before the read-back.
+    assert_eq!(records["consumed"]["missing"], 0, "{run}");
+    assert_eq!(records["consumed"]["records"].as_u64().unwrap(), sent);
+}
+
+#[test]
 fn idempotence_needs_init_producer_id() {
     let _serial = common::serial();
     let out = bench(&[

@@ -231,6 +231,21 @@ mod tests {
         assert_eq!(RecordId::of(&[0; 15]), None);
     }
 
+    #[test]
+    fn a_produce_request_carries_acks_and_a_batch_per_partition() {
+        let batch = build_batch(0, 0, 0, 2, 20, 0, None).unwrap();
+        let request = produce_request("t", -1, &[(0, batch.clone()), (3, batch.clone())]);
+        assert_eq!(request.acks, -1);
+        assert_eq!(request.topic_data.len(), 1);
+        assert_eq!(request.topic_data[0].name.0.as_str(), "t");
+        let partitions: Vec<i32> =
+            request.topic_data[0].partition_data.iter().map(|p| p.index).collect();
+        assert_eq!(partitions, vec![0, 3]);
+        assert_eq!(request.topic_data[0].partition_data[1].records, Some(batch));
+        use crate::kafka::Acks;
+        assert_eq!([Acks::All.wire(), Acks::One.wire(), Acks::Zero.wire()], [-1, 1, 0]);
+    }
+
     fn answer(partitions: &[(i32, ResponseError)]) -> ProduceResponse {
         let partition = |(i, e): &(i32, ResponseError)| {
             let code = if *e == ResponseError::Unknown(0) { 0 } else { e.code() };

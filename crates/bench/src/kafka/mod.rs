@@ -58,6 +58,15 @@ pub enum Acks {
 }
 
 impl Acks {
+    /// As the flag spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Acks::All => "all",
+            Acks::One => "1",
+            Acks::Zero => "0",
+        }
+    }
+
     pub fn wire(self) -> i16 {
         match self {
             Acks::All => -1,
@@ -195,7 +204,7 @@ pub async fn run(spec: KafkaSpec) -> anyhow::Result<Report> {
         errors,
         cpu_us_per_op: cpu.filter(|_| ok > 0).map(|us| us / ok as f64),
         records: Some(RecordsReport {
-            acks: format!("{:?}", spec.acks).to_lowercase(),
+            acks: spec.acks.name().into(),
             partitions,
             batch_bytes: spec.batch_bytes,
             idempotent: spec.idempotent,
