@@ -3,18 +3,19 @@
 //! (records/s) and, with the records' identities, tells which acknowledged records are in the
 //! log.
 
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail};
 use bytes::{Buf, Bytes};
-use kafka_protocol::error::ParseResponseErrorCode;
+use kafka_protocol::error::{ParseResponseErrorCode, ResponseError};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::{BrokerId, FetchRequest, FetchResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::records::RecordBatchDecoder;
 
 use super::batch::RecordId;
-use super::cluster::Bootstrap;
+use super::cluster::{Bootstrap, Placement};
 use super::conn::KafkaConn;
 
 pub const FETCH_VERSION: i16 = 12;
@@ -32,7 +33,9 @@ pub struct ReadBack {
     pub ids: Vec<RecordId>,
 }
 
-/// Reads partitions `0..partitions` of `topic` to their high watermarks.
+/// Reads partitions `0..partitions` of `topic` to their high watermarks, each from its
+/// leader. A partition whose leader moved (or whose connection broke) is looked up again and
+/// read on from where it was, for up to a minute.
 pub async fn read_all(
     bootstrap: &Bootstrap,
     topic: &str,
@@ -43,8 +46,10 @@ pub async fn read_all(
     let mut out = ReadBack::default();
     let mut offsets = vec![0i64; partitions as usize];
     let mut ends: Vec<Option<i64>> = vec![None; partitions as usize];
-    let mut conn: Option<KafkaConn> = None;
+    let mut placement: Option<Placement> = None;
+    let mut conns: HashMap<String, KafkaConn> = HashMap::new();
     let deadline = Instant::now() + Duration::from_secs(60);
+    let mut trouble = String::new();
     loop {
         let pending: Vec<u32> = (0..partitions)
             .filter(|p| ends[*p as usize].is_none_or(|end| offsets[*p as usize] < end))
@@ -52,43 +57,73 @@ pub async fn read_all(
         if pending.is_empty() {
             break;
         }
-        if conn.is_none() {
-            let placement = bootstrap.placement(topic, 0).await;
-            conn = match placement {
-                Ok(p) => KafkaConn::connect(&p.leaders[0]).await.ok(),
-                Err(_) => None,
-            };
-        }
-        let Some(c) = conn.as_mut() else {
+        if !trouble.is_empty() {
             if Instant::now() > deadline {
-                bail!("cannot reach the leader of {topic} to read it back");
+                bail!("cannot read {topic} back: {trouble}");
             }
+            placement = None;
             tokio::time::sleep(Duration::from_millis(100)).await;
-            continue;
-        };
-        let request = fetch_request(topic, &pending, &offsets);
-        let response = match c.call(FETCH_VERSION, &request).await {
-            Ok(r) => r,
-            Err(e) => {
-                if Instant::now() > deadline {
-                    return Err(e.context("reading back"));
+            trouble.clear();
+        }
+        if placement.is_none() {
+            match bootstrap.placement(topic, 0).await {
+                Ok(p) => placement = Some(p),
+                Err(e) => {
+                    trouble = e.to_string();
+                    continue;
                 }
-                conn = None;
-                continue;
             }
-        };
-        for (partition, hw, records) in partitions_of(&response, topic)? {
-            let p = partition as usize;
-            if p >= offsets.len() {
-                bail!("a fetch answered partition {partition}, not asked for");
+        }
+        let leaders = &placement.as_ref().expect("invariant: looked up just above").leaders;
+        let mut by_leader: BTreeMap<&str, Vec<u32>> = BTreeMap::new();
+        for p in pending {
+            let Some(leader) = leaders.get(p as usize) else {
+                bail!("{topic} has {} partitions, fewer than {partitions}", leaders.len())
+            };
+            by_leader.entry(leader.as_str()).or_default().push(p);
+        }
+        for (leader, asked) in by_leader {
+            let request = fetch_request(topic, &asked, &offsets);
+            let response = match fetch(&mut conns, leader, &request).await {
+                Ok(r) => r,
+                Err(e) => {
+                    conns.remove(leader);
+                    trouble = format!("{e:#}");
+                    continue;
+                }
+            };
+            for answer in partitions_of(&response, topic)? {
+                let (partition, hw, records) = match answer {
+                    Ok(data) => data,
+                    Err(why) => {
+                        trouble = why;
+                        continue;
+                    }
+                };
+                let p = partition as usize;
+                if !asked.contains(&partition) {
+                    bail!("a fetch answered partition {partition}, not asked for");
+                }
+                let end = *ends[p].get_or_insert(hw);
+                let next = decode(records, offsets[p], end, keep_ids, &mut out)?;
+                offsets[p] = next.max(offsets[p]);
             }
-            let end = *ends[p].get_or_insert(hw);
-            let next = decode(records, offsets[p], end, keep_ids, &mut out)?;
-            offsets[p] = next.max(offsets[p]);
         }
     }
     out.seconds = started.elapsed().as_secs_f64();
     Ok(out)
+}
+
+async fn fetch(
+    conns: &mut HashMap<String, KafkaConn>,
+    leader: &str,
+    request: &FetchRequest,
+) -> anyhow::Result<FetchResponse> {
+    if !conns.contains_key(leader) {
+        conns.insert(leader.to_owned(), KafkaConn::connect(leader).await?);
+    }
+    let conn = conns.get_mut(leader).expect("invariant: connected just above");
+    conn.call(FETCH_VERSION, request).await
 }
 
 fn fetch_request(topic: &str, partitions: &[u32], offsets: &[i64]) -> FetchRequest {
@@ -115,21 +150,29 @@ fn fetch_request(topic: &str, partitions: &[u32], offsets: &[i64]) -> FetchReque
             .with_partitions(asked)])
 }
 
-/// (partition, high watermark, records) of each partition answered; an error code fails the
-/// read (the caller's offsets are within the log, so any error is a real one).
-fn partitions_of(response: &FetchResponse, topic: &str) -> anyhow::Result<Vec<(u32, i64, Bytes)>> {
+/// Each partition answered: (partition, high watermark, records), or why it must be asked
+/// again (a leader that moved). An error no retry can cure fails the read.
+type Answer = Result<(u32, i64, Bytes), String>;
+
+fn partitions_of(response: &FetchResponse, topic: &str) -> anyhow::Result<Vec<Answer>> {
     if let Some(e) = response.error_code.err() {
         bail!("Fetch refused: {e:?}");
     }
     let mut out = Vec::new();
     for t in response.responses.iter().filter(|t| t.topic.0.as_str() == topic) {
         for p in &t.partitions {
-            if let Some(e) = p.error_code.err() {
-                bail!("Fetch of partition {}: {e:?}", p.partition_index);
-            }
             let partition = u32::try_from(p.partition_index)
                 .map_err(|_| anyhow!("partition {}", p.partition_index))?;
-            out.push((partition, p.high_watermark, p.records.clone().unwrap_or_default()));
+            out.push(match p.error_code.err() {
+                None => Ok((partition, p.high_watermark, p.records.clone().unwrap_or_default())),
+                Some(
+                    e @ (ResponseError::NotLeaderOrFollower
+                    | ResponseError::LeaderNotAvailable
+                    | ResponseError::FencedLeaderEpoch
+                    | ResponseError::UnknownLeaderEpoch),
+                ) => Err(format!("partition {partition}: {e:?}")),
+                Some(e) => bail!("Fetch of partition {partition}: {e:?}"),
+            });
         }
     }
     Ok(out)
@@ -183,6 +226,31 @@ mod tests {
         let mut b = BytesMut::from(&batch[..]);
         b[..8].copy_from_slice(&offset.to_be_bytes());
         b.freeze()
+    }
+
+    fn fetched(errors: &[(i32, ResponseError)]) -> FetchResponse {
+        use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+        let partitions = errors
+            .iter()
+            .map(|(i, e)| {
+                let code = if *e == ResponseError::Unknown(0) { 0 } else { e.code() };
+                PartitionData::default().with_partition_index(*i).with_error_code(code)
+            })
+            .collect();
+        FetchResponse::default().with_responses(vec![FetchableTopicResponse::default()
+            .with_topic(TopicName(StrBytes::from_static_str("t")))
+            .with_partitions(partitions)])
+    }
+
+    #[test]
+    fn a_moved_leader_is_asked_again_other_errors_fail_the_read() {
+        let ok = ResponseError::Unknown(0);
+        let answers =
+            partitions_of(&fetched(&[(0, ok), (1, ResponseError::NotLeaderOrFollower)]), "t")
+                .unwrap();
+        assert!(answers[0].is_ok());
+        assert!(answers[1].as_ref().unwrap_err().contains("NotLeaderOrFollower"));
+        assert!(partitions_of(&fetched(&[(0, ResponseError::OffsetOutOfRange)]), "t").is_err());
     }
 
     #[test]
