@@ -120,6 +120,26 @@ fn acks_zero_records_are_all_in_the_log_after_the_barrier() {
 }
 
 #[test]
+fn a_consume_only_run_reads_what_an_earlier_run_produced() {
+    let _serial = common::serial();
+    let cluster = common::Cluster::start_kafka(3, &[]);
+    cluster.wait_leader();
+    // Bootstrap from one member: Metadata names the others and the leader.
+    let bootstrap = cluster.kafka_addr(1);
+    let common = ["--protocol", "kafka", "--kafka-nodes", &bootstrap, "--topic", "kb", "--json"];
+    let produced =
+        run_of(&bench(&[&common[..], &["--seconds", "1", "--partitions", "3"]].concat()));
+    let acked = produced["records"]["records"].as_u64().unwrap();
+    assert!(acked > 0);
+    assert!(produced.get("cpu_us_per_op").is_none(), "no CPU without the nodes' processes");
+    let consumed = run_of(&bench(&[&common[..], &["--workload", "consume"]].concat()));
+    assert_eq!(consumed["workload"], "consume");
+    assert_eq!(consumed["records"]["partitions"], 3);
+    assert_eq!(consumed["records"]["consumed"]["records"].as_u64().unwrap(), acked, "{consumed}");
+    assert_eq!(consumed["ok"].as_u64().unwrap(), acked);
+}
+
+#[test]
 fn idempotence_needs_init_producer_id() {
     let _serial = common::serial();
     let out = bench(&[
