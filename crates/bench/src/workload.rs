@@ -35,8 +35,6 @@ pub enum Protocol {
     Etcd,
     /// Kafka's wire protocol (the `kafka` module: produce, and consume).
     Kafka,
-    /// NATS JetStream (the `nats` module: asynchronous publish), for comparisons.
-    Nats,
 }
 
 #[derive(Clone, Debug)]
@@ -88,7 +86,7 @@ pub async fn run(spec: LoadSpec) -> anyhow::Result<Report> {
             .map(|addr| Ok(raftmq_node::transport::endpoint(addr, None)?.connect_lazy()))
             .collect::<Result<Vec<_>, tonic::transport::Error>>()
             .map_err(|e| anyhow::anyhow!("bad gRPC address: {e}"))?,
-        Protocol::Http | Protocol::Etcd | Protocol::Kafka | Protocol::Nats => Vec::new(),
+        Protocol::Http | Protocol::Etcd | Protocol::Kafka => Vec::new(),
     };
     let mut tasks = Vec::new();
     for client in 0..spec.clients {

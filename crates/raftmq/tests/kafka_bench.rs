@@ -178,6 +178,10 @@ fn refuses_what_it_cannot_measure() {
         "1s",
     ]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("needs --protocol kafka and --spawn"));
+    let out = bench(&["--protocol", "kafka", "--compare", "etcd", "--spawn", "3"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not Kafka"));
+    let out = bench(&["--compare", "nats", "--spawn", "3"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("with --protocol kafka"));
     let out = bench(&["--protocol", "kafka", "--value-size", "8", "--consume", "--spawn", "3"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("--value-size must be at least 16"));
 }

@@ -140,6 +140,14 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             "--kill-leader-after needs --protocol kafka and --spawn N: it kills a node it started"
         );
     }
+    // Records against records, requests against requests: a Kafka request carries a batch.
+    match (args.compare, args.protocol == Protocol::Kafka) {
+        (Some(System::Nats), false) => bail!("--compare nats compares with --protocol kafka"),
+        (Some(System::Etcd), true) => {
+            bail!("--compare etcd compares REST or gRPC writes, not Kafka")
+        }
+        _ => {}
+    }
     let mut results = Vec::new();
     match args.compare {
         Some(other) => {
