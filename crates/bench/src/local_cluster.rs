@@ -11,6 +11,8 @@ pub struct LocalCluster {
     pub nodes: Vec<LocalNode>,
     peers: String,
     node_args: Vec<String>,
+    /// Whether the nodes serve Kafka clients too (each on its `kafka` address).
+    kafka: bool,
     _dir: tempfile::TempDir,
 }
 
@@ -18,6 +20,8 @@ pub struct LocalNode {
     pub id: u64,
     pub client: String,
     pub raft: String,
+    /// The Kafka listener's address, used when the cluster serves Kafka.
+    pub kafka: String,
     data_dir: PathBuf,
     child: Option<Child>,
 }
@@ -26,6 +30,20 @@ impl LocalCluster {
     /// Starts `n` nodes in a temporary folder (under `base`, if given, so
     /// the disk under test can be chosen) and waits for a leader.
     pub fn start(n: u64, base: Option<PathBuf>, node_args: Vec<String>) -> anyhow::Result<Self> {
+        Self::start_serving(n, base, node_args, false)
+    }
+
+    /// Like [`LocalCluster::start`], every node with a Kafka listener too (`--kafka-listen`).
+    pub fn start_kafka(n: u64, base: Option<PathBuf>, args: Vec<String>) -> anyhow::Result<Self> {
+        Self::start_serving(n, base, args, true)
+    }
+
+    fn start_serving(
+        n: u64,
+        base: Option<PathBuf>,
+        node_args: Vec<String>,
+        kafka: bool,
+    ) -> anyhow::Result<Self> {
         let dir = match base {
             Some(base) => tempfile::tempdir_in(base)?,
             None => tempfile::tempdir()?,
@@ -36,13 +54,14 @@ impl LocalCluster {
                 id,
                 client: format!("127.0.0.1:{}", raftmq_node::ports::free_port()?),
                 raft: format!("127.0.0.1:{}", raftmq_node::ports::free_port()?),
+                kafka: format!("127.0.0.1:{}", raftmq_node::ports::free_port()?),
                 data_dir: dir.path().join(format!("node{id}")),
                 child: None,
             });
         }
         let peers =
             nodes.iter().map(|n| format!("{}={}", n.id, n.raft)).collect::<Vec<_>>().join(",");
-        let mut cluster = LocalCluster { nodes, peers, node_args, _dir: dir };
+        let mut cluster = LocalCluster { nodes, peers, node_args, kafka, _dir: dir };
         for id in 1..=n {
             cluster.start_node(id)?;
         }
@@ -53,10 +72,15 @@ impl LocalCluster {
     pub fn start_node(&mut self, id: u64) -> anyhow::Result<()> {
         let exe = std::env::current_exe()?;
         let node = &mut self.nodes[id as usize - 1];
-        let child = Command::new(exe)
+        let mut command = Command::new(exe);
+        command
             .arg("node")
             .args(["--id", &id.to_string(), "--listen", &node.client, "--raft-listen", &node.raft])
-            .args(["--peers", &self.peers])
+            .args(["--peers", &self.peers]);
+        if self.kafka {
+            command.args(["--kafka-listen", &node.kafka]);
+        }
+        let child = command
             .arg("--data-dir")
             .arg(&node.data_dir)
             .args(&self.node_args)
@@ -69,12 +93,17 @@ impl LocalCluster {
         Ok(())
     }
 
-    /// kill -9.
+    /// The Kafka addresses of all nodes (a bootstrap list).
+    pub fn kafka_addrs(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.kafka.clone()).collect()
+    }
+
     /// The process ids of the running nodes.
     pub fn pids(&self) -> Vec<u32> {
         self.nodes.iter().filter_map(|n| n.child.as_ref().map(Child::id)).collect()
     }
 
+    /// kill -9.
     pub fn kill(&mut self, id: u64) {
         if let Some(mut child) = self.nodes[id as usize - 1].child.take() {
             let _ = child.kill();

@@ -33,6 +33,8 @@ pub enum Protocol {
     Grpc,
     /// etcd's JSON gateway (`POST /v3/kv/put`, puts only), for comparisons.
     Etcd,
+    /// Kafka's wire protocol (the `kafka` module: produce, and consume).
+    Kafka,
 }
 
 #[derive(Clone, Debug)]
@@ -84,7 +86,7 @@ pub async fn run(spec: LoadSpec) -> anyhow::Result<Report> {
             .map(|addr| Ok(raftmq_node::transport::endpoint(addr, None)?.connect_lazy()))
             .collect::<Result<Vec<_>, tonic::transport::Error>>()
             .map_err(|e| anyhow::anyhow!("bad gRPC address: {e}"))?,
-        Protocol::Http | Protocol::Etcd => Vec::new(),
+        Protocol::Http | Protocol::Etcd | Protocol::Kafka => Vec::new(),
     };
     let mut tasks = Vec::new();
     for client in 0..spec.clients {
@@ -129,6 +131,7 @@ pub async fn run(spec: LoadSpec) -> anyhow::Result<Report> {
         latency_ms: Percentiles::of(&latencies),
         errors,
         cpu_us_per_op,
+        records: None,
     })
 }
 
