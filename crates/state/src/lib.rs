@@ -40,8 +40,10 @@ mod legacy;
 pub mod members;
 pub mod metadata;
 pub mod partition_log;
+pub mod producer_state;
 pub mod queues;
 pub mod results;
+pub mod retention;
 pub mod sessions;
 pub mod snapshot;
 pub mod validation;
@@ -315,7 +317,12 @@ impl StateMachine {
                         format!("a topic has at most {} partitions", partition_log::MAX_PARTITIONS),
                     );
                 }
-                self.create_topic(&create.name, create.partitions)
+                let retention = match create.config.as_ref().map(retention::Retention::from_proto) {
+                    None => None,
+                    Some(Ok(retention)) => Some(retention),
+                    Some(Err(why)) => return results::error(ErrorCode::Invalid, why),
+                };
+                self.create_topic(&create.name, create.partitions, retention)
             }
             Some(command::Kind::DeleteTopic(delete)) => {
                 let outcome = self.metadata.delete_topic(self.at(), &delete.name);
@@ -339,8 +346,18 @@ impl StateMachine {
             }
             Some(command::Kind::AppendRecords(append)) => {
                 use partition_log::AppendError;
-                match self.partition_logs.append(&append.topic, append.partition, &append.batches) {
-                    Ok((base, start)) => results::appended(base, start),
+                use producer_state::SequenceError;
+                let (topic, partition) = (&append.topic, append.partition);
+                match self.partition_logs.append(topic, partition, &append.batches, self.clock_ms) {
+                    Ok(at) => results::appended(at.base_offset, at.log_start_offset, at.duplicate),
+                    // A conflict with what the producer appended before; the field says which
+                    // Kafka error it is (docs/kafka.md, "Idempotent producers").
+                    Err(AppendError::Sequence(SequenceError::FencedEpoch(why))) => {
+                        results::error_in(ErrorCode::Conflict, "producerEpoch", why)
+                    }
+                    Err(AppendError::Sequence(SequenceError::OutOfOrder(why))) => {
+                        results::error_in(ErrorCode::Conflict, "baseSequence", why)
+                    }
                     Err(AppendError::UnknownPartition) => results::error(
                         ErrorCode::TopicNotFound,
                         format!("no partition {} of topic {:?}", append.partition, append.topic),
@@ -369,10 +386,15 @@ impl StateMachine {
     }
 
     /// Creates a topic: its queue, its partition logs and its metadata record, together.
-    fn create_topic(&mut self, name: &str, partitions: u32) -> CommandResult {
+    fn create_topic(
+        &mut self,
+        name: &str,
+        partitions: u32,
+        retention: Option<retention::Retention>,
+    ) -> CommandResult {
         match self.topics.create(name) {
             Ok(()) => {
-                self.partition_logs.create(name, partitions);
+                self.partition_logs.create(name, partitions, retention);
                 self.metadata.topic_created(self.at(), name);
                 results::ok()
             }

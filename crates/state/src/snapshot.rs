@@ -80,6 +80,7 @@ fn split_fields(machine: &StateMachine) -> (StateSnapshot, StateSnapshot) {
         sessions: machine.sessions.to_proto(),
         members: machine.members.to_proto(),
         partition_logs: machine.partition_logs.to_proto(),
+        topic_configs: machine.partition_logs.configs_to_proto(),
         ..StateSnapshot::default()
     };
     machine.metadata.to_proto(&mut after);
@@ -209,8 +210,12 @@ pub(super) fn decode(data: &[u8], session_ttl_ms: u64) -> Result<StateMachine, S
     }
     let topics = Topics::from_queues(topics).map_err(SnapshotError::Inconsistent)?;
     let names: Vec<String> = topics.names().map(str::to_owned).collect();
-    let partition_logs = PartitionLogs::from_proto(snapshot.partition_logs.clone(), &names)
-        .map_err(SnapshotError::Inconsistent)?;
+    let partition_logs = PartitionLogs::from_proto(
+        snapshot.partition_logs.clone(),
+        snapshot.topic_configs.clone(),
+        &names,
+    )
+    .map_err(SnapshotError::Inconsistent)?;
     let metadata =
         Metadata::from_proto(&snapshot, &names, snapshot.applied_index, snapshot.clock_ms)
             .map_err(SnapshotError::Inconsistent)?;
@@ -368,6 +373,7 @@ pub(super) fn to_proto(machine: &StateMachine) -> StateSnapshot {
         sessions: machine.sessions.to_proto(),
         members: machine.members.to_proto(),
         partition_logs: machine.partition_logs.to_proto(),
+        topic_configs: machine.partition_logs.configs_to_proto(),
         ..StateSnapshot::default()
     };
     machine.metadata.to_proto(&mut snapshot);
