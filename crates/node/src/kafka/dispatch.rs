@@ -5,13 +5,15 @@
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{
-    ApiKey, CreateTopicsRequest, DeleteTopicsRequest, DescribeQuorumRequest, FetchRequest,
-    ListOffsetsRequest, MetadataRequest, ProduceRequest, RequestHeader, ResponseHeader,
+    ApiKey, CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
+    DescribeQuorumRequest, FetchRequest, InitProducerIdRequest, ListOffsetsRequest,
+    MetadataRequest, ProduceRequest, RequestHeader, ResponseHeader,
 };
 use kafka_protocol::protocol::{Decodable, Encodable};
 
 use super::frame::encode_frame;
 use super::{api_versions, describe_quorum, fetch, list_offsets, metadata, produce, topics};
+use super::{describe_configs, init_producer_id};
 use crate::node::NodeHandle;
 
 /// What to do with a request.
@@ -81,6 +83,14 @@ pub async fn handle(node: &NodeHandle, frame: Bytes) -> Outcome {
         },
         ApiKey::DescribeQuorum => match decode::<DescribeQuorumRequest>(&mut buf, &at) {
             Ok(request) => at.respond(&describe_quorum::answer(node, &request, version)),
+            Err(close) => close,
+        },
+        ApiKey::InitProducerId => match decode::<InitProducerIdRequest>(&mut buf, &at) {
+            Ok(request) => at.respond(&init_producer_id::answer(node, request).await),
+            Err(close) => close,
+        },
+        ApiKey::DescribeConfigs => match decode::<DescribeConfigsRequest>(&mut buf, &at) {
+            Ok(request) => at.respond(&describe_configs::answer(node, &request, version)),
             Err(close) => close,
         },
         other => Outcome::Close(format!("{other:?} is not served")),
