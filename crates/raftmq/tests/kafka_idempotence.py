@@ -74,7 +74,7 @@ def produce(bootstrap, topic, partitions, count, keys):
         if i % 50 == 0:
             time.sleep(0.01)
     producer.flush(90)
-    say({"delivered": delivered, "errors": errors})
+    say({"delivered": delivered, "errors": sorted(set(errors))[:5]})
 
 
 def consume(bootstrap, topic, partitions):

@@ -2,10 +2,13 @@
 //! id counter — the one `/v1/producers` hands out from (the metadata `AllocateProducerId`
 //! command), so ids are unique across the cluster and never reused — with epoch 0.
 //!
-//! - Only the leader allocates (it proposes the command as its own broker, at its broker
-//!   epoch); a follower answers NOT_COORDINATOR and the client asks another broker.
-//! - The leader's broker registration is written shortly after it starts; until it is
-//!   there the answer is COORDINATOR_NOT_AVAILABLE, which clients retry.
+//! - Any member answers, as any Kafka broker does for a producer without a transactional id:
+//!   it proposes the command as its own broker, at its broker epoch, through the command
+//!   layer, which carries it to the leader. (Answering NOT_COORDINATOR on followers would
+//!   strand librdkafka, which asks the one broker it is connected to again and again.)
+//! - A member's broker registration is written shortly after it starts; until it is there,
+//!   or while there is no leader, the answer is COORDINATOR_NOT_AVAILABLE, which clients
+//!   retry.
 //! - A transactional id asks for transactions, which are not served: TRANSACTIONAL_ID_
 //!   AUTHORIZATION_FAILED would blame permissions, so the answer is INVALID_REQUEST, a fatal
 //!   error for the client that says plainly the request cannot be served.
@@ -42,10 +45,6 @@ async fn allocate(
     if request.transactional_id.is_some() {
         let why = "transactions are not supported (docs/kafka.md)".to_string();
         return Err((ResponseError::InvalidRequest, why));
-    }
-    if !node.status().is_leader() {
-        let why = "only the Raft leader hands out producer ids".to_string();
-        return Err((ResponseError::NotCoordinator, why));
     }
     let broker_id = node.id() as i64;
     let epoch = node.state().metadata().broker(broker_id).map(|b| b.epoch);
