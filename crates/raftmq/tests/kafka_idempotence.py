@@ -71,7 +71,8 @@ def produce(bootstrap, topic, partitions, count, keys):
             # Keep producing while the cluster recovers: requests in flight meet the dead
             # leader and are retried.
         producer.poll(0)
-        if i % 50 == 0:
+        # The second half is spread over a few seconds, so the leader dies under it.
+        if i >= count // 2 and i % 10 == 0:
             time.sleep(0.01)
     producer.flush(90)
     say({"delivered": delivered, "errors": sorted(set(errors))[:5]})

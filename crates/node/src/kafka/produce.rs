@@ -112,7 +112,18 @@ async fn append(
     let command = Command { kind: Some(kind), ..Command::default() };
     match node.propose(command).await {
         Ok(applied) => match results::appended_at(&applied.result) {
-            Some(at) => (None, None, at.base_offset, at.log_start_offset),
+            Some(at) => {
+                if at.duplicate {
+                    // Rare and worth seeing: a producer retried a batch that was appended.
+                    tracing::info!(
+                        topic,
+                        partition,
+                        base_offset = at.base_offset,
+                        "a retried batch was already appended: answered its first offset"
+                    );
+                }
+                (None, None, at.base_offset, at.log_start_offset)
+            }
             None => match results::error_code(&applied.result) {
                 Some(ErrorCode::CorruptRecords) => {
                     refused(ResponseError::CorruptMessage, format!("{:?}", applied.result))
