@@ -98,3 +98,75 @@ fn records(batch: &Bytes) -> Option<Vec<(i64, i64)>> {
     let set = RecordBatchDecoder::decode(&mut buf).ok()?;
     Some(set.records.iter().map(|r| (r.offset, r.timestamp)).collect())
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::BytesMut;
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+    use prost::Message as _;
+    use raftmq_proto::client::command::Kind;
+    use raftmq_proto::client::{AppendRecords, Command, CreateTopic};
+    use raftmq_state::StateMachine;
+
+    use super::*;
+
+    /// One gzip-compressed batch whose records carry `timestamps` (offsets from 0).
+    fn batch(timestamps: &[i64]) -> Bytes {
+        let records: Vec<Record> = timestamps
+            .iter()
+            .enumerate()
+            .map(|(i, ts)| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: 0,
+                producer_id: -1,
+                producer_epoch: -1,
+                timestamp_type: TimestampType::Creation,
+                offset: i as i64,
+                sequence: -1,
+                timestamp: *ts,
+                key: None,
+                value: Some(Bytes::from(format!("value {i}"))),
+                headers: Default::default(),
+            })
+            .collect();
+        let mut buf = BytesMut::new();
+        let options = RecordEncodeOptions { version: 2, compression: Compression::Gzip };
+        RecordBatchEncoder::encode(&mut buf, &records, &options).expect("encodes");
+        buf.freeze()
+    }
+
+    #[test]
+    fn a_timestamp_inside_a_compressed_batch_finds_its_exact_record() {
+        let mut state = StateMachine::new(u64::MAX);
+        let commands = [
+            Kind::CreateTopic(CreateTopic { name: "t".into(), partitions: 1, config: None }),
+            Kind::AppendRecords(AppendRecords {
+                topic: "t".into(),
+                partition: 0,
+                batches: batch(&[100, 300, 200]),
+            }),
+            Kind::AppendRecords(AppendRecords {
+                topic: "t".into(),
+                partition: 0,
+                batches: batch(&[400, 500]),
+            }),
+        ];
+        for (index, kind) in commands.into_iter().enumerate() {
+            let command = Command { kind: Some(kind), ..Command::default() };
+            state.apply_command(index as u64 + 1, 1, &command.encode_to_vec());
+        }
+        let log = state.partition_logs().partition("t", 0).expect("the partition");
+        assert_eq!(log.high_watermark(), 5);
+        assert_eq!(first_at_or_after(log, 50), (0, 100), "from the header");
+        assert_eq!(first_at_or_after(log, 150), (1, 300), "the first record at or after it");
+        assert_eq!(first_at_or_after(log, 300), (1, 300));
+        assert_eq!(first_at_or_after(log, 301), (3, 400), "the next batch");
+        assert_eq!(first_at_or_after(log, 450), (4, 500), "decoded in the second batch");
+        assert_eq!(first_at_or_after(log, 501), (-1, -1));
+        assert_eq!(newest(log), (4, 500));
+    }
+}
