@@ -126,7 +126,8 @@ mod tests {
                 producer_epoch: -1,
                 timestamp_type: TimestampType::Creation,
                 offset: i as i64,
-                sequence: -1,
+                // offset - sequence constant: the encoder keeps the records in one batch.
+                sequence: i as i32,
                 timestamp: *ts,
                 key: None,
                 value: Some(Bytes::from(format!("value {i}"))),
@@ -161,6 +162,7 @@ mod tests {
         }
         let log = state.partition_logs().partition("t", 0).expect("the partition");
         assert_eq!(log.high_watermark(), 5);
+        assert_eq!(log.read(0, usize::MAX).len(), 2, "two batches");
         assert_eq!(first_at_or_after(log, 50), (0, 100), "from the header");
         assert_eq!(first_at_or_after(log, 150), (1, 300), "the first record at or after it");
         assert_eq!(first_at_or_after(log, 300), (1, 300));
