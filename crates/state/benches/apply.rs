@@ -40,7 +40,11 @@ fn apply(c: &mut Criterion) {
         sm.apply_command(
             1,
             1,
-            &encode(Kind::CreateTopic(CreateTopic { name: "t".into(), partitions: 0 }), "", 0),
+            &encode(
+                Kind::CreateTopic(CreateTopic { name: "t".into(), partitions: 0, config: None }),
+                "",
+                0,
+            ),
         );
         sm
     };

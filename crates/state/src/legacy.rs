@@ -164,7 +164,10 @@ mod tests {
         sm.apply_command(
             2,
             1,
-            &command("", Kind::CreateTopic(CreateTopic { name: "t".into(), partitions: 0 })),
+            &command(
+                "",
+                Kind::CreateTopic(CreateTopic { name: "t".into(), partitions: 0, config: None }),
+            ),
         );
         let topic_uuid = sm.metadata().topic_by_name("t").expect("created").topic_uuid.clone();
         let partition = CreatePartition {

@@ -46,8 +46,10 @@ mod legacy;
 pub mod members;
 pub mod metadata;
 pub mod partition_log;
+pub mod producer_state;
 pub mod queues;
 pub mod results;
+pub mod retention;
 pub mod sessions;
 pub mod snapshot;
 pub mod validation;
@@ -328,7 +330,12 @@ impl StateMachine {
                         format!("a topic has at most {} partitions", partition_log::MAX_PARTITIONS),
                     );
                 }
-                self.create_topic(&create.name, create.partitions)
+                let retention = match create.config.as_ref().map(retention::Retention::from_proto) {
+                    None => None,
+                    Some(Ok(retention)) => Some(retention),
+                    Some(Err(why)) => return results::error(ErrorCode::Invalid, why),
+                };
+                self.create_topic(&create.name, create.partitions, retention)
             }
             Some(command::Kind::DeleteTopic(delete)) => {
                 let outcome = self.metadata.delete_topic(self.at(), &delete.name);
@@ -340,13 +347,14 @@ impl StateMachine {
                 results::metadata(outcome)
             }
             Some(command::Kind::PutMessage(put)) => {
-                let batch = bridge::message_batch(&put.message, self.clock_ms, 0);
-                match self.topics.put(&put.topic, put.message) {
+                let (topic, clock_ms) = (&put.topic, self.clock_ms);
+                match self.topics.put(topic, &put.message) {
                     Ok(()) => {
                         // The same message in the Kafka view: partition 0, which every topic
                         // has (docs/kafka.md, "One set of topics").
-                        let appended = self.partition_logs.append(&put.topic, 0, &batch);
-                        debug_assert!(appended.is_ok(), "every topic has a partition 0");
+                        let appended =
+                            self.partition_logs.append_message(topic, &put.message, clock_ms);
+                        debug_assert!(appended, "every topic has a partition 0");
                         results::ok()
                     }
                     Err(error) => queue_error(error, &put.topic),
@@ -360,15 +368,29 @@ impl StateMachine {
             }
             Some(command::Kind::AppendRecords(append)) => {
                 use partition_log::AppendError;
-                match self.partition_logs.append(&append.topic, append.partition, &append.batches) {
-                    Ok((base, start)) => {
-                        // And the records' text in the consume-once queue, in offset order.
-                        let (texts, _left_out) = bridge::queued_texts(&append.batches);
-                        for text in texts {
-                            // The topic exists: its partition log just took the append.
-                            let _ = self.topics.put(&append.topic, text);
+                use producer_state::SequenceError;
+                let (topic, partition) = (&append.topic, append.partition);
+                match self.partition_logs.append(topic, partition, &append.batches, self.clock_ms) {
+                    Ok(at) => {
+                        if !at.duplicate {
+                            // And the records' text in the consume-once queue, in offset order
+                            // (a producer's retry, stored once, is queued once; Kafka clients
+                            // send one batch a partition, so an append is a retry or not).
+                            let (texts, _left_out) = bridge::queued_texts(&append.batches);
+                            for text in texts {
+                                // The topic exists: its partition log just took the append.
+                                let _ = self.topics.put(topic, &text);
+                            }
                         }
-                        results::appended(base, start)
+                        results::appended(at.base_offset, at.log_start_offset, at.duplicate)
+                    }
+                    // A conflict with what the producer appended before; the field says which
+                    // Kafka error it is (docs/kafka.md, "Idempotent producers").
+                    Err(AppendError::Sequence(SequenceError::FencedEpoch(why))) => {
+                        results::error_in(ErrorCode::Conflict, "producerEpoch", why)
+                    }
+                    Err(AppendError::Sequence(SequenceError::OutOfOrder(why))) => {
+                        results::error_in(ErrorCode::Conflict, "baseSequence", why)
                     }
                     Err(AppendError::UnknownPartition) => results::error(
                         ErrorCode::TopicNotFound,
@@ -406,10 +428,15 @@ impl StateMachine {
     }
 
     /// Creates a topic: its queue, its partition logs and its metadata record, together.
-    fn create_topic(&mut self, name: &str, partitions: u32) -> CommandResult {
+    fn create_topic(
+        &mut self,
+        name: &str,
+        partitions: u32,
+        retention: Option<retention::Retention>,
+    ) -> CommandResult {
         match self.topics.create(name) {
             Ok(()) => {
-                self.partition_logs.create(name, partitions);
+                self.partition_logs.create(name, partitions, retention);
                 self.metadata.topic_created(self.at(), name);
                 results::ok()
             }

@@ -8,15 +8,22 @@
 //!   `baseOffset` rewritten to the offset assigned;
 //! - a batch whose length, magic or CRC-32C is wrong is refused whole (and nothing of the
 //!   append is stored), so a corrupt batch never enters any replica;
-//! - what is applied is committed: the high watermark is the next offset.
+//! - what is applied is committed: the high watermark is the next offset;
+//! - an idempotent producer's batches are checked against what it appended before
+//!   (`producer_state`): a retry is not appended twice, a gap or a fenced epoch is refused;
+//! - retention removes whole batches from the front after each append (`retention`), and the
+//!   log start offset follows.
 //!
 //! The records live behind [`RecordStore`], so that a store on disk (segments with an offset
 //! index) can replace the in-memory [`MemoryStore`] without touching the rules here.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use bytes::{Bytes, BytesMut};
-use raftmq_proto::client::PartitionLogImage;
+use raftmq_proto::client::{PartitionLogImage, TopicConfigImage};
+
+use crate::producer_state::{BatchProducer, Pending, ProducerStates, SequenceError, Verdict};
+use crate::retention::Retention;
 
 /// The size of a record batch v2 header, up to and including the record count.
 pub const BATCH_HEADER_BYTES: usize = 61;
@@ -87,6 +94,30 @@ fn be4(bytes: &[u8]) -> [u8; 4] {
     bytes.try_into().expect("invariant: callers slice exactly 4 bytes")
 }
 
+fn be8(bytes: &[u8]) -> [u8; 8] {
+    bytes.try_into().expect("invariant: callers slice exactly 8 bytes")
+}
+
+/// A stored batch's `baseOffset` (a stored batch has a whole header).
+pub fn base_offset(batch: &[u8]) -> i64 {
+    i64::from_be_bytes(be8(&batch[..8]))
+}
+
+/// A stored batch's last offset (`baseOffset + lastOffsetDelta`).
+pub fn last_offset(batch: &[u8]) -> i64 {
+    base_offset(batch) + i64::from(i32::from_be_bytes(be4(&batch[23..27])))
+}
+
+/// A batch's `baseTimestamp` (its first record's timestamp).
+pub fn base_timestamp(batch: &[u8]) -> i64 {
+    i64::from_be_bytes(be8(&batch[27..35]))
+}
+
+/// A batch's `maxTimestamp` (its newest record's timestamp; -1: none).
+pub fn max_timestamp(batch: &[u8]) -> i64 {
+    i64::from_be_bytes(be8(&batch[35..43]))
+}
+
 /// The storage of one partition's batches. The in-memory [`MemoryStore`] is this slice's;
 /// a segment store on disk implements the same calls.
 pub trait RecordStore: Clone + std::fmt::Debug + Default {
@@ -99,6 +130,12 @@ pub trait RecordStore: Clone + std::fmt::Debug + Default {
     fn all(&self) -> Vec<Bytes>;
     /// The bytes held.
     fn bytes(&self) -> usize;
+    /// The oldest batch held.
+    fn oldest(&self) -> Option<&Bytes>;
+    /// Removes the oldest batch (retention).
+    fn remove_oldest(&mut self);
+    /// Every batch held, oldest first, without copying them.
+    fn iter(&self) -> Box<dyn Iterator<Item = &Bytes> + '_>;
 }
 
 /// Batches in memory, with their offset ranges for lookup.
@@ -106,21 +143,21 @@ pub trait RecordStore: Clone + std::fmt::Debug + Default {
 pub struct MemoryStore {
     /// (last offset, batch), in offset order: a binary search on the last offset finds the
     /// batch holding any offset.
-    batches: Vec<(i64, Bytes)>,
+    batches: VecDeque<(i64, Bytes)>,
     bytes: usize,
 }
 
 impl RecordStore for MemoryStore {
     fn push(&mut self, _base: i64, last: i64, batch: Bytes) {
         self.bytes += batch.len();
-        self.batches.push((last, batch));
+        self.batches.push_back((last, batch));
     }
 
     fn read(&self, from: i64, max_bytes: usize) -> Vec<Bytes> {
         let first = self.batches.partition_point(|(last, _)| *last < from);
         let mut out = Vec::new();
         let mut size = 0;
-        for (_, batch) in &self.batches[first..] {
+        for (_, batch) in self.batches.range(first..) {
             if !out.is_empty() && size + batch.len() > max_bytes {
                 break;
             }
@@ -137,6 +174,20 @@ impl RecordStore for MemoryStore {
     fn bytes(&self) -> usize {
         self.bytes
     }
+
+    fn oldest(&self) -> Option<&Bytes> {
+        self.batches.front().map(|(_, b)| b)
+    }
+
+    fn remove_oldest(&mut self) {
+        if let Some((_, batch)) = self.batches.pop_front() {
+            self.bytes -= batch.len();
+        }
+    }
+
+    fn iter(&self) -> Box<dyn Iterator<Item = &Bytes> + '_> {
+        Box::new(self.batches.iter().map(|(_, b)| b))
+    }
 }
 
 /// One partition: its offsets and its store.
@@ -145,6 +196,7 @@ pub struct PartitionLog<S: RecordStore = MemoryStore> {
     log_start_offset: i64,
     next_offset: i64,
     store: S,
+    producers: ProducerStates,
 }
 
 impl<S: RecordStore> PartitionLog<S> {
@@ -172,17 +224,91 @@ impl<S: RecordStore> PartitionLog<S> {
         self.store.bytes()
     }
 
-    /// Appends checked batches, giving each the next offsets; answers the first offset given.
-    fn append(&mut self, bytes: &[u8], batches: &[BatchInfo]) -> i64 {
-        let base_offset = self.next_offset;
-        for info in batches {
-            let mut batch = BytesMut::from(&bytes[info.start..info.start + info.len]);
-            batch[..8].copy_from_slice(&self.next_offset.to_be_bytes());
-            let last = self.next_offset + info.offsets - 1;
-            self.store.push(self.next_offset, last, batch.freeze());
-            self.next_offset = last + 1;
+    /// The idempotent producers' state.
+    pub fn producers(&self) -> &ProducerStates {
+        &self.producers
+    }
+
+    /// The first batch held whose newest record is at or after `timestamp`: the batch that
+    /// holds the first offset with a timestamp at or after it (timestamps need not grow).
+    pub fn batch_at_timestamp(&self, timestamp: i64) -> Option<Bytes> {
+        self.store.iter().find(|b| max_timestamp(b) >= timestamp).cloned()
+    }
+
+    /// The first batch held with the largest `maxTimestamp`.
+    pub fn batch_with_max_timestamp(&self) -> Option<Bytes> {
+        let mut best: Option<&Bytes> = None;
+        for batch in self.store.iter() {
+            if best.is_none_or(|b| max_timestamp(batch) > max_timestamp(b)) {
+                best = Some(batch);
+            }
         }
-        base_offset
+        best.cloned()
+    }
+
+    /// Checks the producers of `batches` and appends those that are not duplicates, giving
+    /// each the next offsets; answers the offset of the first batch (where a duplicate first
+    /// batch was put before) and whether every batch was a duplicate. Refused, it changes
+    /// nothing.
+    fn append(
+        &mut self,
+        bytes: &[u8],
+        batches: &[BatchInfo],
+    ) -> Result<(i64, bool), SequenceError> {
+        // Checked first, all of them, so that a refusal leaves the log as it was.
+        let mut pending = Pending::default();
+        let mut plan = Vec::with_capacity(batches.len());
+        let mut next = self.next_offset;
+        for info in batches {
+            let batch = &bytes[info.start..info.start + info.len];
+            let verdict = match BatchProducer::of(batch) {
+                Some(producer) => {
+                    let verdict = pending.check(&self.producers, &producer)?;
+                    if verdict == Verdict::Append {
+                        pending.record(&self.producers, &producer, next);
+                    }
+                    verdict
+                }
+                None => Verdict::Append,
+            };
+            if verdict == Verdict::Append {
+                next += info.offsets;
+            }
+            plan.push(verdict);
+        }
+        pending.commit(&mut self.producers);
+        let duplicate = plan.iter().all(|v| matches!(v, Verdict::Duplicate(_)));
+        let mut first = None;
+        for (info, verdict) in batches.iter().zip(plan) {
+            let at = match verdict {
+                Verdict::Duplicate(at) => at,
+                Verdict::Append => {
+                    let mut batch = BytesMut::from(&bytes[info.start..info.start + info.len]);
+                    batch[..8].copy_from_slice(&self.next_offset.to_be_bytes());
+                    let at = self.next_offset;
+                    let last = at + info.offsets - 1;
+                    self.store.push(at, last, batch.freeze());
+                    self.next_offset = last + 1;
+                    at
+                }
+            };
+            first.get_or_insert(at);
+        }
+        Ok((first.expect("invariant: check_batches refuses an append without batches"), duplicate))
+    }
+
+    /// Removes whole batches from the front by `retention` (see `retention`); batches from
+    /// `appended_from` on were just appended and are kept by time.
+    fn apply_retention(&mut self, retention: &Retention, clock_ms: u64, appended_from: i64) {
+        while let Some(oldest) = self.store.oldest() {
+            let by_time = base_offset(oldest) < appended_from
+                && retention.expired(max_timestamp(oldest), clock_ms);
+            if !(by_time || retention.too_large(self.store.bytes(), oldest.len())) {
+                break;
+            }
+            self.store.remove_oldest();
+        }
+        self.log_start_offset = self.store.oldest().map_or(self.next_offset, |b| base_offset(b));
     }
 }
 
@@ -193,23 +319,54 @@ pub enum AppendError {
     UnknownPartition,
     /// A batch is not a valid record batch v2.
     Corrupt(String),
+    /// An idempotent producer's batch does not follow what it appended before.
+    Sequence(SequenceError),
 }
 
-/// Every topic's partitions, by topic name.
+/// Where an append landed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Appended {
+    /// The offset of the first batch (for a duplicate, where it was put the first time).
+    pub base_offset: i64,
+    /// The partition's log start offset after the append (and its retention).
+    pub log_start_offset: i64,
+    /// Every batch was an idempotent producer's retry of batches already appended.
+    pub duplicate: bool,
+}
+
+/// Every topic's partitions, by topic name, and the retention of the topics that set one.
 #[derive(Clone, Debug, Default)]
 pub struct PartitionLogs {
     topics: BTreeMap<String, Vec<PartitionLog>>,
+    /// Topics created with retention settings; the others have Kafka's defaults.
+    retention: BTreeMap<String, Retention>,
 }
 
 impl PartitionLogs {
-    /// Gives `topic` `count` empty partitions (at least one).
-    pub(crate) fn create(&mut self, topic: &str, count: u32) {
+    /// Gives `topic` `count` empty partitions (at least one), and its retention settings
+    /// (`None`: the defaults).
+    pub(crate) fn create(&mut self, topic: &str, count: u32, retention: Option<Retention>) {
         let count = count.max(1) as usize;
         self.topics.insert(topic.to_owned(), vec![PartitionLog::default(); count]);
+        match retention {
+            Some(retention) => self.retention.insert(topic.to_owned(), retention),
+            None => self.retention.remove(topic),
+        };
     }
 
     pub(crate) fn remove(&mut self, topic: &str) {
         self.topics.remove(topic);
+        self.retention.remove(topic);
+    }
+
+    /// A topic's retention settings (the defaults unless it was created with its own), and
+    /// whether they were set at its creation; `None` if there is no such topic.
+    pub fn retention(&self, topic: &str) -> Option<(Retention, bool)> {
+        self.topics.get(topic)?;
+        Some(match self.retention.get(topic) {
+            Some(r) => (*r, true),
+            None => (Retention::default(), false),
+        })
     }
 
     /// A topic's partitions, or `None` if there is no such topic.
@@ -222,21 +379,50 @@ impl PartitionLogs {
         self.topics.get(topic)?.get(partition as usize)
     }
 
-    /// Checks `bytes` and appends its batches to the partition; answers the first offset
-    /// given. Refused, it changes nothing.
+    /// Checks `bytes` and appends its batches to the partition, then applies the topic's
+    /// retention at the log's clock `clock_ms`. Refused, it changes nothing.
     pub(crate) fn append(
         &mut self,
         topic: &str,
         partition: u32,
         bytes: &[u8],
-    ) -> Result<(i64, i64), AppendError> {
+        clock_ms: u64,
+    ) -> Result<Appended, AppendError> {
+        let retention = self.retention.get(topic).copied().unwrap_or_default();
         let log = self
             .topics
             .get_mut(topic)
             .and_then(|p| p.get_mut(partition as usize))
             .ok_or(AppendError::UnknownPartition)?;
         let batches = check_batches(bytes).map_err(AppendError::Corrupt)?;
-        Ok((log.append(bytes, &batches), log.log_start_offset))
+        let appended_from = log.next_offset;
+        let (base_offset, duplicate) =
+            log.append(bytes, &batches).map_err(AppendError::Sequence)?;
+        log.apply_retention(&retention, clock_ms, appended_from);
+        Ok(Appended { base_offset, log_start_offset: log.log_start_offset, duplicate })
+    }
+
+    /// Appends one record holding `message`, a REST door's message, to partition 0 of `topic`
+    /// (docs/kafka.md, "One set of topics"): built at its offset, so it needs neither the
+    /// checks nor the copy a producer's bytes get. `false` if the topic has no partition log.
+    pub(crate) fn append_message(&mut self, topic: &str, message: &str, clock_ms: u64) -> bool {
+        let retention = self.retention.get(topic).copied().unwrap_or_default();
+        let Some(log) = self.topics.get_mut(topic).and_then(|p| p.first_mut()) else {
+            return false;
+        };
+        let at = log.next_offset;
+        log.store.push(at, at, crate::bridge::message_batch(message, clock_ms, at));
+        log.next_offset = at + 1;
+        log.apply_retention(&retention, clock_ms, at);
+        true
+    }
+
+    /// The explicit retention settings, in the snapshot's form, ordered by topic.
+    pub(crate) fn configs_to_proto(&self) -> Vec<TopicConfigImage> {
+        self.retention
+            .iter()
+            .map(|(topic, r)| TopicConfigImage { topic: topic.clone(), config: Some(r.to_proto()) })
+            .collect()
     }
 
     /// The snapshot form, ordered by (topic, partition).
@@ -250,6 +436,7 @@ impl PartitionLogs {
                     log_start_offset: log.log_start_offset,
                     next_offset: log.next_offset,
                     batches: log.store.all(),
+                    producers: log.producers.to_proto(),
                 });
             }
         }
@@ -262,9 +449,20 @@ impl PartitionLogs {
     /// do not check.
     pub(crate) fn from_proto(
         images: Vec<PartitionLogImage>,
+        configs: Vec<TopicConfigImage>,
         topics: &[String],
     ) -> Result<Self, String> {
         let mut logs = PartitionLogs::default();
+        for image in configs {
+            if !topics.contains(&image.topic) {
+                return Err(format!("retention settings of the unknown topic {:?}", image.topic));
+            }
+            let retention = Retention::from_proto(&image.config.unwrap_or_default())
+                .map_err(|e| format!("topic {:?}: {e}", image.topic))?;
+            if logs.retention.insert(image.topic.clone(), retention).is_some() {
+                return Err(format!("the retention of {:?} is listed twice", image.topic));
+            }
+        }
         for image in images {
             if !topics.contains(&image.topic) {
                 return Err(format!("a partition log of the unknown topic {:?}", image.topic));
@@ -276,10 +474,13 @@ impl PartitionLogs {
                     image.partition, image.topic
                 ));
             }
+            let producers = ProducerStates::from_proto(image.producers)
+                .map_err(|e| format!("partition {} of {:?}: {e}", image.partition, image.topic))?;
             let mut log = PartitionLog {
                 log_start_offset: image.log_start_offset,
                 next_offset: image.log_start_offset,
                 store: MemoryStore::default(),
+                producers,
             };
             for batch in image.batches {
                 let checked = check_batches(&batch).map_err(|e| {
@@ -312,14 +513,31 @@ impl PartitionLogs {
 }
 
 /// A record batch v2 of `records` offsets with a correct CRC (its records are not decoded
-/// here, only the header), for tests.
+/// here, only the header), without a producer id or timestamps, for tests.
 #[cfg(test)]
 pub(crate) fn test_batch(records: i32) -> Vec<u8> {
+    test_batch_with(records, None, -1)
+}
+
+/// [`test_batch`] of an idempotent producer (`(id, epoch, base sequence)`) and with
+/// `max_timestamp` as both its timestamps.
+#[cfg(test)]
+pub(crate) fn test_batch_with(
+    records: i32,
+    producer: Option<(i64, i16, i32)>,
+    max_timestamp: i64,
+) -> Vec<u8> {
     let mut b = vec![0u8; BATCH_HEADER_BYTES + 4];
     let len = (b.len() - LENGTH_END) as i32;
     b[8..12].copy_from_slice(&len.to_be_bytes());
     b[16] = MAGIC_V2;
     b[23..27].copy_from_slice(&(records - 1).to_be_bytes());
+    b[27..35].copy_from_slice(&max_timestamp.to_be_bytes());
+    b[35..43].copy_from_slice(&max_timestamp.to_be_bytes());
+    let (id, epoch, seq) = producer.unwrap_or((-1, -1, -1));
+    b[43..51].copy_from_slice(&id.to_be_bytes());
+    b[51..53].copy_from_slice(&epoch.to_be_bytes());
+    b[53..57].copy_from_slice(&seq.to_be_bytes());
     b[57..61].copy_from_slice(&records.to_be_bytes());
     b[61..].copy_from_slice(b"data");
     let crc = crc32c::crc32c(&b[CRC_START..]);
@@ -337,22 +555,29 @@ mod tests {
 
     fn logs() -> PartitionLogs {
         let mut logs = PartitionLogs::default();
-        logs.create("t", 2);
+        logs.create("t", 2, None);
         logs
     }
+
+    fn at(base_offset: i64, log_start_offset: i64) -> Result<Appended, AppendError> {
+        Ok(Appended { base_offset, log_start_offset, duplicate: false })
+    }
+
+    /// A day in ms, and a log clock well past the epoch.
+    const DAY: i64 = 24 * 60 * 60 * 1000;
+    const NOW: u64 = 1_800_000_000_000;
 
     #[test]
     fn offsets_are_dense_from_zero_per_partition_and_only_base_offset_is_rewritten() {
         let mut logs = logs();
         let two = [batch(3), batch(2)].concat();
-        assert_eq!(logs.append("t", 0, &two), Ok((0, 0)));
-        assert_eq!(logs.append("t", 0, &batch(1)), Ok((5, 0)));
-        assert_eq!(logs.append("t", 1, &batch(1)), Ok((0, 0)));
+        assert_eq!(logs.append("t", 0, &two, NOW), at(0, 0));
+        assert_eq!(logs.append("t", 0, &batch(1), NOW), at(5, 0));
+        assert_eq!(logs.append("t", 1, &batch(1), NOW), at(0, 0));
         let p0 = logs.partition("t", 0).unwrap();
         assert_eq!(p0.high_watermark(), 6);
         let read = p0.read(0, usize::MAX);
-        let bases: Vec<i64> =
-            read.iter().map(|b| i64::from_be_bytes(b[..8].try_into().unwrap())).collect();
+        let bases: Vec<i64> = read.iter().map(|b| base_offset(b)).collect();
         assert_eq!(bases, [0, 3, 5]);
         assert_eq!(&read[1][8..], &batch(2)[8..], "the rest of the batch is as produced");
         // A read from inside a batch starts with the batch holding the offset.
@@ -369,31 +594,187 @@ mod tests {
         bad[62] ^= 1;
         let both = [batch(1), bad].concat();
         assert!(
-            matches!(logs.append("t", 0, &both), Err(AppendError::Corrupt(e)) if e.contains("CRC"))
+            matches!(logs.append("t", 0, &both, NOW), Err(AppendError::Corrupt(e)) if e.contains("CRC"))
         );
         assert_eq!(logs.partition("t", 0).unwrap().high_watermark(), 0);
         let mut magic = batch(1);
         magic[16] = 1;
-        assert!(matches!(logs.append("t", 0, &magic), Err(AppendError::Corrupt(_))));
+        assert!(matches!(logs.append("t", 0, &magic, NOW), Err(AppendError::Corrupt(_))));
         let mut long = batch(1);
         long[8..12].copy_from_slice(&1000i32.to_be_bytes());
-        assert!(matches!(logs.append("t", 0, &long), Err(AppendError::Corrupt(_))));
-        assert!(matches!(logs.append("t", 0, &batch(1)[..30]), Err(AppendError::Corrupt(_))));
-        assert!(matches!(logs.append("t", 0, &[]), Err(AppendError::Corrupt(_))));
-        assert_eq!(logs.append("t", 2, &batch(1)), Err(AppendError::UnknownPartition));
-        assert_eq!(logs.append("u", 0, &batch(1)), Err(AppendError::UnknownPartition));
+        assert!(matches!(logs.append("t", 0, &long, NOW), Err(AppendError::Corrupt(_))));
+        assert!(matches!(logs.append("t", 0, &batch(1)[..30], NOW), Err(AppendError::Corrupt(_))));
+        assert!(matches!(logs.append("t", 0, &[], NOW), Err(AppendError::Corrupt(_))));
+        assert_eq!(logs.append("t", 2, &batch(1), NOW), Err(AppendError::UnknownPartition));
+        assert_eq!(logs.append("u", 0, &batch(1), NOW), Err(AppendError::UnknownPartition));
     }
 
     #[test]
     fn the_snapshot_form_round_trips_and_old_snapshots_get_one_partition_a_topic() {
         let mut logs = logs();
-        logs.append("t", 1, &[batch(2), batch(3)].concat()).unwrap();
+        logs.append("t", 1, &[batch(2), batch(3)].concat(), NOW).unwrap();
         let topics = vec!["t".to_string(), "old".to_string()];
-        let restored = PartitionLogs::from_proto(logs.to_proto(), &topics).unwrap();
+        let restored = PartitionLogs::from_proto(logs.to_proto(), vec![], &topics).unwrap();
         assert_eq!(restored.partition("t", 1).unwrap().high_watermark(), 5);
         assert_eq!(restored.partitions("old").unwrap().len(), 1);
         let mut images = logs.to_proto();
         images[1].next_offset = 7;
-        assert!(PartitionLogs::from_proto(images, &topics).is_err());
+        assert!(PartitionLogs::from_proto(images, vec![], &topics).is_err());
+    }
+
+    fn idem(records: i32, epoch: i16, seq: i32) -> Vec<u8> {
+        test_batch_with(records, Some((42, epoch, seq)), NOW as i64)
+    }
+
+    #[test]
+    fn a_retried_batch_is_stored_once_and_answers_its_first_offset() {
+        let mut logs = logs();
+        logs.append("t", 0, &batch(2), NOW).unwrap();
+        assert_eq!(logs.append("t", 0, &idem(3, 0, 0), NOW), at(2, 0));
+        assert_eq!(logs.append("t", 0, &idem(1, 0, 3), NOW), at(5, 0));
+        let retry = logs.append("t", 0, &idem(3, 0, 0), NOW);
+        assert_eq!(retry, Ok(Appended { base_offset: 2, log_start_offset: 0, duplicate: true }));
+        assert_eq!(logs.partition("t", 0).unwrap().high_watermark(), 6, "nothing appended again");
+        // Another partition has its own sequences.
+        assert_eq!(logs.append("t", 1, &idem(1, 0, 0), NOW), at(0, 0));
+        // A retried pair whose second batch is new: only the new one is appended.
+        let pair = [idem(1, 0, 3), idem(2, 0, 4)].concat();
+        assert_eq!(logs.append("t", 0, &pair, NOW), at(5, 0));
+        assert_eq!(logs.partition("t", 0).unwrap().high_watermark(), 8);
+    }
+
+    #[test]
+    fn a_gap_or_a_fenced_epoch_is_refused_and_changes_nothing() {
+        let mut logs = logs();
+        logs.append("t", 0, &idem(2, 1, 0), NOW).unwrap();
+        let before = logs.partition("t", 0).unwrap().clone();
+        let gap = logs.append("t", 0, &idem(1, 1, 5), NOW);
+        assert!(matches!(gap, Err(AppendError::Sequence(SequenceError::OutOfOrder(_)))), "{gap:?}");
+        let fenced = logs.append("t", 0, &idem(1, 0, 2), NOW);
+        assert!(matches!(fenced, Err(AppendError::Sequence(SequenceError::FencedEpoch(_)))));
+        // A good batch followed by a gap in one append: neither is appended, the state stays.
+        let mixed = [idem(1, 1, 2), idem(1, 1, 9)].concat();
+        assert!(logs.append("t", 0, &mixed, NOW).is_err());
+        let after = logs.partition("t", 0).unwrap();
+        assert_eq!(after.high_watermark(), before.high_watermark());
+        assert_eq!(after.producers(), before.producers());
+        assert_eq!(
+            logs.append("t", 0, &idem(1, 1, 2), NOW),
+            at(2, 0),
+            "the right next one goes in"
+        );
+    }
+
+    #[test]
+    fn producer_state_and_retention_survive_the_snapshot() {
+        let mut logs = logs();
+        logs.create("small", 1, Some(Retention { ms: -1, bytes: 1 }));
+        logs.append("t", 0, &idem(2, 0, 0), NOW).unwrap();
+        let topics = vec!["t".to_string(), "small".to_string()];
+        let restored =
+            PartitionLogs::from_proto(logs.to_proto(), logs.configs_to_proto(), &topics).unwrap();
+        let mut restored = restored;
+        let retry = restored.append("t", 0, &idem(2, 0, 0), NOW).unwrap();
+        assert!(retry.duplicate, "the restored partition knows the producer");
+        assert!(restored.append("t", 0, &idem(1, 0, 7), NOW).is_err());
+        assert_eq!(restored.retention("small"), Some((Retention { ms: -1, bytes: 1 }, true)));
+        assert_eq!(restored.retention("t"), Some((Retention::default(), false)));
+        let mut configs = logs.configs_to_proto();
+        configs[0].topic = "gone".into();
+        assert!(PartitionLogs::from_proto(logs.to_proto(), configs, &topics).is_err());
+    }
+
+    #[test]
+    fn retention_by_bytes_keeps_at_least_the_limit_and_moves_the_log_start() {
+        let mut logs = PartitionLogs::default();
+        let size = batch(1).len() as i64;
+        logs.create("r", 1, Some(Retention { ms: -1, bytes: 2 * size }));
+        for _ in 0..3 {
+            logs.append("r", 0, &batch(2), NOW).unwrap();
+        }
+        let appended = logs.append("r", 0, &batch(2), NOW).unwrap();
+        assert_eq!(appended.log_start_offset, 4, "two batches kept of four");
+        let log = logs.partition("r", 0).unwrap();
+        assert_eq!(
+            (log.log_start_offset(), log.high_watermark(), log.bytes()),
+            (4, 8, 2 * size as usize)
+        );
+        assert_eq!(
+            base_offset(&log.read(0, usize::MAX)[0]),
+            4,
+            "a read below the start starts there"
+        );
+        // Just above the limit keeps three batches (two of them would be below it).
+        let mut logs = PartitionLogs::default();
+        logs.create("r", 1, Some(Retention { ms: -1, bytes: 2 * size + 1 }));
+        for _ in 0..4 {
+            logs.append("r", 0, &batch(2), NOW).unwrap();
+        }
+        assert_eq!(logs.partition("r", 0).unwrap().log_start_offset(), 2);
+        // 0 keeps nothing; -1 keeps everything.
+        logs.create("none", 1, Some(Retention { ms: -1, bytes: 0 }));
+        logs.append("none", 0, &batch(2), NOW).unwrap();
+        let log = logs.partition("none", 0).unwrap();
+        assert_eq!((log.log_start_offset(), log.high_watermark(), log.bytes()), (2, 2, 0));
+        assert!(log.read(2, usize::MAX).is_empty());
+    }
+
+    #[test]
+    fn retention_by_time_removes_expired_batches_from_the_front_at_the_next_append() {
+        let mut logs = PartitionLogs::default();
+        logs.create("r", 1, Some(Retention { ms: DAY, bytes: -1 }));
+        let now = NOW as i64;
+        let stamped = |ts: i64| test_batch_with(1, None, ts);
+        // Old, then recent, then old again: only the front goes, up to the first recent one.
+        logs.append("r", 0, &stamped(now - 3 * DAY), NOW).unwrap();
+        assert_eq!(
+            logs.partition("r", 0).unwrap().log_start_offset(),
+            0,
+            "kept until the next append"
+        );
+        logs.append("r", 0, &stamped(now - 2 * DAY), NOW).unwrap();
+        assert_eq!(logs.partition("r", 0).unwrap().log_start_offset(), 1);
+        logs.append("r", 0, &stamped(now - DAY + 1), NOW).unwrap();
+        logs.append("r", 0, &stamped(now - 5 * DAY), NOW).unwrap();
+        assert_eq!(logs.partition("r", 0).unwrap().log_start_offset(), 2, "stops at a recent one");
+        // Exactly retention.ms old is kept (Kafka removes what is older than the limit).
+        let mut logs = PartitionLogs::default();
+        logs.create("r", 1, Some(Retention { ms: DAY, bytes: -1 }));
+        logs.append("r", 0, &stamped(now - DAY), NOW).unwrap();
+        logs.append("r", 0, &stamped(now), NOW).unwrap();
+        assert_eq!(logs.partition("r", 0).unwrap().log_start_offset(), 0);
+        // The default is 7 days; -1 never expires; an unknown clock (0) removes nothing.
+        logs.create("d", 1, None);
+        logs.append("d", 0, &stamped(now - 8 * DAY), NOW).unwrap();
+        logs.append("d", 0, &stamped(now - 6 * DAY), NOW).unwrap();
+        assert_eq!(logs.partition("d", 0).unwrap().log_start_offset(), 1);
+        logs.append("d", 0, &stamped(0), 0).unwrap();
+        logs.append("d", 0, &stamped(0), 0).unwrap();
+        assert_eq!(logs.partition("d", 0).unwrap().log_start_offset(), 1);
+        logs.create("f", 1, Some(Retention { ms: -1, bytes: -1 }));
+        logs.append("f", 0, &stamped(0), NOW).unwrap();
+        logs.append("f", 0, &stamped(0), NOW).unwrap();
+        assert_eq!(logs.partition("f", 0).unwrap().log_start_offset(), 0);
+    }
+
+    #[test]
+    fn a_timestamp_finds_the_first_batch_with_a_record_at_or_after_it() {
+        let mut logs = PartitionLogs::default();
+        // Early timestamps: kept only because this topic keeps everything.
+        logs.create("t", 2, Some(Retention { ms: -1, bytes: -1 }));
+        for ts in [100, 300, 200, 400] {
+            logs.append("t", 0, &test_batch_with(2, None, ts), NOW).unwrap();
+        }
+        let log = logs.partition("t", 0).unwrap();
+        let found = |ts| log.batch_at_timestamp(ts).map(|b| base_offset(&b));
+        assert_eq!(found(0), Some(0));
+        assert_eq!(found(100), Some(0));
+        assert_eq!(found(101), Some(2));
+        assert_eq!(found(250), Some(2), "the first batch reaching it, not the closest one");
+        assert_eq!(found(301), Some(6));
+        assert_eq!(found(401), None);
+        let newest = log.batch_with_max_timestamp().map(|b| (base_offset(&b), last_offset(&b)));
+        assert_eq!(newest, Some((6, 7)));
+        assert_eq!(logs.partition("t", 1).unwrap().batch_with_max_timestamp(), None);
     }
 }

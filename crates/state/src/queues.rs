@@ -74,8 +74,8 @@ impl Topics {
         Ok(())
     }
 
-    pub(crate) fn put(&mut self, topic: &str, message: String) -> Result<(), QueueError> {
-        self.topic_mut(topic)?.queue.push(&message);
+    pub(crate) fn put(&mut self, topic: &str, message: &str) -> Result<(), QueueError> {
+        self.topic_mut(topic)?.queue.push(message);
         Ok(())
     }
 
@@ -315,13 +315,13 @@ mod tests {
         let mut topics = Topics::default();
         assert_eq!(topics.create("t"), Ok(()));
         for message in ["a", "b", "c"] {
-            assert_eq!(topics.put("t", message.into()), Ok(()));
+            assert_eq!(topics.put("t", message), Ok(()));
         }
         assert_eq!(topics.consume("t").as_deref(), Ok("a"));
         assert_eq!(topics.consume("t").as_deref(), Ok("b"));
         assert_eq!(topics.consume("t").as_deref(), Ok("c"));
         assert_eq!(topics.consume("t"), Err(QueueError::QueueEmpty));
-        assert_eq!(topics.put("t", "d".into()), Ok(()));
+        assert_eq!(topics.put("t", "d"), Ok(()));
         assert_eq!(topics.consume("t").as_deref(), Ok("d"));
         assert_eq!(topics.queue_len("t"), Some(0));
     }
@@ -366,13 +366,13 @@ mod tests {
         let mut topics = Topics::default();
         assert_eq!(topics.create("t"), Ok(()));
         for i in 0..COUNT {
-            assert_eq!(topics.put("t", message_100(i)), Ok(()));
+            assert_eq!(topics.put("t", &message_100(i)), Ok(()));
         }
         let bytes = topics.heap_bytes();
         assert!(bytes <= 115_000_000, "{bytes} bytes for {COUNT} messages");
         // A clone shares every chunk; the original's next put copies only the back one.
         let clone = topics.clone();
-        assert_eq!(topics.put("t", message_100(COUNT)), Ok(()));
+        assert_eq!(topics.put("t", &message_100(COUNT)), Ok(()));
         assert_eq!(topics.consume("t").as_deref(), Ok(message_100(0).as_str()));
         assert_eq!(clone.queue_len("t"), Some(COUNT));
         let clone_queue = clone.iter().next().expect("one topic").1;

@@ -22,6 +22,25 @@ pub fn error(code: ErrorCode, detail: impl Into<String>) -> CommandResult {
     }
 }
 
+/// The command failed because of `field`; nothing changed.
+pub fn error_in(code: ErrorCode, field: &str, detail: impl Into<String>) -> CommandResult {
+    CommandResult {
+        outcome: Some(Outcome::Error(Error {
+            code: code.into(),
+            detail: detail.into(),
+            field: field.to_owned(),
+        })),
+    }
+}
+
+/// The field a failed result names ("" when none, or not a failure).
+pub fn error_field(result: &CommandResult) -> &str {
+    match &result.outcome {
+        Some(Outcome::Error(error)) => &error.field,
+        _ => "",
+    }
+}
+
 /// A consume removed `message` from its topic.
 pub fn consumed(message: String) -> CommandResult {
     CommandResult { outcome: Some(Outcome::Message(message)) }
@@ -43,9 +62,10 @@ pub fn error_code(result: &CommandResult) -> Option<ErrorCode> {
     }
 }
 
-/// Record batches were appended at `base_offset`.
-pub fn appended(base_offset: i64, log_start_offset: i64) -> CommandResult {
-    let appended = raftmq_proto::client::RecordsAppended { base_offset, log_start_offset };
+/// Record batches were appended at `base_offset` (or, a `duplicate`, were there already).
+pub fn appended(base_offset: i64, log_start_offset: i64, duplicate: bool) -> CommandResult {
+    let appended =
+        raftmq_proto::client::RecordsAppended { base_offset, log_start_offset, duplicate };
     CommandResult { outcome: Some(Outcome::Appended(appended)) }
 }
 

@@ -82,6 +82,7 @@ fn split_fields(machine: &StateMachine) -> (StateSnapshot, StateSnapshot) {
         members: machine.members.to_proto(),
         partition_logs: machine.partition_logs.to_proto(),
         group_offsets: machine.group_offsets.to_proto(),
+        topic_configs: machine.partition_logs.configs_to_proto(),
         ..StateSnapshot::default()
     };
     machine.metadata.to_proto(&mut after);
@@ -211,8 +212,12 @@ pub(super) fn decode(data: &[u8], session_ttl_ms: u64) -> Result<StateMachine, S
     }
     let topics = Topics::from_queues(topics).map_err(SnapshotError::Inconsistent)?;
     let names: Vec<String> = topics.names().map(str::to_owned).collect();
-    let partition_logs = PartitionLogs::from_proto(snapshot.partition_logs.clone(), &names)
-        .map_err(SnapshotError::Inconsistent)?;
+    let partition_logs = PartitionLogs::from_proto(
+        snapshot.partition_logs.clone(),
+        snapshot.topic_configs.clone(),
+        &names,
+    )
+    .map_err(SnapshotError::Inconsistent)?;
     let exists = |topic: &str, partition| partition_logs.partition(topic, partition).is_some();
     let group_offsets = GroupOffsets::from_proto(snapshot.group_offsets.clone(), exists)
         .map_err(SnapshotError::Inconsistent)?;
@@ -375,6 +380,7 @@ pub(super) fn to_proto(machine: &StateMachine) -> StateSnapshot {
         members: machine.members.to_proto(),
         partition_logs: machine.partition_logs.to_proto(),
         group_offsets: machine.group_offsets.to_proto(),
+        topic_configs: machine.partition_logs.configs_to_proto(),
         ..StateSnapshot::default()
     };
     machine.metadata.to_proto(&mut snapshot);

@@ -16,7 +16,7 @@ use super::{SnapshotError, StateMachine};
 const TTL_MS: u64 = 60_000;
 
 fn create(name: &str) -> Kind {
-    Kind::CreateTopic(CreateTopic { name: name.into(), partitions: 0 })
+    Kind::CreateTopic(CreateTopic { name: name.into(), partitions: 0, config: None })
 }
 
 fn put(topic: &str, message: &str) -> Kind {
@@ -576,20 +576,21 @@ fn a_topic_has_the_partitions_it_was_created_with_and_each_counts_offsets_from_z
     use crate::results::appended;
     let mut h = Harness::new();
     assert_eq!(h.run(create("rest")), ok());
-    let three = Kind::CreateTopic(CreateTopic { name: "k".into(), partitions: 3 });
+    let three = Kind::CreateTopic(CreateTopic { name: "k".into(), partitions: 3, config: None });
     assert_eq!(h.run(three), ok());
     let logs = h.machine.partition_logs();
     assert_eq!(logs.partitions("rest").map(<[_]>::len), Some(1), "a REST topic has one");
     assert_eq!(logs.partitions("k").map(<[_]>::len), Some(3));
-    assert_eq!(h.run(append("k", 2, test_batch(4))), appended(0, 0));
-    assert_eq!(h.run(append("k", 2, test_batch(1))), appended(4, 0));
-    assert_eq!(h.run(append("k", 0, test_batch(1))), appended(0, 0));
+    assert_eq!(h.run(append("k", 2, test_batch(4))), appended(0, 0, false));
+    assert_eq!(h.run(append("k", 2, test_batch(1))), appended(4, 0, false));
+    assert_eq!(h.run(append("k", 0, test_batch(1))), appended(0, 0, false));
     let mut corrupt = test_batch(1);
     corrupt[30] ^= 0xff;
     assert_eq!(error_code(&h.run(append("k", 0, corrupt))), Some(ErrorCode::CorruptRecords));
     assert_eq!(error_code(&h.run(append("k", 3, test_batch(1)))), Some(ErrorCode::TopicNotFound));
     assert_eq!(h.machine.partition_logs().partition("k", 0).map(|p| p.high_watermark()), Some(1));
-    let too_many = Kind::CreateTopic(CreateTopic { name: "x".into(), partitions: 10_001 });
+    let too_many =
+        Kind::CreateTopic(CreateTopic { name: "x".into(), partitions: 10_001, config: None });
     assert_eq!(error_code(&h.run(too_many)), Some(ErrorCode::Invalid));
 
     // A snapshot keeps the records; deleting the topic drops them.
@@ -635,7 +636,7 @@ fn commit_offset(group: &str, topic: &str, partition: u32, offset: i64) -> Kind 
 #[test]
 fn committed_offsets_are_applied_refused_whole_kept_in_snapshots_and_dropped_with_their_topic() {
     let mut h = Harness::new();
-    let two = Kind::CreateTopic(CreateTopic { name: "k".into(), partitions: 2 });
+    let two = Kind::CreateTopic(CreateTopic { name: "k".into(), partitions: 2, config: None });
     assert_eq!(h.run(two), ok());
     assert_eq!(h.run(create("other")), ok());
     assert_eq!(h.run(commit_offset("g", "k", 1, 42)), ok());
@@ -661,4 +662,41 @@ fn committed_offsets_are_applied_refused_whole_kept_in_snapshots_and_dropped_wit
     assert!(error_code(&h.run(delete)).is_none());
     assert!(h.machine.group_offsets().get("g", "k", 1).is_none());
     assert_eq!(h.machine.group_offsets().get("g", "other", 0).map(|c| c.offset), Some(3));
+}
+
+fn idempotent_appends_answer_duplicates_and_refusals_through_commands_and_survive_a_snapshot() {
+    use crate::partition_log::test_batch_with;
+    use crate::results::{appended, error_field};
+    use raftmq_proto::client::TopicConfig;
+    let mut h = Harness::new();
+    assert_eq!(h.run(create("k")), ok());
+    let idem = |epoch: i16, seq: i32| test_batch_with(2, Some((7, epoch, seq)), 1);
+    assert_eq!(h.run(append("k", 0, idem(0, 0))), appended(0, 0, false));
+    assert_eq!(h.run(append("k", 0, idem(0, 0))), appended(0, 0, true));
+    let gap = h.run(append("k", 0, idem(0, 9)));
+    assert_eq!((error_code(&gap), error_field(&gap)), (Some(ErrorCode::Conflict), "baseSequence"));
+    assert_eq!(h.run(append("k", 0, idem(1, 0))), appended(2, 0, false));
+    let fenced = h.run(append("k", 0, idem(0, 2)));
+    assert_eq!(
+        (error_code(&fenced), error_field(&fenced)),
+        (Some(ErrorCode::Conflict), "producerEpoch")
+    );
+    let mut restored = StateMachine::restore(&h.machine.snapshot(), TTL_MS).expect("restores");
+    assert_eq!(restored.digest(), h.machine.digest());
+    let retry = restored.apply_command(100, 1, &encode("", 0, 0, Some(append("k", 0, idem(1, 0)))));
+    assert_eq!(retry, appended(2, 0, true));
+    assert_eq!(restored.partition_logs().partition("k", 0).map(|p| p.high_watermark()), Some(4));
+
+    // Retention settings: checked at creation, kept by the snapshot.
+    let config = |ms, bytes| Some(TopicConfig { retention_ms: ms, retention_bytes: bytes });
+    let bad =
+        Kind::CreateTopic(CreateTopic { name: "r".into(), partitions: 1, config: config(-2, -1) });
+    assert_eq!(error_code(&h.run(bad)), Some(ErrorCode::Invalid));
+    assert!(h.machine.partition_logs().partitions("r").is_none(), "a refused topic is not made");
+    let good =
+        Kind::CreateTopic(CreateTopic { name: "r".into(), partitions: 1, config: config(-1, 0) });
+    assert_eq!(h.run(good), ok());
+    let restored = StateMachine::restore(&h.machine.snapshot(), TTL_MS).expect("restores");
+    let retention = restored.partition_logs().retention("r").map(|(r, set)| (r.ms, r.bytes, set));
+    assert_eq!(retention, Some((-1, 0, true)));
 }

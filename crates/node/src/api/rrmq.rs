@@ -145,7 +145,7 @@ pub async fn create_topic(
 ) -> Answer {
     let body: TopicBody = parse(body)?;
     redirect_if_asked(&node, &uri)?;
-    let kind = Kind::CreateTopic(CreateTopic { name: body.topic, partitions: 0 });
+    let kind = Kind::CreateTopic(CreateTopic { name: body.topic, partitions: 0, config: None });
     let applied = execute(&node, &headers, kind).await?;
     match applied.result.outcome {
         Some(Outcome::Ok(_)) => Ok((StatusCode::CREATED, Json(RrmqOk::done()))),

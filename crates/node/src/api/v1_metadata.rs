@@ -412,9 +412,12 @@ pub async fn create_topic_record(
     headers: &HeaderMap,
     name: String,
 ) -> Result<TopicRecord, ApiError> {
-    let done =
-        run(node, headers, Kind::CreateTopic(CreateTopic { name: name.clone(), partitions: 0 }))
-            .await?;
+    let done = run(
+        node,
+        headers,
+        Kind::CreateTopic(CreateTopic { name: name.clone(), partitions: 0, config: None }),
+    )
+    .await?;
     // Show the record as this replica has it, once it has applied the entry. The entry that
     // answered may be a session retry, which created nothing: the topic is the one the first
     // attempt created, found by name (a uuid derived from the retry's index would be made up).

@@ -5,8 +5,9 @@
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{
-    ApiKey, CreateTopicsRequest, DeleteTopicsRequest, DescribeQuorumRequest, FetchRequest,
-    ListOffsetsRequest, MetadataRequest, ProduceRequest, RequestHeader, ResponseHeader,
+    ApiKey, CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
+    DescribeQuorumRequest, FetchRequest, InitProducerIdRequest, ListOffsetsRequest,
+    MetadataRequest, ProduceRequest, RequestHeader, ResponseHeader,
 };
 use kafka_protocol::messages::{
     DescribeGroupsRequest, FindCoordinatorRequest, HeartbeatRequest, JoinGroupRequest,
@@ -18,6 +19,7 @@ use kafka_protocol::protocol::{Decodable, Encodable};
 use super::frame::encode_frame;
 use super::group::{self, Coordinator};
 use super::{api_versions, describe_quorum, fetch, list_offsets, metadata, produce, topics};
+use super::{describe_configs, init_producer_id};
 use crate::node::NodeHandle;
 
 /// What to do with a request.
@@ -126,6 +128,14 @@ pub async fn handle(node: &NodeHandle, groups: &Coordinator, frame: Bytes) -> Ou
         },
         ApiKey::DescribeGroups => match decode::<DescribeGroupsRequest>(&mut buf, &at) {
             Ok(request) => at.respond(&group::listing::describe(groups, &request)),
+            Err(close) => close,
+        },
+        ApiKey::InitProducerId => match decode::<InitProducerIdRequest>(&mut buf, &at) {
+            Ok(request) => at.respond(&init_producer_id::answer(node, request).await),
+            Err(close) => close,
+        },
+        ApiKey::DescribeConfigs => match decode::<DescribeConfigsRequest>(&mut buf, &at) {
+            Ok(request) => at.respond(&describe_configs::answer(node, &request, version)),
             Err(close) => close,
         },
         other => Outcome::Close(format!("{other:?} is not served")),

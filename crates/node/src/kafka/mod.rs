@@ -11,17 +11,20 @@
 //! - [`broker`]: each member registers itself as a broker (KRaft's combined mode);
 //! - one file per API: [`api_versions`], [`metadata`] (also the cluster as Kafka sees it),
 //!   [`topics`] (CreateTopics, DeleteTopics), [`produce`], [`fetch`], [`list_offsets`],
-//!   [`describe_quorum`] (the Raft quorum as KRaft's metadata quorum);
+//!   [`describe_quorum`] (the Raft quorum as KRaft's metadata quorum), [`init_producer_id`]
+//!   (idempotent producers), [`describe_configs`] (a topic's retention);
 //! - [`group`]: consumer groups (FindCoordinator, JoinGroup, SyncGroup, Heartbeat,
 //!   LeaveGroup, OffsetCommit, OffsetFetch, ListGroups, DescribeGroups).
 
 pub mod api_versions;
 pub mod broker;
+pub mod describe_configs;
 pub mod describe_quorum;
 pub mod dispatch;
 pub mod fetch;
 pub mod frame;
 pub mod group;
+pub mod init_producer_id;
 pub mod list_offsets;
 pub mod listener;
 pub mod metadata;

@@ -9,6 +9,11 @@
 //! answers NOT_LEADER_OR_FOLLOWER at once, and the client refreshes its metadata and sends
 //! to the leader. A partition's batches of one connection are proposed in the order they were
 //! sent (the listener answers a connection's requests one at a time).
+//!
+//! Idempotent producers (docs/kafka.md, "Idempotent producers"): the state machine checks each
+//! batch's producer id, epoch and sequence. A retry of a batch already appended answers the
+//! offset it got then (no error, as Kafka); a gap answers OUT_OF_ORDER_SEQUENCE_NUMBER and an
+//! older epoch INVALID_PRODUCER_EPOCH, and nothing of the partition's batches is appended.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
@@ -107,10 +112,29 @@ async fn append(
     let command = Command { kind: Some(kind), ..Command::default() };
     match node.propose(command).await {
         Ok(applied) => match results::appended_at(&applied.result) {
-            Some(at) => (None, None, at.base_offset, at.log_start_offset),
+            Some(at) => {
+                if at.duplicate {
+                    // Rare and worth seeing: a producer retried a batch that was appended.
+                    tracing::info!(
+                        topic,
+                        partition,
+                        base_offset = at.base_offset,
+                        "a retried batch was already appended: answered its first offset"
+                    );
+                }
+                (None, None, at.base_offset, at.log_start_offset)
+            }
             None => match results::error_code(&applied.result) {
                 Some(ErrorCode::CorruptRecords) => {
                     refused(ResponseError::CorruptMessage, format!("{:?}", applied.result))
+                }
+                // What the producer appended before decides; the field says which rule.
+                Some(ErrorCode::Conflict) => {
+                    let error = match results::error_field(&applied.result) {
+                        "producerEpoch" => ResponseError::InvalidProducerEpoch,
+                        _ => ResponseError::OutOfOrderSequenceNumber,
+                    };
+                    refused(error, format!("{:?}", applied.result.outcome))
                 }
                 _ => refused(
                     ResponseError::UnknownTopicOrPartition,

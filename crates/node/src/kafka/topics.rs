@@ -4,8 +4,13 @@
 //!
 //! Only the controller (the Raft leader) changes topics, as in Kafka: a follower answers
 //! NOT_CONTROLLER, and the client retries on the controller that Metadata names.
+//!
+//! A topic's configs: `retention.ms` and `retention.bytes` are stored with the topic (and
+//! applied by the state machine), `cleanup.policy` may only be `delete`; any other name, or a
+//! value that is not a number of at least -1, is INVALID_CONFIG (docs/kafka.md, "Retention").
 
 use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::create_topics_request::CreatableTopicConfig;
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{
@@ -13,9 +18,10 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::StrBytes;
 use raftmq_proto::client::command::Kind;
-use raftmq_proto::client::{Command, CreateTopic, DeleteTopic, ErrorCode};
+use raftmq_proto::client::{Command, CreateTopic, DeleteTopic, ErrorCode, TopicConfig};
 use raftmq_state::partition_log::MAX_PARTITIONS;
 use raftmq_state::results;
+use raftmq_state::retention::Retention;
 
 use crate::node::error::NodeError;
 use crate::node::NodeHandle;
@@ -88,6 +94,13 @@ pub async fn create(
             results_out.push(refuse(ResponseError::InvalidTopicException, why));
             continue;
         }
+        let config = match topic_config(&topic.configs) {
+            Ok(config) => config,
+            Err(why) => {
+                results_out.push(refuse(ResponseError::InvalidConfig, why));
+                continue;
+            }
+        };
         if !leads {
             let why = "this node is not the controller (the Raft leader)".to_string();
             results_out.push(refuse(ResponseError::NotController, why));
@@ -102,7 +115,7 @@ pub async fn create(
             }
             continue;
         }
-        let kind = Kind::CreateTopic(CreateTopic { name: text.clone(), partitions });
+        let kind = Kind::CreateTopic(CreateTopic { name: text.clone(), partitions, config });
         let command = Command { kind: Some(kind), ..Command::default() };
         match node.propose(command).await {
             Ok(applied) => match results::error_code(&applied.result) {
@@ -123,6 +136,39 @@ pub async fn create(
         }
     }
     CreateTopicsResponse::default().with_topics(results_out)
+}
+
+/// The retention a CreateTopics asks for; `None` when it sets none (the defaults apply).
+fn topic_config(configs: &[CreatableTopicConfig]) -> Result<Option<TopicConfig>, String> {
+    let mut retention = Retention::default();
+    let mut set = false;
+    for config in configs {
+        let name = config.name.as_str();
+        // A null value asks for the default.
+        let Some(value) = config.value.as_ref().map(|v| v.as_str()) else { continue };
+        let number = || {
+            value
+                .parse::<i64>()
+                .ok()
+                .filter(|n| *n >= -1)
+                .ok_or_else(|| format!("{name} is {value:?}: a number of at least -1"))
+        };
+        match name {
+            "retention.ms" => (retention.ms, set) = (number()?, true),
+            "retention.bytes" => (retention.bytes, set) = (number()?, true),
+            "cleanup.policy" if value == "delete" => {}
+            "cleanup.policy" => {
+                return Err(format!("cleanup.policy {value:?}: only \"delete\" is supported"))
+            }
+            _ => {
+                return Err(format!(
+                    "the config {name:?} is not supported (retention.ms, retention.bytes, \
+                     cleanup.policy are)"
+                ))
+            }
+        }
+    }
+    Ok(set.then(|| retention.to_proto()))
 }
 
 fn created(topic: &TopicName, partitions: u32, voters: i16, version: i16) -> CreatableTopicResult {

@@ -83,8 +83,11 @@ impl Harness {
     }
 
     fn topic(&mut self, name: &str) -> String {
-        let result =
-            self.apply(Kind::CreateTopic(CreateTopic { name: name.into(), partitions: 0 }));
+        let result = self.apply(Kind::CreateTopic(CreateTopic {
+            name: name.into(),
+            partitions: 0,
+            config: None,
+        }));
         assert!(matches!(result.outcome, Some(Outcome::Ok(_))));
         self.sm.metadata().topic_by_name(name).expect("the topic has a record").topic_uuid.clone()
     }
@@ -322,7 +325,11 @@ fn bad_values_are_refused_naming_the_field_and_change_nothing() {
     // A numeric string is a port; its canonical text is kept.
     assert_eq!(h.broker(register_at(5, "h", "08005")).broker_port, "8005");
     for name in ["   ", "a\0b", "tab\tname"] {
-        let result = h.apply(Kind::CreateTopic(CreateTopic { name: name.into(), partitions: 0 }));
+        let result = h.apply(Kind::CreateTopic(CreateTopic {
+            name: name.into(),
+            partitions: 0,
+            config: None,
+        }));
         match result.outcome {
             Some(Outcome::Error(e)) => {
                 assert_eq!((e.code, e.field.as_str()), (ErrorCode::Invalid as i32, "name"))
