@@ -664,6 +664,7 @@ fn committed_offsets_are_applied_refused_whole_kept_in_snapshots_and_dropped_wit
     assert_eq!(h.machine.group_offsets().get("g", "other", 0).map(|c| c.offset), Some(3));
 }
 
+#[test]
 fn idempotent_appends_answer_duplicates_and_refusals_through_commands_and_survive_a_snapshot() {
     use crate::partition_log::test_batch_with;
     use crate::results::{appended, error_field};
