@@ -141,14 +141,23 @@ impl Bootstrap {
             );
         }
         let request = InitProducerIdRequest::default()
+            .with_transactional_id(None)
             .with_transaction_timeout_ms(60_000)
             .with_producer_id(kafka_protocol::messages::ProducerId(-1))
             .with_producer_epoch(-1);
-        let response = conn.call(version, &request).await?;
-        if let Some(e) = response.error_code.err() {
-            bail!("InitProducerId refused: {e:?}");
+        // A cluster that just started may have no leader yet, or not yet know this member as a
+        // broker: Kafka's clients retry what the broker calls retriable, and so does this.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        loop {
+            let response = conn.call(version, &request).await?;
+            match response.error_code.err() {
+                None => return Ok((response.producer_id.0, response.producer_epoch)),
+                Some(e) if e.is_retriable() && std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                Some(e) => bail!("InitProducerId refused: {e:?}"),
+            }
         }
-        Ok((response.producer_id.0, response.producer_epoch))
     }
 }
 
