@@ -18,6 +18,7 @@
 //! index) can replace the in-memory [`MemoryStore`] without touching the rules here.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use raftmq_proto::client::{PartitionLogImage, TopicConfigImage};
@@ -138,37 +139,53 @@ pub trait RecordStore: Clone + std::fmt::Debug + Default {
     fn iter(&self) -> Box<dyn Iterator<Item = &Bytes> + '_>;
 }
 
-/// Batches in memory, with their offset ranges for lookup.
+/// How many batches a [`MemoryStore`] chunk holds.
+const CHUNK: usize = 1024;
+
+/// Batches in memory, with their offset ranges for lookup, in chunks shared between clones.
+///
+/// The state machine is cloned for every snapshot, on the thread that applies entries, so a
+/// clone must not cost the size of the log: it copies one pointer a chunk, and a chunk is
+/// copied only when it next changes while shared (at most the two end chunks a snapshot).
 #[derive(Clone, Debug, Default)]
 pub struct MemoryStore {
-    /// (last offset, batch), in offset order: a binary search on the last offset finds the
-    /// batch holding any offset.
-    batches: VecDeque<(i64, Bytes)>,
+    /// (last offset, batch), in offset order, in chunks that are never empty: a binary search
+    /// on the last offsets finds the chunk, then the batch, holding any offset.
+    chunks: VecDeque<Arc<VecDeque<(i64, Bytes)>>>,
     bytes: usize,
 }
 
 impl RecordStore for MemoryStore {
     fn push(&mut self, _base: i64, last: i64, batch: Bytes) {
         self.bytes += batch.len();
-        self.batches.push_back((last, batch));
+        if self.chunks.back().is_none_or(|chunk| chunk.len() >= CHUNK) {
+            self.chunks.push_back(Arc::new(VecDeque::with_capacity(CHUNK)));
+        }
+        let chunk = self.chunks.back_mut().expect("invariant: a chunk was just ensured");
+        Arc::make_mut(chunk).push_back((last, batch));
     }
 
     fn read(&self, from: i64, max_bytes: usize) -> Vec<Bytes> {
-        let first = self.batches.partition_point(|(last, _)| *last < from);
+        let first_chunk = self.chunks.partition_point(|chunk| {
+            chunk.back().expect("invariant: chunks are never empty").0 < from
+        });
         let mut out = Vec::new();
         let mut size = 0;
-        for (_, batch) in self.batches.range(first..) {
-            if !out.is_empty() && size + batch.len() > max_bytes {
-                break;
+        for (i, chunk) in self.chunks.range(first_chunk..).enumerate() {
+            let first = if i == 0 { chunk.partition_point(|(last, _)| *last < from) } else { 0 };
+            for (_, batch) in chunk.range(first..) {
+                if !out.is_empty() && size + batch.len() > max_bytes {
+                    return out;
+                }
+                size += batch.len();
+                out.push(batch.clone());
             }
-            size += batch.len();
-            out.push(batch.clone());
         }
         out
     }
 
     fn all(&self) -> Vec<Bytes> {
-        self.batches.iter().map(|(_, b)| b.clone()).collect()
+        self.iter().cloned().collect()
     }
 
     fn bytes(&self) -> usize {
@@ -176,17 +193,22 @@ impl RecordStore for MemoryStore {
     }
 
     fn oldest(&self) -> Option<&Bytes> {
-        self.batches.front().map(|(_, b)| b)
+        self.chunks.front().and_then(|chunk| chunk.front()).map(|(_, b)| b)
     }
 
     fn remove_oldest(&mut self) {
-        if let Some((_, batch)) = self.batches.pop_front() {
+        let Some(front) = self.chunks.front_mut() else { return };
+        let chunk = Arc::make_mut(front);
+        if let Some((_, batch)) = chunk.pop_front() {
             self.bytes -= batch.len();
+        }
+        if chunk.is_empty() {
+            self.chunks.pop_front();
         }
     }
 
     fn iter(&self) -> Box<dyn Iterator<Item = &Bytes> + '_> {
-        Box::new(self.batches.iter().map(|(_, b)| b))
+        Box::new(self.chunks.iter().flat_map(|chunk| chunk.iter().map(|(_, b)| b)))
     }
 }
 
@@ -417,6 +439,35 @@ impl PartitionLogs {
         true
     }
 
+    /// Each partition in the snapshot's order, in three parts: its image up to its batches
+    /// (fields 1-4), its batches, and its image after them (field 6). A snapshot streams the
+    /// batches between the two instead of gathering a partition into one message: prost
+    /// writes fields in tag order, so the three encoded one after the other are the image's
+    /// encoding.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn snapshot_parts(
+        &self,
+    ) -> impl Iterator<
+        Item = (PartitionLogImage, Box<dyn Iterator<Item = &Bytes> + '_>, PartitionLogImage),
+    > {
+        self.topics.iter().flat_map(|(topic, partitions)| {
+            partitions.iter().enumerate().map(move |(index, log)| {
+                let head = PartitionLogImage {
+                    topic: topic.clone(),
+                    partition: index as u32,
+                    log_start_offset: log.log_start_offset,
+                    next_offset: log.next_offset,
+                    ..PartitionLogImage::default()
+                };
+                let tail = PartitionLogImage {
+                    producers: log.producers.to_proto(),
+                    ..PartitionLogImage::default()
+                };
+                (head, log.store.iter(), tail)
+            })
+        })
+    }
+
     /// The explicit retention settings, in the snapshot's form, ordered by topic.
     pub(crate) fn configs_to_proto(&self) -> Vec<TopicConfigImage> {
         self.retention
@@ -426,6 +477,7 @@ impl PartitionLogs {
     }
 
     /// The snapshot form, ordered by (topic, partition).
+    #[cfg(test)]
     pub(crate) fn to_proto(&self) -> Vec<PartitionLogImage> {
         let mut images = Vec::new();
         for (topic, partitions) in &self.topics {
@@ -776,5 +828,34 @@ mod tests {
         let newest = log.batch_with_max_timestamp().map(|b| (base_offset(&b), last_offset(&b)));
         assert_eq!(newest, Some((6, 7)));
         assert_eq!(logs.partition("t", 1).unwrap().batch_with_max_timestamp(), None);
+    }
+
+    #[test]
+    fn the_memory_store_reads_across_chunks_and_a_clone_shares_them() {
+        let mut store = MemoryStore::default();
+        let n = 3 * CHUNK as i64 + 5;
+        for offset in 0..n {
+            store.push(offset, offset, Bytes::from(offset.to_be_bytes().to_vec()));
+        }
+        let clone = store.clone();
+        assert!(Arc::ptr_eq(&store.chunks[1], &clone.chunks[1]), "a clone shares its chunks");
+        for from in [0, CHUNK as i64 - 1, CHUNK as i64, 2 * CHUNK as i64 + 7, n - 1] {
+            let read = store.read(from, 3 * 8);
+            let offsets: Vec<i64> =
+                read.iter().map(|b| i64::from_be_bytes(b[..].try_into().unwrap())).collect();
+            let expected: Vec<i64> = (from..(from + 3).min(n)).collect();
+            assert_eq!(offsets, expected, "read from {from}");
+        }
+        assert!(store.read(n, usize::MAX).is_empty());
+        for _ in 0..CHUNK + 1 {
+            store.remove_oldest();
+        }
+        assert_eq!(
+            store.oldest().map(|b| b.to_vec()),
+            Some((CHUNK as i64 + 1).to_be_bytes().to_vec())
+        );
+        assert_eq!(store.iter().count(), (n as usize) - CHUNK - 1);
+        assert_eq!(store.bytes(), 8 * ((n as usize) - CHUNK - 1));
+        assert_eq!(clone.iter().count(), n as usize, "the clone kept what it had");
     }
 }

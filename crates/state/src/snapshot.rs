@@ -20,12 +20,13 @@
 
 use std::io::{self, Write};
 
+use bytes::Bytes;
 use prost::encoding::{
     decode_key, decode_varint, encode_key, encode_varint, encoded_len_varint, key_len, merge_loop,
     skip_field, string, DecodeContext, WireType,
 };
 use prost::{DecodeError, Message as _};
-use raftmq_proto::client::StateSnapshot;
+use raftmq_proto::client::{PartitionLogImage, StateSnapshot};
 
 use super::group_offsets::GroupOffsets;
 use super::members::Members;
@@ -41,6 +42,9 @@ pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
 /// `StateSnapshot.topics`. Fields 1-5 come before it and 7 on after it, which is where
 /// [`split_fields`] cuts.
 const TOPICS_TAG: u32 = 6;
+/// `StateSnapshot.partition_logs`, and `PartitionLogImage.batches`.
+const PARTITION_LOGS_TAG: u32 = 9;
+const IMAGE_BATCHES_TAG: u32 = 5;
 /// `TopicQueue.name`.
 const TOPIC_NAME_TAG: u32 = 1;
 /// `TopicQueue.messages`.
@@ -64,11 +68,12 @@ pub enum SnapshotError {
     Inconsistent(String),
 }
 
-/// The snapshot's fields other than `topics`: those before it (tags 1-5) and those after it
-/// (7 on). Encoded one after the other with `topics` in between, they are prost's encoding of
-/// the whole snapshot, because prost writes fields in tag order and leaves out defaults.
-/// A new field must go in the part its tag belongs to.
-fn split_fields(machine: &StateMachine) -> (StateSnapshot, StateSnapshot) {
+/// The snapshot's fields other than `topics` (tag 6) and `partition_logs` (tag 9), in the
+/// three runs between them: tags 1-5, tags 7-8, tags 10 on. Encoded in order with `topics`
+/// and `partition_logs` streamed in between, they are prost's encoding of the whole snapshot,
+/// because prost writes fields in tag order and leaves out defaults. A new field must go in
+/// the run its tag belongs to.
+fn split_fields(machine: &StateMachine) -> [StateSnapshot; 3] {
     let before = StateSnapshot {
         format_version: SNAPSHOT_FORMAT_VERSION,
         applied_index: machine.applied_index,
@@ -77,21 +82,51 @@ fn split_fields(machine: &StateMachine) -> (StateSnapshot, StateSnapshot) {
         operation_count: machine.operation_count,
         ..StateSnapshot::default()
     };
-    let mut after = StateSnapshot {
+    let middle = StateSnapshot {
         sessions: machine.sessions.to_proto(),
         members: machine.members.to_proto(),
-        partition_logs: machine.partition_logs.to_proto(),
+        ..StateSnapshot::default()
+    };
+    let mut after = StateSnapshot {
         group_offsets: machine.group_offsets.to_proto(),
         topic_configs: machine.partition_logs.configs_to_proto(),
         ..StateSnapshot::default()
     };
     machine.metadata.to_proto(&mut after);
-    (before, after)
+    [before, middle, after]
+}
+
+/// The encoded length of a bytes field (key, length, bytes).
+fn bytes_field_len(tag: u32, bytes: usize) -> u64 {
+    (key_len(tag) + encoded_len_varint(bytes as u64) + bytes) as u64
+}
+
+/// The encoded length of one `PartitionLogImage` from its parts, without its own key and
+/// length.
+fn partition_image_len<'a>(
+    head: &PartitionLogImage,
+    batches: impl Iterator<Item = &'a Bytes>,
+    tail: &PartitionLogImage,
+) -> u64 {
+    let batches: u64 = batches.map(|b| bytes_field_len(IMAGE_BATCHES_TAG, b.len())).sum();
+    head.encoded_len() as u64 + batches + tail.encoded_len() as u64
+}
+
+/// The encoded length of every `partition_logs` field.
+fn partition_logs_len(machine: &StateMachine) -> u64 {
+    machine
+        .partition_logs
+        .snapshot_parts()
+        .map(|(head, batches, tail)| {
+            let len = partition_image_len(&head, batches, &tail);
+            key_len(PARTITION_LOGS_TAG) as u64 + encoded_len_varint(len) as u64 + len
+        })
+        .sum()
 }
 
 /// The encoded length of a string field (key, length, bytes).
 fn string_field_len(tag: u32, bytes: usize) -> u64 {
-    (key_len(tag) + encoded_len_varint(bytes as u64) + bytes) as u64
+    bytes_field_len(tag, bytes)
 }
 
 /// The encoded length of a `TopicQueue`, without its own key and length.
@@ -114,13 +149,17 @@ fn topics_len(topics: &Topics) -> u64 {
 }
 
 pub(super) fn encoded_len(machine: &StateMachine) -> u64 {
-    let (before, after) = split_fields(machine);
-    before.encoded_len() as u64 + topics_len(&machine.topics) + after.encoded_len() as u64
+    let [before, middle, after] = split_fields(machine);
+    before.encoded_len() as u64
+        + topics_len(&machine.topics)
+        + middle.encoded_len() as u64
+        + partition_logs_len(machine)
+        + after.encoded_len() as u64
 }
 
 /// Writes the snapshot to `w`, returning the bytes written.
 pub(super) fn encode_to(machine: &StateMachine, w: &mut impl Write) -> io::Result<u64> {
-    let (before, after) = split_fields(machine);
+    let [before, middle, after] = split_fields(machine);
     let mut out = Staged::new(w);
     out.message(&before);
     for (name, queue) in machine.topics.iter() {
@@ -133,6 +172,21 @@ pub(super) fn encode_to(machine: &StateMachine, w: &mut impl Write) -> io::Resul
         for message in queue.iter() {
             out.string_field(TOPIC_MESSAGES_TAG, message)?;
         }
+    }
+    out.make_room(middle.encoded_len())?;
+    out.message(&middle);
+    for (head, batches, tail) in machine.partition_logs.snapshot_parts() {
+        let batches: Vec<&Bytes> = batches.collect();
+        let len = partition_image_len(&head, batches.iter().copied(), &tail);
+        out.make_room(2 * 10 + head.encoded_len())?;
+        encode_key(PARTITION_LOGS_TAG, WireType::LengthDelimited, &mut out.buf);
+        encode_varint(len, &mut out.buf);
+        out.message(&head);
+        for batch in batches {
+            out.bytes_field(IMAGE_BATCHES_TAG, batch)?;
+        }
+        out.make_room(tail.encoded_len())?;
+        out.message(&tail);
     }
     out.make_room(after.encoded_len())?;
     out.message(&after);
@@ -167,21 +221,25 @@ impl<'w, W: Write> Staged<'w, W> {
     }
 
     /// Gathers an encoded message (which may outgrow the staging size: it is not split).
-    fn message(&mut self, message: &StateSnapshot) {
+    fn message(&mut self, message: &impl prost::Message) {
         message.encode(&mut self.buf).expect("invariant: a Vec has room for any message");
     }
 
     fn string_field(&mut self, tag: u32, value: &str) -> io::Result<()> {
+        self.bytes_field(tag, value.as_bytes())
+    }
+
+    fn bytes_field(&mut self, tag: u32, value: &[u8]) -> io::Result<()> {
         // A key and a length take at most 5 + 10 bytes.
         self.make_room(15 + value.len())?;
         encode_key(tag, WireType::LengthDelimited, &mut self.buf);
         encode_varint(value.len() as u64, &mut self.buf);
         if value.len() > STAGING_BYTES {
             self.flush()?;
-            self.w.write_all(value.as_bytes())?;
+            self.w.write_all(value)?;
             self.written += value.len() as u64;
         } else {
-            self.buf.extend_from_slice(value.as_bytes());
+            self.buf.extend_from_slice(value);
         }
         Ok(())
     }
