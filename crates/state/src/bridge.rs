@@ -99,7 +99,10 @@ pub fn queued_texts(batches: &Bytes) -> (Vec<String>, u64) {
     let mut rest = batches.clone();
     while rest.len() >= RECORD_COUNT_AT + 4 {
         let length = i32::from_be_bytes(rest[8..12].try_into().expect("4 bytes"));
-        let Some(len) = usize::try_from(length).ok().map(|l| l + 12).filter(|l| *l <= rest.len())
+        let Some(len) = usize::try_from(length)
+            .ok()
+            .map(|l| l + 12)
+            .filter(|l| (RECORD_COUNT_AT + 4..=rest.len()).contains(l))
         else {
             break;
         };
@@ -292,6 +295,11 @@ mod tests {
         let mut batch = batch_of(&[Some(b"a")], Compression::None).to_vec();
         batch[RECORD_COUNT_AT..RECORD_COUNT_AT + 4].copy_from_slice(&i32::MAX.to_be_bytes());
         assert_eq!(queued_texts(&batch.into()), (vec![], i32::MAX as u64));
+        // A length too short for a batch header ends the walk (callers pass checked batches,
+        // but the function must be total on any bytes).
+        let mut short = batch_of(&[Some(b"a")], Compression::None).to_vec();
+        short[8..12].copy_from_slice(&4i32.to_be_bytes());
+        assert_eq!(queued_texts(&short.into()), (vec![], 0));
     }
 
     #[test]
