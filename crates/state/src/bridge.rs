@@ -1,16 +1,13 @@
-//! One topic, two doors: RRMQ's consume-once queue and the Kafka partition log carry the same
-//! messages (docs/kafka.md, "One set of topics").
-//!
-//! - A message put through a REST door (`PutMessage`) is also appended to the topic's
-//!   partition 0, as a record batch v2 of one record: no key, the message's UTF-8 bytes as the
-//!   value, the log's clock as its timestamp. A Kafka consumer reads it at the next offset.
-//! - Every record a Kafka producer appends (`AppendRecords`) whose value is UTF-8 text is also
-//!   queued, in offset order, for RRMQ's `GET /message`, which consumes each once. A record
-//!   with no value or a value that is not text stays in the log only (the queue carries text).
-//!
-//! The two are views of one stream, each with its own reading rule: consuming from the queue
+//! From the Kafka door to the REST door (docs/kafka.md, "One set of topics"): every record a
+//! Kafka producer appends (`AppendRecords`) whose value is UTF-8 text is also queued, in offset
+//! order, for RRMQ's `GET /message`, which consumes each once. A record with no value or a value
+//! that is not text stays in the log only (the queue carries text). Consuming from the queue
 //! removes the message from the queue but not from the log (Kafka's offsets never change), and
 //! a Kafka consumer's offsets never touch the queue.
+//!
+//! The other way (a REST message also in the log) is not done: the queue frees what it
+//! consumes, and a log that kept every REST message would make a put-and-consume workload's
+//! memory and snapshots grow without bound (docs/kafka.md says how it should go).
 //!
 //! Decoding runs on every replica for every committed batch, so it must be total and bounded:
 //! a batch whose records decompress to more than [`MAX_DECOMPRESSED_BYTES`], or that claims
@@ -20,7 +17,9 @@
 
 use std::io::Read;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
+#[cfg(test)]
+use bytes::{BufMut, BytesMut};
 use kafka_protocol::records::{Compression, RecordBatchDecoder};
 
 /// The most bytes one batch's records may decompress to and still be queued. Kafka's own
@@ -33,9 +32,9 @@ const MIN_RECORD_BYTES: usize = 7;
 const RECORD_COUNT_AT: usize = 57;
 
 /// A record batch v2 at `base_offset` holding `message` as the value of one record with no key,
-/// stamped `timestamp_ms`: the bytes Kafka's encoder gives (the tests compare them), written
-/// here directly because every REST write makes one and the general encoder costs twice the
-/// rest of the write's apply.
+/// stamped `timestamp_ms`: the bytes Kafka's encoder gives (the tests compare them). Kept for
+/// the REST-to-Kafka direction (docs/kafka.md, "One set of topics"); tests use it today.
+#[cfg(test)]
 pub fn message_batch(message: &str, timestamp_ms: u64, base_offset: i64) -> Bytes {
     let value = message.as_bytes();
     let value_len = zigzag_len(value.len() as i64);
@@ -72,10 +71,13 @@ pub fn message_batch(message: &str, timestamp_ms: u64, base_offset: i64) -> Byte
 }
 
 /// Where the CRC sits in a batch v2 header, and where the bytes it covers start.
+#[cfg(test)]
 const CRC_AT: usize = 17;
+#[cfg(test)]
 const CRC_START: usize = 21;
 
 /// Kafka's varint: zigzag, then 7 bits a byte, least significant first.
+#[cfg(test)]
 fn put_zigzag(out: &mut BytesMut, n: i64) {
     let mut v = ((n << 1) ^ (n >> 63)) as u64;
     while v >= 0x80 {
@@ -85,6 +87,7 @@ fn put_zigzag(out: &mut BytesMut, n: i64) {
     out.put_u8(v as u8);
 }
 
+#[cfg(test)]
 fn zigzag_len(n: i64) -> usize {
     let v = ((n << 1) ^ (n >> 63)) as u64;
     (64 - v.leading_zeros() as usize).max(1).div_ceil(7)

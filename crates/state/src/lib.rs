@@ -26,8 +26,7 @@
 //!   its queue in `queues` and its record in `metadata`, created and removed together;
 //! - [`partition_log`]: each topic's partitions, ordered logs of Kafka record batches with
 //!   dense offsets (the Kafka front-end's Produce and Fetch);
-//! - `bridge`: one stream through two doors: a REST message also lands in partition 0, a
-//!   Kafka record's text also in the consume-once queue;
+//! - `bridge`: a Kafka record's text also joins the consume-once queue;
 //! - [`group_offsets`]: consumer groups' committed offsets (the Kafka front-end's
 //!   OffsetCommit and OffsetFetch; group membership is not replicated);
 //! - [`validation`]: the name, text and port rules every command shares (docs/metadata.md);
@@ -346,20 +345,11 @@ impl StateMachine {
                 }
                 results::metadata(outcome)
             }
-            Some(command::Kind::PutMessage(put)) => {
-                let (topic, clock_ms) = (&put.topic, self.clock_ms);
-                match self.topics.put(topic, &put.message) {
-                    Ok(()) => {
-                        // The same message in the Kafka view: partition 0, which every topic
-                        // has (docs/kafka.md, "One set of topics").
-                        let appended =
-                            self.partition_logs.append_message(topic, &put.message, clock_ms);
-                        debug_assert!(appended, "every topic has a partition 0");
-                        results::ok()
-                    }
-                    Err(error) => queue_error(error, &put.topic),
-                }
-            }
+            Some(command::Kind::PutMessage(put)) => match self.topics.put(&put.topic, &put.message)
+            {
+                Ok(()) => results::ok(),
+                Err(error) => queue_error(error, &put.topic),
+            },
             Some(command::Kind::ConsumeMessage(consume)) => {
                 match self.topics.consume(&consume.topic) {
                     Ok(message) => results::consumed(message),

@@ -424,21 +424,6 @@ impl PartitionLogs {
         Ok(Appended { base_offset, log_start_offset: log.log_start_offset, duplicate })
     }
 
-    /// Appends one record holding `message`, a REST door's message, to partition 0 of `topic`
-    /// (docs/kafka.md, "One set of topics"): built at its offset, so it needs neither the
-    /// checks nor the copy a producer's bytes get. `false` if the topic has no partition log.
-    pub(crate) fn append_message(&mut self, topic: &str, message: &str, clock_ms: u64) -> bool {
-        let retention = self.retention.get(topic).copied().unwrap_or_default();
-        let Some(log) = self.topics.get_mut(topic).and_then(|p| p.first_mut()) else {
-            return false;
-        };
-        let at = log.next_offset;
-        log.store.push(at, at, crate::bridge::message_batch(message, clock_ms, at));
-        log.next_offset = at + 1;
-        log.apply_retention(&retention, clock_ms, at);
-        true
-    }
-
     /// Each partition in the snapshot's order, in three parts: its image up to its batches
     /// (fields 1-4), its batches, and its image after them (field 6). A snapshot streams the
     /// batches between the two instead of gathering a partition into one message: prost

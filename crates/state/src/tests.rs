@@ -602,17 +602,13 @@ fn a_topic_has_the_partitions_it_was_created_with_and_each_counts_offsets_from_z
 }
 
 #[test]
-fn one_topic_two_doors_a_rest_message_is_a_record_and_a_record_is_a_message() {
+fn a_kafka_records_text_joins_the_consume_once_queue_and_a_rest_message_stays_out_of_the_log() {
     let mut h = Harness::new();
     assert_eq!(h.run(create("t")), ok());
     assert_eq!(h.run_as("c", 1, 5_000, put("t", "from rest")), ok());
-    // The REST message is partition 0's first record, stamped with the log clock.
-    let p0 = h.machine.partition_logs().partition("t", 0).unwrap();
-    assert_eq!(p0.high_watermark(), 1);
-    let batch = &p0.read(0, usize::MAX)[0];
-    assert_eq!(i64::from_be_bytes(batch[27..35].try_into().unwrap()), 5_000, "baseTimestamp");
-    assert_eq!(super::bridge::queued_texts(batch), (vec!["from rest".to_string()], 0));
-    // A Kafka append lands at offset 1, and its text joins the queue behind the REST message.
+    // A REST message is not in the Kafka log (docs/kafka.md, "One set of topics").
+    assert_eq!(h.machine.partition_logs().partition("t", 0).unwrap().high_watermark(), 0);
+    // A Kafka append lands at offset 0, and its text joins the queue behind the REST message.
     let kafka = super::bridge::message_batch("from kafka", 6_000, 0);
     let appended = h.run(Kind::AppendRecords(AppendRecords {
         topic: "t".into(),
@@ -620,12 +616,12 @@ fn one_topic_two_doors_a_rest_message_is_a_record_and_a_record_is_a_message() {
         batches: kafka,
     }));
     assert_eq!(error_code(&appended), None, "{appended:?}");
-    assert_eq!(h.machine.partition_logs().partition("t", 0).unwrap().high_watermark(), 2);
+    assert_eq!(h.machine.partition_logs().partition("t", 0).unwrap().high_watermark(), 1);
     assert_eq!(consumed_message(&h.run(consume("t"))), Some("from rest"));
     assert_eq!(consumed_message(&h.run(consume("t"))), Some("from kafka"));
     assert_eq!(error_code(&h.run(consume("t"))), Some(ErrorCode::QueueEmpty));
     // Consuming from the queue leaves the log as it was: Kafka offsets never change.
-    assert_eq!(h.machine.partition_logs().partition("t", 0).unwrap().high_watermark(), 2);
+    assert_eq!(h.machine.partition_logs().partition("t", 0).unwrap().high_watermark(), 1);
 }
 
 fn commit_offset(group: &str, topic: &str, partition: u32, offset: i64) -> Kind {
