@@ -195,6 +195,19 @@ pub fn document() -> utoipa::openapi::OpenApi {
         for operation in operations(item).filter(|o| is_metadata(o)) {
             refusal(operation, "400", "A bad request; `field` names what is wrong");
         }
+        // Any route: a request target longer than the server reads is refused before routing
+        // (docs/http.md), so every operation can answer it.
+        for operation in operations(item) {
+            let too_long = format!(
+                "The request target (path and query) is over {} bytes",
+                super::errors::MAX_URI_BYTES
+            );
+            operation
+                .responses
+                .responses
+                .entry("414".to_owned())
+                .or_insert_with(|| ResponseBuilder::new().description(too_long).build().into());
+        }
     }
     doc
 }
@@ -264,6 +277,7 @@ mod tests {
                 if is_metadata(operation) {
                     assert!(operation.responses.responses.contains_key("400"), "{id}");
                 }
+                assert!(operation.responses.responses.contains_key("414"), "{id}");
             }
         }
         for alias in ALIASES {
