@@ -20,7 +20,7 @@ use std::io::Read;
 use bytes::Bytes;
 #[cfg(test)]
 use bytes::{BufMut, BytesMut};
-use kafka_protocol::records::{Compression, RecordBatchDecoder};
+use kafka_protocol::records::{Compression, Record, RecordBatchDecoder};
 
 /// The most bytes one batch's records may decompress to and still be queued. Kafka's own
 /// default limit on a batch (`message.max.bytes`) is 1 MiB, compressed.
@@ -109,28 +109,39 @@ pub fn queued_texts(batches: &Bytes) -> (Vec<String>, u64) {
         else {
             break;
         };
-        let mut batch = rest.split_to(len);
-        let count = i32::from_be_bytes(
-            batch[RECORD_COUNT_AT..RECORD_COUNT_AT + 4].try_into().expect("4 bytes"),
-        );
-        let count = usize::try_from(count).unwrap_or(0);
-        let decoded = RecordBatchDecoder::decode_with_custom_compression(
-            &mut batch,
-            Some(|records: &mut Bytes, compression| bounded(records, compression, count)),
-        );
-        match decoded {
-            Ok(set) => {
-                for record in set.records {
+        let batch = rest.split_to(len);
+        match decode_batch(&batch) {
+            Ok(records) => {
+                for record in records {
                     match record.value.map(|v| String::from_utf8(v.to_vec())) {
                         Some(Ok(text)) => texts.push(text),
                         _ => left_out += 1,
                     }
                 }
             }
-            Err(_) => left_out += count as u64,
+            Err(count) => left_out += count,
         }
     }
     (texts, left_out)
+}
+
+/// The records of one record batch v2 (`batch` is exactly one batch of at least its header),
+/// decoded within the bounds: decompressed to at most [`MAX_DECOMPRESSED_BYTES`], and only if
+/// its bytes can hold the record count it claims. Whoever decodes a stored batch (the queue
+/// bridge on every replica, ListOffsets on a timestamp) goes through here, because the log
+/// keeps batches that do not decode within the bounds. Refused, the error is the count claimed.
+pub fn decode_batch(batch: &Bytes) -> Result<Vec<Record>, u64> {
+    let count = batch
+        .get(RECORD_COUNT_AT..RECORD_COUNT_AT + 4)
+        .map_or(0, |b| i32::from_be_bytes(b.try_into().expect("4 bytes")));
+    let count = usize::try_from(count).unwrap_or(0);
+    let mut buf = batch.clone();
+    RecordBatchDecoder::decode_with_custom_compression(
+        &mut buf,
+        Some(|records: &mut Bytes, compression| bounded(records, compression, count)),
+    )
+    .map(|set| set.records)
+    .map_err(|_| count as u64)
 }
 
 /// The records' bytes of one batch, decompressed up to [`MAX_DECOMPRESSED_BYTES`]; refused if
@@ -200,7 +211,7 @@ fn snappy(input: &[u8]) -> anyhow::Result<Vec<u8>> {
 mod tests {
     use super::*;
     use crate::partition_log::check_batches;
-    use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+    use kafka_protocol::records::{RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 
     fn batch_of(values: &[Option<&[u8]>], compression: Compression) -> Bytes {
         let records: Vec<Record> = values

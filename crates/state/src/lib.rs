@@ -26,7 +26,8 @@
 //!   its queue in `queues` and its record in `metadata`, created and removed together;
 //! - [`partition_log`]: each topic's partitions, ordered logs of Kafka record batches with
 //!   dense offsets (the Kafka front-end's Produce and Fetch);
-//! - `bridge`: a Kafka record's text also joins the consume-once queue;
+//! - [`bridge`]: a Kafka record's text also joins the consume-once queue, and the bounded
+//!   decoding of a stored batch;
 //! - [`group_offsets`]: consumer groups' committed offsets (the Kafka front-end's
 //!   OffsetCommit and OffsetFetch; group membership is not replicated);
 //! - [`validation`]: the name, text and port rules every command shares (docs/metadata.md);
@@ -39,7 +40,7 @@
 //!   count of opaque operations (executed by the replicators, not here), and routes each
 //!   command to its module.
 
-mod bridge;
+pub mod bridge;
 pub mod group_offsets;
 mod legacy;
 pub mod members;

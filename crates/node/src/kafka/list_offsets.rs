@@ -17,7 +17,6 @@ use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
-use kafka_protocol::records::RecordBatchDecoder;
 use raftmq_state::partition_log::{
     base_offset, base_timestamp, last_offset, max_timestamp, PartitionLog,
 };
@@ -92,11 +91,11 @@ fn newest(log: &PartitionLog) -> (i64, i64) {
         .unwrap_or((last_offset(&batch), max))
 }
 
-/// Each record's (offset, timestamp), if the batch decodes.
+/// Each record's (offset, timestamp), if the batch decodes within the state machine's bounds
+/// (a stored batch may be a compression bomb: the log keeps what its CRC vouches for).
 fn records(batch: &Bytes) -> Option<Vec<(i64, i64)>> {
-    let mut buf = batch.clone();
-    let set = RecordBatchDecoder::decode(&mut buf).ok()?;
-    Some(set.records.iter().map(|r| (r.offset, r.timestamp)).collect())
+    let records = raftmq_state::bridge::decode_batch(batch).ok()?;
+    Some(records.iter().map(|r| (r.offset, r.timestamp)).collect())
 }
 
 #[cfg(test)]
