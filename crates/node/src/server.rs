@@ -69,6 +69,7 @@ pub async fn run(
         let max = node.config().kafka_max_request_bytes;
         let kafka = tokio::spawn(crate::kafka::serve(node.clone(), listener, max));
         tokio::spawn(crate::kafka::broker::register_self(node.clone()));
+        tokio::spawn(crate::kafka::partition_leaders::follow_raft_leader(node.clone()));
         let stopped = node.clone();
         // The listener ends with the node.
         tokio::spawn(async move {

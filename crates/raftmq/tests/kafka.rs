@@ -448,6 +448,15 @@ fn brokers(cluster: &Cluster, id: u64) -> Vec<(i64, String, String)> {
         .unwrap_or_default()
 }
 
+/// The internal uuid of broker `broker`, as node `id` knows it.
+fn broker_uuid(cluster: &Cluster, id: u64, broker: u64) -> Value {
+    let (_, body) = cluster.get_json(id, "/v1/brokers");
+    let found = body["brokers"].as_array().and_then(|brokers| {
+        brokers.iter().find(|b| b["brokerId"] == broker).map(|b| b["internalUUID"].clone())
+    });
+    found.unwrap_or_else(|| panic!("broker {broker} is not in {body}"))
+}
+
 /// Waits until `check` holds of node `id`'s broker list.
 fn wait_brokers(
     cluster: &Cluster,
@@ -494,7 +503,33 @@ fn members_are_brokers_kept_alive_by_raft_and_kafka_created_partitions_name_them
     assert_eq!(records.len(), 2, "{partitions}");
     for record in records {
         assert_eq!(record["replicas"], serde_json::json!([1, 2, 3]), "{record}");
+        assert_eq!(record["leader"], broker_uuid(&cluster, leader, leader), "{record}");
     }
+
+    // The leader dies: the new leader records itself as the partitions' leader (a
+    // PartitionChangeRecord each), as Kafka's Metadata already says.
+    cluster.kill(leader);
+    let survivors: Vec<u64> = (1..=3).filter(|id| *id != leader).collect();
+    let new_leader = cluster.wait_leader_among(&survivors);
+    let wanted = broker_uuid(&cluster, new_leader, new_leader);
+    let led_by_new = |cluster: &Cluster| {
+        let (_, partitions) = cluster.get_json(new_leader, "/v1/partitions");
+        let records = partitions["partitions"].as_array().cloned().unwrap_or_default();
+        records.len() == 2 && records.iter().all(|r| r["leader"] == wanted)
+    };
+    for _ in 0..200 {
+        if led_by_new(&cluster) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (_, partitions) = cluster.get_json(new_leader, "/v1/partitions");
+    assert!(led_by_new(&cluster), "partitions led by broker {new_leader} ({wanted}): {partitions}");
+    for record in partitions["partitions"].as_array().expect("a list") {
+        assert_eq!(record["partitionEpoch"], 1, "changed once: {record}");
+    }
+    cluster.restart(leader);
+    let leader = cluster.wait_leader();
 
     // A member that stops is fenced by the leader, and alive again once it is back.
     let victim = follower(&cluster);

@@ -9,6 +9,7 @@
 //! - [`frame`]: the 4-byte length framing, bounded by the maximum request size;
 //! - [`dispatch`]: the request header, the version check, routing to an API;
 //! - [`broker`]: each member registers itself as a broker (KRaft's combined mode);
+//! - [`partition_leaders`]: the partition records follow the Raft leader;
 //! - one file per API: [`api_versions`], [`metadata`] (also the cluster as Kafka sees it),
 //!   [`topics`] (CreateTopics, DeleteTopics), [`produce`], [`fetch`], [`list_offsets`],
 //!   [`describe_quorum`] (the Raft quorum as KRaft's metadata quorum), [`init_producer_id`]
@@ -28,6 +29,7 @@ pub mod init_producer_id;
 pub mod list_offsets;
 pub mod listener;
 pub mod metadata;
+pub mod partition_leaders;
 pub mod produce;
 pub mod topics;
 
