@@ -178,20 +178,24 @@ def resume(bootstrap, topic, group, idle):
     say({"values": values})
 
 
-def confluent(bootstrap, topic, group, count):
+def confluent_consumer(bootstrap, topic, group):
     from confluent_kafka import Consumer
 
+    c = Consumer({
+        "bootstrap.servers": bootstrap,
+        "group.id": group,
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+        "session.timeout.ms": 6000,
+        "heartbeat.interval.ms": 500,
+    })
+    c.subscribe([topic])
+    return c
+
+
+def confluent(bootstrap, topic, group, count):
     def consumer():
-        c = Consumer({
-            "bootstrap.servers": bootstrap,
-            "group.id": group,
-            "auto.offset.reset": "earliest",
-            "enable.auto.commit": False,
-            "session.timeout.ms": 6000,
-            "heartbeat.interval.ms": 500,
-        })
-        c.subscribe([topic])
-        return c
+        return confluent_consumer(bootstrap, topic, group)
 
     first = consumer()
     values = []
@@ -225,7 +229,47 @@ def confluent(bootstrap, topic, group, count):
     })
 
 
+def delete_group(bootstrap, topic, group):
+    """A member of the group reads what has no committed offset (for 10 s); then DeleteGroups
+    through confluent-kafka's AdminClient: refused while the group has a member, done once it has none, GROUP_ID_NOT_FOUND the second time; a member of the same
+    group then reads from the earliest offset again (the committed offsets are gone)."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+
+    def outcome():
+        future = admin.delete_consumer_groups([group], request_timeout=15)[group]
+        try:
+            future.result()
+            return "OK"
+        except KafkaException as e:
+            return e.args[0].name()
+
+    member = confluent_consumer(bootstrap, topic, group)
+    member_read = 0
+    end = time.time() + 10
+    while time.time() < end:
+        msg = member.poll(0.5)
+        if msg is not None and not msg.error():
+            member_read += 1
+    with_member = outcome()
+    member.close()
+    deleted = outcome()
+    again = outcome()
+    reader = confluent_consumer(bootstrap, topic, group)
+    reread = 0
+    end = time.time() + 10
+    while time.time() < end:
+        msg = reader.poll(0.5)
+        if msg is not None and not msg.error():
+            reread += 1
+    reader.close()
+    say({"member_read": member_read, "with_member": with_member, "deleted": deleted,
+         "again": again, "reread": reread})
+
+
 if __name__ == "__main__":
     command, args = sys.argv[1], sys.argv[2:]
     {"create": create, "produce": produce, "rebalance": rebalance, "resume": resume,
-     "confluent": confluent}[command](*args)
+     "confluent": confluent, "delete_group": delete_group}[command](*args)

@@ -176,6 +176,23 @@ fn confluent_kafka_group_consumer_commits_and_the_next_member_resumes() {
     assert_eq!(committed, 50, "the committed offsets add up to the records read: {run}");
     assert_eq!(run["again"], serde_json::json!([]), "nothing committed is read again: {run}");
     assert_eq!(run["second_assignment"], serde_json::json!([0, 1]), "{run}");
+
+    // OffsetDelete (raw frames: the Python clients have no call for it): an unknown group,
+    // then partition 0's offset forgotten and a partition that does not exist refused.
+    let addr = cluster.kafka_addr(leader);
+    let unknown = exchange(&addr, &frame(47, 0, &offset_delete("nobody", "smoke", &[0])));
+    assert_eq!(i16::from_be_bytes([unknown[0], unknown[1]]), 69, "GROUP_ID_NOT_FOUND");
+    let answer = exchange(&addr, &frame(47, 0, &offset_delete("rd", "smoke", &[0, 9])));
+    assert_eq!(offset_delete_errors(&answer), (0, vec![(0, 0), (9, 3)]), "0 forgotten, 9 unknown");
+    let in_partition_0 = run["committed"][0][1].as_i64().expect("partition 0's offset");
+
+    // DeleteGroups: not while a member is in the group; then the offsets are gone.
+    let deleted = python(&["delete_group", &servers, "smoke", "rd"]);
+    assert_eq!(deleted["member_read"], in_partition_0, "partition 0 is read again: {deleted}");
+    assert_eq!(deleted["with_member"], "NON_EMPTY_GROUP", "{deleted}");
+    assert_eq!(deleted["deleted"], "OK", "{deleted}");
+    assert_eq!(deleted["again"], "GROUP_ID_NOT_FOUND", "{deleted}");
+    assert_eq!(deleted["reread"], 50, "the group starts over from the earliest offset: {deleted}");
 }
 
 /// A request frame: length, header v1 (key, version, correlation id, client id), body.
@@ -208,6 +225,33 @@ fn exchange(addr: &str, request: &[u8]) -> Vec<u8> {
     let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
     stream.read_exact(&mut body).expect("the whole response");
     body[4..].to_vec()
+}
+
+/// An OffsetDelete v0 body: the group, one topic and its partitions.
+fn offset_delete(group: &str, topic: &str, partitions: &[i32]) -> Vec<u8> {
+    let mut body = [string(group), 1i32.to_be_bytes().to_vec(), string(topic)].concat();
+    body.extend_from_slice(&(partitions.len() as i32).to_be_bytes());
+    for p in partitions {
+        body.extend_from_slice(&p.to_be_bytes());
+    }
+    body
+}
+
+/// An OffsetDelete v0 answer of one topic: (error, [(partition, error)]).
+fn offset_delete_errors(answer: &[u8]) -> (i16, Vec<(i32, i16)>) {
+    let be16 = |at: usize| i16::from_be_bytes([answer[at], answer[at + 1]]);
+    let be32 = |at: usize| i32::from_be_bytes(answer[at..at + 4].try_into().expect("4 bytes"));
+    assert_eq!(be32(6), 1, "one topic");
+    let name_len = be16(10) as usize;
+    let mut at = 12 + name_len;
+    let count = be32(at);
+    at += 4;
+    let mut partitions = Vec::new();
+    for _ in 0..count {
+        partitions.push((be32(at), be16(at + 4)));
+        at += 6;
+    }
+    (be16(0), partitions)
 }
 
 fn heartbeat_error(addr: &str) -> i16 {

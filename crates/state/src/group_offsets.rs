@@ -13,11 +13,13 @@
 //!   machine hold stays bounded;
 //! - a later commit replaces a partition's offset, whatever its value (Kafka lets a group
 //!   rewind);
-//! - deleting a topic drops every group's offsets of it; a group with none left is gone.
+//! - deleting a topic drops every group's offsets of it; a group with none left is gone;
+//! - a group's offsets can be forgotten, some partitions or all (Kafka's OffsetDelete and
+//!   DeleteGroups); forgetting what was never committed changes nothing.
 
 use std::collections::BTreeMap;
 
-use raftmq_proto::client::{CommitOffsets, CommittedOffset, GroupOffsetsImage};
+use raftmq_proto::client::{CommitOffsets, CommittedOffset, DeleteGroupOffsets, GroupOffsetsImage};
 
 /// The longest group id, in bytes (a topic name's limit).
 pub const MAX_GROUP_ID_BYTES: usize = 255;
@@ -82,6 +84,33 @@ impl GroupOffsets {
             group.insert((o.topic.clone(), o.partition), committed);
         }
         Ok(())
+    }
+
+    /// Forgets the offsets `delete` names (all of the group's when it names none); answers
+    /// how many were forgotten. Refused (a bad group id, too many partitions), it changes
+    /// nothing.
+    pub(crate) fn delete(&mut self, delete: &DeleteGroupOffsets) -> Result<usize, String> {
+        check_group_id(&delete.group_id)?;
+        if delete.partitions.len() > MAX_OFFSETS_PER_COMMIT {
+            return Err(format!(
+                "a deletion names at most {MAX_OFFSETS_PER_COMMIT} partitions, not {}",
+                delete.partitions.len()
+            ));
+        }
+        let Some(offsets) = self.groups.get_mut(&delete.group_id) else { return Ok(0) };
+        let forgotten = if delete.partitions.is_empty() {
+            offsets.len()
+        } else {
+            let before = offsets.len();
+            for p in &delete.partitions {
+                offsets.remove(&(p.topic.clone(), p.partition));
+            }
+            before - offsets.len()
+        };
+        if delete.partitions.is_empty() || offsets.is_empty() {
+            self.groups.remove(&delete.group_id);
+        }
+        Ok(forgotten)
     }
 
     /// The committed position of `group` in a partition, if any.
@@ -199,6 +228,36 @@ mod tests {
             leader_epoch: -1,
             ..CommittedOffset::default()
         }
+    }
+
+    fn forget(group: &str, partitions: &[(&str, u32)]) -> DeleteGroupOffsets {
+        let partitions = partitions
+            .iter()
+            .map(|(topic, partition)| raftmq_proto::client::GroupPartition {
+                topic: (*topic).into(),
+                partition: *partition,
+            })
+            .collect();
+        DeleteGroupOffsets { group_id: group.into(), partitions }
+    }
+
+    #[test]
+    fn offsets_are_forgotten_by_partition_or_by_group() {
+        let mut groups = GroupOffsets::default();
+        let offsets = vec![offset("t", 0, 5), offset("t", 1, 6), offset("t", 2, 7)];
+        groups.commit(&commit("a", offsets.clone()), 1, exists).unwrap();
+        groups.commit(&commit("b", offsets), 1, exists).unwrap();
+
+        assert_eq!(groups.delete(&forget("a", &[("t", 1), ("t", 3), ("u", 0)])), Ok(1));
+        assert!(groups.get("a", "t", 1).is_none(), "forgotten");
+        assert_eq!(groups.get("a", "t", 0).map(|c| c.offset), Some(5), "the others kept");
+        assert_eq!(groups.delete(&forget("a", &[("t", 0), ("t", 2)])), Ok(2));
+        assert_eq!(groups.group_ids().collect::<Vec<_>>(), ["b"], "a group with none left is gone");
+
+        assert_eq!(groups.delete(&forget("b", &[])), Ok(3), "none named: the whole group");
+        assert_eq!(groups.group_ids().count(), 0);
+        assert_eq!(groups.delete(&forget("b", &[])), Ok(0), "an unknown group: nothing to do");
+        assert!(groups.delete(&forget("", &[])).is_err(), "a bad group id is refused");
     }
 
     fn commit(group: &str, offsets: Vec<CommittedOffset>) -> CommitOffsets {

@@ -400,6 +400,12 @@ impl StateMachine {
                     Err(why) => results::error(ErrorCode::Invalid, why),
                 }
             }
+            Some(command::Kind::DeleteGroupOffsets(delete)) => {
+                match self.group_offsets.delete(&delete) {
+                    Ok(_) => results::ok(),
+                    Err(why) => results::error(ErrorCode::Invalid, why),
+                }
+            }
             Some(command::Kind::Operation(_)) => {
                 self.operation_count += 1;
                 results::ok()

@@ -10,9 +10,9 @@ use kafka_protocol::messages::{
     MetadataRequest, ProduceRequest, RequestHeader, ResponseHeader,
 };
 use kafka_protocol::messages::{
-    DescribeGroupsRequest, FindCoordinatorRequest, HeartbeatRequest, JoinGroupRequest,
-    LeaveGroupRequest, ListGroupsRequest, OffsetCommitRequest, OffsetFetchRequest,
-    SyncGroupRequest,
+    DeleteGroupsRequest, DescribeGroupsRequest, FindCoordinatorRequest, HeartbeatRequest,
+    JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest, OffsetCommitRequest,
+    OffsetDeleteRequest, OffsetFetchRequest, SyncGroupRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable};
 
@@ -128,6 +128,18 @@ pub async fn handle(node: &NodeHandle, groups: &Coordinator, frame: Bytes) -> Ou
         },
         ApiKey::DescribeGroups => match decode::<DescribeGroupsRequest>(&mut buf, &at) {
             Ok(request) => at.respond(&group::listing::describe(groups, &request)),
+            Err(close) => close,
+        },
+        ApiKey::DeleteGroups => match decode::<DeleteGroupsRequest>(&mut buf, &at) {
+            Ok(request) => {
+                at.respond(&group::deletion::delete_groups(node, groups, &request).await)
+            }
+            Err(close) => close,
+        },
+        ApiKey::OffsetDelete => match decode::<OffsetDeleteRequest>(&mut buf, &at) {
+            Ok(request) => {
+                at.respond(&group::deletion::delete_offsets(node, groups, &request).await)
+            }
             Err(close) => close,
         },
         ApiKey::InitProducerId => match decode::<InitProducerIdRequest>(&mut buf, &at) {

@@ -38,7 +38,8 @@ pub async fn follow_raft_leader(node: NodeHandle) {
             _ = tokio::time::sleep(PERIOD) => {}
         }
         for change in stale_partitions(&node) {
-            let command = Command { kind: Some(Kind::ChangePartition(change)), ..Command::default() };
+            let command =
+                Command { kind: Some(Kind::ChangePartition(change)), ..Command::default() };
             if let Err(e) = node.propose_here(command, node.deadline()).await {
                 tracing::debug!(node = node.id(), "moving a partition's leader: {e}");
                 break;

@@ -132,6 +132,7 @@ impl Metadata {
             | Kind::ConsumeMessage(_)
             | Kind::AppendRecords(_)
             | Kind::CommitOffsets(_)
+            | Kind::DeleteGroupOffsets(_)
             | Kind::Operation(_)
             | Kind::SetClientAddress(_) => return None,
         })

@@ -6,9 +6,11 @@
 //! - [`find_coordinator`]: the Raft leader coordinates every group;
 //! - [`membership`]: JoinGroup, SyncGroup, Heartbeat, LeaveGroup;
 //! - [`offsets`]: OffsetCommit (through the Raft log) and OffsetFetch (the applied state);
-//! - [`listing`]: ListGroups and DescribeGroups.
+//! - [`listing`]: ListGroups and DescribeGroups;
+//! - [`deletion`]: DeleteGroups and OffsetDelete (through the Raft log).
 
 pub mod coordinator;
+pub mod deletion;
 pub mod find_coordinator;
 pub mod listing;
 pub mod membership;

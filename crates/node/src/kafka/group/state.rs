@@ -100,6 +100,10 @@ pub enum Answer {
     Sync(Result<Bytes, GroupError>),
 }
 
+/// A group with members cannot be deleted (NON_EMPTY_GROUP).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NonEmptyGroup;
+
 /// One member as DescribeGroups shows it.
 #[derive(Clone, Debug)]
 pub struct MemberView {
@@ -465,6 +469,28 @@ impl Groups {
         })
     }
 
+    /// Whether `group_id` may be deleted (DeleteGroups): a group with members may not; an
+    /// empty one is forgotten here (the caller then forgets its committed offsets). Answers
+    /// whether the group was held here at all.
+    pub fn remove_if_empty(&mut self, group_id: &str) -> Result<bool, NonEmptyGroup> {
+        match self.groups.get(group_id) {
+            None => Ok(false),
+            Some(group) if !group.members.is_empty() => Err(NonEmptyGroup),
+            Some(_) => {
+                self.groups.remove(group_id);
+                Ok(true)
+            }
+        }
+    }
+
+    /// The protocol type and every member's metadata for the chosen protocol (the consumer
+    /// protocol's subscriptions), of a group with members; `None` for an empty or unknown one.
+    pub fn subscriptions(&self, group_id: &str) -> Option<(String, Vec<Bytes>)> {
+        let group = self.groups.get(group_id).filter(|g| !g.members.is_empty())?;
+        let metadata = group.members.values().map(|m| m.metadata(&group.protocol)).collect();
+        Some((group.protocol_type.clone(), metadata))
+    }
+
     /// (generation, leader) of a group, for tests and logs.
     pub fn generation(&self, group_id: &str) -> Option<(i32, String)> {
         self.groups.get(group_id).map(|g| (g.generation, g.leader.clone()))
@@ -652,6 +678,23 @@ mod tests {
         let view = groups.describe("g").unwrap();
         assert_eq!(view.members.iter().map(|m| m.member_id.clone()).collect::<Vec<_>>(), [a, b]);
         assert_eq!(view.members[1].metadata, Bytes::from("range-b"));
+    }
+
+    #[test]
+    fn only_a_group_without_members_is_removed_and_subscriptions_are_the_members_metadata() {
+        let mut groups = Groups::new("t1");
+        let (a, b) = stable_pair(&mut groups);
+        assert_eq!(groups.remove_if_empty("g"), Err(NonEmptyGroup));
+        let (protocol_type, metadata) = groups.subscriptions("g").expect("members");
+        assert_eq!(protocol_type, "consumer");
+        assert_eq!(metadata, [Bytes::from("range-a"), Bytes::from("range-b")]);
+        assert_eq!(groups.leave("g", &a, 10), Ok(()));
+        assert_eq!(groups.remove_if_empty("g"), Err(NonEmptyGroup), "b is still in it");
+        assert_eq!(groups.leave("g", &b, 11), Ok(()));
+        assert_eq!(groups.subscriptions("g"), None, "no members, no subscriptions");
+        assert_eq!(groups.remove_if_empty("g"), Ok(true), "empty: removed");
+        assert!(groups.list().is_empty());
+        assert_eq!(groups.remove_if_empty("g"), Ok(false), "not held here");
     }
 
     #[test]
