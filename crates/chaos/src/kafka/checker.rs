@@ -280,6 +280,10 @@ fn check_group(history: &[Timed], log: &BTreeMap<(i32, i64), &str>, r: &mut Kafk
             .map_or(0, |(_, offset)| *offset)
     };
 
+    // A new coordinator (a new Raft leader) starts the group from generation 1 again
+    // (docs/kafka.md, "Consumer groups"), so a (member, generation, partition) hold is the
+    // member's latest assignment under that number: a member delivers only from its current
+    // assignment, and its events are recorded in the order it made them.
     let mut holds: HashMap<(usize, i32, i32), Hold> = HashMap::new();
     let mut delivered: HashSet<(i32, i64)> = HashSet::new();
     for t in history {
