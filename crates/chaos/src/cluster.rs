@@ -59,6 +59,8 @@ pub struct Node {
     pub ip: Ipv4Addr,
     pub client: SocketAddr,
     pub raft: SocketAddr,
+    /// The Kafka listener, for a cluster started with them (the Kafka workload).
+    pub kafka: Option<SocketAddr>,
     pub data_dir: PathBuf,
     pub log: PathBuf,
     /// Where the log stood when the process was last started.
@@ -93,13 +95,15 @@ fn free_addr(ip: Ipv4Addr) -> anyhow::Result<SocketAddr> {
 
 impl Cluster {
     /// Starts `n` nodes with data dirs and logs under `dir`, and waits for a leader.
-    /// `unsynced_storage`: run the nodes in the test-only unsynced storage mode.
+    /// `unsynced_storage`: run the nodes in the test-only unsynced storage mode. `kafka`:
+    /// each node also serves Kafka (`--kafka-listen`) on its own IP, so partitions cut it too.
     pub fn start(
         exe: &Path,
         n: u64,
         dir: &Path,
         node_args: Vec<String>,
         unsynced_storage: Option<u64>,
+        kafka: bool,
     ) -> anyhow::Result<Self> {
         let mut nodes = Vec::new();
         for id in 1..=n {
@@ -109,6 +113,7 @@ impl Cluster {
                 ip,
                 client: free_addr(ip)?,
                 raft: free_addr(ip)?,
+                kafka: if kafka { Some(free_addr(ip)?) } else { None },
                 data_dir: dir.join(format!("node{id}")),
                 log: dir.join(format!("node{id}.log")),
                 log_start: 0,
@@ -153,10 +158,18 @@ impl Cluster {
         self.nodes.iter().map(|n| (n.id, n.client)).collect()
     }
 
+    /// Every node's Kafka listener (empty without them).
+    pub fn kafka_addrs(&self) -> Vec<SocketAddr> {
+        self.nodes.iter().filter_map(|n| n.kafka).collect()
+    }
+
     pub fn start_node(&mut self, id: u64) -> anyhow::Result<()> {
         let exe = self.exe.clone();
         let peers = self.peers.clone();
         let mut args = self.node_args.clone();
+        if let Some(kafka) = self.node(id).kafka {
+            args.extend(["--kafka-listen".to_string(), kafka.to_string()]);
+        }
         if let Some(seed) = self.unsynced_storage {
             // A seed per start: each process flushes other pages early.
             self.starts += 1;

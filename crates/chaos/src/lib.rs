@@ -10,11 +10,15 @@
 //! (the nodes then keep unsynced writes in the process, so kill -9 loses them). After healing, a whole-cluster kill -9 and restart
 //! and a drain of every queue, the [`checker`] decides. The [`runner`] ties it together and
 //! saves the history, the schedule and the seed, so any failure can be replayed.
+//!
+//! With `--workload kafka` the clients are Kafka clients instead ([`kafka`]): idempotent
+//! producers and a consumer group on the nodes' Kafka listeners, with a checker of their own.
 
 pub mod checker;
 pub mod cluster;
 pub mod disk;
 pub mod history;
+pub mod kafka;
 pub mod nemesis;
 pub mod network;
 pub mod rng;

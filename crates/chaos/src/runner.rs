@@ -14,6 +14,7 @@ use serde::Serialize;
 use super::checker::{self, CheckReport};
 use super::cluster::Cluster;
 use super::history::{self, Answer, Call, Clock, Recorder};
+use super::kafka::checker::KafkaCheck;
 use super::nemesis::{self, Event, Finding, Kinds, Nemesis, Step};
 use super::network::Firewall;
 use super::rng::Rng;
@@ -42,6 +43,18 @@ pub struct Options {
     pub brokers: bool,
     /// Clients (of `clients`) that send no session and never retry.
     pub plain_clients: usize,
+    /// What the clients do: the REST workload or the Kafka one.
+    pub workload: Workload,
+}
+
+/// The clients' workload.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Workload {
+    /// Topics, messages and brokers over REST ([`super::workload`]).
+    Rest,
+    /// Idempotent producers and a consumer group over Kafka ([`super::kafka`]), on a topic
+    /// of this many partitions.
+    Kafka { partitions: i32 },
 }
 
 impl Options {
@@ -77,6 +90,9 @@ impl Options {
         if self.kinds.power_loss {
             cmd.push_str(" --power-loss");
         }
+        if let Workload::Kafka { partitions } = self.workload {
+            cmd.push_str(&format!(" --workload kafka --partitions {partitions}"));
+        }
         cmd
     }
 }
@@ -98,18 +114,28 @@ pub struct RunReport {
     pub power_losses: usize,
     /// Nodes that did not start by themselves after a power loss (each also a finding).
     pub power_loss_refusals: usize,
-    pub check: CheckReport,
+    /// The REST workload's verdict.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub check: Option<CheckReport>,
+    /// The Kafka workload's verdict.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kafka: Option<KafkaCheck>,
     pub out: PathBuf,
     pub replay: String,
 }
 
 impl RunReport {
     pub fn valid(&self) -> bool {
-        self.check.valid() && self.findings.is_empty()
+        self.check.as_ref().is_none_or(CheckReport::valid)
+            && self.kafka.as_ref().is_none_or(KafkaCheck::valid)
+            && self.findings.is_empty()
     }
 }
 
 pub fn run(options: &Options) -> anyhow::Result<RunReport> {
+    if let Workload::Kafka { partitions } = options.workload {
+        return super::kafka::run::run(options, partitions);
+    }
     let started = Instant::now();
     std::fs::create_dir_all(&options.out)
         .with_context(|| format!("cannot create {}", options.out.display()))?;
@@ -123,8 +149,14 @@ pub fn run(options: &Options) -> anyhow::Result<RunReport> {
     let _ = std::fs::remove_dir_all(&data);
     std::fs::create_dir_all(&data)?;
     let unsynced = options.kinds.power_loss.then_some(options.seed);
-    let mut cluster =
-        Cluster::start(&options.exe, options.nodes, &data, options.node_args.clone(), unsynced)?;
+    let mut cluster = Cluster::start(
+        &options.exe,
+        options.nodes,
+        &data,
+        options.node_args.clone(),
+        unsynced,
+        false,
+    )?;
     let clock = Clock::start();
     let recorder = Recorder::new(clock);
     let shared = Arc::new(Shared::default());
@@ -182,7 +214,7 @@ pub fn run(options: &Options) -> anyhow::Result<RunReport> {
         })
         .map(|op| op.id);
     let check = checker::check(&ops, final_list, options.check_budget);
-    let report = report(options, started.elapsed(), &log, findings, check);
+    let report = report(options, started.elapsed(), &log, findings, Some(check), None);
     write_json(&options.out.join("report.json"), &report)?;
     if final_list.is_none() {
         anyhow::bail!(
@@ -198,7 +230,7 @@ pub fn run(options: &Options) -> anyhow::Result<RunReport> {
 
 /// Runs the schedule until the run's time is up, then heals every fault. Answers the
 /// nemesis's log and its findings.
-fn run_nemesis(
+pub(crate) fn run_nemesis(
     options: &Options,
     steps: &[Step],
     cluster: &mut Cluster,
@@ -224,7 +256,7 @@ fn run_nemesis(
 
 /// Durability: kill -9 every node at once and restart them. With power losses on, this is one
 /// more, and every node must start by itself: a refusal is a finding.
-fn restart_everything(
+pub(crate) fn restart_everything(
     options: &Options,
     cluster: &mut Cluster,
     clock: Clock,
@@ -260,12 +292,13 @@ fn read_back_everything(drainer: &mut Worker, shared: &Shared, brokers: bool) {
 }
 
 /// The run's report: what was injected, what the nemesis found, what the checker decided.
-fn report(
+pub(crate) fn report(
     options: &Options,
     elapsed: Duration,
     log: &[Event],
     findings: Vec<Finding>,
-    check: CheckReport,
+    check: Option<CheckReport>,
+    kafka: Option<KafkaCheck>,
 ) -> RunReport {
     let mut faults_by_kind = BTreeMap::new();
     for event in log {
@@ -291,6 +324,7 @@ fn report(
         power_loss_refusals: findings.iter().filter(|f| f.what.contains("power loss")).count(),
         findings,
         check,
+        kafka,
         out: options.out.clone(),
         replay: options.replay_command(),
     }
@@ -305,7 +339,7 @@ fn count_notes(log: &[Event], needle: &str) -> usize {
     log.iter().flat_map(|e| &e.notes).filter(|n| n.contains(needle)).count()
 }
 
-fn write_json<T: Serialize>(path: &std::path::Path, value: &T) -> anyhow::Result<()> {
+pub(crate) fn write_json<T: Serialize>(path: &std::path::Path, value: &T) -> anyhow::Result<()> {
     let json = serde_json::to_vec_pretty(value)?;
     std::fs::write(path, json).with_context(|| format!("cannot write {}", path.display()))
 }

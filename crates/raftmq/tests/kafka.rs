@@ -15,10 +15,10 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::kafka_wire::{flexible_request, request, string, try_exchange, Fields};
 use common::{serial, Cluster};
 use serde_json::Value;
 
@@ -239,67 +239,6 @@ fn confluent_kafka_creates_a_topic_produces_across_a_leader_change_and_reads_eve
 
 // ----- raw frames ----------------------------------------------------------------------------
 
-/// A request frame: header v1 (API key, version, correlation id, client id "t") and `body`.
-fn request(key: i16, version: i16, correlation: i32, body: &[u8]) -> Vec<u8> {
-    let mut frame = Vec::new();
-    frame.extend_from_slice(&key.to_be_bytes());
-    frame.extend_from_slice(&version.to_be_bytes());
-    frame.extend_from_slice(&correlation.to_be_bytes());
-    frame.extend_from_slice(&1i16.to_be_bytes());
-    frame.push(b't');
-    frame.extend_from_slice(body);
-    let mut out = (frame.len() as u32).to_be_bytes().to_vec();
-    out.extend_from_slice(&frame);
-    out
-}
-
-fn string(text: &str) -> Vec<u8> {
-    let mut out = (text.len() as i16).to_be_bytes().to_vec();
-    out.extend_from_slice(text.as_bytes());
-    out
-}
-
-/// Sends `frame` and reads the answer's body (after the correlation id, which is checked);
-/// `None` if the connection was closed instead.
-fn exchange(addr: &str, frame: &[u8]) -> Option<Vec<u8>> {
-    let mut stream = TcpStream::connect(addr).expect("connect to the Kafka listener");
-    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("a timeout");
-    let _ = stream.write_all(frame);
-    let mut len = [0u8; 4];
-    stream.read_exact(&mut len).ok()?;
-    let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
-    stream.read_exact(&mut body).ok()?;
-    let correlation = i32::from_be_bytes(frame[8..12].try_into().expect("4 bytes"));
-    assert_eq!(body[..4], correlation.to_be_bytes(), "the correlation id comes back");
-    Some(body[4..].to_vec())
-}
-
-/// A reader of big-endian fields.
-struct Fields<'a>(&'a [u8]);
-
-impl Fields<'_> {
-    fn take<const N: usize>(&mut self) -> [u8; N] {
-        let (head, rest) = self.0.split_at(N);
-        self.0 = rest;
-        head.try_into().expect("N bytes")
-    }
-    fn i16(&mut self) -> i16 {
-        i16::from_be_bytes(self.take())
-    }
-    fn i32(&mut self) -> i32 {
-        i32::from_be_bytes(self.take())
-    }
-    fn i64(&mut self) -> i64 {
-        i64::from_be_bytes(self.take())
-    }
-    fn string(&mut self) -> String {
-        let len = self.i16().max(0) as usize;
-        let (text, rest) = self.0.split_at(len);
-        self.0 = rest;
-        String::from_utf8_lossy(text).into_owned()
-    }
-}
-
 /// ApiVersions v0's answer: (error code, [(key, min, max)]).
 fn api_versions(body: &[u8]) -> (i16, Vec<(i16, i16, i16)>) {
     let mut f = Fields(body);
@@ -335,7 +274,7 @@ fn produce_error(addr: &str, topic: &str, records: &[u8]) -> i16 {
     body.extend_from_slice(&0i32.to_be_bytes());
     body.extend_from_slice(&(records.len() as i32).to_be_bytes());
     body.extend_from_slice(records);
-    let answer = exchange(addr, &request(0, 3, 7, &body)).expect("a Produce answer");
+    let answer = try_exchange(addr, &request(0, 3, 7, &body)).expect("a Produce answer");
     let mut f = Fields(&answer);
     assert_eq!(f.i32(), 1, "one topic");
     assert_eq!(f.string(), topic);
@@ -356,20 +295,20 @@ fn bad_input_gets_a_kafka_error_or_a_closed_connection_and_the_listener_goes_on(
 
     // ApiVersions advertises what is served, and only that.
     let (error, versions) =
-        api_versions(&exchange(&addr, &request(18, 0, 1, &[])).expect("an answer"));
+        api_versions(&try_exchange(&addr, &request(18, 0, 1, &[])).expect("an answer"));
     assert_eq!(error, 0);
     assert!(versions.contains(&(0, 3, 9)), "Produce 3..9: {versions:?}");
     assert!(versions.contains(&(1, 4, 12)), "Fetch 4..12: {versions:?}");
     assert!(versions.contains(&(10, 0, 4)), "FindCoordinator 0..4 (consumer groups): {versions:?}");
     // KIP-511: a newer ApiVersions gets UNSUPPORTED_VERSION and the list, as version 0.
     let (error, listed) =
-        api_versions(&exchange(&addr, &request(18, 99, 2, &[])).expect("an answer"));
+        api_versions(&try_exchange(&addr, &request(18, 99, 2, &[])).expect("an answer"));
     assert_eq!((error, listed), (35, versions));
 
     // Metadata v0 for a missing topic: UNKNOWN_TOPIC_OR_PARTITION, no topic made.
     let mut body = 1i32.to_be_bytes().to_vec();
     body.extend_from_slice(&string("missing"));
-    let answer = exchange(&addr, &request(3, 0, 3, &body)).expect("a Metadata answer");
+    let answer = try_exchange(&addr, &request(3, 0, 3, &body)).expect("a Metadata answer");
     let mut f = Fields(&answer);
     for _ in 0..f.i32() {
         let (_id, _host, _port) = (f.i32(), f.string(), f.i32());
@@ -391,17 +330,18 @@ fn bad_input_gets_a_kafka_error_or_a_closed_connection_and_the_listener_goes_on(
     // Closed connections: an oversized frame (before its bytes are sent), an unknown API key,
     // a frame too short for a header, a version of an API that is not served.
     let oversized = (200u32 << 20).to_be_bytes();
-    assert_eq!(exchange(&addr, &[&oversized[..], &[0u8; 8]].concat()), None);
-    assert_eq!(exchange(&addr, &request(999, 0, 4, &[])), None);
-    assert_eq!(exchange(&addr, &[0, 0, 0, 3, 0, 18, 0]), None);
-    assert_eq!(exchange(&addr, &request(0, 2, 5, &[])), None);
+    assert_eq!(try_exchange(&addr, &[&oversized[..], &[0u8; 8]].concat()), None);
+    assert_eq!(try_exchange(&addr, &request(999, 0, 4, &[])), None);
+    assert_eq!(try_exchange(&addr, &[0, 0, 0, 3, 0, 18, 0]), None);
+    assert_eq!(try_exchange(&addr, &request(0, 2, 5, &[])), None);
     // An array that claims 2^31 - 1 elements in a few bytes: refused, the node stays up.
     let huge = i32::MAX.to_be_bytes();
-    assert_eq!(exchange(&addr, &request(19, 2, 9, &huge)), None);
-    assert_eq!(exchange(&addr, &request(3, 1, 10, &huge)), None);
+    assert_eq!(try_exchange(&addr, &request(19, 2, 9, &huge)), None);
+    assert_eq!(try_exchange(&addr, &request(3, 1, 10, &huge)), None);
 
     // And the listener still answers.
-    let (error, _) = api_versions(&exchange(&addr, &request(18, 0, 6, &[])).expect("an answer"));
+    let (error, _) =
+        api_versions(&try_exchange(&addr, &request(18, 0, 6, &[])).expect("an answer"));
     assert_eq!(error, 0);
 }
 
@@ -415,7 +355,7 @@ fn create_topic_error(addr: &str, topic: &str, partitions: i32) -> i16 {
     body.extend_from_slice(&0i32.to_be_bytes()); // no configs
     body.extend_from_slice(&10_000i32.to_be_bytes());
     body.push(0); // not validate-only
-    let answer = exchange(addr, &request(19, 2, 8, &body)).expect("a CreateTopics answer");
+    let answer = try_exchange(addr, &request(19, 2, 8, &body)).expect("a CreateTopics answer");
     let mut f = Fields(&answer);
     let _throttle = f.i32();
     assert_eq!(f.i32(), 1, "one topic");
@@ -553,29 +493,13 @@ fn members_are_brokers_kept_alive_by_raft_and_kafka_created_partitions_name_them
 
 // ----- DescribeQuorum --------------------------------------------------------------------------
 
-/// A flexible-version request frame: header v2 (API key, version, correlation id, client id
-/// "t", no tagged fields) and `body`.
-fn flexible_request(key: i16, version: i16, correlation: i32, body: &[u8]) -> Vec<u8> {
-    let mut frame = Vec::new();
-    frame.extend_from_slice(&key.to_be_bytes());
-    frame.extend_from_slice(&version.to_be_bytes());
-    frame.extend_from_slice(&correlation.to_be_bytes());
-    frame.extend_from_slice(&1i16.to_be_bytes());
-    frame.push(b't');
-    frame.push(0);
-    frame.extend_from_slice(body);
-    let mut out = (frame.len() as u32).to_be_bytes().to_vec();
-    out.extend_from_slice(&frame);
-    out
-}
-
 /// DescribeQuorum v1 for partition 0 of `topic` (a topic name under 127 bytes, so every
 /// length fits one varint byte).
 fn describe_quorum(addr: &str, topic: &str) -> Vec<u8> {
     let mut body = vec![2, topic.len() as u8 + 1]; // one topic; its name
     body.extend_from_slice(topic.as_bytes());
     body.extend_from_slice(&[2, 0, 0, 0, 0, 0, 0, 0]); // one partition: 0; tags; tags; tags
-    exchange(addr, &flexible_request(55, 1, 11, &body)).expect("a DescribeQuorum answer")
+    try_exchange(addr, &flexible_request(55, 1, 11, &body)).expect("a DescribeQuorum answer")
 }
 
 /// What DescribeQuorum v1 says of its one partition: (error, leader, epoch, high watermark,

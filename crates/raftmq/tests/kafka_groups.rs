@@ -18,6 +18,7 @@ use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::kafka_wire::{exchange, request, string};
 use common::{serial, Cluster};
 use serde_json::Value;
 
@@ -180,9 +181,9 @@ fn confluent_kafka_group_consumer_commits_and_the_next_member_resumes() {
     // OffsetDelete (raw frames: the Python clients have no call for it): an unknown group,
     // then partition 0's offset forgotten and a partition that does not exist refused.
     let addr = cluster.kafka_addr(leader);
-    let unknown = exchange(&addr, &frame(47, 0, &offset_delete("nobody", "smoke", &[0])));
+    let unknown = exchange(&addr, &request(47, 0, 7, &offset_delete("nobody", "smoke", &[0])));
     assert_eq!(i16::from_be_bytes([unknown[0], unknown[1]]), 69, "GROUP_ID_NOT_FOUND");
-    let answer = exchange(&addr, &frame(47, 0, &offset_delete("rd", "smoke", &[0, 9])));
+    let answer = exchange(&addr, &request(47, 0, 7, &offset_delete("rd", "smoke", &[0, 9])));
     assert_eq!(offset_delete_errors(&answer), (0, vec![(0, 0), (9, 3)]), "0 forgotten, 9 unknown");
     let in_partition_0 = run["committed"][0][1].as_i64().expect("partition 0's offset");
 
@@ -193,38 +194,6 @@ fn confluent_kafka_group_consumer_commits_and_the_next_member_resumes() {
     assert_eq!(deleted["deleted"], "OK", "{deleted}");
     assert_eq!(deleted["again"], "GROUP_ID_NOT_FOUND", "{deleted}");
     assert_eq!(deleted["reread"], 50, "the group starts over from the earliest offset: {deleted}");
-}
-
-/// A request frame: length, header v1 (key, version, correlation id, client id), body.
-fn frame(key: i16, version: i16, body: &[u8]) -> Vec<u8> {
-    let mut request = Vec::new();
-    request.extend_from_slice(&key.to_be_bytes());
-    request.extend_from_slice(&version.to_be_bytes());
-    request.extend_from_slice(&7i32.to_be_bytes());
-    request.extend_from_slice(&string("raw"));
-    request.extend_from_slice(body);
-    let mut out = (request.len() as i32).to_be_bytes().to_vec();
-    out.extend_from_slice(&request);
-    out
-}
-
-fn string(text: &str) -> Vec<u8> {
-    let mut out = (text.len() as i16).to_be_bytes().to_vec();
-    out.extend_from_slice(text.as_bytes());
-    out
-}
-
-/// Sends one frame to `addr` and answers the response body (after the correlation id).
-fn exchange(addr: &str, request: &[u8]) -> Vec<u8> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(addr).expect("connect to the Kafka listener");
-    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("set a timeout");
-    stream.write_all(request).expect("send the request");
-    let mut len = [0u8; 4];
-    stream.read_exact(&mut len).expect("a response");
-    let mut body = vec![0u8; i32::from_be_bytes(len) as usize];
-    stream.read_exact(&mut body).expect("the whole response");
-    body[4..].to_vec()
 }
 
 /// An OffsetDelete v0 body: the group, one topic and its partitions.
@@ -256,7 +225,7 @@ fn offset_delete_errors(answer: &[u8]) -> (i16, Vec<(i32, i16)>) {
 
 fn heartbeat_error(addr: &str) -> i16 {
     let body = [string("g"), 1i32.to_be_bytes().to_vec(), string("nobody")].concat();
-    let answer = exchange(addr, &frame(12, 0, &body));
+    let answer = exchange(addr, &request(12, 0, 7, &body));
     i16::from_be_bytes([answer[0], answer[1]])
 }
 
@@ -269,7 +238,7 @@ fn every_member_names_the_leader_as_coordinator_and_only_the_leader_coordinates(
     for id in cluster.running() {
         wait_brokers_known(&cluster, id);
         // FindCoordinator v0: error, node id, host, port.
-        let answer = exchange(&cluster.kafka_addr(id), &frame(10, 0, &string("g")));
+        let answer = exchange(&cluster.kafka_addr(id), &request(10, 0, 7, &string("g")));
         let error = i16::from_be_bytes([answer[0], answer[1]]);
         let node = i32::from_be_bytes([answer[2], answer[3], answer[4], answer[5]]);
         assert_eq!((error, node as u64), (0, leader), "node {id} names the leader");

@@ -19,10 +19,10 @@ mod common;
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use common::kafka_wire::{exchange, request, string};
 use common::{serial, Cluster};
 use serde_json::Value;
 
@@ -248,38 +248,6 @@ fn offsets_for_times_describe_configs_and_retention_bytes_with_confluent_kafka()
 }
 
 // ----- raw frames ----------------------------------------------------------------------------
-
-/// A request frame: header v1 (API key, version, correlation id, client id "t") and `body`.
-fn request(key: i16, version: i16, correlation: i32, body: &[u8]) -> Vec<u8> {
-    let mut frame = Vec::new();
-    frame.extend_from_slice(&key.to_be_bytes());
-    frame.extend_from_slice(&version.to_be_bytes());
-    frame.extend_from_slice(&correlation.to_be_bytes());
-    frame.extend_from_slice(&1i16.to_be_bytes());
-    frame.push(b't');
-    frame.extend_from_slice(body);
-    let mut out = (frame.len() as u32).to_be_bytes().to_vec();
-    out.extend_from_slice(&frame);
-    out
-}
-
-fn string(text: &str) -> Vec<u8> {
-    let mut out = (text.len() as i16).to_be_bytes().to_vec();
-    out.extend_from_slice(text.as_bytes());
-    out
-}
-
-/// Sends `frame` and reads the answer's body after the correlation id.
-fn exchange(addr: &str, frame: &[u8]) -> Vec<u8> {
-    let mut stream = TcpStream::connect(addr).expect("connect to the Kafka listener");
-    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("a timeout");
-    stream.write_all(frame).expect("send");
-    let mut len = [0u8; 4];
-    stream.read_exact(&mut len).expect("an answer");
-    let mut body = vec![0u8; u32::from_be_bytes(len) as usize];
-    stream.read_exact(&mut body).expect("an answer");
-    body[4..].to_vec()
-}
 
 fn i16_at(b: &[u8], at: usize) -> i16 {
     i16::from_be_bytes(b[at..at + 2].try_into().expect("2 bytes"))

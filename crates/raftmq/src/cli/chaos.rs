@@ -11,8 +11,10 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use clap::Args;
 
+use raftmq_chaos::checker::CheckReport;
+use raftmq_chaos::kafka::checker::KafkaCheck;
 use raftmq_chaos::nemesis::{Kinds, Step};
-use raftmq_chaos::runner::{self, Options, RunReport};
+use raftmq_chaos::runner::{self, Options, RunReport, Workload};
 use raftmq_chaos::{checker, network};
 
 #[derive(Args)]
@@ -55,6 +57,17 @@ pub struct ChaosArgs {
     /// the faults. Every node must start by itself after each one.
     #[arg(long)]
     power_loss: bool,
+    /// What the clients do. `rest`: topics, messages and brokers over REST, checked for
+    /// linearizability, lost, duplicated and unexpected messages and durability. `kafka`:
+    /// idempotent producers (acks=all) and a consumer group of 2 over the nodes' Kafka
+    /// listeners, checked for every acknowledged record in the log once at its offset and in
+    /// each producer's order, and read exactly once by the group, in order per partition,
+    /// replays after a rebalance allowed only from the last acknowledged commit.
+    #[arg(long, value_enum, default_value_t = WorkloadArg::Rest)]
+    workload: WorkloadArg,
+    /// Partitions of the Kafka workload's topic.
+    #[arg(long, default_value_t = 4)]
+    partitions: i32,
     /// No broker operations in the workload (topics and messages only).
     #[arg(long)]
     no_brokers: bool,
@@ -67,7 +80,8 @@ pub struct ChaosArgs {
     /// Keep the nodes' data dirs of passing runs too.
     #[arg(long)]
     keep_data: bool,
-    /// Only check a saved history (a run's history.json) and print the verdict.
+    /// Only check a saved history (a run's history.json, or with `--workload kafka` its
+    /// kafka-history.json) and print the verdict.
     #[arg(long)]
     check: Option<PathBuf>,
     /// Machine output: the run reports (or, with --check, the verdict) as JSON on
@@ -79,9 +93,18 @@ pub struct ChaosArgs {
     node_args: Option<String>,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum WorkloadArg {
+    Rest,
+    Kafka,
+}
+
 pub fn run(args: ChaosArgs) -> anyhow::Result<()> {
     super::out::set_json(args.json);
     if let Some(path) = &args.check {
+        if args.workload == WorkloadArg::Kafka {
+            return check_saved_kafka(path);
+        }
         return check_saved(path, args.check_budget);
     }
     let mut partitions = !args.no_partitions;
@@ -107,6 +130,13 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<()> {
     if !(1..=9).contains(&args.nodes) {
         bail!("--nodes must be between 1 and 9");
     }
+    if !(1..=64).contains(&args.partitions) {
+        bail!("--partitions must be between 1 and 64");
+    }
+    let workload = match args.workload {
+        WorkloadArg::Rest => Workload::Rest,
+        WorkloadArg::Kafka => Workload::Kafka { partitions: args.partitions },
+    };
     let schedule: Option<Vec<Step>> = match &args.schedule {
         Some(path) => {
             let bytes =
@@ -138,12 +168,15 @@ pub fn run(args: ChaosArgs) -> anyhow::Result<()> {
             keep_data: args.keep_data,
             brokers: !args.no_brokers,
             plain_clients: args.plain_clients.min(args.clients),
+            workload,
         };
         eprintln!(
-            "chaos: run {}/{} seed {} ({} nodes, {} clients, {:?}, partitions {}, power loss {})",
+            "chaos: run {}/{} seed {} ({} workload, {} nodes, {} clients, {:?}, partitions {}, \
+             power loss {})",
             i + 1,
             args.runs,
             options.seed,
+            if workload == Workload::Rest { "REST" } else { "Kafka" },
             options.nodes,
             options.clients,
             options.duration,
@@ -191,8 +224,29 @@ fn check_saved(path: &std::path::Path, budget: u64) -> anyhow::Result<()> {
     }
 }
 
+/// Re-checks a saved Kafka history (a run's kafka-history.json).
+fn check_saved_kafka(path: &std::path::Path) -> anyhow::Result<()> {
+    let events = raftmq_chaos::kafka::history::load(path)
+        .with_context(|| format!("cannot read the Kafka history {}", path.display()))?;
+    let report = raftmq_chaos::kafka::checker::check(&events);
+    say!("{}", serde_json::to_string_pretty(&report)?);
+    if !super::out::json_mode() {
+        say!("{}", report.summary());
+    }
+    if report.valid() {
+        Ok(())
+    } else {
+        bail!("the Kafka history is not valid")
+    }
+}
+
 fn print_run(report: &RunReport) {
     let verdict = if report.valid() { "PASS" } else { "FAIL" };
+    let check = match (&report.check, &report.kafka) {
+        (Some(check), _) => check.summary(),
+        (None, Some(kafka)) => format!("Kafka: {}", kafka.summary()),
+        (None, None) => String::new(),
+    };
     say!(
         "chaos seed {}: {verdict} in {:.0} s; faults {} {:?}; corrupt WALs refused {}; {}{}",
         report.seed,
@@ -201,24 +255,31 @@ fn print_run(report: &RunReport) {
         report.faults_by_kind,
         report.corruption_refusals,
         power_losses(report),
-        report.check.summary()
+        check
     );
     if !report.valid() {
-        for v in &report.check.violations {
-            say!("  violation in {}: {}", v.object, v.detail);
-            for op in &v.excerpt {
-                say!("    {}", serde_json::to_string(op).unwrap_or_default());
+        if let Some(check) = &report.check {
+            for v in &check.violations {
+                say!("  violation in {}: {}", v.object, v.detail);
+                for op in &v.excerpt {
+                    say!("    {}", serde_json::to_string(op).unwrap_or_default());
+                }
+            }
+            for what in &check.inconclusive {
+                say!("  inconclusive: {what}");
+            }
+            let t = &check.totals;
+            for (name, values) in
+                [("lost", &t.lost), ("duplicated", &t.duplicated), ("unexpected", &t.unexpected)]
+            {
+                if !values.is_empty() {
+                    say!("  {name}: {values:?}");
+                }
             }
         }
-        for what in &report.check.inconclusive {
-            say!("  inconclusive: {what}");
-        }
-        let t = &report.check.totals;
-        for (name, values) in
-            [("lost", &t.lost), ("duplicated", &t.duplicated), ("unexpected", &t.unexpected)]
-        {
-            if !values.is_empty() {
-                say!("  {name}: {values:?}");
+        if let Some(kafka) = &report.kafka {
+            for problem in kafka.problems() {
+                say!("  {problem}");
             }
         }
         for f in &report.findings {
@@ -242,24 +303,49 @@ fn power_losses(report: &RunReport) -> String {
 
 fn print_total(reports: &[RunReport]) {
     let sum = |f: &dyn Fn(&RunReport) -> usize| reports.iter().map(f).sum::<usize>();
-    say!(
-        "chaos total: runs {}, failed runs {}, seconds {:.0}, operations {}, faults {}, \
-         linearizability violations {}, inconclusive {}, lost {}, duplicated {}, unexpected {}, \
-         nemesis findings {}, power losses {}, nodes that did not restart by themselves {}",
+    let rest = |f: &dyn Fn(&CheckReport) -> usize| sum(&|r| r.check.as_ref().map_or(0, f));
+    let kafka = |f: &dyn Fn(&KafkaCheck) -> usize| sum(&|r| r.kafka.as_ref().map_or(0, f));
+    let mut line = format!(
+        "chaos total: runs {}, failed runs {}, seconds {:.0}, faults {}, nemesis findings {}, \
+         power losses {}, nodes that did not restart by themselves {}",
         reports.len(),
         reports.iter().filter(|r| !r.valid()).count(),
         reports.iter().map(|r| r.seconds).sum::<f64>(),
-        sum(&|r| r.check.ops),
         sum(&|r| r.faults),
-        sum(&|r| r.check.violations.len()),
-        sum(&|r| r.check.inconclusive.len()),
-        sum(&|r| r.check.totals.lost.len()),
-        sum(&|r| r.check.totals.duplicated.len()),
-        sum(&|r| r.check.totals.unexpected.len()),
         sum(&|r| r.findings.len()),
         sum(&|r| r.power_losses),
         sum(&|r| r.power_loss_refusals),
     );
+    if reports.iter().any(|r| r.check.is_some()) {
+        line.push_str(&format!(
+            "; REST: operations {}, linearizability violations {}, inconclusive {}, lost {}, \
+             duplicated {}, unexpected {}",
+            rest(&|c| c.ops),
+            rest(&|c| c.violations.len()),
+            rest(&|c| c.inconclusive.len()),
+            rest(&|c| c.totals.lost.len()),
+            rest(&|c| c.totals.duplicated.len()),
+            rest(&|c| c.totals.unexpected.len()),
+        ));
+    }
+    if reports.iter().any(|r| r.kafka.is_some()) {
+        line.push_str(&format!(
+            "; Kafka: records acknowledged {}, in the log {}, lost {}, duplicated {}, \
+             unexpected {}, deliveries {}, allowed replays {}, delivered exactly once {}, \
+             undelivered {}, violations {}",
+            kafka(&|k| k.acknowledged),
+            kafka(&|k| k.logged),
+            kafka(&|k| k.lost_count),
+            kafka(&|k| k.duplicated_count),
+            kafka(&|k| k.unexpected_count),
+            kafka(&|k| k.deliveries),
+            kafka(&|k| k.replays),
+            kafka(&|k| k.delivered_once),
+            kafka(&|k| k.undelivered_count),
+            kafka(&|k| k.violation_count),
+        ));
+    }
+    say!("{line}");
 }
 
 /// "90s", "30m", "1h", "500ms", or plain seconds.

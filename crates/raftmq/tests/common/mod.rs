@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod kafka_wire;
+
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, MutexGuard};
