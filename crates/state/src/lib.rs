@@ -50,6 +50,7 @@ pub mod producer_state;
 pub mod queues;
 pub mod results;
 pub mod retention;
+pub mod segment_store;
 pub mod sessions;
 pub mod snapshot;
 pub mod validation;
