@@ -528,6 +528,8 @@ pub struct PartitionLogs {
     retention: BTreeMap<String, Retention>,
     /// Where new partitions keep their batches (not state: every store answers alike).
     storage: PartitionStorage,
+    /// The disk epoch these partitions belong to (see `DiskConfig::epoch`).
+    epoch: u64,
 }
 
 /// One partition's image in three parts, as a snapshot streams it: its fields before the
@@ -538,7 +540,8 @@ pub(crate) type ImageParts<'a> =
 impl PartitionLogs {
     /// No partitions; new ones keep their batches in `storage`.
     pub(crate) fn new(storage: PartitionStorage) -> Self {
-        PartitionLogs { storage, ..PartitionLogs::default() }
+        let epoch = storage.disk().map_or(0, |config| *config.epoch());
+        PartitionLogs { storage, epoch, ..PartitionLogs::default() }
     }
 
     /// Where the batches are kept.
@@ -683,6 +686,17 @@ impl PartitionLogs {
         in_segments: bool,
     ) -> Result<Self, String> {
         let mut logs = PartitionLogs::new(storage);
+        // A restore on disk replaces what is there: a snapshot thread of the replaced state
+        // waits, then finds itself out of date.
+        let config = match &logs.storage {
+            PartitionStorage::Disk(config) => Some(config.clone()),
+            _ => None,
+        };
+        let mut epoch = config.as_ref().map(|config| config.epoch());
+        if let Some(epoch) = epoch.as_mut() {
+            **epoch += 1;
+            logs.epoch = **epoch;
+        }
         for image in configs {
             if !topics.contains(&image.topic) {
                 return Err(format!("retention settings of the unknown topic {:?}", image.topic));
@@ -798,6 +812,18 @@ impl PartitionLogs {
         Ok((image.topic, log))
     }
 
+    /// The disk epoch, locked, if these partitions are still the current ones.
+    fn current_epoch(&self) -> std::io::Result<Option<std::sync::MutexGuard<'_, u64>>> {
+        let Some(config) = self.storage.disk() else { return Ok(None) };
+        let epoch = config.epoch();
+        if *epoch != self.epoch {
+            return Err(std::io::Error::other(
+                "the partitions were replaced (a snapshot was installed) since this state",
+            ));
+        }
+        Ok(Some(epoch))
+    }
+
     /// The directories of the partitions held on disk.
     fn disk_dirs(&self) -> impl Iterator<Item = PathBuf> + '_ {
         self.topics.values().flatten().filter_map(|log| match &log.store {
@@ -818,6 +844,7 @@ impl PartitionLogs {
     /// segments (once the log is compacted the segments are the only copy) and hard-links
     /// them under `links`, so the snapshot can be sent whatever retention does meanwhile.
     pub fn sync_and_link(&self, links: &Path) -> std::io::Result<()> {
+        let _epoch = self.current_epoch()?;
         std::fs::create_dir_all(links)?;
         for store in self.disk_stores() {
             store.sync()?;
@@ -833,6 +860,7 @@ impl PartitionLogs {
     /// segment files wholly below each partition's log start, and the directories of
     /// partitions it does not hold that were created at or before it (deleted topics).
     pub fn release_below_start(&self, applied_index: u64) -> std::io::Result<()> {
+        let _epoch = self.current_epoch()?;
         for store in self.disk_stores() {
             store.delete_below_start()?;
         }

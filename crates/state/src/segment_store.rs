@@ -91,11 +91,25 @@ pub struct DiskConfig {
     /// The first I/O failure of an append or a read, if any: the node stops on it (the state
     /// machine itself must go on answering deterministically).
     failed: Mutex<Option<String>>,
+    /// Bumped whenever a restore replaces the partitions (an installed snapshot): the disk
+    /// work of a snapshot thread still holding a clone of the replaced state must not touch
+    /// the new files. Held while either runs.
+    epoch: Mutex<u64>,
 }
 
 impl DiskConfig {
     pub fn new(dir: PathBuf, segment_bytes: u64) -> Self {
-        DiskConfig { dir, segment_bytes: segment_bytes.max(1), failed: Mutex::new(None) }
+        DiskConfig {
+            dir,
+            segment_bytes: segment_bytes.max(1),
+            failed: Mutex::new(None),
+            epoch: Mutex::new(0),
+        }
+    }
+
+    /// The current epoch, locked (see `epoch`).
+    pub fn epoch(&self) -> std::sync::MutexGuard<'_, u64> {
+        self.epoch.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The first I/O failure, if any.
