@@ -1,13 +1,15 @@
 //! raftmq-state: the replicated state machine — what every committed log entry does to a
 //! node's state. Typed commands in (`raftmq.v1.Command`), typed results out
-//! (`raftmq.v1.CommandResult`); no I/O, no async runtime, no HTTP, no JSON out.
+//! (`raftmq.v1.CommandResult`); no async runtime, no HTTP, no JSON out, and no I/O but the
+//! partition segment files a node asks for (`segment_store`).
 //!
 //! What it guarantees:
 //! - **Deterministic.** Raft guarantees that every node applies the same entries in the same
 //!   order; the state machine turns that into the same state on every node. It reads no clock
 //!   (its only time is the `timestamp_ms` the leader stamps on each command, which it never
-//!   lets go back), draws no random numbers (uuids derive from the log position), does no
-//!   I/O and never iterates a hash map. Equal states encode to equal snapshots, so
+//!   lets go back), draws no random numbers (uuids derive from the log position), never
+//!   lets I/O change an answer (a failed partition file write is reported to the node, which
+//!   stops) and never iterates a hash map. Equal states encode to equal snapshots, so
 //!   [`StateMachine::digest`] compares replicas.
 //! - **Total.** Every command gives a result and none panics: any bytes at all, even garbage,
 //!   answer an `INVALID` error result, because a panic on a committed entry would crash every
@@ -26,6 +28,9 @@
 //!   its queue in `queues` and its record in `metadata`, created and removed together;
 //! - [`partition_log`]: each topic's partitions, ordered logs of Kafka record batches with
 //!   dense offsets (the Kafka front-end's Produce and Fetch);
+//! - [`segment_store`]: a partition's batches on disk, in segment files with a sparse offset
+//!   index (the node's choice; `StateMachine::new` keeps them in memory). The only I/O here:
+//!   what the state machine answers never depends on it;
 //! - [`bridge`]: a Kafka record's text also joins the consume-once queue, and the bounded
 //!   decoding of a stored batch;
 //! - [`group_offsets`]: consumer groups' committed offsets (the Kafka front-end's
