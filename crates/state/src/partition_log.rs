@@ -800,7 +800,7 @@ impl PartitionLogs {
                     log.next_offset
                 ));
             }
-            log.store.push(base, base + offsets - 1, Bytes::from(batch));
+            log.store.push(base, base + offsets - 1, batch);
             log.next_offset = base + offsets;
         }
         if log.next_offset != image.next_offset {
