@@ -1,13 +1,15 @@
 //! raftmq-state: the replicated state machine — what every committed log entry does to a
 //! node's state. Typed commands in (`raftmq.v1.Command`), typed results out
-//! (`raftmq.v1.CommandResult`); no I/O, no async runtime, no HTTP, no JSON out.
+//! (`raftmq.v1.CommandResult`); no async runtime, no HTTP, no JSON out, and no I/O but the
+//! partition segment files a node asks for (`segment_store`).
 //!
 //! What it guarantees:
 //! - **Deterministic.** Raft guarantees that every node applies the same entries in the same
 //!   order; the state machine turns that into the same state on every node. It reads no clock
 //!   (its only time is the `timestamp_ms` the leader stamps on each command, which it never
-//!   lets go back), draws no random numbers (uuids derive from the log position), does no
-//!   I/O and never iterates a hash map. Equal states encode to equal snapshots, so
+//!   lets go back), draws no random numbers (uuids derive from the log position), never
+//!   lets I/O change an answer (a failed partition file write is reported to the node, which
+//!   stops) and never iterates a hash map. Equal states encode to equal snapshots, so
 //!   [`StateMachine::digest`] compares replicas.
 //! - **Total.** Every command gives a result and none panics: any bytes at all, even garbage,
 //!   answer an `INVALID` error result, because a panic on a committed entry would crash every
@@ -26,6 +28,9 @@
 //!   its queue in `queues` and its record in `metadata`, created and removed together;
 //! - [`partition_log`]: each topic's partitions, ordered logs of Kafka record batches with
 //!   dense offsets (the Kafka front-end's Produce and Fetch);
+//! - [`segment_store`]: a partition's batches on disk, in segment files with a sparse offset
+//!   index (the node's choice; `StateMachine::new` keeps them in memory). The only I/O here:
+//!   what the state machine answers never depends on it;
 //! - [`bridge`]: a Kafka record's text also joins the consume-once queue, and the bounded
 //!   decoding of a stored batch;
 //! - [`group_offsets`]: consumer groups' committed offsets (the Kafka front-end's
@@ -50,10 +55,13 @@ pub mod producer_state;
 pub mod queues;
 pub mod results;
 pub mod retention;
+pub mod segment_store;
 pub mod sessions;
 pub mod snapshot;
 pub mod validation;
 
+#[cfg(test)]
+mod disk_tests;
 #[cfg(test)]
 mod tests;
 
@@ -63,9 +71,10 @@ use prost::Message as _;
 use raftmq_proto::client::{command, Command, CommandResult, ErrorCode, MemberInfo};
 use raftmq_raft::{ConfChange, Index, NodeId, Term};
 
+pub use partition_log::PartitionStorage;
 pub use queues::MAX_TOPIC_NAME_BYTES;
 pub use sessions::MAX_CLIENT_ID_BYTES;
-pub use snapshot::{SnapshotError, SNAPSHOT_FORMAT_VERSION};
+pub use snapshot::{SnapshotError, SnapshotForm, SNAPSHOT_FORMAT_VERSION};
 
 use members::Members;
 use queues::{QueueError, Topics};
@@ -97,6 +106,12 @@ impl StateMachine {
     /// An empty state machine whose client sessions expire after `session_ttl_ms` of log time
     /// without a command (`u64::MAX`: never).
     pub fn new(session_ttl_ms: u64) -> Self {
+        Self::with_storage(session_ttl_ms, PartitionStorage::Memory)
+    }
+
+    /// [`StateMachine::new`], keeping the partitions' batches in `storage` (the node gives a
+    /// directory; what the state machine answers does not depend on it).
+    pub fn with_storage(session_ttl_ms: u64, storage: PartitionStorage) -> Self {
         Self {
             applied_index: 0,
             applied_term: 0,
@@ -106,7 +121,7 @@ impl StateMachine {
             sessions: Sessions::new(session_ttl_ms),
             members: Members::default(),
             metadata: metadata::Metadata::default(),
-            partition_logs: partition_log::PartitionLogs::default(),
+            partition_logs: partition_log::PartitionLogs::new(storage),
             group_offsets: group_offsets::GroupOffsets::default(),
         }
     }
@@ -256,31 +271,94 @@ impl StateMachine {
         data
     }
 
+    /// The form this state machine's snapshots take: with the batches in memory, the full
+    /// form; with them on disk, the reference form (the segment files hold them).
+    pub fn snapshot_form(&self) -> SnapshotForm {
+        match self.partition_logs.storage() {
+            PartitionStorage::Memory => SnapshotForm::Full,
+            PartitionStorage::Disk(_) | PartitionStorage::ReadOnly(_) => SnapshotForm::Reference,
+        }
+    }
+
     /// Writes [`StateMachine::snapshot`]'s bytes to `w` without building them in memory (the
     /// queues can be most of a node's memory), returning how many were written. It writes in
     /// pieces of up to 64 KiB, so `w` need not be buffered. A snapshot is best taken from a
     /// clone (cheap: queue chunks are shared) on another thread, so that applying goes on.
     pub fn snapshot_to(&self, w: &mut impl std::io::Write) -> std::io::Result<u64> {
-        snapshot::encode_to(self, w)
+        snapshot::encode_to(self, w, self.snapshot_form())
+    }
+
+    /// [`StateMachine::snapshot_to`] in the given form (the full form of a state on disk reads
+    /// every batch back).
+    pub fn snapshot_to_form(
+        &self,
+        w: &mut impl std::io::Write,
+        form: SnapshotForm,
+    ) -> std::io::Result<u64> {
+        snapshot::encode_to(self, w, form)
     }
 
     /// The exact length of [`StateMachine::snapshot`], counted without encoding the queues,
     /// for a file header written before the data.
     pub fn snapshot_len(&self) -> u64 {
-        snapshot::encoded_len(self)
+        snapshot::encoded_len(self, self.snapshot_form())
     }
 
-    /// Rebuilds a state machine from [`StateMachine::snapshot`]'s bytes. The TTL is
-    /// configuration, not state, so it is given again.
+    /// Rebuilds a state machine, its batches in memory, from [`StateMachine::snapshot`]'s
+    /// bytes (the full form). The TTL is configuration, not state, so it is given again.
     pub fn restore(data: &[u8], session_ttl_ms: u64) -> Result<Self, SnapshotError> {
-        snapshot::decode(data, session_ttl_ms)
+        snapshot::decode(data, session_ttl_ms, PartitionStorage::Memory)
+    }
+
+    /// [`StateMachine::restore`] into `storage`. A reference-form snapshot needs the segment
+    /// files it refers to (a restart: each partition directory is cut to the snapshot's end,
+    /// and missing data is an error naming the directory); a full-form one is written into
+    /// fresh directories.
+    pub fn restore_with(
+        data: &[u8],
+        session_ttl_ms: u64,
+        storage: PartitionStorage,
+    ) -> Result<Self, SnapshotError> {
+        snapshot::decode(data, session_ttl_ms, storage)
+    }
+
+    /// The form to send to another node: a reference-form snapshot's batches read from
+    /// `segments` (the directory its segment files were hard-linked into) and put inline;
+    /// `None` when `data` is already the full form. Built in memory (docs/storage.md).
+    pub fn transfer_form(
+        data: &[u8],
+        segments: &std::path::Path,
+    ) -> Result<Option<Vec<u8>>, SnapshotError> {
+        if !snapshot::batches_in_segments(data)? {
+            return Ok(None);
+        }
+        let config = segment_store::DiskConfig::new(
+            segments.to_path_buf(),
+            segment_store::DEFAULT_SEGMENT_BYTES,
+        );
+        let storage = PartitionStorage::ReadOnly(std::sync::Arc::new(config));
+        let view = snapshot::decode(data, u64::MAX, storage)?;
+        let mut out = Vec::new();
+        view.snapshot_to_form(&mut out, SnapshotForm::Full)
+            .map_err(|e| SnapshotError::Inconsistent(format!("reading the batches: {e}")))?;
+        if let Some(failure) = view.storage_failure() {
+            return Err(SnapshotError::Inconsistent(failure));
+        }
+        Ok(Some(out))
+    }
+
+    /// The first I/O failure of the partition store on disk, if any: the node stops on it.
+    pub fn storage_failure(&self) -> Option<String> {
+        self.partition_logs.storage().disk().and_then(|config| config.failure())
     }
 
     /// A stable 64-bit hash of the whole state (including the applied index and term): equal
-    /// on two nodes exactly when their snapshots are equal.
+    /// on two nodes exactly when their snapshots are equal. It hashes the reference form, the
+    /// same whichever store holds the batches.
     pub fn digest(&self) -> u64 {
         let mut hasher = snapshot::Fnv1a64::default();
-        self.snapshot_to(&mut hasher).expect("hashing never fails");
+        snapshot::encode_to(self, &mut hasher, SnapshotForm::Reference)
+            .expect("hashing never fails");
         hasher.0
     }
 
@@ -433,7 +511,7 @@ impl StateMachine {
     ) -> CommandResult {
         match self.topics.create(name) {
             Ok(()) => {
-                self.partition_logs.create(name, partitions, retention);
+                self.partition_logs.create(name, partitions, retention, self.applied_index);
                 self.metadata.topic_created(self.at(), name);
                 results::ok()
             }

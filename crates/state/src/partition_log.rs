@@ -18,6 +18,7 @@
 //! index) can replace the in-memory [`MemoryStore`] without touching the rules here.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -25,6 +26,7 @@ use raftmq_proto::client::{PartitionLogImage, TopicConfigImage};
 
 use crate::producer_state::{BatchProducer, Pending, ProducerStates, SequenceError, Verdict};
 use crate::retention::Retention;
+use crate::segment_store::{BatchMeta, DiskConfig, OpenMode, SegmentStore};
 
 /// The size of a record batch v2 header, up to and including the record count.
 pub const BATCH_HEADER_BYTES: usize = 61;
@@ -119,24 +121,26 @@ pub fn max_timestamp(batch: &[u8]) -> i64 {
     i64::from_be_bytes(be8(&batch[35..43]))
 }
 
-/// The storage of one partition's batches. The in-memory [`MemoryStore`] is this slice's;
-/// a segment store on disk implements the same calls.
-pub trait RecordStore: Clone + std::fmt::Debug + Default {
+/// The storage of one partition's batches: what the partition log's rules (offsets,
+/// retention, producers) need of it. The in-memory [`MemoryStore`] serves the deterministic
+/// tests; the node keeps its partitions in a [`SegmentStore`] on disk. A Raft group per
+/// partition would feed the same calls (docs/kafka.md, "One Raft group per partition").
+pub trait RecordStore: Clone + std::fmt::Debug {
     /// Stores `batch` (its `baseOffset` already assigned) holding offsets `base..=last`.
     fn push(&mut self, base: i64, last: i64, batch: Bytes);
     /// The batches that hold `from` and after, until about `max_bytes` (at least one batch
     /// when there is any at or after `from`, however large: a consumer must make progress).
     fn read(&self, from: i64, max_bytes: usize) -> Vec<Bytes>;
-    /// Every batch held, oldest first (for snapshots).
-    fn all(&self) -> Vec<Bytes>;
     /// The bytes held.
-    fn bytes(&self) -> usize;
+    fn bytes(&self) -> u64;
     /// The oldest batch held.
-    fn oldest(&self) -> Option<&Bytes>;
+    fn oldest(&self) -> Option<BatchMeta>;
     /// Removes the oldest batch (retention).
     fn remove_oldest(&mut self);
-    /// Every batch held, oldest first, without copying them.
-    fn iter(&self) -> Box<dyn Iterator<Item = &Bytes> + '_>;
+    /// The first batch held whose `maxTimestamp` is at or after `timestamp`.
+    fn first_at_timestamp(&self, timestamp: i64) -> Option<Bytes>;
+    /// The first batch held with the largest `maxTimestamp`.
+    fn first_with_max_timestamp(&self) -> Option<Bytes>;
 }
 
 /// How many batches a [`MemoryStore`] chunk holds.
@@ -152,12 +156,29 @@ pub struct MemoryStore {
     /// (last offset, batch), in offset order, in chunks that are never empty: a binary search
     /// on the last offsets finds the chunk, then the batch, holding any offset.
     chunks: VecDeque<Arc<VecDeque<(i64, Bytes)>>>,
-    bytes: usize,
+    bytes: u64,
+}
+
+impl MemoryStore {
+    /// Every batch held, oldest first, without copying them.
+    fn iter(&self) -> impl Iterator<Item = &Bytes> + '_ {
+        self.chunks.iter().flat_map(|chunk| chunk.iter().map(|(_, b)| b))
+    }
+}
+
+/// A stored batch's header facts.
+fn meta_of(batch: &[u8]) -> BatchMeta {
+    BatchMeta {
+        base: base_offset(batch),
+        last: last_offset(batch),
+        len: batch.len(),
+        max_timestamp: max_timestamp(batch),
+    }
 }
 
 impl RecordStore for MemoryStore {
     fn push(&mut self, _base: i64, last: i64, batch: Bytes) {
-        self.bytes += batch.len();
+        self.bytes += batch.len() as u64;
         if self.chunks.back().is_none_or(|chunk| chunk.len() >= CHUNK) {
             self.chunks.push_back(Arc::new(VecDeque::with_capacity(CHUNK)));
         }
@@ -184,44 +205,186 @@ impl RecordStore for MemoryStore {
         out
     }
 
-    fn all(&self) -> Vec<Bytes> {
-        self.iter().cloned().collect()
-    }
-
-    fn bytes(&self) -> usize {
+    fn bytes(&self) -> u64 {
         self.bytes
     }
 
-    fn oldest(&self) -> Option<&Bytes> {
-        self.chunks.front().and_then(|chunk| chunk.front()).map(|(_, b)| b)
+    fn oldest(&self) -> Option<BatchMeta> {
+        self.chunks.front().and_then(|chunk| chunk.front()).map(|(_, b)| meta_of(b))
     }
 
     fn remove_oldest(&mut self) {
         let Some(front) = self.chunks.front_mut() else { return };
         let chunk = Arc::make_mut(front);
         if let Some((_, batch)) = chunk.pop_front() {
-            self.bytes -= batch.len();
+            self.bytes -= batch.len() as u64;
         }
         if chunk.is_empty() {
             self.chunks.pop_front();
         }
     }
 
-    fn iter(&self) -> Box<dyn Iterator<Item = &Bytes> + '_> {
-        Box::new(self.chunks.iter().flat_map(|chunk| chunk.iter().map(|(_, b)| b)))
+    fn first_at_timestamp(&self, timestamp: i64) -> Option<Bytes> {
+        self.iter().find(|b| max_timestamp(b) >= timestamp).cloned()
+    }
+
+    fn first_with_max_timestamp(&self) -> Option<Bytes> {
+        let mut best: Option<&Bytes> = None;
+        for batch in self.iter() {
+            if best.is_none_or(|b| max_timestamp(batch) > max_timestamp(b)) {
+                best = Some(batch);
+            }
+        }
+        best.cloned()
+    }
+}
+
+impl RecordStore for SegmentStore {
+    fn push(&mut self, base: i64, last: i64, batch: Bytes) {
+        SegmentStore::push(self, base, last, &batch);
+    }
+
+    fn read(&self, from: i64, max_bytes: usize) -> Vec<Bytes> {
+        SegmentStore::read(self, from, max_bytes)
+    }
+
+    fn bytes(&self) -> u64 {
+        SegmentStore::bytes(self)
+    }
+
+    fn oldest(&self) -> Option<BatchMeta> {
+        SegmentStore::oldest(self)
+    }
+
+    fn remove_oldest(&mut self) {
+        SegmentStore::remove_oldest(self);
+    }
+
+    fn first_at_timestamp(&self, timestamp: i64) -> Option<Bytes> {
+        SegmentStore::first_at_timestamp(self, timestamp)
+    }
+
+    fn first_with_max_timestamp(&self) -> Option<Bytes> {
+        SegmentStore::first_with_max_timestamp(self)
+    }
+}
+
+/// A partition's store, chosen by the state machine's [`PartitionStorage`].
+#[derive(Clone, Debug)]
+pub enum PartitionStore {
+    Memory(MemoryStore),
+    Disk(SegmentStore),
+}
+
+impl Default for PartitionStore {
+    fn default() -> Self {
+        PartitionStore::Memory(MemoryStore::default())
+    }
+}
+
+macro_rules! each_store {
+    ($self:expr, $store:ident => $call:expr) => {
+        match $self {
+            PartitionStore::Memory($store) => $call,
+            PartitionStore::Disk($store) => $call,
+        }
+    };
+}
+
+impl RecordStore for PartitionStore {
+    fn push(&mut self, base: i64, last: i64, batch: Bytes) {
+        each_store!(self, s => RecordStore::push(s, base, last, batch))
+    }
+
+    fn read(&self, from: i64, max_bytes: usize) -> Vec<Bytes> {
+        each_store!(self, s => RecordStore::read(s, from, max_bytes))
+    }
+
+    fn bytes(&self) -> u64 {
+        each_store!(self, s => RecordStore::bytes(s))
+    }
+
+    fn oldest(&self) -> Option<BatchMeta> {
+        each_store!(self, s => RecordStore::oldest(s))
+    }
+
+    fn remove_oldest(&mut self) {
+        each_store!(self, s => RecordStore::remove_oldest(s))
+    }
+
+    fn first_at_timestamp(&self, timestamp: i64) -> Option<Bytes> {
+        each_store!(self, s => RecordStore::first_at_timestamp(s, timestamp))
+    }
+
+    fn first_with_max_timestamp(&self) -> Option<Bytes> {
+        each_store!(self, s => RecordStore::first_with_max_timestamp(s))
+    }
+}
+
+/// Where a state machine keeps its partitions' batches.
+#[derive(Clone, Debug, Default)]
+pub enum PartitionStorage {
+    /// In memory (tests, tools): snapshots carry the batches.
+    #[default]
+    Memory,
+    /// In segment files under a directory (the node): snapshots refer to them.
+    Disk(Arc<DiskConfig>),
+    /// Segment files opened to be read only: the hard links of a snapshot, to build the form
+    /// sent to another node. A state machine restored so is not to be applied to.
+    ReadOnly(Arc<DiskConfig>),
+}
+
+impl PartitionStorage {
+    /// The store of a new, empty partition.
+    fn new_store(&self, topic: &str, partition: u32, created: u64) -> PartitionStore {
+        match self {
+            // A read-only view never writes: what it would create stays in memory.
+            PartitionStorage::Memory | PartitionStorage::ReadOnly(_) => {
+                PartitionStore::Memory(MemoryStore::default())
+            }
+            PartitionStorage::Disk(config) => {
+                let dir = config.partition_dir(topic, partition, created);
+                PartitionStore::Disk(SegmentStore::create(config.clone(), dir))
+            }
+        }
+    }
+
+    /// The disk settings, if the batches are on disk.
+    pub fn disk(&self) -> Option<&Arc<DiskConfig>> {
+        match self {
+            PartitionStorage::Memory => None,
+            PartitionStorage::Disk(config) | PartitionStorage::ReadOnly(config) => Some(config),
+        }
     }
 }
 
 /// One partition: its offsets and its store.
 #[derive(Clone, Debug, Default)]
-pub struct PartitionLog<S: RecordStore = MemoryStore> {
+pub struct PartitionLog<S: RecordStore = PartitionStore> {
     log_start_offset: i64,
     next_offset: i64,
     store: S,
     producers: ProducerStates,
+    /// A running CRC-32C over every batch appended (as stored), so that snapshots that refer
+    /// to the batches instead of carrying them still tell replicas with different data apart.
+    content_crc: u32,
+    /// The index of the entry that created the partition's topic (its directory's name tells
+    /// a re-created topic's files from its predecessor's).
+    created: u64,
 }
 
 impl<S: RecordStore> PartitionLog<S> {
+    fn empty(store: S, created: u64) -> Self {
+        PartitionLog {
+            log_start_offset: 0,
+            next_offset: 0,
+            store,
+            producers: ProducerStates::default(),
+            content_crc: 0,
+            created,
+        }
+    }
+
     /// The first offset held.
     pub fn log_start_offset(&self) -> i64 {
         self.log_start_offset
@@ -243,7 +406,12 @@ impl<S: RecordStore> PartitionLog<S> {
 
     /// The bytes of record batches held.
     pub fn bytes(&self) -> usize {
-        self.store.bytes()
+        usize::try_from(self.store.bytes()).unwrap_or(usize::MAX)
+    }
+
+    /// The store of the batches.
+    pub fn store(&self) -> &S {
+        &self.store
     }
 
     /// The idempotent producers' state.
@@ -254,18 +422,12 @@ impl<S: RecordStore> PartitionLog<S> {
     /// The first batch held whose newest record is at or after `timestamp`: the batch that
     /// holds the first offset with a timestamp at or after it (timestamps need not grow).
     pub fn batch_at_timestamp(&self, timestamp: i64) -> Option<Bytes> {
-        self.store.iter().find(|b| max_timestamp(b) >= timestamp).cloned()
+        self.store.first_at_timestamp(timestamp)
     }
 
     /// The first batch held with the largest `maxTimestamp`.
     pub fn batch_with_max_timestamp(&self) -> Option<Bytes> {
-        let mut best: Option<&Bytes> = None;
-        for batch in self.store.iter() {
-            if best.is_none_or(|b| max_timestamp(batch) > max_timestamp(b)) {
-                best = Some(batch);
-            }
-        }
-        best.cloned()
+        self.store.first_with_max_timestamp()
     }
 
     /// Checks the producers of `batches` and appends those that are not duplicates, giving
@@ -309,6 +471,7 @@ impl<S: RecordStore> PartitionLog<S> {
                     batch[..8].copy_from_slice(&self.next_offset.to_be_bytes());
                     let at = self.next_offset;
                     let last = at + info.offsets - 1;
+                    self.content_crc = crc32c::crc32c_append(self.content_crc, &batch);
                     self.store.push(at, last, batch.freeze());
                     self.next_offset = last + 1;
                     at
@@ -323,14 +486,15 @@ impl<S: RecordStore> PartitionLog<S> {
     /// `appended_from` on were just appended and are kept by time.
     fn apply_retention(&mut self, retention: &Retention, clock_ms: u64, appended_from: i64) {
         while let Some(oldest) = self.store.oldest() {
-            let by_time = base_offset(oldest) < appended_from
-                && retention.expired(max_timestamp(oldest), clock_ms);
-            if !(by_time || retention.too_large(self.store.bytes(), oldest.len())) {
+            let by_time =
+                oldest.base < appended_from && retention.expired(oldest.max_timestamp, clock_ms);
+            let total = usize::try_from(self.store.bytes()).unwrap_or(usize::MAX);
+            if !(by_time || retention.too_large(total, oldest.len)) {
                 break;
             }
             self.store.remove_oldest();
         }
-        self.log_start_offset = self.store.oldest().map_or(self.next_offset, |b| base_offset(b));
+        self.log_start_offset = self.store.oldest().map_or(self.next_offset, |b| b.base);
     }
 }
 
@@ -362,20 +526,52 @@ pub struct PartitionLogs {
     topics: BTreeMap<String, Vec<PartitionLog>>,
     /// Topics created with retention settings; the others have Kafka's defaults.
     retention: BTreeMap<String, Retention>,
+    /// Where new partitions keep their batches (not state: every store answers alike).
+    storage: PartitionStorage,
+    /// The disk epoch these partitions belong to (see `DiskConfig::epoch`).
+    epoch: u64,
 }
 
+/// One partition's image in three parts, as a snapshot streams it: its fields before the
+/// batches, its batches (none in the reference form), its fields after them.
+pub(crate) type ImageParts<'a> =
+    (PartitionLogImage, Option<Box<dyn Iterator<Item = Bytes> + 'a>>, PartitionLogImage);
+
 impl PartitionLogs {
+    /// No partitions; new ones keep their batches in `storage`.
+    pub(crate) fn new(storage: PartitionStorage) -> Self {
+        let epoch = storage.disk().map_or(0, |config| *config.epoch());
+        PartitionLogs { storage, epoch, ..PartitionLogs::default() }
+    }
+
+    /// Where the batches are kept.
+    pub fn storage(&self) -> &PartitionStorage {
+        &self.storage
+    }
+
     /// Gives `topic` `count` empty partitions (at least one), and its retention settings
-    /// (`None`: the defaults).
-    pub(crate) fn create(&mut self, topic: &str, count: u32, retention: Option<Retention>) {
-        let count = count.max(1) as usize;
-        self.topics.insert(topic.to_owned(), vec![PartitionLog::default(); count]);
+    /// (`None`: the defaults); `created` is the index of the entry creating it.
+    pub(crate) fn create(
+        &mut self,
+        topic: &str,
+        count: u32,
+        retention: Option<Retention>,
+        created: u64,
+    ) {
+        let count = count.max(1);
+        let partitions = (0..count)
+            .map(|p| PartitionLog::empty(self.storage.new_store(topic, p, created), created))
+            .collect();
+        self.topics.insert(topic.to_owned(), partitions);
         match retention {
             Some(retention) => self.retention.insert(topic.to_owned(), retention),
             None => self.retention.remove(topic),
         };
     }
 
+    /// Forgets a topic's partitions. Their files stay until a durable snapshot no longer
+    /// holds the topic ([`PartitionLogs::release_below_start`]): a restart from an older
+    /// snapshot still needs them.
     pub(crate) fn remove(&mut self, topic: &str) {
         self.topics.remove(topic);
         self.retention.remove(topic);
@@ -425,17 +621,12 @@ impl PartitionLogs {
     }
 
     /// Each partition in the snapshot's order, in three parts: its image up to its batches
-    /// (fields 1-4), its batches, and its image after them (field 6). A snapshot streams the
-    /// batches between the two instead of gathering a partition into one message: prost
-    /// writes fields in tag order, so the three encoded one after the other are the image's
-    /// encoding.
-    #[allow(clippy::type_complexity)]
-    pub(crate) fn snapshot_parts(
-        &self,
-    ) -> impl Iterator<
-        Item = (PartitionLogImage, Box<dyn Iterator<Item = &Bytes> + '_>, PartitionLogImage),
-    > {
-        self.topics.iter().flat_map(|(topic, partitions)| {
+    /// (fields 1-4), its batches (with `batches`; none in the reference form), and its image
+    /// after them (fields 6 on). A snapshot streams the batches between the two instead of
+    /// gathering a partition into one message: prost writes fields in tag order, so the three
+    /// encoded one after the other are the image's encoding.
+    pub(crate) fn snapshot_parts(&self, batches: bool) -> impl Iterator<Item = ImageParts<'_>> {
+        self.topics.iter().flat_map(move |(topic, partitions)| {
             partitions.iter().enumerate().map(move |(index, log)| {
                 let head = PartitionLogImage {
                     topic: topic.clone(),
@@ -446,9 +637,14 @@ impl PartitionLogs {
                 };
                 let tail = PartitionLogImage {
                     producers: log.producers.to_proto(),
+                    stored_bytes: log.store.bytes(),
+                    content_crc: log.content_crc,
+                    created_index: log.created,
                     ..PartitionLogImage::default()
                 };
-                (head, log.store.iter(), tail)
+                let held: Option<Box<dyn Iterator<Item = Bytes> + '_>> =
+                    batches.then(|| Box::new(log.held_batches()) as Box<_>);
+                (head, held, tail)
             })
         })
     }
@@ -461,35 +657,46 @@ impl PartitionLogs {
             .collect()
     }
 
-    /// The snapshot form, ordered by (topic, partition).
+    /// The snapshot form with the batches, ordered by (topic, partition).
     #[cfg(test)]
     pub(crate) fn to_proto(&self) -> Vec<PartitionLogImage> {
-        let mut images = Vec::new();
-        for (topic, partitions) in &self.topics {
-            for (index, log) in partitions.iter().enumerate() {
-                images.push(PartitionLogImage {
-                    topic: topic.clone(),
-                    partition: index as u32,
-                    log_start_offset: log.log_start_offset,
-                    next_offset: log.next_offset,
-                    batches: log.store.all(),
-                    producers: log.producers.to_proto(),
-                });
-            }
-        }
-        images
+        self.snapshot_parts(true)
+            .map(|(head, batches, tail)| PartitionLogImage {
+                batches: batches.map(Iterator::collect).unwrap_or_default(),
+                producers: tail.producers,
+                stored_bytes: tail.stored_bytes,
+                content_crc: tail.content_crc,
+                created_index: tail.created_index,
+                ..head
+            })
+            .collect()
     }
 
-    /// Rebuilds the logs from their snapshot form. Every topic in `topics` must end up with
-    /// partitions: one that has none in the snapshot (written before partition logs existed)
-    /// gets one empty partition. Refuses partitions of unknown topics, gaps, and batches that
-    /// do not check.
+    /// Rebuilds the logs from their snapshot form into `storage`. Every topic in `topics` must
+    /// end up with partitions: one that has none in the snapshot (written before partition
+    /// logs existed) gets one empty partition. Refuses partitions of unknown topics, gaps, and
+    /// batches that do not check. With `in_segments`, the images carry no batches and each
+    /// partition's directory must hold them (a restart: it is cut to the image's end); without,
+    /// the batches are written into the storage (in fresh directories, on disk).
     pub(crate) fn from_proto(
         images: Vec<PartitionLogImage>,
         configs: Vec<TopicConfigImage>,
         topics: &[String],
+        storage: PartitionStorage,
+        in_segments: bool,
     ) -> Result<Self, String> {
-        let mut logs = PartitionLogs::default();
+        let mut logs = PartitionLogs::new(storage);
+        // A restore on disk replaces what is there: a snapshot thread of the replaced state
+        // waits, then finds itself out of date.
+        let config = match &logs.storage {
+            PartitionStorage::Disk(config) => Some(config.clone()),
+            _ => None,
+        };
+        let mut epoch = config.as_ref().map(|config| config.epoch());
+        if let Some(epoch) = epoch.as_mut() {
+            **epoch += 1;
+            logs.epoch = **epoch;
+        }
         for image in configs {
             if !topics.contains(&image.topic) {
                 return Err(format!("retention settings of the unknown topic {:?}", image.topic));
@@ -504,49 +711,203 @@ impl PartitionLogs {
             if !topics.contains(&image.topic) {
                 return Err(format!("a partition log of the unknown topic {:?}", image.topic));
             }
-            let partitions = logs.topics.entry(image.topic.clone()).or_default();
-            if image.partition as usize != partitions.len() {
+            let count = logs.topics.get(&image.topic).map_or(0, Vec::len);
+            if image.partition as usize != count {
                 return Err(format!(
                     "partition {} of {:?} is out of order",
                     image.partition, image.topic
                 ));
             }
-            let producers = ProducerStates::from_proto(image.producers)
-                .map_err(|e| format!("partition {} of {:?}: {e}", image.partition, image.topic))?;
-            let mut log = PartitionLog {
-                log_start_offset: image.log_start_offset,
-                next_offset: image.log_start_offset,
-                store: MemoryStore::default(),
-                producers,
-            };
-            for batch in image.batches {
-                let checked = check_batches(&batch).map_err(|e| {
-                    format!("partition {} of {:?}: {e}", image.partition, image.topic)
-                })?;
-                let base = i64::from_be_bytes(batch[..8].try_into().expect("checked: 61+ bytes"));
-                let offsets: i64 = checked.iter().map(|b| b.offsets).sum();
-                if base != log.next_offset {
-                    return Err(format!(
-                        "partition {} of {:?} has a batch at offset {base}, expected {}",
-                        image.partition, image.topic, log.next_offset
-                    ));
-                }
-                log.store.push(base, base + offsets - 1, batch);
-                log.next_offset = base + offsets;
-            }
-            if log.next_offset != image.next_offset {
-                return Err(format!(
-                    "partition {} of {:?} ends at {}, its image says {}",
-                    image.partition, image.topic, log.next_offset, image.next_offset
-                ));
-            }
-            partitions.push(log);
+            let log = logs.restore_partition(image, in_segments)?;
+            logs.topics.entry(log.0).or_default().push(log.1);
         }
         for topic in topics {
-            logs.topics.entry(topic.clone()).or_insert_with(|| vec![PartitionLog::default()]);
+            if !logs.topics.contains_key(topic) {
+                let store = logs.storage.new_store(topic, 0, 0);
+                logs.topics.insert(topic.clone(), vec![PartitionLog::empty(store, 0)]);
+            }
+        }
+        if let PartitionStorage::Disk(config) = &logs.storage {
+            // Directories of partitions this state does not hold: topics deleted, or created
+            // after the snapshot (the log replay creates them again, afresh).
+            let keep: Vec<PathBuf> = logs.disk_dirs().collect();
+            remove_other_dirs(&config.dir, &keep, u64::MAX)
+                .map_err(|e| format!("cleaning {}: {e}", config.dir.display()))?;
         }
         Ok(logs)
     }
+
+    /// One partition from its image: (its topic, its log).
+    fn restore_partition(
+        &self,
+        image: PartitionLogImage,
+        in_segments: bool,
+    ) -> Result<(String, PartitionLog), String> {
+        let what = format!("partition {} of {:?}", image.partition, image.topic);
+        let producers =
+            ProducerStates::from_proto(image.producers).map_err(|e| format!("{what}: {e}"))?;
+        let created = image.created_index;
+        if in_segments {
+            if !image.batches.is_empty() {
+                return Err(format!(
+                    "{what} carries batches, but its snapshot says they are in segment files"
+                ));
+            }
+            let (config, mode) = match &self.storage {
+                PartitionStorage::Memory => {
+                    return Err(format!(
+                        "{what}: the snapshot's batches are in segment files, and this state \
+                         machine has no partition directory"
+                    ))
+                }
+                PartitionStorage::Disk(config) => (config, OpenMode::Truncate),
+                PartitionStorage::ReadOnly(config) => (config, OpenMode::ReadOnly),
+            };
+            let dir = config.partition_dir(&image.topic, image.partition, created);
+            let store = SegmentStore::open(
+                config.clone(),
+                dir,
+                image.log_start_offset,
+                image.next_offset,
+                image.stored_bytes,
+                mode,
+            )?;
+            let log = PartitionLog {
+                log_start_offset: image.log_start_offset,
+                next_offset: image.next_offset,
+                store: PartitionStore::Disk(store),
+                producers,
+                content_crc: image.content_crc,
+                created,
+            };
+            return Ok((image.topic, log));
+        }
+        let mut log = PartitionLog {
+            log_start_offset: image.log_start_offset,
+            next_offset: image.log_start_offset,
+            store: self.storage.new_store(&image.topic, image.partition, created),
+            producers,
+            content_crc: image.content_crc,
+            created,
+        };
+        for batch in image.batches {
+            let checked = check_batches(&batch).map_err(|e| format!("{what}: {e}"))?;
+            let base = i64::from_be_bytes(batch[..8].try_into().expect("checked: 61+ bytes"));
+            let offsets: i64 = checked.iter().map(|b| b.offsets).sum();
+            if base != log.next_offset {
+                return Err(format!(
+                    "{what} has a batch at offset {base}, expected {}",
+                    log.next_offset
+                ));
+            }
+            log.store.push(base, base + offsets - 1, batch);
+            log.next_offset = base + offsets;
+        }
+        if log.next_offset != image.next_offset {
+            return Err(format!(
+                "{what} ends at {}, its image says {}",
+                log.next_offset, image.next_offset
+            ));
+        }
+        Ok((image.topic, log))
+    }
+
+    /// The disk epoch, locked, if these partitions are still the current ones.
+    fn current_epoch(&self) -> std::io::Result<Option<std::sync::MutexGuard<'_, u64>>> {
+        let Some(config) = self.storage.disk() else { return Ok(None) };
+        let epoch = config.epoch();
+        if *epoch != self.epoch {
+            return Err(std::io::Error::other(
+                "the partitions were replaced (a snapshot was installed) since this state",
+            ));
+        }
+        Ok(Some(epoch))
+    }
+
+    /// The directories of the partitions held on disk.
+    fn disk_dirs(&self) -> impl Iterator<Item = PathBuf> + '_ {
+        self.topics.values().flatten().filter_map(|log| match &log.store {
+            PartitionStore::Disk(store) => Some(store.dir().to_path_buf()),
+            PartitionStore::Memory(_) => None,
+        })
+    }
+
+    /// The stores on disk.
+    fn disk_stores(&self) -> impl Iterator<Item = &SegmentStore> + '_ {
+        self.topics.values().flatten().filter_map(|log| match &log.store {
+            PartitionStore::Disk(store) => Some(store),
+            PartitionStore::Memory(_) => None,
+        })
+    }
+
+    /// Before a snapshot file of this (cloned) state is written: fsyncs every partition's
+    /// segments (once the log is compacted the segments are the only copy) and hard-links
+    /// them under `links`, so the snapshot can be sent whatever retention does meanwhile.
+    pub fn sync_and_link(&self, links: &Path) -> std::io::Result<()> {
+        let _epoch = self.current_epoch()?;
+        std::fs::create_dir_all(links)?;
+        for store in self.disk_stores() {
+            store.sync()?;
+            let name = store.dir().file_name().ok_or_else(|| {
+                std::io::Error::other(format!("{} has no name", store.dir().display()))
+            })?;
+            store.link_into(&links.join(name))?;
+        }
+        std::fs::File::open(links)?.sync_all()
+    }
+
+    /// Once a snapshot of this (cloned) state at `applied_index` is durable: deletes the
+    /// segment files wholly below each partition's log start, and the directories of
+    /// partitions it does not hold that were created at or before it (deleted topics).
+    pub fn release_below_start(&self, applied_index: u64) -> std::io::Result<()> {
+        let _epoch = self.current_epoch()?;
+        for store in self.disk_stores() {
+            store.delete_below_start()?;
+        }
+        if let PartitionStorage::Disk(config) = &self.storage {
+            let keep: Vec<PathBuf> = self.disk_dirs().collect();
+            remove_other_dirs(&config.dir, &keep, applied_index)?;
+        }
+        Ok(())
+    }
+}
+
+impl<S: RecordStore> PartitionLog<S> {
+    /// Every batch held, oldest first, read a piece at a time.
+    fn held_batches(&self) -> impl Iterator<Item = Bytes> + '_ {
+        let mut next = self.log_start_offset;
+        let mut piece = VecDeque::new();
+        std::iter::from_fn(move || {
+            if piece.is_empty() && next < self.next_offset {
+                piece = self.store.read(next, 1 << 20).into();
+                next = piece.back().map_or(self.next_offset, |b: &Bytes| last_offset(b) + 1);
+            }
+            piece.pop_front()
+        })
+    }
+}
+
+/// Removes the partition directories under `root` other than `keep` that were created at or
+/// before `created_by` (the index after `@` in their names).
+fn remove_other_dirs(root: &Path, keep: &[PathBuf], created_by: u64) -> std::io::Result<()> {
+    let entries = match std::fs::read_dir(root) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let path = entry?.path();
+        let created = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.rsplit_once('@'))
+            .and_then(|(_, index)| index.parse::<u64>().ok());
+        let Some(created) = created else { continue };
+        if created <= created_by && !keep.contains(&path) {
+            std::fs::remove_dir_all(&path)?;
+        }
+    }
+    Ok(())
 }
 
 /// A record batch v2 of `records` offsets with a correct CRC (its records are not decoded
@@ -592,7 +953,7 @@ mod tests {
 
     fn logs() -> PartitionLogs {
         let mut logs = PartitionLogs::default();
-        logs.create("t", 2, None);
+        logs.create("t", 2, None, 1);
         logs
     }
 
@@ -651,12 +1012,26 @@ mod tests {
         let mut logs = logs();
         logs.append("t", 1, &[batch(2), batch(3)].concat(), NOW).unwrap();
         let topics = vec!["t".to_string(), "old".to_string()];
-        let restored = PartitionLogs::from_proto(logs.to_proto(), vec![], &topics).unwrap();
+        let restored = PartitionLogs::from_proto(
+            logs.to_proto(),
+            vec![],
+            &topics,
+            PartitionStorage::Memory,
+            false,
+        )
+        .unwrap();
         assert_eq!(restored.partition("t", 1).unwrap().high_watermark(), 5);
         assert_eq!(restored.partitions("old").unwrap().len(), 1);
         let mut images = logs.to_proto();
         images[1].next_offset = 7;
-        assert!(PartitionLogs::from_proto(images, vec![], &topics).is_err());
+        assert!(PartitionLogs::from_proto(
+            images,
+            vec![],
+            &topics,
+            PartitionStorage::Memory,
+            false
+        )
+        .is_err());
     }
 
     fn idem(records: i32, epoch: i16, seq: i32) -> Vec<u8> {
@@ -705,11 +1080,17 @@ mod tests {
     #[test]
     fn producer_state_and_retention_survive_the_snapshot() {
         let mut logs = logs();
-        logs.create("small", 1, Some(Retention { ms: -1, bytes: 1 }));
+        logs.create("small", 1, Some(Retention { ms: -1, bytes: 1 }), 1);
         logs.append("t", 0, &idem(2, 0, 0), NOW).unwrap();
         let topics = vec!["t".to_string(), "small".to_string()];
-        let restored =
-            PartitionLogs::from_proto(logs.to_proto(), logs.configs_to_proto(), &topics).unwrap();
+        let restored = PartitionLogs::from_proto(
+            logs.to_proto(),
+            logs.configs_to_proto(),
+            &topics,
+            PartitionStorage::Memory,
+            false,
+        )
+        .unwrap();
         let mut restored = restored;
         let retry = restored.append("t", 0, &idem(2, 0, 0), NOW).unwrap();
         assert!(retry.duplicate, "the restored partition knows the producer");
@@ -718,14 +1099,21 @@ mod tests {
         assert_eq!(restored.retention("t"), Some((Retention::default(), false)));
         let mut configs = logs.configs_to_proto();
         configs[0].topic = "gone".into();
-        assert!(PartitionLogs::from_proto(logs.to_proto(), configs, &topics).is_err());
+        assert!(PartitionLogs::from_proto(
+            logs.to_proto(),
+            configs,
+            &topics,
+            PartitionStorage::Memory,
+            false
+        )
+        .is_err());
     }
 
     #[test]
     fn retention_by_bytes_keeps_at_least_the_limit_and_moves_the_log_start() {
         let mut logs = PartitionLogs::default();
         let size = batch(1).len() as i64;
-        logs.create("r", 1, Some(Retention { ms: -1, bytes: 2 * size }));
+        logs.create("r", 1, Some(Retention { ms: -1, bytes: 2 * size }), 1);
         for _ in 0..3 {
             logs.append("r", 0, &batch(2), NOW).unwrap();
         }
@@ -743,13 +1131,13 @@ mod tests {
         );
         // Just above the limit keeps three batches (two of them would be below it).
         let mut logs = PartitionLogs::default();
-        logs.create("r", 1, Some(Retention { ms: -1, bytes: 2 * size + 1 }));
+        logs.create("r", 1, Some(Retention { ms: -1, bytes: 2 * size + 1 }), 1);
         for _ in 0..4 {
             logs.append("r", 0, &batch(2), NOW).unwrap();
         }
         assert_eq!(logs.partition("r", 0).unwrap().log_start_offset(), 2);
         // 0 keeps nothing; -1 keeps everything.
-        logs.create("none", 1, Some(Retention { ms: -1, bytes: 0 }));
+        logs.create("none", 1, Some(Retention { ms: -1, bytes: 0 }), 1);
         logs.append("none", 0, &batch(2), NOW).unwrap();
         let log = logs.partition("none", 0).unwrap();
         assert_eq!((log.log_start_offset(), log.high_watermark(), log.bytes()), (2, 2, 0));
@@ -759,7 +1147,7 @@ mod tests {
     #[test]
     fn retention_by_time_removes_expired_batches_from_the_front_at_the_next_append() {
         let mut logs = PartitionLogs::default();
-        logs.create("r", 1, Some(Retention { ms: DAY, bytes: -1 }));
+        logs.create("r", 1, Some(Retention { ms: DAY, bytes: -1 }), 1);
         let now = NOW as i64;
         let stamped = |ts: i64| test_batch_with(1, None, ts);
         // Old, then recent, then old again: only the front goes, up to the first recent one.
@@ -776,19 +1164,19 @@ mod tests {
         assert_eq!(logs.partition("r", 0).unwrap().log_start_offset(), 2, "stops at a recent one");
         // Exactly retention.ms old is kept (Kafka removes what is older than the limit).
         let mut logs = PartitionLogs::default();
-        logs.create("r", 1, Some(Retention { ms: DAY, bytes: -1 }));
+        logs.create("r", 1, Some(Retention { ms: DAY, bytes: -1 }), 1);
         logs.append("r", 0, &stamped(now - DAY), NOW).unwrap();
         logs.append("r", 0, &stamped(now), NOW).unwrap();
         assert_eq!(logs.partition("r", 0).unwrap().log_start_offset(), 0);
         // The default is 7 days; -1 never expires; an unknown clock (0) removes nothing.
-        logs.create("d", 1, None);
+        logs.create("d", 1, None, 1);
         logs.append("d", 0, &stamped(now - 8 * DAY), NOW).unwrap();
         logs.append("d", 0, &stamped(now - 6 * DAY), NOW).unwrap();
         assert_eq!(logs.partition("d", 0).unwrap().log_start_offset(), 1);
         logs.append("d", 0, &stamped(0), 0).unwrap();
         logs.append("d", 0, &stamped(0), 0).unwrap();
         assert_eq!(logs.partition("d", 0).unwrap().log_start_offset(), 1);
-        logs.create("f", 1, Some(Retention { ms: -1, bytes: -1 }));
+        logs.create("f", 1, Some(Retention { ms: -1, bytes: -1 }), 1);
         logs.append("f", 0, &stamped(0), NOW).unwrap();
         logs.append("f", 0, &stamped(0), NOW).unwrap();
         assert_eq!(logs.partition("f", 0).unwrap().log_start_offset(), 0);
@@ -798,7 +1186,7 @@ mod tests {
     fn a_timestamp_finds_the_first_batch_with_a_record_at_or_after_it() {
         let mut logs = PartitionLogs::default();
         // Early timestamps: kept only because this topic keeps everything.
-        logs.create("t", 2, Some(Retention { ms: -1, bytes: -1 }));
+        logs.create("t", 2, Some(Retention { ms: -1, bytes: -1 }), 1);
         for ts in [100, 300, 200, 400] {
             logs.append("t", 0, &test_batch_with(2, None, ts), NOW).unwrap();
         }
@@ -836,11 +1224,11 @@ mod tests {
             store.remove_oldest();
         }
         assert_eq!(
-            store.oldest().map(|b| b.to_vec()),
+            store.iter().next().map(|b| b.to_vec()),
             Some((CHUNK as i64 + 1).to_be_bytes().to_vec())
         );
         assert_eq!(store.iter().count(), (n as usize) - CHUNK - 1);
-        assert_eq!(store.bytes(), 8 * ((n as usize) - CHUNK - 1));
+        assert_eq!(store.bytes(), 8 * ((n as u64) - CHUNK as u64 - 1));
         assert_eq!(clone.iter().count(), n as usize, "the clone kept what it had");
     }
 }

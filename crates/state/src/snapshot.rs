@@ -31,7 +31,7 @@ use raftmq_proto::client::{PartitionLogImage, StateSnapshot};
 use super::group_offsets::GroupOffsets;
 use super::members::Members;
 use super::metadata::Metadata;
-use super::partition_log::PartitionLogs;
+use super::partition_log::{PartitionLogs, PartitionStorage};
 use super::queues::{Queue, Topics};
 use super::sessions::Sessions;
 use super::StateMachine;
@@ -45,6 +45,8 @@ const TOPICS_TAG: u32 = 6;
 /// `StateSnapshot.partition_logs`, and `PartitionLogImage.batches`.
 const PARTITION_LOGS_TAG: u32 = 9;
 const IMAGE_BATCHES_TAG: u32 = 5;
+/// `StateSnapshot.batches_in_segments`.
+const BATCHES_IN_SEGMENTS_TAG: u32 = 11;
 /// `TopicQueue.name`.
 const TOPIC_NAME_TAG: u32 = 1;
 /// `TopicQueue.messages`.
@@ -53,6 +55,17 @@ const TOPIC_MESSAGES_TAG: u32 = 2;
 /// How much encoded output is gathered before a write: a message is a few dozen bytes, too
 /// little for a write call of its own on an unbuffered writer.
 const STAGING_BYTES: usize = 64 * 1024;
+
+/// Which form a snapshot takes (docs/storage.md, "Partition data").
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SnapshotForm {
+    /// The partitions' batches inline: restorable anywhere, sent to other nodes.
+    Full,
+    /// The partitions' batches left in the node's segment files (`batches_in_segments`): what a
+    /// node with its partitions on disk writes locally, and what the digest hashes (the
+    /// content CRCs stand for the batches), so the digest does not depend on the store.
+    Reference,
+}
 
 /// Why a snapshot could not be restored.
 #[derive(Debug, thiserror::Error)]
@@ -73,7 +86,7 @@ pub enum SnapshotError {
 /// and `partition_logs` streamed in between, they are prost's encoding of the whole snapshot,
 /// because prost writes fields in tag order and leaves out defaults. A new field must go in
 /// the run its tag belongs to.
-fn split_fields(machine: &StateMachine) -> [StateSnapshot; 3] {
+fn split_fields(machine: &StateMachine, form: SnapshotForm) -> [StateSnapshot; 3] {
     let before = StateSnapshot {
         format_version: SNAPSHOT_FORMAT_VERSION,
         applied_index: machine.applied_index,
@@ -90,6 +103,7 @@ fn split_fields(machine: &StateMachine) -> [StateSnapshot; 3] {
     let mut after = StateSnapshot {
         group_offsets: machine.group_offsets.to_proto(),
         topic_configs: machine.partition_logs.configs_to_proto(),
+        batches_in_segments: form == SnapshotForm::Reference,
         ..StateSnapshot::default()
     };
     machine.metadata.to_proto(&mut after);
@@ -103,22 +117,23 @@ fn bytes_field_len(tag: u32, bytes: usize) -> u64 {
 
 /// The encoded length of one `PartitionLogImage` from its parts, without its own key and
 /// length.
-fn partition_image_len<'a>(
+fn partition_image_len(
     head: &PartitionLogImage,
-    batches: impl Iterator<Item = &'a Bytes>,
+    batches: &[Bytes],
     tail: &PartitionLogImage,
 ) -> u64 {
-    let batches: u64 = batches.map(|b| bytes_field_len(IMAGE_BATCHES_TAG, b.len())).sum();
+    let batches: u64 = batches.iter().map(|b| bytes_field_len(IMAGE_BATCHES_TAG, b.len())).sum();
     head.encoded_len() as u64 + batches + tail.encoded_len() as u64
 }
 
 /// The encoded length of every `partition_logs` field.
-fn partition_logs_len(machine: &StateMachine) -> u64 {
+fn partition_logs_len(machine: &StateMachine, form: SnapshotForm) -> u64 {
     machine
         .partition_logs
-        .snapshot_parts()
+        .snapshot_parts(form == SnapshotForm::Full)
         .map(|(head, batches, tail)| {
-            let len = partition_image_len(&head, batches, &tail);
+            let batches: Vec<Bytes> = batches.map(Iterator::collect).unwrap_or_default();
+            let len = partition_image_len(&head, &batches, &tail);
             key_len(PARTITION_LOGS_TAG) as u64 + encoded_len_varint(len) as u64 + len
         })
         .sum()
@@ -148,18 +163,22 @@ fn topics_len(topics: &Topics) -> u64 {
         .sum()
 }
 
-pub(super) fn encoded_len(machine: &StateMachine) -> u64 {
-    let [before, middle, after] = split_fields(machine);
+pub(super) fn encoded_len(machine: &StateMachine, form: SnapshotForm) -> u64 {
+    let [before, middle, after] = split_fields(machine, form);
     before.encoded_len() as u64
         + topics_len(&machine.topics)
         + middle.encoded_len() as u64
-        + partition_logs_len(machine)
+        + partition_logs_len(machine, form)
         + after.encoded_len() as u64
 }
 
 /// Writes the snapshot to `w`, returning the bytes written.
-pub(super) fn encode_to(machine: &StateMachine, w: &mut impl Write) -> io::Result<u64> {
-    let [before, middle, after] = split_fields(machine);
+pub(super) fn encode_to(
+    machine: &StateMachine,
+    w: &mut impl Write,
+    form: SnapshotForm,
+) -> io::Result<u64> {
+    let [before, middle, after] = split_fields(machine, form);
     let mut out = Staged::new(w);
     out.message(&before);
     for (name, queue) in machine.topics.iter() {
@@ -175,14 +194,15 @@ pub(super) fn encode_to(machine: &StateMachine, w: &mut impl Write) -> io::Resul
     }
     out.make_room(middle.encoded_len())?;
     out.message(&middle);
-    for (head, batches, tail) in machine.partition_logs.snapshot_parts() {
-        let batches: Vec<&Bytes> = batches.collect();
-        let len = partition_image_len(&head, batches.iter().copied(), &tail);
+    for (head, batches, tail) in machine.partition_logs.snapshot_parts(form == SnapshotForm::Full) {
+        // One partition's batches at a time (on disk, read back for the full form).
+        let batches: Vec<Bytes> = batches.map(Iterator::collect).unwrap_or_default();
+        let len = partition_image_len(&head, &batches, &tail);
         out.make_room(2 * 10 + head.encoded_len())?;
         encode_key(PARTITION_LOGS_TAG, WireType::LengthDelimited, &mut out.buf);
         encode_varint(len, &mut out.buf);
         out.message(&head);
-        for batch in batches {
+        for batch in &batches {
             out.bytes_field(IMAGE_BATCHES_TAG, batch)?;
         }
         out.make_room(tail.encoded_len())?;
@@ -250,7 +270,11 @@ impl<'w, W: Write> Staged<'w, W> {
     }
 }
 
-pub(super) fn decode(data: &[u8], session_ttl_ms: u64) -> Result<StateMachine, SnapshotError> {
+pub(super) fn decode(
+    data: &[u8],
+    session_ttl_ms: u64,
+    storage: PartitionStorage,
+) -> Result<StateMachine, SnapshotError> {
     let (queues, others) = take_topics(data)?;
     let snapshot = StateSnapshot::decode(others.as_slice())?;
     if snapshot.format_version != SNAPSHOT_FORMAT_VERSION {
@@ -274,6 +298,8 @@ pub(super) fn decode(data: &[u8], session_ttl_ms: u64) -> Result<StateMachine, S
         snapshot.partition_logs.clone(),
         snapshot.topic_configs.clone(),
         &names,
+        storage,
+        snapshot.batches_in_segments,
     )
     .map_err(SnapshotError::Inconsistent)?;
     let exists = |topic: &str, partition| partition_logs.partition(topic, partition).is_some();
@@ -295,6 +321,22 @@ pub(super) fn decode(data: &[u8], session_ttl_ms: u64) -> Result<StateMachine, S
         partition_logs,
         group_offsets,
     })
+}
+
+/// Whether an encoded `StateSnapshot` says its batches are in segment files (field 11), read
+/// without decoding the rest.
+pub(super) fn batches_in_segments(data: &[u8]) -> Result<bool, DecodeError> {
+    let mut buf = data;
+    let mut found = false;
+    while !buf.is_empty() {
+        let (tag, wire_type) = decode_key(&mut buf)?;
+        if tag == BATCHES_IN_SEGMENTS_TAG && wire_type == WireType::Varint {
+            found = decode_varint(&mut buf)? != 0;
+        } else {
+            skip_field(wire_type, tag, &mut buf, DecodeContext::default())?;
+        }
+    }
+    Ok(found)
 }
 
 /// A `TopicQueue` being parsed.
@@ -437,6 +479,7 @@ pub(super) fn to_proto(machine: &StateMachine) -> StateSnapshot {
         sessions: machine.sessions.to_proto(),
         members: machine.members.to_proto(),
         partition_logs: machine.partition_logs.to_proto(),
+        batches_in_segments: false,
         group_offsets: machine.group_offsets.to_proto(),
         topic_configs: machine.partition_logs.configs_to_proto(),
         ..StateSnapshot::default()
@@ -468,25 +511,40 @@ mod tests {
     fn other_versions_are_refused() {
         let future = StateSnapshot { format_version: 2, ..Default::default() }.encode_to_vec();
         assert!(matches!(
-            decode(&future, 0),
+            decode(&future, 0, PartitionStorage::Memory),
             Err(SnapshotError::UnsupportedVersion { found: 2, supported: 1 })
         ));
         // An empty buffer decodes as all defaults, i.e. version 0: refused too.
-        assert!(matches!(decode(&[], 0), Err(SnapshotError::UnsupportedVersion { found: 0, .. })));
+        assert!(matches!(
+            decode(&[], 0, PartitionStorage::Memory),
+            Err(SnapshotError::UnsupportedVersion { found: 0, .. })
+        ));
     }
 
     #[test]
     fn garbage_is_a_decode_error() {
-        assert!(matches!(decode(&[0xff, 0xff, 0xff], 0), Err(SnapshotError::Decode(_))));
+        assert!(matches!(
+            decode(&[0xff, 0xff, 0xff], 0, PartitionStorage::Memory),
+            Err(SnapshotError::Decode(_))
+        ));
         // A topic whose message is not UTF-8, and one whose message runs past its topic.
         let mut bad_utf8 = vec![0x08, 0x01, 0x32, 0x06, 0x0a, 0x01, b't', 0x12, 0x01, 0xc3];
-        assert!(matches!(decode(&bad_utf8, 0), Err(SnapshotError::Decode(_))));
+        assert!(matches!(
+            decode(&bad_utf8, 0, PartitionStorage::Memory),
+            Err(SnapshotError::Decode(_))
+        ));
         bad_utf8[9] = b'x';
-        assert!(decode(&bad_utf8, 0).is_ok());
+        assert!(decode(&bad_utf8, 0, PartitionStorage::Memory).is_ok());
         let overrun = [0x08, 0x01, 0x32, 0x05, 0x0a, 0x01, b't', 0x12, 0x02, b'x', b'y'];
-        assert!(matches!(decode(&overrun, 0), Err(SnapshotError::Decode(_))));
+        assert!(matches!(
+            decode(&overrun, 0, PartitionStorage::Memory),
+            Err(SnapshotError::Decode(_))
+        ));
         // `topics` with the wrong wire type.
-        assert!(matches!(decode(&[0x08, 0x01, 0x30, 0x01], 0), Err(SnapshotError::Decode(_))));
+        assert!(matches!(
+            decode(&[0x08, 0x01, 0x30, 0x01], 0, PartitionStorage::Memory),
+            Err(SnapshotError::Decode(_))
+        ));
     }
 
     #[test]
@@ -506,7 +564,8 @@ mod tests {
         data.extend_from_slice(&[0x32, 0x08, 0x0a, 0x01, b'x', 0x0a, 0x01, b'c', 0x18, 0x07]);
         data.extend_from_slice(&version.encode_to_vec());
         data.extend_from_slice(&[0x98, 0x06, 0x05]);
-        let restored = decode(&data, 0).expect("a valid snapshot, if unusual");
+        let restored =
+            decode(&data, 0, PartitionStorage::Memory).expect("a valid snapshot, if unusual");
         let expected = StateSnapshot {
             format_version: 1,
             topics: vec![topic("a", &["1", "2"]), topic("b", &[]), topic("c", &[])],

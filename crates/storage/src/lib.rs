@@ -44,6 +44,8 @@ mod wire;
 pub use error::StorageError;
 pub use file_layer::{FileLayer, SegmentFile, StdFiles};
 pub use identity::Identity;
-pub use snapshot_file::{load_newest_snapshot, SnapshotFileInfo, SnapshotWriter};
+pub use snapshot_file::{
+    load_newest_snapshot, snapshot_segments_dir, SnapshotFileInfo, SnapshotWriter,
+};
 pub use storage::{Recovered, Storage, StorageOptions};
 pub use unsynced::UnsyncedFiles;

@@ -51,6 +51,8 @@ struct Listing {
     segments: Vec<(Index, PathBuf)>,
     snapshots: Vec<SnapFile>,
     temps: Vec<PathBuf>,
+    /// Snapshots' segments directories, by (index, term).
+    segment_links: Vec<(Index, Term, PathBuf)>,
     has_hard_state: bool,
 }
 
@@ -68,6 +70,8 @@ fn list(dir: &Path) -> Result<Listing, StorageError> {
         } else if let Some((index, term)) = snapshot_file::parse_name(name) {
             let size = snapshot_file::file_size(&path)?;
             listing.snapshots.push(SnapFile { index, term, path, size });
+        } else if let Some((index, term)) = snapshot_file::parse_segments_name(name) {
+            listing.segment_links.push((index, term, path));
         } else if name == hard_state::FILE_NAME {
             listing.has_hard_state = true;
         }
@@ -95,6 +99,15 @@ pub(crate) fn recover(
             remove_file(tmp)?;
         }
         fsync_dir(dir, opts.sync)?;
+    }
+
+    // A snapshot's segments directory without its snapshot file: the snapshot was never
+    // written (a crash in between) or its file was removed before it.
+    for (index, term, links) in &listing.segment_links {
+        if !listing.snapshots.iter().any(|s| (s.index, s.term) == (*index, *term)) {
+            info!(dir = %links.display(), "removing the segment links of a snapshot not written");
+            fs::remove_dir_all(links).at(links)?;
+        }
     }
 
     let mut hard_state = hard_state::read(dir)?.unwrap_or_default();

@@ -40,6 +40,7 @@ const MAGIC: &[u8; 4] = b"RMQS";
 const VERSION: u8 = 1;
 const PREFIX: &str = "snap-";
 const SUFFIX: &str = ".snap";
+const SEGMENTS_SUFFIX: &str = ".segments";
 
 /// How many snapshot files `Storage` keeps.
 pub(crate) const KEEP: usize = 2;
@@ -64,6 +65,28 @@ pub(crate) struct SnapFile {
 
 pub(crate) fn file_name(index: Index, term: Term) -> String {
     format!("{PREFIX}{index:020}-{term}{SUFFIX}")
+}
+
+/// The directory beside a snapshot file where the node hard-links the partition segment files
+/// the snapshot refers to (`snap-<index>-<term>.segments`); it goes with its snapshot file.
+pub fn snapshot_segments_dir(dir: &Path, index: Index, term: Term) -> PathBuf {
+    dir.join(format!("{PREFIX}{index:020}-{term}{SEGMENTS_SUFFIX}"))
+}
+
+/// `(index, term)` from a snapshot's segments directory name.
+pub(crate) fn parse_segments_name(name: &str) -> Option<(Index, Term)> {
+    let stem = name.strip_suffix(SEGMENTS_SUFFIX)?;
+    parse_name(&format!("{stem}{SUFFIX}"))
+}
+
+/// Deletes a snapshot file and its segments directory; either already gone is fine.
+pub(crate) fn remove(path: &Path) -> Result<(), StorageError> {
+    remove_file(path)?;
+    let links = path.with_extension(&SEGMENTS_SUFFIX[1..]);
+    match fs::remove_dir_all(&links) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(StorageError::io(&links, e)),
+        _ => Ok(()),
+    }
 }
 
 /// `(index, term)` from a snapshot file name, or `None` for other files.
@@ -385,7 +408,7 @@ pub(crate) fn prune(
         return Ok(());
     }
     for file in files.drain(..excess) {
-        remove_file(&file.path)?;
+        remove(&file.path)?;
     }
     fsync_dir(dir, sync)
 }

@@ -338,7 +338,8 @@ impl Storage {
         if self.snapshots.iter().any(|kept| kept.path == file.path) {
             return Ok(());
         }
-        let removed = remove_durably(&self.dir, &file.path, self.opts.sync);
+        let removed = snapshot_file::remove(&file.path)
+            .and_then(|()| remove_durably(&self.dir, &file.path, self.opts.sync));
         self.stop_on_error(removed)
     }
 

@@ -24,7 +24,6 @@ use tonic::Status;
 
 use crate::codec;
 use crate::node::{LogRead, NodeHandle};
-use raftmq_state::StateMachine;
 
 /// How much one stream may hold and how long a reader may stall.
 #[derive(Clone, Copy, Debug)]
@@ -176,13 +175,14 @@ pub fn entry_record(entry: &Entry, commit_index: Index) -> LogRecord {
 /// The marker that stands for the snapshot stored at (or after) `index`; the
 /// file is read and decoded off the async threads.
 async fn snapshot_record(node: &NodeHandle, index: u64) -> Result<LogRecord, Status> {
-    let ttl = node.config().session_ttl.as_millis() as u64;
     let dir = node.config().data_dir.clone();
     let (snapshot, state) = tokio::task::spawn_blocking(move || {
         let snapshot = raftmq_storage::load_newest_snapshot(&dir, index)
             .map_err(|e| Status::internal(format!("cannot read the node's snapshot: {e}")))?
             .ok_or_else(|| Status::unavailable(format!("no snapshot at index {index} yet")))?;
-        let state = StateMachine::restore(&snapshot.data, ttl)
+        // Only the counters are needed: the snapshot's top level, not its partitions (which
+        // may be in the node's segment files).
+        let state = raftmq_proto::client::StateSnapshot::decode(snapshot.data.as_ref())
             .map_err(|e| Status::internal(format!("the node's snapshot does not decode: {e}")))?;
         Ok::<_, Status>((snapshot, state))
     })
@@ -190,7 +190,7 @@ async fn snapshot_record(node: &NodeHandle, index: u64) -> Result<LogRecord, Sta
     .map_err(|e| Status::internal(format!("snapshot loader: {e}")))??;
     let membership = &snapshot.meta.membership;
     let marker = SnapshotMarker {
-        operation_count: state.operation_count(),
+        operation_count: state.operation_count,
         voters: membership.voters.iter().copied().collect(),
         learners: membership.learners.iter().copied().collect(),
     };

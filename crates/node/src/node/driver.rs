@@ -389,6 +389,13 @@ impl Driver {
         }
         if !committed.is_empty() {
             self.apply(committed);
+            let failure =
+                self.sm.read().expect("state machine lock is never poisoned").storage_failure();
+            if let Some(failure) = failure {
+                // Like a failed WAL write: what is on disk can no longer be trusted.
+                tracing::error!(node = self.config.id, "partition storage failed: {failure}");
+                return Err(NodeError::Internal(format!("partition storage failed: {failure}")));
+            }
         }
         for read in read_states {
             let mut ctx = [0u8; 8];
@@ -413,11 +420,19 @@ impl Driver {
     }
 
     fn restore_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), NodeError> {
-        let restored =
-            StateMachine::restore(&snapshot.data, self.config.session_ttl.as_millis() as u64)
-                .map_err(|e| {
-                    NodeError::Internal(format!("cannot restore the leader's snapshot: {e}"))
-                })?;
+        // The leader's snapshot carries its batches (the transfer form); they go into fresh
+        // segment files, and this node's own snapshots refer to them from then on.
+        let storage = self
+            .sm
+            .read()
+            .expect("state machine lock is never poisoned")
+            .partition_logs()
+            .storage()
+            .clone();
+        let ttl = self.config.session_ttl.as_millis() as u64;
+        let restored = StateMachine::restore_with(&snapshot.data, ttl, storage).map_err(|e| {
+            NodeError::Internal(format!("cannot restore the leader's snapshot: {e}"))
+        })?;
         *self.sm.write().expect("state machine lock is never poisoned") = restored;
         self.update_peer_addresses();
         let _ = self.applied_tx.send(snapshot.meta.index);
@@ -564,17 +579,27 @@ impl Driver {
 }
 
 /// Encodes `state` into a new snapshot file in `dir`, durably.
+///
+/// The snapshot refers to the partitions' segment files instead of carrying their batches,
+/// and the WAL is compacted after it, so first the segments are fsynced (from then on they
+/// are the only copy) and hard-linked beside the snapshot file (so that it can be sent to a
+/// follower whatever retention removes meanwhile). Once the file is durable, segment files
+/// below every partition's log start, and deleted topics' directories, go (docs/storage.md,
+/// "Partition data").
 fn write_snapshot(
     dir: &std::path::Path,
     meta: &SnapshotMeta,
     state: &StateMachine,
     sync: bool,
 ) -> Result<SnapshotFileInfo, raftmq_storage::StorageError> {
+    let io = |source| raftmq_storage::StorageError::Io { path: dir.to_path_buf(), source };
+    let links = raftmq_storage::snapshot_segments_dir(dir, meta.index, meta.term);
+    state.partition_logs().sync_and_link(&links).map_err(io)?;
     let mut writer = SnapshotWriter::create(dir, meta, state.snapshot_len(), sync)?;
-    state
-        .snapshot_to(&mut writer)
-        .map_err(|e| raftmq_storage::StorageError::Io { path: dir.to_path_buf(), source: e })?;
-    writer.finish()
+    state.snapshot_to(&mut writer).map_err(io)?;
+    let file = writer.finish()?;
+    state.partition_logs().release_below_start(state.applied_index()).map_err(io)?;
+    Ok(file)
 }
 
 /// Where the other members are: the address book in the state machine,

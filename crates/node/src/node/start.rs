@@ -10,7 +10,8 @@ use bytes::Bytes;
 use prost::Message as _;
 use raftmq_proto::client::MemberInfo;
 use raftmq_raft::{InitialState, NodeId, Raft};
-use raftmq_state::StateMachine;
+use raftmq_state::segment_store::{DiskConfig, DEFAULT_SEGMENT_BYTES};
+use raftmq_state::{PartitionStorage, StateMachine};
 use raftmq_storage::{FileLayer, Identity, Recovered, Storage, StorageOptions};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
@@ -43,13 +44,36 @@ pub fn start_with(config: NodeConfig, files: Arc<dyn FileLayer>) -> anyhow::Resu
     let (storage, recovered) = Storage::open_with(files, &config.data_dir, &identity, options)
         .with_context(|| format!("cannot open the data dir {}", config.data_dir.display()))?;
     let ttl = config.session_ttl.as_millis() as u64;
+    let partitions = partition_storage(&config);
     let sm = match &recovered.snapshot {
-        Some(snapshot) => StateMachine::restore(&snapshot.data, ttl)
+        // Cuts each partition's segments to the snapshot's end: the log replay appends the
+        // rest again (docs/storage.md, "Partition data").
+        Some(snapshot) => StateMachine::restore_with(&snapshot.data, ttl, partitions)
             .map_err(|e| anyhow::anyhow!("the newest snapshot does not restore: {e}"))?,
-        None => StateMachine::new(ttl),
+        None => {
+            // No snapshot: whatever partition files are there, the replay writes again.
+            let dir = config.data_dir.join(PARTITIONS_DIR);
+            match std::fs::remove_dir_all(&dir) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(anyhow::anyhow!("cannot empty {}: {e}", dir.display()))
+                }
+                _ => {}
+            }
+            StateMachine::with_storage(ttl, partitions)
+        }
     };
     let raft = restore_raft(&config, recovered)?;
     spawn_driver(config, cluster_id, storage, sm, raft)
+}
+
+/// The data dir's directory of partition data (one directory a partition).
+pub const PARTITIONS_DIR: &str = "partitions";
+
+/// Where the node's state machine keeps partition batches: segment files under
+/// `<data_dir>/partitions`.
+pub fn partition_storage(config: &NodeConfig) -> PartitionStorage {
+    let dir = config.data_dir.join(PARTITIONS_DIR);
+    PartitionStorage::Disk(Arc::new(DiskConfig::new(dir, DEFAULT_SEGMENT_BYTES)))
 }
 
 /// The core as storage left it, or, on a founding member's first start, bootstrapped with the

@@ -220,12 +220,32 @@ async fn run_peer(
 
 /// The core sends a snapshot's metadata only (it never holds the data): the
 /// file stored for it — or a newer one, which covers only committed entries
-/// too — is read from disk off the async threads.
+/// too — is read from disk off the async threads. A snapshot that refers to
+/// the partition segments is sent in its transfer form, the batches inline,
+/// read from the segment files hard-linked beside it (built in memory:
+/// docs/storage.md, "Partition data").
 async fn stored_snapshot(dir: PathBuf, index: u64) -> Result<Snapshot, tonic::Status> {
-    let loaded =
-        tokio::task::spawn_blocking(move || raftmq_storage::load_newest_snapshot(&dir, index))
-            .await
-            .map_err(|e| tonic::Status::internal(format!("snapshot loader: {e}")))?;
+    let loaded = tokio::task::spawn_blocking(move || {
+        let mut snapshot = match raftmq_storage::load_newest_snapshot(&dir, index) {
+            Ok(Some(snapshot)) => snapshot,
+            other => return other,
+        };
+        let links =
+            raftmq_storage::snapshot_segments_dir(&dir, snapshot.meta.index, snapshot.meta.term);
+        match raftmq_state::StateMachine::transfer_form(&snapshot.data, &links) {
+            Ok(Some(full)) => snapshot.data = full.into(),
+            Ok(None) => {}
+            Err(e) => {
+                return Err(raftmq_storage::StorageError::InvalidSnapshot(format!(
+                    "cannot build the transfer form from {}: {e}",
+                    links.display()
+                )))
+            }
+        }
+        Ok(Some(snapshot))
+    })
+    .await
+    .map_err(|e| tonic::Status::internal(format!("snapshot loader: {e}")))?;
     match loaded {
         Ok(Some(snapshot)) => Ok(snapshot),
         Ok(None) => Err(tonic::Status::unavailable(format!(
