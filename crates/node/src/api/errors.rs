@@ -191,16 +191,13 @@ const PROBE_METHOD: &str = "X-RAFTMQ-ALLOW-PROBE";
 ///   the `x-raftmq-error` header.
 pub async fn edge(node: NodeHandle, limit: usize, request: Request, next: Next) -> Response {
     let method = request.method().clone();
-    // The URI is kept for the answer's shape; its clone shares the request's bytes (a copy of
-    // the path would be an allocation on every request).
-    let uri = request.uri().clone();
-    let path = uri.path();
+    let path = request.uri().path().to_string();
     let answer = match admit(&node, limit, request).await {
         Ok(Admitted::Route(request)) => next.run(request).await,
-        Ok(Admitted::Probe(request)) => allowed_methods(&method, path, next.run(request).await),
+        Ok(Admitted::Probe(request)) => allowed_methods(&method, &path, next.run(request).await),
         Err(refused) => refused,
     };
-    shape(&method, path, answer).await
+    shape(&method, &path, answer).await
 }
 
 enum Admitted {
@@ -212,10 +209,9 @@ enum Admitted {
 
 async fn admit(node: &NodeHandle, limit: usize, request: Request) -> Result<Admitted, Response> {
     let (mut parts, body) = request.into_parts();
-    let uri = parts.uri.clone();
-    let path = uri.path();
-    let fail = |status, reason: String| ApiError::for_path(path, status, reason).into_response();
-    if node.is_removed() && !describes_the_node(&parts.method, path) {
+    let path = parts.uri.path().to_string();
+    let fail = |status, reason: String| ApiError::for_path(&path, status, reason).into_response();
+    if node.status().is_removed() && !describes_the_node(&parts.method, &path) {
         return Err(fail(StatusCode::GONE, node.removed_error().to_string()));
     }
     let target = parts.uri.path_and_query().map_or(0, |pq| pq.as_str().len());
@@ -233,8 +229,8 @@ async fn admit(node: &NodeHandle, limit: usize, request: Request) -> Result<Admi
     let read_as_json = match content_type {
         None => true,
         Some(t) => {
-            starts_with_ignoring_case(t, "application/x-www-form-urlencoded")
-                || starts_with_ignoring_case(t, "text/plain")
+            let t = t.to_ascii_lowercase();
+            t.starts_with("application/x-www-form-urlencoded") || t.starts_with("text/plain")
         }
     };
     if read_as_json {
@@ -267,12 +263,6 @@ async fn admit(node: &NodeHandle, limit: usize, request: Request) -> Result<Admi
         }
     };
     Ok(Admitted::Route(Request::from_parts(parts, Body::from(bytes))))
-}
-
-/// Whether `text` starts with `prefix`, ASCII case ignored (without lowering a copy).
-fn starts_with_ignoring_case(text: &str, prefix: &str) -> bool {
-    text.len() >= prefix.len()
-        && text.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
 }
 
 enum BodyError {

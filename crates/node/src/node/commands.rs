@@ -59,12 +59,6 @@ impl NodeHandle {
         self.inner.status.borrow().clone()
     }
 
-    /// Whether a membership change removed this node. Asked on every request: it reads the
-    /// published status in place, where [`status`](Self::status) copies it (three vectors).
-    pub fn is_removed(&self) -> bool {
-        self.inner.status.borrow().is_removed()
-    }
-
     /// The local state machine, as applied so far (a stale read; see [`read`](Self::read)).
     pub fn state(&self) -> RwLockReadGuard<'_, StateMachine> {
         self.inner.sm.read().expect("state machine lock is never poisoned")
@@ -287,7 +281,7 @@ impl NodeHandle {
         F: Future<Output = Result<T, NodeError>>,
     {
         loop {
-            if self.is_removed() {
+            if self.status().is_removed() {
                 return Err(self.removed_error());
             }
             let leader = self.wait_for_leader(deadline).await?;
