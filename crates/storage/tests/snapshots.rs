@@ -348,3 +348,23 @@ fn load_newest_snapshot_skips_damaged_files_and_older_ones() {
     assert_eq!(load_newest_snapshot(tmp.path(), 0).expect("load"), Some(snapshot(30, 1)));
     assert_eq!(load_newest_snapshot(tmp.path(), 31).expect("load"), None);
 }
+
+#[test]
+fn a_snapshots_segment_links_go_with_it_and_orphans_go_at_open() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let mut storage = write_log(tmp.path(), 100, 64);
+    let links = |index| raftmq_storage::snapshot_segments_dir(tmp.path(), index, 1);
+    for index in [30, 40, 50] {
+        fs::create_dir_all(links(index).join("t-0@1")).expect("links dir");
+        storage.save_snapshot(&snapshot(index, 1)).expect("save");
+    }
+    // Two snapshots are kept; the oldest went, and its links with it.
+    assert!(!links(30).exists());
+    assert!(links(40).exists() && links(50).exists());
+    drop(storage);
+    // Links of a snapshot never written (a crash in between) go at the next open.
+    fs::create_dir_all(links(60).join("t-0@1")).expect("orphan");
+    let _ = open(tmp.path(), 64);
+    assert!(!links(60).exists());
+    assert!(links(50).exists(), "the kept snapshots' links stay");
+}
