@@ -124,16 +124,40 @@ impl DiskConfig {
 
     /// The directory of a partition: `<topic>-<partition>@<created index>`. The creation index
     /// tells a re-created topic's files from those of the topic of the same name it replaced,
-    /// which a restart from an older snapshot may still need. A name of only dots (never a
-    /// valid topic, but never a path component either) is escaped.
+    /// which a restart from an older snapshot may still need; with the partition it makes the
+    /// name unique. The topic part is only for people reading the directory: a REST topic name
+    /// may hold any character but control characters (`/` and `..` among them) and 255 bytes,
+    /// so it is escaped to `[A-Za-z0-9._-]` (`%XX` for every other byte) and cut to
+    /// [`MAX_TOPIC_PART`] bytes, with a hash of the whole name when cut. The name therefore stays
+    /// one path component inside `dir`, far below the 255-byte limit of file names.
     pub fn partition_dir(&self, topic: &str, partition: u32, created: u64) -> PathBuf {
-        let topic = if topic.chars().all(|c| c == '.') {
-            format!("%{}", topic.len())
-        } else {
-            topic.to_owned()
-        };
-        self.dir.join(format!("{topic}-{partition}@{created}"))
+        self.dir.join(format!("{}-{partition}@{created}", topic_part(topic)))
     }
+}
+
+/// The most bytes of the escaped topic name a partition directory's name carries.
+pub const MAX_TOPIC_PART: usize = 64;
+
+/// A topic name as a piece of a file name: see [`DiskConfig::partition_dir`].
+fn topic_part(topic: &str) -> String {
+    let mut escaped = String::with_capacity(topic.len());
+    for byte in topic.bytes() {
+        match byte {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'.' | b'_' | b'-' => {
+                escaped.push(byte as char)
+            }
+            _ => escaped.push_str(&format!("%{byte:02X}")),
+        }
+    }
+    if escaped.len() <= MAX_TOPIC_PART {
+        return escaped;
+    }
+    // FNV-1a of the whole name, so that names cut to the same prefix stay apart.
+    let hash = topic.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    // The escaped form is ASCII: any byte index is a char boundary.
+    format!("{}~{hash:016x}", &escaped[..MAX_TOPIC_PART - 17])
 }
 
 /// Sparse index entries (base offset, position), in chunks shared between clones.

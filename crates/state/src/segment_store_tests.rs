@@ -195,8 +195,23 @@ fn an_emptied_store_appends_after_its_end() {
 }
 
 #[test]
-fn dot_only_topic_names_are_escaped() {
+fn any_topic_name_makes_one_short_path_component_inside_the_directory() {
     let config = DiskConfig::new(PathBuf::from("/p"), 1);
-    assert_eq!(config.partition_dir("..", 0, 5), PathBuf::from("/p/%2-0@5"));
     assert_eq!(config.partition_dir("a.b", 3, 5), PathBuf::from("/p/a.b-3@5"));
+    assert_eq!(config.partition_dir("..", 0, 5), PathBuf::from("/p/..-0@5"));
+    // REST topic names may hold `/`, `..`, `@`, `%` and any non-control character.
+    let climbing = config.partition_dir("../../etc/x", 0, 5);
+    assert_eq!(climbing, PathBuf::from("/p/..%2F..%2Fetc%2Fx-0@5"));
+    assert_eq!(config.partition_dir("a@b%c é", 1, 7), PathBuf::from("/p/a%40b%25c%20%C3%A9-1@7"));
+    // A 255-byte name (the longest a topic may have; a fuzzer found this one stopping the
+    // node with "File name too long") is cut, with a hash that keeps cut names apart.
+    let long = "0".repeat(255);
+    let longer = format!("{}1", "0".repeat(254));
+    let (a, b) = (config.partition_dir(&long, 0, 37), config.partition_dir(&longer, 0, 37));
+    assert_ne!(a, b);
+    for dir in [&a, &b, &climbing] {
+        assert_eq!(dir.parent(), Some(std::path::Path::new("/p")), "{dir:?}");
+        let name = dir.file_name().unwrap().to_str().unwrap();
+        assert!(name.len() <= MAX_TOPIC_PART + "-0@37".len(), "{name}");
+    }
 }
