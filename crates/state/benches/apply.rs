@@ -4,7 +4,7 @@
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use prost::Message as _;
 use raftmq_proto::client::command::Kind;
-use raftmq_proto::client::{Command, ConsumeMessage, CreateTopic, PutMessage};
+use raftmq_proto::client::{Command, ConsumeMessage, PutMessage};
 use raftmq_state::StateMachine;
 
 fn encode(kind: Kind, client: &str, seq: u64) -> Vec<u8> {
@@ -40,11 +40,7 @@ fn apply(c: &mut Criterion) {
         sm.apply_command(
             1,
             1,
-            &encode(
-                Kind::CreateTopic(CreateTopic { name: "t".into(), partitions: 0, config: None }),
-                "",
-                0,
-            ),
+            &encode(Kind::CreateTopic(raftmq_state::rest_topic("t".into())), "", 0),
         );
         sm
     };

@@ -1,13 +1,10 @@
-//! From the Kafka door to the REST door (docs/kafka.md, "One set of topics"): every record a
-//! Kafka producer appends (`AppendRecords`) whose value is UTF-8 text is also queued, in offset
-//! order, for RRMQ's `GET /message`, which consumes each once. A record with no value or a value
-//! that is not text stays in the log only (the queue carries text). Consuming from the queue
-//! removes the message from the queue but not from the log (Kafka's offsets never change), and
-//! a Kafka consumer's offsets never touch the queue.
-//!
-//! The other way (a REST message also in the log) is not done: the queue frees what it
-//! consumes, and a log that kept every REST message would make a put-and-consume workload's
-//! memory and snapshots grow without bound (docs/kafka.md says how it should go).
+//! The REST door and the Kafka door share one set of topics (docs/kafka.md, "One set of
+//! topics"), and this module is the record side of it:
+//! - a REST put becomes [`message_batch`], one record appended to partition 0;
+//! - the consume-once queue holds the offsets of records whose value is text
+//!   ([`text_offsets`]: every REST put, and each Kafka record whose value is UTF-8), and a
+//!   consume reads the value back ([`texts`]). A record with no value or a value that is not
+//!   text stays in the log only: the queue carries text.
 //!
 //! Decoding runs on every replica for every committed batch, so it must be total and bounded:
 //! a batch whose records decompress to more than [`MAX_DECOMPRESSED_BYTES`], or that claims
@@ -17,9 +14,7 @@
 
 use std::io::Read;
 
-use bytes::Bytes;
-#[cfg(test)]
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::records::{Compression, Record, RecordBatchDecoder};
 
 /// The most bytes one batch's records may decompress to and still be queued. Kafka's own
@@ -32,9 +27,8 @@ const MIN_RECORD_BYTES: usize = 7;
 const RECORD_COUNT_AT: usize = 57;
 
 /// A record batch v2 at `base_offset` holding `message` as the value of one record with no key,
-/// stamped `timestamp_ms`: the bytes Kafka's encoder gives (the tests compare them). Kept for
-/// the REST-to-Kafka direction (docs/kafka.md, "One set of topics"); tests use it today.
-#[cfg(test)]
+/// stamped `timestamp_ms`: the bytes Kafka's encoder gives (the tests compare them), which is
+/// what a REST put appends to partition 0.
 pub fn message_batch(message: &str, timestamp_ms: u64, base_offset: i64) -> Bytes {
     let value = message.as_bytes();
     let value_len = zigzag_len(value.len() as i64);
@@ -71,13 +65,10 @@ pub fn message_batch(message: &str, timestamp_ms: u64, base_offset: i64) -> Byte
 }
 
 /// Where the CRC sits in a batch v2 header, and where the bytes it covers start.
-#[cfg(test)]
 const CRC_AT: usize = 17;
-#[cfg(test)]
 const CRC_START: usize = 21;
 
 /// Kafka's varint: zigzag, then 7 bits a byte, least significant first.
-#[cfg(test)]
 fn put_zigzag(out: &mut BytesMut, n: i64) {
     let mut v = ((n << 1) ^ (n >> 63)) as u64;
     while v >= 0x80 {
@@ -87,16 +78,41 @@ fn put_zigzag(out: &mut BytesMut, n: i64) {
     out.put_u8(v as u8);
 }
 
-#[cfg(test)]
 fn zigzag_len(n: i64) -> usize {
     let v = ((n << 1) ^ (n >> 63)) as u64;
     (64 - v.leading_zeros() as usize).max(1).div_ceil(7)
 }
 
+/// The offsets of the records of `batch` (one stored batch: checked, its base offset
+/// assigned) whose value is UTF-8 text, in offset order: what the queue holds of it. None if
+/// the batch does not decode within the bounds.
+pub fn text_offsets(batch: &Bytes) -> Vec<i64> {
+    let Ok(records) = decode_batch(batch) else { return Vec::new() };
+    records
+        .into_iter()
+        .filter(|record| record.value.as_ref().is_some_and(|v| std::str::from_utf8(v).is_ok()))
+        .map(|record| record.offset)
+        .collect()
+}
+
+/// The offsets and text values of `batch`'s records, as [`text_offsets`] picks them: what a
+/// consume hands out.
+pub fn texts(batch: &Bytes) -> Vec<(i64, String)> {
+    let Ok(records) = decode_batch(batch) else { return Vec::new() };
+    records
+        .into_iter()
+        .filter_map(|record| {
+            let text = String::from_utf8(record.value?.to_vec()).ok()?;
+            Some((record.offset, text))
+        })
+        .collect()
+}
+
 /// The text values of the records in `batches` (one or more checked batches v2, back to back),
 /// in offset order, and how many records were left out (no value, not UTF-8, or in a batch
 /// that does not decode within the bounds).
-pub fn queued_texts(batches: &Bytes) -> (Vec<String>, u64) {
+#[cfg(test)]
+fn queued_texts(batches: &Bytes) -> (Vec<String>, u64) {
     let mut texts = Vec::new();
     let mut left_out = 0;
     let mut rest = batches.clone();
@@ -207,37 +223,42 @@ fn snappy(input: &[u8]) -> anyhow::Result<Vec<u8>> {
     Ok(out)
 }
 
+/// One batch v2 of records with these values (key "k", timestamp 1000), as Kafka's encoder
+/// writes it.
+#[cfg(test)]
+pub(crate) fn batch_of(values: &[Option<&[u8]>], compression: Compression) -> Bytes {
+    let records: Vec<Record> = values
+        .iter()
+        .enumerate()
+        .map(|(i, value)| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: kafka_protocol::records::TimestampType::Creation,
+            offset: i as i64,
+            // Kafka's encoder puts records in one batch while offset - sequence stays the same.
+            sequence: i as i32,
+            timestamp: 1_000,
+            key: Some(Bytes::from_static(b"k")),
+            value: value.map(Bytes::copy_from_slice),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut out = BytesMut::new();
+    let options = kafka_protocol::records::RecordEncodeOptions { version: 2, compression };
+    kafka_protocol::records::RecordBatchEncoder::encode(&mut out, &records, &options)
+        .expect("invariant: records of a test encode");
+    out.freeze()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::partition_log::check_batches;
     use kafka_protocol::records::{RecordBatchEncoder, RecordEncodeOptions, TimestampType};
-
-    fn batch_of(values: &[Option<&[u8]>], compression: Compression) -> Bytes {
-        let records: Vec<Record> = values
-            .iter()
-            .enumerate()
-            .map(|(i, value)| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: 0,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                sequence: -1,
-                timestamp: 1_000,
-                key: Some(Bytes::from_static(b"k")),
-                value: value.map(Bytes::copy_from_slice),
-                headers: Default::default(),
-            })
-            .collect();
-        let mut out = BytesMut::new();
-        let options = RecordEncodeOptions { version: 2, compression };
-        RecordBatchEncoder::encode(&mut out, &records, &options).unwrap();
-        out.freeze()
-    }
 
     #[test]
     fn a_message_batch_is_byte_for_byte_what_kafkas_encoder_writes() {

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use raftmq_proto::client::command::Kind;
-use raftmq_proto::client::{AppendRecords, Command, CreateTopic, DeleteTopic, TopicConfig};
+use raftmq_proto::client::{
+    AppendRecords, Command, ConsumeMessage, CreateTopic, DeleteTopic, PutMessage, TopicConfig,
+};
 
 use super::partition_log::test_batch_with;
 use super::segment_store::DiskConfig;
@@ -23,6 +25,15 @@ enum Step {
         topic: usize,
         partitions: u32,
         retention_bytes: Option<i64>,
+        consume_frees: bool,
+    },
+    /// A REST put of a message of `len` bytes, or a consume.
+    Put {
+        topic: usize,
+        len: usize,
+    },
+    Consume {
+        topic: usize,
     },
     Delete {
         topic: usize,
@@ -39,8 +50,10 @@ enum Step {
 
 fn arb_step() -> impl Strategy<Value = Step> {
     prop_oneof![
-        2 => (0usize..2, 1u32..3, proptest::option::of(0i64..400))
-            .prop_map(|(topic, partitions, retention_bytes)| Step::Create { topic, partitions, retention_bytes }),
+        2 => (0usize..2, 1u32..3, proptest::option::of(0i64..400), any::<bool>())
+            .prop_map(|(topic, partitions, retention_bytes, consume_frees)| Step::Create { topic, partitions, retention_bytes, consume_frees }),
+        6 => (0usize..2, 0usize..200).prop_map(|(topic, len)| Step::Put { topic, len }),
+        5 => (0usize..2).prop_map(|topic| Step::Consume { topic }),
         1 => (0usize..2).prop_map(|topic| Step::Delete { topic }),
         12 => (0usize..2, 0u32..2, 1i32..5, 0i64..1000)
             .prop_map(|(topic, partition, records, ts)| Step::Append { topic, partition, records, ts }),
@@ -57,12 +70,20 @@ fn kind(step: &Step) -> Option<Kind> {
     // 254 bytes of non-ASCII (a partition directory's name must stay one short component).
     let name = |t: usize| if t == 0 { "a/../../b".to_string() } else { "é".repeat(127) };
     Some(match step {
-        Step::Create { topic, partitions, retention_bytes } => Kind::CreateTopic(CreateTopic {
-            name: name(*topic),
-            partitions: *partitions,
-            config: retention_bytes
-                .map(|bytes| TopicConfig { retention_ms: -1, retention_bytes: bytes }),
+        Step::Create { topic, partitions, retention_bytes, consume_frees } => {
+            Kind::CreateTopic(CreateTopic {
+                name: name(*topic),
+                partitions: *partitions,
+                config: retention_bytes
+                    .map(|bytes| TopicConfig { retention_ms: -1, retention_bytes: bytes }),
+                consume_frees: *consume_frees,
+            })
+        }
+        Step::Put { topic, len } => Kind::PutMessage(PutMessage {
+            topic: name(*topic),
+            message: format!("{len}:{}", "m".repeat(*len)),
         }),
+        Step::Consume { topic } => Kind::ConsumeMessage(ConsumeMessage { topic: name(*topic) }),
         Step::Delete { topic } => Kind::DeleteTopic(DeleteTopic { name: name(*topic) }),
         Step::Append { topic, partition, records, ts } => Kind::AppendRecords(AppendRecords {
             topic: name(*topic),
@@ -153,7 +174,10 @@ fn a_full_form_snapshot_installs_on_disk_and_a_reference_form_needs_a_directory(
     let root = tempfile::tempdir().expect("a temp dir");
     let mut memory = StateMachine::new(TTL);
     let steps = [
-        Step::Create { topic: 0, partitions: 2, retention_bytes: None },
+        Step::Create { topic: 0, partitions: 2, retention_bytes: None, consume_frees: true },
+        Step::Put { topic: 0, len: 7 },
+        Step::Put { topic: 0, len: 9 },
+        Step::Consume { topic: 0 },
         Step::Append { topic: 0, partition: 1, records: 3, ts: 5 },
         Step::Append { topic: 0, partition: 1, records: 2, ts: 6 },
     ];

@@ -166,7 +166,12 @@ mod tests {
             1,
             &command(
                 "",
-                Kind::CreateTopic(CreateTopic { name: "t".into(), partitions: 0, config: None }),
+                Kind::CreateTopic(CreateTopic {
+                    name: "t".into(),
+                    partitions: 0,
+                    config: None,
+                    consume_frees: false,
+                }),
             ),
         );
         let topic_uuid = sm.metadata().topic_by_name("t").expect("created").topic_uuid.clone();

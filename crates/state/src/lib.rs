@@ -19,7 +19,8 @@
 //!   back without being applied again ([`sessions`]).
 //!
 //! The modules (one concept each):
-//! - [`queues`]: topics in creation order, each a FIFO queue whose messages are consumed once;
+//! - [`queues`]: topics in creation order, each a FIFO queue of record offsets in its
+//!   partitions, whose messages are consumed once;
 //! - [`sessions`]: per-client last `seq`, its request's digest and result, for exactly-once
 //!   retries;
 //! - [`members`]: the member address book, from membership entries;
@@ -31,8 +32,8 @@
 //! - [`segment_store`]: a partition's batches on disk, in segment files with a sparse offset
 //!   index (the node's choice; `StateMachine::new` keeps them in memory). The only I/O here:
 //!   what the state machine answers never depends on it;
-//! - [`bridge`]: a Kafka record's text also joins the consume-once queue, and the bounded
-//!   decoding of a stored batch;
+//! - [`bridge`]: a REST message as a record, the records a consume-once queue holds (those
+//!   whose value is text), and the bounded decoding of a stored batch;
 //! - [`group_offsets`]: consumer groups' committed offsets (the Kafka front-end's
 //!   OffsetCommit and OffsetFetch; group membership is not replicated);
 //! - [`validation`]: the name, text and port rules every command shares (docs/metadata.md);
@@ -66,6 +67,7 @@ mod disk_tests;
 mod tests;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use prost::Message as _;
 use raftmq_proto::client::{command, Command, CommandResult, ErrorCode, MemberInfo};
@@ -100,6 +102,20 @@ pub struct StateMachine {
     metadata: metadata::Metadata,
     partition_logs: partition_log::PartitionLogs,
     group_offsets: group_offsets::GroupOffsets,
+    /// The last multi-record batch a consume decoded (not state: a cache, equal answers
+    /// without it).
+    decoded: Option<Arc<DecodedBatch>>,
+}
+
+/// A batch's text records, decoded once for the consumes that take them one at a time.
+#[derive(Debug)]
+struct DecodedBatch {
+    topic: String,
+    partition: u32,
+    /// The partition's `created_index`: a re-created topic's batch is another batch.
+    created: u64,
+    offsets: std::ops::RangeInclusive<i64>,
+    texts: Vec<(i64, String)>,
 }
 
 impl StateMachine {
@@ -123,6 +139,7 @@ impl StateMachine {
             metadata: metadata::Metadata::default(),
             partition_logs: partition_log::PartitionLogs::new(storage),
             group_offsets: group_offsets::GroupOffsets::default(),
+            decoded: None,
         }
     }
 
@@ -413,7 +430,7 @@ impl StateMachine {
                     Some(Ok(retention)) => Some(retention),
                     Some(Err(why)) => return results::error(ErrorCode::Invalid, why),
                 };
-                self.create_topic(&create.name, create.partitions, retention)
+                self.create_topic(&create.name, create.partitions, retention, create.consume_frees)
             }
             Some(command::Kind::DeleteTopic(delete)) => {
                 let outcome = self.metadata.delete_topic(self.at(), &delete.name);
@@ -424,35 +441,14 @@ impl StateMachine {
                 }
                 results::metadata(outcome)
             }
-            Some(command::Kind::PutMessage(put)) => match self.topics.put(&put.topic, &put.message)
-            {
-                Ok(()) => results::ok(),
-                Err(error) => queue_error(error, &put.topic),
-            },
-            Some(command::Kind::ConsumeMessage(consume)) => {
-                match self.topics.consume(&consume.topic) {
-                    Ok(message) => results::consumed(message),
-                    Err(error) => queue_error(error, &consume.topic),
-                }
-            }
+            Some(command::Kind::PutMessage(put)) => self.put_message(&put.topic, &put.message),
+            Some(command::Kind::ConsumeMessage(consume)) => self.consume_message(&consume.topic),
             Some(command::Kind::AppendRecords(append)) => {
                 use partition_log::AppendError;
                 use producer_state::SequenceError;
                 let (topic, partition) = (&append.topic, append.partition);
-                match self.partition_logs.append(topic, partition, &append.batches, self.clock_ms) {
-                    Ok(at) => {
-                        if !at.duplicate {
-                            // And the records' text in the consume-once queue, in offset order
-                            // (a producer's retry, stored once, is queued once; Kafka clients
-                            // send one batch a partition, so an append is a retry or not).
-                            let (texts, _left_out) = bridge::queued_texts(&append.batches);
-                            for text in texts {
-                                // The topic exists: its partition log just took the append.
-                                let _ = self.topics.put(topic, &text);
-                            }
-                        }
-                        results::appended(at.base_offset, at.log_start_offset, at.duplicate)
-                    }
+                match self.append_and_queue(topic, partition, &append.batches) {
+                    Ok(at) => results::appended(at.base_offset, at.log_start_offset, at.duplicate),
                     // A conflict with what the producer appended before; the field says which
                     // Kafka error it is (docs/kafka.md, "Idempotent producers").
                     Err(AppendError::Sequence(SequenceError::FencedEpoch(why))) => {
@@ -502,14 +498,119 @@ impl StateMachine {
         }
     }
 
+    /// Appends batches to a partition, and queues the offsets of their records whose value is
+    /// text for `GET /message`, in offset order (an idempotent producer's retry, stored once,
+    /// is queued once).
+    fn append_and_queue(
+        &mut self,
+        topic: &str,
+        partition: u32,
+        batches: &[u8],
+    ) -> Result<partition_log::Appended, partition_log::AppendError> {
+        let mut queued = Vec::new();
+        let mut queue_texts = |batch: &bytes::Bytes| {
+            for offset in bridge::text_offsets(batch) {
+                match queued.last_mut() {
+                    Some((first, count)) if *first + i64::from(*count) == offset => *count += 1,
+                    _ => queued.push((offset, 1u32)),
+                }
+            }
+        };
+        let at = self.partition_logs.append_each(
+            topic,
+            partition,
+            batches,
+            self.clock_ms,
+            &mut queue_texts,
+        )?;
+        for (first, count) in queued {
+            // The topic exists: its partition log just took the append.
+            let _ = self.topics.push_records(topic, partition, first, count);
+        }
+        Ok(at)
+    }
+
+    /// A REST put: the message becomes one record appended to partition 0, and the queue
+    /// holds its offset (docs/kafka.md, "One set of topics").
+    fn put_message(&mut self, topic: &str, message: &str) -> CommandResult {
+        if !self.topics.contains(topic) {
+            return queue_error(QueueError::TopicNotFound, topic);
+        }
+        let batch = bridge::message_batch(message, self.clock_ms, 0);
+        let Ok(at) = self.partition_logs.append(topic, 0, &batch, self.clock_ms) else {
+            // Every topic has a partition 0, and the batch is valid: this is not reached.
+            return results::error(ErrorCode::Invalid, "the message could not be appended");
+        };
+        let _ = self.topics.push_records(topic, 0, at.base_offset, 1);
+        results::ok()
+    }
+
+    /// A REST consume: the oldest message queued. A record that retention removed before it
+    /// was consumed is skipped; on a topic created with `consume_frees`, the records up to the
+    /// one consumed are removed from its partition.
+    fn consume_message(&mut self, topic: &str) -> CommandResult {
+        loop {
+            let logs = &self.partition_logs;
+            let start = |partition| {
+                logs.partition(topic, partition).map_or(i64::MAX, |log| log.log_start_offset())
+            };
+            let (partition, offset) = match self.topics.next(topic, start) {
+                Err(error) => return queue_error(error, topic),
+                Ok(queues::Next::Text(message)) => return results::consumed(message),
+                Ok(queues::Next::Record { partition, offset }) => (partition, offset),
+            };
+            let message = self.record_text(topic, partition, offset);
+            if self.topics.consume_frees(topic) {
+                self.partition_logs.remove_through(topic, partition, offset);
+            }
+            // A queued record is held and is text (both checked when it was queued); were it
+            // not, the next one is taken.
+            if let Some(message) = message {
+                return results::consumed(message);
+            }
+        }
+    }
+
+    /// The text value of the record at `offset` of a partition, decoding its batch at most
+    /// once however many of its records are consumed one by one.
+    fn record_text(&mut self, topic: &str, partition: u32, offset: i64) -> Option<String> {
+        let log = self.partition_logs.partition(topic, partition)?;
+        let cached = self.decoded.as_ref().filter(|d| {
+            d.topic == topic
+                && d.partition == partition
+                && d.created == log.created_index()
+                && d.offsets.contains(&offset)
+        });
+        let decoded = match cached {
+            Some(decoded) => decoded.clone(),
+            None => {
+                let batch = log.batch_holding(offset)?;
+                let offsets =
+                    partition_log::base_offset(&batch)..=partition_log::last_offset(&batch);
+                let decoded = Arc::new(DecodedBatch {
+                    topic: topic.to_owned(),
+                    partition,
+                    created: log.created_index(),
+                    offsets,
+                    texts: bridge::texts(&batch),
+                });
+                self.decoded = Some(decoded.clone());
+                decoded
+            }
+        };
+        let at = decoded.texts.binary_search_by_key(&offset, |(o, _)| *o).ok()?;
+        Some(decoded.texts[at].1.clone())
+    }
+
     /// Creates a topic: its queue, its partition logs and its metadata record, together.
     fn create_topic(
         &mut self,
         name: &str,
         partitions: u32,
         retention: Option<retention::Retention>,
+        consume_frees: bool,
     ) -> CommandResult {
-        match self.topics.create(name) {
+        match self.topics.create(name, consume_frees) {
             Ok(()) => {
                 self.partition_logs.create(name, partitions, retention, self.applied_index);
                 self.metadata.topic_created(self.at(), name);
@@ -522,6 +623,18 @@ impl StateMachine {
     /// The position and log time of the entry being applied, for metadata records.
     fn at(&self) -> metadata::At {
         metadata::At { index: self.applied_index, term: self.applied_term, time_ms: self.clock_ms }
+    }
+}
+
+/// The topic the REST doors (`PUT /topic`, `/v1/topics` and the metadata dialects) create:
+/// one partition, its messages kept until they are consumed (no retention), and consuming
+/// frees what it consumed (docs/kafka.md, "One set of topics").
+pub fn rest_topic(name: String) -> raftmq_proto::client::CreateTopic {
+    raftmq_proto::client::CreateTopic {
+        name,
+        partitions: 1,
+        config: Some(raftmq_proto::client::TopicConfig { retention_ms: -1, retention_bytes: -1 }),
+        consume_frees: true,
     }
 }
 

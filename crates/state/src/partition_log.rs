@@ -135,7 +135,11 @@ pub trait RecordStore: Clone + std::fmt::Debug {
     fn bytes(&self) -> u64;
     /// The oldest batch held.
     fn oldest(&self) -> Option<BatchMeta>;
-    /// Removes the oldest batch (retention).
+    /// The oldest batch's bytes (what a consume-once queue reads next, in one small read).
+    fn read_oldest(&self) -> Option<Bytes> {
+        self.oldest().and_then(|oldest| self.read(oldest.base, 0).into_iter().next())
+    }
+    /// Removes the oldest batch (retention, or a consume that frees it).
     fn remove_oldest(&mut self);
     /// The first batch held whose `maxTimestamp` is at or after `timestamp`.
     fn first_at_timestamp(&self, timestamp: i64) -> Option<Bytes>;
@@ -256,6 +260,10 @@ impl RecordStore for SegmentStore {
         SegmentStore::oldest(self)
     }
 
+    fn read_oldest(&self) -> Option<Bytes> {
+        SegmentStore::read_oldest(self)
+    }
+
     fn remove_oldest(&mut self) {
         SegmentStore::remove_oldest(self);
     }
@@ -306,6 +314,10 @@ impl RecordStore for PartitionStore {
 
     fn oldest(&self) -> Option<BatchMeta> {
         each_store!(self, s => RecordStore::oldest(s))
+    }
+
+    fn read_oldest(&self) -> Option<Bytes> {
+        each_store!(self, s => RecordStore::read_oldest(s))
     }
 
     fn remove_oldest(&mut self) {
@@ -404,6 +416,24 @@ impl<S: RecordStore> PartitionLog<S> {
         self.store.read(from.max(self.log_start_offset), max_bytes)
     }
 
+    /// The batch holding `offset`, if it is held.
+    pub fn batch_holding(&self, offset: i64) -> Option<Bytes> {
+        if offset < self.log_start_offset || offset >= self.next_offset {
+            return None;
+        }
+        // A consume-once queue reads the oldest batch: one read of just its bytes.
+        if self.store.oldest().is_some_and(|oldest| (oldest.base..=oldest.last).contains(&offset)) {
+            return self.store.read_oldest();
+        }
+        self.store.read(offset, 0).into_iter().next()
+    }
+
+    /// The index of the entry that created the partition's topic: with the topic's name, it
+    /// tells this partition from one of a deleted topic of the same name.
+    pub fn created_index(&self) -> u64 {
+        self.created
+    }
+
     /// The bytes of record batches held.
     pub fn bytes(&self) -> usize {
         usize::try_from(self.store.bytes()).unwrap_or(usize::MAX)
@@ -438,6 +468,7 @@ impl<S: RecordStore> PartitionLog<S> {
         &mut self,
         bytes: &[u8],
         batches: &[BatchInfo],
+        appended: &mut dyn FnMut(&Bytes),
     ) -> Result<(i64, bool), SequenceError> {
         // Checked first, all of them, so that a refusal leaves the log as it was.
         let mut pending = Pending::default();
@@ -472,7 +503,9 @@ impl<S: RecordStore> PartitionLog<S> {
                     let at = self.next_offset;
                     let last = at + info.offsets - 1;
                     self.content_crc = crc32c::crc32c_append(self.content_crc, &batch);
-                    self.store.push(at, last, batch.freeze());
+                    let batch = batch.freeze();
+                    appended(&batch);
+                    self.store.push(at, last, batch);
                     self.next_offset = last + 1;
                     at
                 }
@@ -480,6 +513,16 @@ impl<S: RecordStore> PartitionLog<S> {
             first.get_or_insert(at);
         }
         Ok((first.expect("invariant: check_batches refuses an append without batches"), duplicate))
+    }
+
+    /// Removes the batches wholly at or below `offset`: a consume-once queue consumed up to it
+    /// (Kafka's DeleteRecords does the same). The log start offset moves to the first batch
+    /// kept (the high watermark, when none is).
+    fn remove_through(&mut self, offset: i64) {
+        while self.store.oldest().is_some_and(|oldest| oldest.last <= offset) {
+            self.store.remove_oldest();
+        }
+        self.log_start_offset = self.store.oldest().map_or(self.next_offset, |b| b.base);
     }
 
     /// Removes whole batches from the front by `retention` (see `retention`); batches from
@@ -606,6 +649,19 @@ impl PartitionLogs {
         bytes: &[u8],
         clock_ms: u64,
     ) -> Result<Appended, AppendError> {
+        self.append_each(topic, partition, bytes, clock_ms, &mut |_| {})
+    }
+
+    /// [`PartitionLogs::append`], giving `appended` each batch appended (not an idempotent
+    /// producer's retry), as stored, base offset assigned, before retention runs.
+    pub(crate) fn append_each(
+        &mut self,
+        topic: &str,
+        partition: u32,
+        bytes: &[u8],
+        clock_ms: u64,
+        appended: &mut dyn FnMut(&Bytes),
+    ) -> Result<Appended, AppendError> {
         let retention = self.retention.get(topic).copied().unwrap_or_default();
         let log = self
             .topics
@@ -615,9 +671,17 @@ impl PartitionLogs {
         let batches = check_batches(bytes).map_err(AppendError::Corrupt)?;
         let appended_from = log.next_offset;
         let (base_offset, duplicate) =
-            log.append(bytes, &batches).map_err(AppendError::Sequence)?;
+            log.append(bytes, &batches, appended).map_err(AppendError::Sequence)?;
         log.apply_retention(&retention, clock_ms, appended_from);
         Ok(Appended { base_offset, log_start_offset: log.log_start_offset, duplicate })
+    }
+
+    /// Removes the batches of a partition wholly at or below `offset` (a consume-once queue
+    /// freeing what it consumed); nothing if there is no such partition.
+    pub(crate) fn remove_through(&mut self, topic: &str, partition: u32, offset: i64) {
+        if let Some(log) = self.topics.get_mut(topic).and_then(|p| p.get_mut(partition as usize)) {
+            log.remove_through(offset);
+        }
     }
 
     /// Each partition in the snapshot's order, in three parts: its image up to its batches

@@ -1,5 +1,13 @@
 //! Topics and their FIFO queues: the message-queue half of the state (RRMQ, docs/rrmq.md).
 //!
+//! A queue is a reader of the topic's partition logs (docs/kafka.md, "One set of topics"): a
+//! REST put appends a record to partition 0, a Kafka producer's text records are where they
+//! were appended, and the queue holds only runs of their offsets ([`Runs`]), a few bytes per
+//! run however many messages it covers. The state machine reads a record back when it is
+//! consumed. Queues restored from a snapshot of a version before runs still hold their
+//! messages as text ([`Queue`]), consumed before any run; the rest of these notes are about
+//! those.
+//!
 //! Topics are listed in creation order, as RRMQ clients expect, so they are kept in a `Vec`
 //! with a name index beside it. Nothing here knows about commands, sessions or protobuf
 //! results: it is the plain data structure, and `StateMachine` maps its errors to result
@@ -60,28 +68,163 @@ pub(crate) struct Topics {
 #[derive(Clone, Debug)]
 struct Topic {
     name: String,
+    /// Messages held as text (restored from a version-1 snapshot): consumed first.
     queue: Queue,
+    /// The queued records' offsets, after `queue`.
+    runs: Runs,
+    /// Consuming frees the records up to the one consumed (`CreateTopic.consume_frees`).
+    consume_frees: bool,
+}
+
+/// What a queue hands out next.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Next {
+    /// A message held as text.
+    Text(String),
+    /// The record at `offset` of `partition`: its value is the message.
+    Record { partition: u32, offset: i64 },
+}
+
+/// Consecutive offsets of one partition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Run {
+    pub(crate) partition: u32,
+    pub(crate) first: i64,
+    pub(crate) count: u32,
+}
+
+/// A queue of record offsets, oldest first, as runs: consecutive puts to one partition are one
+/// run, so a queue of millions of REST messages is a few dozen bytes.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Runs {
+    runs: VecDeque<Run>,
+    /// The offsets in all runs.
+    len: usize,
+}
+
+impl Runs {
+    /// Queues `count` offsets of `partition` from `first` on (nothing if `count` is 0).
+    pub(crate) fn push(&mut self, partition: u32, first: i64, count: u32) {
+        if count == 0 {
+            return;
+        }
+        self.len += count as usize;
+        if let Some(back) = self.runs.back_mut() {
+            let joins = back.partition == partition && back.first + i64::from(back.count) == first;
+            if let Some(joined) = back.count.checked_add(count).filter(|_| joins) {
+                back.count = joined;
+                return;
+            }
+        }
+        self.runs.push_back(Run { partition, first, count });
+    }
+
+    /// Appends a run read from a snapshot as it is (not joined to the one before, so that the
+    /// restored queue encodes to the same bytes; a count of 0 is kept for the restore's check
+    /// to refuse).
+    pub(crate) fn push_restored(&mut self, partition: u32, first: i64, count: u32) {
+        self.len += count as usize;
+        self.runs.push_back(Run { partition, first, count });
+    }
+
+    /// Takes the oldest offset.
+    pub(crate) fn pop(&mut self) -> Option<(u32, i64)> {
+        let front = self.runs.front_mut()?;
+        let taken = (front.partition, front.first);
+        front.first += 1;
+        front.count -= 1;
+        if front.count == 0 {
+            self.runs.pop_front();
+        }
+        self.len -= 1;
+        Some(taken)
+    }
+
+    /// Drops queued offsets that `start` (a partition's log start offset) says are gone,
+    /// from the front, until the oldest one left is still held: the records retention
+    /// removed before they were consumed. Each offset is dropped once, a run at a time.
+    pub(crate) fn drop_removed(&mut self, start: impl Fn(u32) -> i64) {
+        while let Some(front) = self.runs.front_mut() {
+            let gone = (start(front.partition) - front.first).clamp(0, i64::from(front.count));
+            if gone == 0 {
+                return;
+            }
+            let gone = gone as u32; // clamped to a u32 count above
+            front.first += i64::from(gone);
+            front.count -= gone;
+            self.len -= gone as usize;
+            if front.count == 0 {
+                self.runs.pop_front();
+            }
+        }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The runs, oldest first.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Run> {
+        self.runs.iter()
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.runs.capacity() * size_of::<Run>()
+    }
 }
 
 impl Topics {
-    pub(crate) fn create(&mut self, name: &str) -> Result<(), QueueError> {
+    /// Creates a topic with an empty queue; `consume_frees`: see `CreateTopic.consume_frees`.
+    pub(crate) fn create(&mut self, name: &str, consume_frees: bool) -> Result<(), QueueError> {
         validate_name(name)?;
         if self.by_name.contains_key(name) {
             return Err(QueueError::TopicExists);
         }
         self.by_name.insert(name.to_owned(), self.topics.len());
-        self.topics.push(Topic { name: name.to_owned(), queue: Queue::default() });
+        self.topics.push(Topic {
+            name: name.to_owned(),
+            queue: Queue::default(),
+            runs: Runs::default(),
+            consume_frees,
+        });
         Ok(())
     }
 
-    pub(crate) fn put(&mut self, topic: &str, message: &str) -> Result<(), QueueError> {
-        self.topic_mut(topic)?.queue.push(message);
+    pub(crate) fn contains(&self, topic: &str) -> bool {
+        self.by_name.contains_key(topic)
+    }
+
+    /// Whether consuming from `topic` frees the records consumed (`false` if there is none).
+    pub(crate) fn consume_frees(&self, topic: &str) -> bool {
+        self.by_name.get(topic).is_some_and(|&position| self.topics[position].consume_frees)
+    }
+
+    /// Queues `count` records of `topic`'s `partition` from offset `first` on.
+    pub(crate) fn push_records(
+        &mut self,
+        topic: &str,
+        partition: u32,
+        first: i64,
+        count: u32,
+    ) -> Result<(), QueueError> {
+        self.topic_mut(topic)?.runs.push(partition, first, count);
         Ok(())
     }
 
-    /// Removes and returns the oldest message of `topic`.
-    pub(crate) fn consume(&mut self, topic: &str) -> Result<String, QueueError> {
-        self.topic_mut(topic)?.queue.pop().ok_or(QueueError::QueueEmpty)
+    /// Takes what `topic` hands out next: a message held as text, else the oldest record
+    /// offset still held by its partition (`start` gives each partition's log start offset).
+    pub(crate) fn next(
+        &mut self,
+        topic: &str,
+        start: impl Fn(u32) -> i64,
+    ) -> Result<Next, QueueError> {
+        let topic = self.topic_mut(topic)?;
+        if let Some(text) = topic.queue.pop() {
+            return Ok(Next::Text(text));
+        }
+        topic.runs.drop_removed(start);
+        let (partition, offset) = topic.runs.pop().ok_or(QueueError::QueueEmpty)?;
+        Ok(Next::Record { partition, offset })
     }
 
     /// Removes `topic` and its queue (a deleted topic); `false` if there was none.
@@ -100,20 +243,33 @@ impl Topics {
     }
 
     /// Every topic with its queue, in creation order: the snapshot form.
-    pub(crate) fn iter(&self) -> impl Iterator<Item = (&str, &Queue)> {
-        self.topics.iter().map(|topic| (topic.name.as_str(), &topic.queue))
+    pub(crate) fn iter(&self) -> impl Iterator<Item = TopicView<'_>> {
+        self.topics.iter().map(|topic| TopicView {
+            name: &topic.name,
+            texts: &topic.queue,
+            runs: &topic.runs,
+            consume_frees: topic.consume_frees,
+        })
     }
 
-    /// The number of messages waiting in `topic`, or `None` if there is no such topic.
+    /// The number of messages waiting in `topic`, or `None` if there is no such topic. Records
+    /// that retention removed are counted until a consume passes them.
     pub(crate) fn queue_len(&self, topic: &str) -> Option<usize> {
-        self.by_name.get(topic).map(|&position| self.topics[position].queue.len())
+        self.by_name.get(topic).map(|&position| {
+            let topic = &self.topics[position];
+            topic.queue.len() + topic.runs.len()
+        })
     }
 
     /// The bytes allocated for the topics and their queues (allocator overhead aside). A
     /// chunk still shared with a clone is counted in both.
     pub(crate) fn heap_bytes(&self) -> usize {
         let names: usize = self.topics.iter().map(|topic| 2 * topic.name.capacity()).sum();
-        let queues: usize = self.topics.iter().map(|topic| topic.queue.heap_bytes()).sum();
+        let queues: usize = self
+            .topics
+            .iter()
+            .map(|topic| topic.queue.heap_bytes() + topic.runs.heap_bytes())
+            .sum();
         let index = self.by_name.capacity() * (size_of::<(String, usize)>() + 1);
         self.topics.capacity() * size_of::<Topic>() + names + index + queues
     }
@@ -123,12 +279,12 @@ impl Topics {
         Ok(&mut self.topics[position])
     }
 
-    /// Rebuilds the topics from a snapshot's (name, queue) pairs in creation order, refusing
-    /// names this state machine would never have created (invalid or duplicate).
-    pub(crate) fn from_queues(topics: Vec<(String, Queue)>) -> Result<Self, String> {
+    /// Rebuilds the topics from a snapshot's in creation order, refusing names this state
+    /// machine would never have created (invalid or duplicate).
+    pub(crate) fn from_queues(topics: Vec<RestoredTopic>) -> Result<Self, String> {
         let mut restored = Topics::default();
-        for (name, queue) in topics {
-            restored.create(&name).map_err(|error| match error {
+        for RestoredTopic { name, texts, runs, consume_frees } in topics {
+            restored.create(&name, consume_frees).map_err(|error| match error {
                 QueueError::TopicExists => format!("topic {name:?} appears twice"),
                 QueueError::InvalidName(reason) => format!("topic name {name:?}: {reason}"),
                 QueueError::TopicNotFound | QueueError::QueueEmpty => {
@@ -136,10 +292,28 @@ impl Topics {
                 }
             })?;
             let position = restored.topics.len() - 1;
-            restored.topics[position].queue = queue;
+            restored.topics[position].queue = texts;
+            restored.topics[position].runs = runs;
         }
         Ok(restored)
     }
+}
+
+/// One topic's queue as a snapshot holds it.
+pub(crate) struct TopicView<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) texts: &'a Queue,
+    pub(crate) runs: &'a Runs,
+    pub(crate) consume_frees: bool,
+}
+
+/// One topic's queue as read back from a snapshot.
+#[derive(Default)]
+pub(crate) struct RestoredTopic {
+    pub(crate) name: String,
+    pub(crate) texts: Queue,
+    pub(crate) runs: Runs,
+    pub(crate) consume_frees: bool,
 }
 
 fn validate_name(name: &str) -> Result<(), QueueError> {
@@ -310,44 +484,103 @@ mod tests {
 
     use super::*;
 
+    /// The offsets `next` hands out until the queue is empty (every partition held whole).
+    fn drain(topics: &mut Topics, topic: &str) -> Vec<Next> {
+        std::iter::from_fn(|| topics.next(topic, |_| 0).ok()).collect()
+    }
+
+    fn record(partition: u32, offset: i64) -> Next {
+        Next::Record { partition, offset }
+    }
+
     #[test]
-    fn messages_come_out_in_the_order_they_went_in() {
-        let mut topics = Topics::default();
-        assert_eq!(topics.create("t"), Ok(()));
-        for message in ["a", "b", "c"] {
-            assert_eq!(topics.put("t", message), Ok(()));
-        }
-        assert_eq!(topics.consume("t").as_deref(), Ok("a"));
-        assert_eq!(topics.consume("t").as_deref(), Ok("b"));
-        assert_eq!(topics.consume("t").as_deref(), Ok("c"));
-        assert_eq!(topics.consume("t"), Err(QueueError::QueueEmpty));
-        assert_eq!(topics.put("t", "d"), Ok(()));
-        assert_eq!(topics.consume("t").as_deref(), Ok("d"));
+    fn texts_come_first_then_records_in_the_order_they_were_queued() {
+        let mut topics = Topics::from_queues(vec![RestoredTopic {
+            name: "t".into(),
+            texts: {
+                let mut texts = Queue::default();
+                texts.push("old");
+                texts
+            },
+            ..RestoredTopic::default()
+        }])
+        .expect("a valid topic");
+        assert_eq!(topics.push_records("t", 0, 0, 2), Ok(()));
+        assert_eq!(topics.push_records("t", 1, 5, 1), Ok(()));
+        assert_eq!(topics.push_records("t", 0, 2, 1), Ok(()));
+        assert_eq!(topics.queue_len("t"), Some(5));
+        assert_eq!(
+            drain(&mut topics, "t"),
+            [Next::Text("old".into()), record(0, 0), record(0, 1), record(1, 5), record(0, 2)]
+        );
+        assert_eq!(topics.next("t", |_| 0), Err(QueueError::QueueEmpty));
+        assert_eq!(topics.next("u", |_| 0), Err(QueueError::TopicNotFound));
         assert_eq!(topics.queue_len("t"), Some(0));
+    }
+
+    #[test]
+    fn consecutive_offsets_of_a_partition_are_one_run() {
+        let mut runs = Runs::default();
+        for offset in 0..1000 {
+            runs.push(0, offset, 1);
+        }
+        runs.push(0, 1000, 0); // nothing
+        runs.push(1, 1000, 3); // another partition
+        runs.push(0, 2000, 1); // not consecutive
+        let all: Vec<Run> = runs.iter().copied().collect();
+        assert_eq!(
+            all,
+            [
+                Run { partition: 0, first: 0, count: 1000 },
+                Run { partition: 1, first: 1000, count: 3 },
+                Run { partition: 0, first: 2000, count: 1 },
+            ]
+        );
+        assert_eq!(runs.len(), 1004);
+    }
+
+    #[test]
+    fn offsets_retention_removed_are_skipped_a_run_at_a_time() {
+        let mut topics = Topics::default();
+        assert_eq!(topics.create("t", false), Ok(()));
+        topics.push_records("t", 0, 0, 10).unwrap();
+        topics.push_records("t", 1, 0, 10).unwrap();
+        topics.push_records("t", 0, 10, 5).unwrap();
+        // Partition 0 starts at 12 now, partition 1 at 4.
+        let start = |partition: u32| if partition == 0 { 12 } else { 4 };
+        assert_eq!(topics.next("t", start), Ok(record(1, 4)));
+        // Partition 1's 5..10, and 0's 10..15: counted until a consume passes them.
+        assert_eq!(topics.queue_len("t"), Some(5 + 5));
+        let rest: Vec<Next> = std::iter::from_fn(|| topics.next("t", start).ok()).collect();
+        let expected: Vec<Next> =
+            (5..10).map(|o| record(1, o)).chain((12..15).map(|o| record(0, o))).collect();
+        assert_eq!(rest, expected);
     }
 
     #[test]
     fn names_keep_creation_order() {
         let mut topics = Topics::default();
         for name in ["zeta", "alpha", "mid"] {
-            assert_eq!(topics.create(name), Ok(()));
+            assert_eq!(topics.create(name, true), Ok(()));
         }
         assert_eq!(topics.names().collect::<Vec<_>>(), ["zeta", "alpha", "mid"]);
+        assert!(topics.consume_frees("mid") && !topics.consume_frees("nope"));
     }
 
     #[test]
     fn name_limits() {
         let mut topics = Topics::default();
-        assert!(matches!(topics.create(""), Err(QueueError::InvalidName(_))));
-        assert!(matches!(topics.create(&"x".repeat(256)), Err(QueueError::InvalidName(_))));
-        assert_eq!(topics.create(&"x".repeat(255)), Ok(()));
+        assert!(matches!(topics.create("", true), Err(QueueError::InvalidName(_))));
+        assert!(matches!(topics.create(&"x".repeat(256), true), Err(QueueError::InvalidName(_))));
+        assert_eq!(topics.create(&"x".repeat(255), true), Ok(()));
         // 255 bytes, counted in bytes rather than characters: 128 two-byte characters is 256.
-        assert!(matches!(topics.create(&"é".repeat(128)), Err(QueueError::InvalidName(_))));
+        assert!(matches!(topics.create(&"é".repeat(128), true), Err(QueueError::InvalidName(_))));
     }
 
     #[test]
     fn snapshot_form_refuses_duplicates_and_bad_names() {
-        let queue = |name: &str| (name.to_owned(), Queue::default());
+        let queue =
+            |name: &str| RestoredTopic { name: name.to_owned(), ..RestoredTopic::default() };
         assert!(Topics::from_queues(vec![queue("a"), queue("a")]).is_err());
         assert!(Topics::from_queues(vec![queue("")]).is_err());
         let restored = Topics::from_queues(vec![queue("b"), queue("a")]);
@@ -361,23 +594,21 @@ mod tests {
     }
 
     #[test]
-    fn a_million_100_byte_messages_fit_in_115_mb() {
+    fn a_million_100_byte_texts_fit_in_115_mb() {
         const COUNT: usize = 1_000_000;
-        let mut topics = Topics::default();
-        assert_eq!(topics.create("t"), Ok(()));
+        let mut queue = Queue::default();
         for i in 0..COUNT {
-            assert_eq!(topics.put("t", &message_100(i)), Ok(()));
+            queue.push(&message_100(i));
         }
-        let bytes = topics.heap_bytes();
+        let bytes = queue.heap_bytes();
         assert!(bytes <= 115_000_000, "{bytes} bytes for {COUNT} messages");
         // A clone shares every chunk; the original's next put copies only the back one.
-        let clone = topics.clone();
-        assert_eq!(topics.put("t", &message_100(COUNT)), Ok(()));
-        assert_eq!(topics.consume("t").as_deref(), Ok(message_100(0).as_str()));
-        assert_eq!(clone.queue_len("t"), Some(COUNT));
-        let clone_queue = clone.iter().next().expect("one topic").1;
-        assert_eq!(clone_queue.iter().last(), Some(message_100(COUNT - 1).as_str()));
-        assert_eq!(clone_queue.iter().next(), Some(message_100(0).as_str()));
+        let clone = queue.clone();
+        queue.push(&message_100(COUNT));
+        assert_eq!(queue.pop(), Some(message_100(0)));
+        assert_eq!(clone.len(), COUNT);
+        assert_eq!(clone.iter().last(), Some(message_100(COUNT - 1).as_str()));
+        assert_eq!(clone.iter().next(), Some(message_100(0).as_str()));
     }
 
     #[test]

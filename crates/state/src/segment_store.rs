@@ -551,6 +551,19 @@ impl SegmentStore {
         self.oldest
     }
 
+    /// The oldest batch's bytes, in one read.
+    pub fn read_oldest(&self) -> Option<Bytes> {
+        let meta = self.oldest?;
+        let segment = self.segments.front()?;
+        match segment.read_at(self.start_pos, meta.len as u64) {
+            Ok(batch) => Some(batch),
+            Err(e) => {
+                self.config.fail(format!("cannot read {}: {e}", self.dir.display()));
+                None
+            }
+        }
+    }
+
     /// Forgets the oldest batch (retention). The file stays until a durable snapshot no longer
     /// needs it ([`SegmentStore::delete_below_start`]); this view lets go of a segment once
     /// the start has passed it.
@@ -560,15 +573,22 @@ impl SegmentStore {
         self.start_pos += meta.len as u64;
         while let Some(front) = self.segments.front() {
             if self.start_pos < front.len {
-                let mut next = None;
-                let walked = front.walk(self.start_pos, |_, meta, _| {
-                    next = Some(meta);
-                    false
-                });
-                if let Err(e) = walked {
-                    self.config.fail(format!("cannot read {}: {e}", self.dir.display()));
+                // Only the next batch's header: a queue consumed one message at a time moves
+                // the start a batch at a time.
+                let header =
+                    front.read_at(self.start_pos, BATCH_HEADER_BYTES as u64).and_then(|header| {
+                        BatchMeta::parse(&header).ok_or_else(|| {
+                            corrupt(
+                                &front.path,
+                                self.start_pos,
+                                "a batch header that does not parse",
+                            )
+                        })
+                    });
+                match header {
+                    Ok(meta) => self.oldest = Some(meta),
+                    Err(e) => self.config.fail(format!("cannot read {}: {e}", self.dir.display())),
                 }
-                self.oldest = next;
                 return;
             }
             if self.segments.len() == 1 {

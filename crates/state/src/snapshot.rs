@@ -26,18 +26,21 @@ use prost::encoding::{
     skip_field, string, DecodeContext, WireType,
 };
 use prost::{DecodeError, Message as _};
-use raftmq_proto::client::{PartitionLogImage, StateSnapshot};
+use raftmq_proto::client::{PartitionLogImage, QueueRun, StateSnapshot};
 
 use super::group_offsets::GroupOffsets;
 use super::members::Members;
 use super::metadata::Metadata;
 use super::partition_log::{PartitionLogs, PartitionStorage};
-use super::queues::{Queue, Topics};
+use super::queues::{RestoredTopic, Run, Runs, TopicView, Topics};
 use super::sessions::Sessions;
 use super::StateMachine;
 
-/// The `StateSnapshot.format_version` this build writes, and the only one it reads.
-pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
+/// The `StateSnapshot.format_version` this build writes. It reads it and version 1 (before
+/// queue runs: its queues' messages are all text, `TopicQueue.messages`).
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 2;
+/// The oldest `format_version` this build reads.
+const OLDEST_READABLE_VERSION: u32 = 1;
 
 /// `StateSnapshot.topics`. Fields 1-5 come before it and 7 on after it, which is where
 /// [`split_fields`] cuts.
@@ -49,8 +52,10 @@ const IMAGE_BATCHES_TAG: u32 = 5;
 const BATCHES_IN_SEGMENTS_TAG: u32 = 11;
 /// `TopicQueue.name`.
 const TOPIC_NAME_TAG: u32 = 1;
-/// `TopicQueue.messages`.
+/// `TopicQueue.messages`, `.runs` and `.consume_frees`.
 const TOPIC_MESSAGES_TAG: u32 = 2;
+const TOPIC_RUNS_TAG: u32 = 3;
+const TOPIC_CONSUME_FREES_TAG: u32 = 4;
 
 /// How much encoded output is gathered before a write: a message is a few dozen bytes, too
 /// little for a write call of its own on an unbuffered writer.
@@ -144,20 +149,34 @@ fn string_field_len(tag: u32, bytes: usize) -> u64 {
     bytes_field_len(tag, bytes)
 }
 
+/// A queue run as its `QueueRun` message.
+fn run_message(run: &Run) -> QueueRun {
+    QueueRun { partition: run.partition, first_offset: run.first, count: run.count }
+}
+
 /// The encoded length of a `TopicQueue`, without its own key and length.
-fn topic_len(name: &str, queue: &Queue) -> u64 {
-    // proto3 leaves an empty string out (a valid state has no empty name, but the bytes must
-    // be prost's for any state).
+fn topic_len(topic: &TopicView<'_>) -> u64 {
+    // proto3 leaves an empty string and `false` out (a valid state has no empty name, but the
+    // bytes must be prost's for any state).
+    let name = topic.name;
     let name_len = if name.is_empty() { 0 } else { string_field_len(TOPIC_NAME_TAG, name.len()) };
-    name_len + queue.iter().map(|m| string_field_len(TOPIC_MESSAGES_TAG, m.len())).sum::<u64>()
+    let texts: u64 =
+        topic.texts.iter().map(|m| string_field_len(TOPIC_MESSAGES_TAG, m.len())).sum();
+    let runs: usize = topic
+        .runs
+        .iter()
+        .map(|run| prost::encoding::message::encoded_len(TOPIC_RUNS_TAG, &run_message(run)))
+        .sum();
+    let frees = if topic.consume_frees { key_len(TOPIC_CONSUME_FREES_TAG) + 1 } else { 0 };
+    name_len + texts + (runs + frees) as u64
 }
 
 /// The encoded length of every `topics` field.
 fn topics_len(topics: &Topics) -> u64 {
     topics
         .iter()
-        .map(|(name, queue)| {
-            let len = topic_len(name, queue);
+        .map(|topic| {
+            let len = topic_len(&topic);
             key_len(TOPICS_TAG) as u64 + encoded_len_varint(len) as u64 + len
         })
         .sum()
@@ -181,15 +200,24 @@ pub(super) fn encode_to(
     let [before, middle, after] = split_fields(machine, form);
     let mut out = Staged::new(w);
     out.message(&before);
-    for (name, queue) in machine.topics.iter() {
+    for topic in machine.topics.iter() {
         out.make_room(2 * 10)?;
         encode_key(TOPICS_TAG, WireType::LengthDelimited, &mut out.buf);
-        encode_varint(topic_len(name, queue), &mut out.buf);
-        if !name.is_empty() {
-            out.string_field(TOPIC_NAME_TAG, name)?;
+        encode_varint(topic_len(&topic), &mut out.buf);
+        if !topic.name.is_empty() {
+            out.string_field(TOPIC_NAME_TAG, topic.name)?;
         }
-        for message in queue.iter() {
+        for message in topic.texts.iter() {
             out.string_field(TOPIC_MESSAGES_TAG, message)?;
+        }
+        for run in topic.runs.iter() {
+            // A run is at most 1 + 3 fields of at most 11 bytes.
+            out.make_room(40)?;
+            prost::encoding::message::encode(TOPIC_RUNS_TAG, &run_message(run), &mut out.buf);
+        }
+        if topic.consume_frees {
+            out.make_room(8)?;
+            prost::encoding::bool::encode(TOPIC_CONSUME_FREES_TAG, &true, &mut out.buf);
         }
     }
     out.make_room(middle.encoded_len())?;
@@ -277,20 +305,23 @@ pub(super) fn decode(
 ) -> Result<StateMachine, SnapshotError> {
     let (queues, others) = take_topics(data)?;
     let snapshot = StateSnapshot::decode(others.as_slice())?;
-    if snapshot.format_version != SNAPSHOT_FORMAT_VERSION {
+    if !(OLDEST_READABLE_VERSION..=SNAPSHOT_FORMAT_VERSION).contains(&snapshot.format_version) {
         return Err(SnapshotError::UnsupportedVersion {
             found: snapshot.format_version,
             supported: SNAPSHOT_FORMAT_VERSION,
         });
     }
     let mut topics = Vec::with_capacity(queues.len());
-    for TopicBuilder { name, queue, oversized } in queues {
+    let mut queued_runs = Vec::new();
+    for TopicBuilder { topic, oversized } in queues {
         if let Some(bytes) = oversized {
             return Err(SnapshotError::Inconsistent(format!(
-                "topic {name:?} holds a message of {bytes} bytes, larger than any Raft entry"
+                "topic {:?} holds a message of {bytes} bytes, larger than any Raft entry",
+                topic.name
             )));
         }
-        topics.push((name, queue));
+        queued_runs.extend(topic.runs.iter().map(|run| (topic.name.clone(), *run)));
+        topics.push(topic);
     }
     let topics = Topics::from_queues(topics).map_err(SnapshotError::Inconsistent)?;
     let names: Vec<String> = topics.names().map(str::to_owned).collect();
@@ -302,6 +333,18 @@ pub(super) fn decode(
         snapshot.batches_in_segments,
     )
     .map_err(SnapshotError::Inconsistent)?;
+    // Every queued run lies within its partition (below the log start is fine: retention).
+    for (topic, run) in queued_runs {
+        let next = partition_logs.partition(&topic, run.partition).map(|p| p.high_watermark());
+        let end = run.first.checked_add(i64::from(run.count));
+        if next.is_none() || run.first < 0 || run.count == 0 || end.is_none() || end > next {
+            return Err(SnapshotError::Inconsistent(format!(
+                "topic {topic:?} queues {} offsets from {} of partition {}, which does not hold \
+                 them",
+                run.count, run.first, run.partition
+            )));
+        }
+    }
     let exists = |topic: &str, partition| partition_logs.partition(topic, partition).is_some();
     let group_offsets = GroupOffsets::from_proto(snapshot.group_offsets.clone(), exists)
         .map_err(SnapshotError::Inconsistent)?;
@@ -320,6 +363,7 @@ pub(super) fn decode(
         metadata,
         partition_logs,
         group_offsets,
+        decoded: None,
     })
 }
 
@@ -342,8 +386,7 @@ pub(super) fn batches_in_segments(data: &[u8]) -> Result<bool, DecodeError> {
 /// A `TopicQueue` being parsed.
 #[derive(Default)]
 struct TopicBuilder {
-    name: String,
-    queue: Queue,
+    topic: RestoredTopic,
     /// The size of a message too large for a queue (4 GiB or more), which no state machine
     /// could have held: refused as inconsistent once the whole snapshot has decoded.
     oversized: Option<usize>,
@@ -352,7 +395,7 @@ struct TopicBuilder {
 impl TopicBuilder {
     fn push(&mut self, message: &str) {
         if u32::try_from(message.len()).is_ok() {
-            self.queue.push(message);
+            self.topic.texts.push(message);
         } else {
             self.oversized = Some(message.len());
         }
@@ -391,8 +434,20 @@ fn merge_topic_field(
 ) -> Result<(), DecodeError> {
     let (tag, wire_type) = decode_key(buf)?;
     match tag {
-        TOPIC_NAME_TAG => string::merge(wire_type, &mut topic.name, buf, ctx),
+        TOPIC_NAME_TAG => string::merge(wire_type, &mut topic.topic.name, buf, ctx),
         TOPIC_MESSAGES_TAG => merge_message(wire_type, topic, buf, ctx),
+        TOPIC_RUNS_TAG => {
+            let mut run = QueueRun::default();
+            prost::encoding::message::merge(wire_type, &mut run, buf, ctx)?;
+            // Checked against the partitions once they are restored; a zero count is
+            // refused there, but must not reach `push`, which drops it.
+            let runs: &mut Runs = &mut topic.topic.runs;
+            runs.push_restored(run.partition, run.first_offset, run.count);
+            Ok(())
+        }
+        TOPIC_CONSUME_FREES_TAG => {
+            prost::encoding::bool::merge(wire_type, &mut topic.topic.consume_frees, buf, ctx)
+        }
         _ => skip_field(wire_type, tag, buf, ctx),
     }
 }
@@ -471,9 +526,11 @@ pub(super) fn to_proto(machine: &StateMachine) -> StateSnapshot {
         topics: machine
             .topics
             .iter()
-            .map(|(name, queue)| TopicQueue {
-                name: name.to_owned(),
-                messages: queue.iter().map(str::to_owned).collect(),
+            .map(|topic| TopicQueue {
+                name: topic.name.to_owned(),
+                messages: topic.texts.iter().map(str::to_owned).collect(),
+                runs: topic.runs.iter().map(run_message).collect(),
+                consume_frees: topic.consume_frees,
             })
             .collect(),
         sessions: machine.sessions.to_proto(),
@@ -509,10 +566,10 @@ mod tests {
 
     #[test]
     fn other_versions_are_refused() {
-        let future = StateSnapshot { format_version: 2, ..Default::default() }.encode_to_vec();
+        let future = StateSnapshot { format_version: 3, ..Default::default() }.encode_to_vec();
         assert!(matches!(
             decode(&future, 0, PartitionStorage::Memory),
-            Err(SnapshotError::UnsupportedVersion { found: 2, supported: 1 })
+            Err(SnapshotError::UnsupportedVersion { found: 3, supported: 2 })
         ));
         // An empty buffer decodes as all defaults, i.e. version 0: refused too.
         assert!(matches!(
@@ -552,16 +609,17 @@ mod tests {
         let topic = |name: &str, messages: &[&str]| TopicQueue {
             name: name.into(),
             messages: messages.iter().map(|m| m.to_string()).collect(),
+            ..TopicQueue::default()
         };
         let topics = StateSnapshot {
             topics: vec![topic("a", &["1", "2"]), topic("b", &[])],
             ..Default::default()
         };
         let version = StateSnapshot { format_version: 1, ..Default::default() };
-        // Version after the topics, an unknown varint field 99 and an unknown field in a topic
-        // (a second name, which replaces the first, as in prost).
+        // Version after the topics, an unknown varint field 99 and an unknown field 5 in a
+        // topic (a second name, which replaces the first, as in prost).
         let mut data = topics.encode_to_vec();
-        data.extend_from_slice(&[0x32, 0x08, 0x0a, 0x01, b'x', 0x0a, 0x01, b'c', 0x18, 0x07]);
+        data.extend_from_slice(&[0x32, 0x08, 0x0a, 0x01, b'x', 0x0a, 0x01, b'c', 0x28, 0x07]);
         data.extend_from_slice(&version.encode_to_vec());
         data.extend_from_slice(&[0x98, 0x06, 0x05]);
         let restored =
@@ -581,6 +639,7 @@ mod tests {
             [("a", 0), ("b", 0), ("c", 0)]
         );
         expected.partition_logs = derived;
+        expected.format_version = SNAPSHOT_FORMAT_VERSION; // what it is written as from now on
         assert_eq!(to_proto(&restored), expected);
     }
 }

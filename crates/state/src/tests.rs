@@ -6,7 +6,7 @@ use prost::Message as _;
 use raftmq_proto::client::{
     command::Kind, command_result, AppendRecords, Command, CommandResult, CommitOffsets,
     CommittedOffset, ConsumeMessage, CreateTopic, ErrorCode, MemberInfo, Operation, PutMessage,
-    RegisterBroker,
+    RegisterBroker, TopicConfig,
 };
 use raftmq_raft::{ConfChange, ConfChangeKind};
 
@@ -16,7 +16,7 @@ use super::{SnapshotError, StateMachine};
 const TTL_MS: u64 = 60_000;
 
 fn create(name: &str) -> Kind {
-    Kind::CreateTopic(CreateTopic { name: name.into(), partitions: 0, config: None })
+    Kind::CreateTopic(crate::rest_topic(name.into()))
 }
 
 fn put(topic: &str, message: &str) -> Kind {
@@ -348,7 +348,7 @@ fn different_states_have_different_digests() {
 #[test]
 fn inconsistent_snapshots_are_refused() {
     use raftmq_proto::client::{StateSnapshot, TopicQueue};
-    let topic = TopicQueue { name: "t".into(), messages: vec![] };
+    let topic = TopicQueue { name: "t".into(), ..TopicQueue::default() };
     let duplicate = StateSnapshot {
         format_version: super::SNAPSHOT_FORMAT_VERSION,
         topics: vec![topic.clone(), topic],
@@ -580,7 +580,12 @@ fn a_topic_has_the_partitions_it_was_created_with_and_each_counts_offsets_from_z
     use crate::results::appended;
     let mut h = Harness::new();
     assert_eq!(h.run(create("rest")), ok());
-    let three = Kind::CreateTopic(CreateTopic { name: "k".into(), partitions: 3, config: None });
+    let three = Kind::CreateTopic(CreateTopic {
+        name: "k".into(),
+        partitions: 3,
+        config: None,
+        consume_frees: false,
+    });
     assert_eq!(h.run(three), ok());
     let logs = h.machine.partition_logs();
     assert_eq!(logs.partitions("rest").map(<[_]>::len), Some(1), "a REST topic has one");
@@ -593,8 +598,12 @@ fn a_topic_has_the_partitions_it_was_created_with_and_each_counts_offsets_from_z
     assert_eq!(error_code(&h.run(append("k", 0, corrupt))), Some(ErrorCode::CorruptRecords));
     assert_eq!(error_code(&h.run(append("k", 3, test_batch(1)))), Some(ErrorCode::TopicNotFound));
     assert_eq!(h.machine.partition_logs().partition("k", 0).map(|p| p.high_watermark()), Some(1));
-    let too_many =
-        Kind::CreateTopic(CreateTopic { name: "x".into(), partitions: 10_001, config: None });
+    let too_many = Kind::CreateTopic(CreateTopic {
+        name: "x".into(),
+        partitions: 10_001,
+        config: None,
+        consume_frees: false,
+    });
     assert_eq!(error_code(&h.run(too_many)), Some(ErrorCode::Invalid));
 
     // A snapshot keeps the records; deleting the topic drops them.
@@ -605,27 +614,91 @@ fn a_topic_has_the_partitions_it_was_created_with_and_each_counts_offsets_from_z
     assert!(h.machine.partition_logs().partitions("k").is_none());
 }
 
+/// The log start offset and high watermark of a partition.
+fn bounds(h: &Harness, topic: &str, partition: u32) -> (i64, i64) {
+    let log = h.machine.partition_logs().partition(topic, partition).expect("the partition");
+    (log.log_start_offset(), log.high_watermark())
+}
+
+fn kafka_append(topic: &str, partition: u32, values: &[Option<&[u8]>]) -> Kind {
+    let batches = super::bridge::batch_of(values, kafka_protocol::records::Compression::None);
+    Kind::AppendRecords(AppendRecords { topic: topic.into(), partition, batches })
+}
+
 #[test]
-fn a_kafka_records_text_joins_the_consume_once_queue_and_a_rest_message_stays_out_of_the_log() {
+fn a_rest_message_is_a_record_and_a_kafka_records_text_is_queued_by_its_offset() {
     let mut h = Harness::new();
     assert_eq!(h.run(create("t")), ok());
     assert_eq!(h.run_as("c", 1, 5_000, put("t", "from rest")), ok());
-    // A REST message is not in the Kafka log (docs/kafka.md, "One set of topics").
-    assert_eq!(h.machine.partition_logs().partition("t", 0).unwrap().high_watermark(), 0);
-    // A Kafka append lands at offset 0, and its text joins the queue behind the REST message.
-    let kafka = super::bridge::message_batch("from kafka", 6_000, 0);
-    let appended = h.run(Kind::AppendRecords(AppendRecords {
-        topic: "t".into(),
-        partition: 0,
-        batches: kafka,
-    }));
-    assert_eq!(error_code(&appended), None, "{appended:?}");
-    assert_eq!(h.machine.partition_logs().partition("t", 0).unwrap().high_watermark(), 1);
-    assert_eq!(consumed_message(&h.run(consume("t"))), Some("from rest"));
-    assert_eq!(consumed_message(&h.run(consume("t"))), Some("from kafka"));
-    assert_eq!(error_code(&h.run(consume("t"))), Some(ErrorCode::QueueEmpty));
-    // Consuming from the queue leaves the log as it was: Kafka offsets never change.
-    assert_eq!(h.machine.partition_logs().partition("t", 0).unwrap().high_watermark(), 1);
+    // A REST message is one record in partition 0, stamped with the log's clock, and reads
+    // back as Kafka's encoder would have written it (docs/kafka.md, "One set of topics").
+    assert_eq!(bounds(&h, "t", 0), (0, 1));
+    let stored = h.machine.partition_logs().partition("t", 0).unwrap().read(0, 1 << 20);
+    assert_eq!(stored, [super::bridge::message_batch("from rest", 5_000, 0)]);
+    // A Kafka append of three records, one of them not text: offsets 1-3, two queued.
+    let three = kafka_append("t", 0, &[Some(b"k1"), Some(&[0xff]), Some(b"k2")]);
+    assert_eq!(error_code(&h.run(three)), None);
+    assert_eq!(h.machine.queue_len("t"), Some(3));
+    // The queue survives a snapshot, and the restored machine answers alike.
+    let restored = StateMachine::restore(&h.machine.snapshot(), TTL_MS).expect("restores");
+    assert_eq!(restored.digest(), h.machine.digest());
+    assert_eq!(restored.queue_len("t"), Some(3));
+    let mut twin = Harness { machine: restored, next_index: h.next_index };
+    for h in [&mut h, &mut twin] {
+        assert_eq!(consumed_message(&h.run(consume("t"))), Some("from rest"));
+        // A topic the REST doors made frees what is consumed: the log starts after it.
+        assert_eq!(bounds(h, "t", 0), (1, 4));
+        assert_eq!(consumed_message(&h.run(consume("t"))), Some("k1"));
+        assert_eq!(bounds(h, "t", 0), (1, 4), "the batch holds offsets not consumed yet");
+        assert_eq!(consumed_message(&h.run(consume("t"))), Some("k2"));
+        assert_eq!(bounds(h, "t", 0), (4, 4));
+        assert_eq!(error_code(&h.run(consume("t"))), Some(ErrorCode::QueueEmpty));
+    }
+    assert_eq!(twin.machine.digest(), h.machine.digest());
+}
+
+#[test]
+fn on_a_kafka_topic_consuming_leaves_the_log_and_records_retention_removed_are_skipped() {
+    let mut h = Harness::new();
+    let config = Some(TopicConfig { retention_ms: -1, retention_bytes: 1 });
+    let kafka_topic = Kind::CreateTopic(CreateTopic {
+        name: "k".into(),
+        partitions: 2,
+        config,
+        consume_frees: false,
+    });
+    assert_eq!(h.run(kafka_topic), ok());
+    assert_eq!(h.run(put("k", "a")), ok());
+    assert_eq!(consumed_message(&h.run(consume("k"))), Some("a"));
+    assert_eq!(bounds(&h, "k", 0), (0, 1), "Kafka offsets never change by a consume");
+    // Partition 1 keeps one batch (retention.bytes 1): of two batches queued, the first is
+    // removed before it is consumed, and skipped.
+    assert_eq!(error_code(&h.run(kafka_append("k", 1, &[Some(b"gone")]))), None);
+    assert_eq!(error_code(&h.run(kafka_append("k", 1, &[Some(b"kept")]))), None);
+    assert_eq!(bounds(&h, "k", 1), (1, 2));
+    assert_eq!(consumed_message(&h.run(consume("k"))), Some("kept"));
+    assert_eq!(error_code(&h.run(consume("k"))), Some(ErrorCode::QueueEmpty));
+}
+
+#[test]
+fn a_put_and_consume_workload_holds_nothing_once_consumed() {
+    let mut h = Harness::new();
+    assert_eq!(h.run(create("churn")), ok());
+    for i in 0..5_000 {
+        assert_eq!(h.run(put("churn", &format!("m{i}"))), ok());
+        if i % 2 == 1 {
+            assert_eq!(
+                consumed_message(&h.run(consume("churn"))),
+                Some(format!("m{}", i / 2).as_str())
+            );
+        }
+    }
+    for i in 2_500..5_000 {
+        assert_eq!(consumed_message(&h.run(consume("churn"))), Some(format!("m{i}").as_str()));
+    }
+    assert_eq!(bounds(&h, "churn", 0), (5_000, 5_000));
+    assert_eq!(h.machine.partition_logs().partition("churn", 0).unwrap().bytes(), 0);
+    assert!(h.machine.queue_heap_bytes() < 1_000, "{} bytes", h.machine.queue_heap_bytes());
 }
 
 fn commit_offset(group: &str, topic: &str, partition: u32, offset: i64) -> Kind {
@@ -636,7 +709,12 @@ fn commit_offset(group: &str, topic: &str, partition: u32, offset: i64) -> Kind 
 #[test]
 fn committed_offsets_are_applied_refused_whole_kept_in_snapshots_and_dropped_with_their_topic() {
     let mut h = Harness::new();
-    let two = Kind::CreateTopic(CreateTopic { name: "k".into(), partitions: 2, config: None });
+    let two = Kind::CreateTopic(CreateTopic {
+        name: "k".into(),
+        partitions: 2,
+        config: None,
+        consume_frees: false,
+    });
     assert_eq!(h.run(two), ok());
     assert_eq!(h.run(create("other")), ok());
     assert_eq!(h.run(commit_offset("g", "k", 1, 42)), ok());
@@ -668,7 +746,6 @@ fn committed_offsets_are_applied_refused_whole_kept_in_snapshots_and_dropped_wit
 fn idempotent_appends_answer_duplicates_and_refusals_through_commands_and_survive_a_snapshot() {
     use crate::partition_log::test_batch_with;
     use crate::results::{appended, error_field};
-    use raftmq_proto::client::TopicConfig;
     let mut h = Harness::new();
     assert_eq!(h.run(create("k")), ok());
     let idem = |epoch: i16, seq: i32| test_batch_with(2, Some((7, epoch, seq)), 1);
@@ -690,12 +767,20 @@ fn idempotent_appends_answer_duplicates_and_refusals_through_commands_and_surviv
 
     // Retention settings: checked at creation, kept by the snapshot.
     let config = |ms, bytes| Some(TopicConfig { retention_ms: ms, retention_bytes: bytes });
-    let bad =
-        Kind::CreateTopic(CreateTopic { name: "r".into(), partitions: 1, config: config(-2, -1) });
+    let bad = Kind::CreateTopic(CreateTopic {
+        name: "r".into(),
+        partitions: 1,
+        config: config(-2, -1),
+        consume_frees: false,
+    });
     assert_eq!(error_code(&h.run(bad)), Some(ErrorCode::Invalid));
     assert!(h.machine.partition_logs().partitions("r").is_none(), "a refused topic is not made");
-    let good =
-        Kind::CreateTopic(CreateTopic { name: "r".into(), partitions: 1, config: config(-1, 0) });
+    let good = Kind::CreateTopic(CreateTopic {
+        name: "r".into(),
+        partitions: 1,
+        config: config(-1, 0),
+        consume_frees: false,
+    });
     assert_eq!(h.run(good), ok());
     let restored = StateMachine::restore(&h.machine.snapshot(), TTL_MS).expect("restores");
     let retention = restored.partition_logs().retention("r").map(|(r, set)| (r.ms, r.bytes, set));

@@ -7,7 +7,7 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::Json;
 use raftmq_proto::client::command::Kind;
 use raftmq_proto::client::command_result::Outcome;
-use raftmq_proto::client::{Command, ConsumeMessage, CreateTopic, ErrorCode, PutMessage};
+use raftmq_proto::client::{Command, ConsumeMessage, ErrorCode, PutMessage};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -145,7 +145,7 @@ pub async fn create_topic(
 ) -> Answer {
     let body: TopicBody = parse(body)?;
     redirect_if_asked(&node, &uri)?;
-    let kind = Kind::CreateTopic(CreateTopic { name: body.topic, partitions: 0, config: None });
+    let kind = Kind::CreateTopic(raftmq_state::rest_topic(body.topic));
     let applied = execute(&node, &headers, kind).await?;
     match applied.result.outcome {
         Some(Outcome::Ok(_)) => Ok((StatusCode::CREATED, Json(RrmqOk::done()))),

@@ -16,8 +16,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::{Extension, Json};
 use raftmq_proto::client::command::Kind;
 use raftmq_proto::client::{
-    AllocateProducerId, BrokerIds, ChangeBroker, ChangePartition, CreatePartition, CreateTopic,
-    DeleteBroker, DeletePartition, DeleteTopic, RegisterBroker, TopicRecord, UnregisterBroker,
+    AllocateProducerId, BrokerIds, ChangeBroker, ChangePartition, CreatePartition, DeleteBroker,
+    DeletePartition, DeleteTopic, RegisterBroker, TopicRecord, UnregisterBroker,
 };
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -412,12 +412,8 @@ pub async fn create_topic_record(
     headers: &HeaderMap,
     name: String,
 ) -> Result<TopicRecord, ApiError> {
-    let done = run(
-        node,
-        headers,
-        Kind::CreateTopic(CreateTopic { name: name.clone(), partitions: 0, config: None }),
-    )
-    .await?;
+    let done =
+        run(node, headers, Kind::CreateTopic(raftmq_state::rest_topic(name.clone()))).await?;
     // Show the record as this replica has it, once it has applied the entry. The entry that
     // answered may be a session retry, which created nothing: the topic is the one the first
     // attempt created, found by name (a uuid derived from the retry's index would be made up).

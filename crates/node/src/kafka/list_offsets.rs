@@ -143,7 +143,12 @@ mod tests {
     fn a_timestamp_inside_a_compressed_batch_finds_its_exact_record() {
         let mut state = StateMachine::new(u64::MAX);
         let commands = [
-            Kind::CreateTopic(CreateTopic { name: "t".into(), partitions: 1, config: None }),
+            Kind::CreateTopic(CreateTopic {
+                name: "t".into(),
+                partitions: 1,
+                config: None,
+                consume_frees: false,
+            }),
             Kind::AppendRecords(AppendRecords {
                 topic: "t".into(),
                 partition: 0,

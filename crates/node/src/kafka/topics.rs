@@ -115,7 +115,12 @@ pub async fn create(
             }
             continue;
         }
-        let kind = Kind::CreateTopic(CreateTopic { name: text.clone(), partitions, config });
+        let kind = Kind::CreateTopic(CreateTopic {
+            name: text.clone(),
+            partitions,
+            config,
+            consume_frees: false,
+        });
         let command = Command { kind: Some(kind), ..Command::default() };
         match node.propose(command).await {
             Ok(applied) => match results::error_code(&applied.result) {

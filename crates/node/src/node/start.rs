@@ -10,7 +10,7 @@ use bytes::Bytes;
 use prost::Message as _;
 use raftmq_proto::client::MemberInfo;
 use raftmq_raft::{InitialState, NodeId, Raft};
-use raftmq_state::segment_store::{DiskConfig, DEFAULT_SEGMENT_BYTES};
+use raftmq_state::segment_store::DiskConfig;
 use raftmq_state::{PartitionStorage, StateMachine};
 use raftmq_storage::{FileLayer, Identity, Recovered, Storage, StorageOptions};
 use tokio::sync::{mpsc, watch};
@@ -73,7 +73,7 @@ pub const PARTITIONS_DIR: &str = "partitions";
 /// `<data_dir>/partitions`.
 pub fn partition_storage(config: &NodeConfig) -> PartitionStorage {
     let dir = config.data_dir.join(PARTITIONS_DIR);
-    PartitionStorage::Disk(Arc::new(DiskConfig::new(dir, DEFAULT_SEGMENT_BYTES)))
+    PartitionStorage::Disk(Arc::new(DiskConfig::new(dir, config.segment_bytes)))
 }
 
 /// The core as storage left it, or, on a founding member's first start, bootstrapped with the

@@ -87,6 +87,7 @@ impl Harness {
             name: name.into(),
             partitions: 0,
             config: None,
+            consume_frees: false,
         }));
         assert!(matches!(result.outcome, Some(Outcome::Ok(_))));
         self.sm.metadata().topic_by_name(name).expect("the topic has a record").topic_uuid.clone()
@@ -329,6 +330,7 @@ fn bad_values_are_refused_naming_the_field_and_change_nothing() {
             name: name.into(),
             partitions: 0,
             config: None,
+            consume_frees: false,
         }));
         match result.outcome {
             Some(Outcome::Error(e)) => {
