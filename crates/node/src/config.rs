@@ -55,6 +55,10 @@ pub struct NodeConfig {
     pub request_metrics: bool,
     /// Take a snapshot after this many entries since the last one.
     pub snapshot_entries: u64,
+    /// Snapshot once this many bytes of entries were applied since the last snapshot (or
+    /// `snapshot_entries` entries, whichever comes first): the log since the last snapshot is
+    /// held in memory.
+    pub snapshot_bytes: u64,
     pub session_ttl: Duration,
     pub max_body_bytes: usize,
     /// fsync the log (off only for throwaway experiments).
@@ -101,6 +105,7 @@ impl NodeConfig {
             trace_rpc: false,
             request_metrics: true,
             snapshot_entries: 100_000,
+            snapshot_bytes: 64 << 20,
             session_ttl: Duration::from_secs(600),
             max_body_bytes: 1 << 20,
             fsync: true,

@@ -103,6 +103,8 @@ pub struct Driver {
     /// When writes are fsynced and may be called durable (docs in `durability`).
     pub durability: DurabilityPolicy,
     pub snapshot_in_progress: bool,
+    /// Bytes of command entries applied since the last snapshot started (`snapshot_bytes`).
+    pub bytes_since_snapshot: u64,
     pub ticks: u64,
     /// Whether this node has been a member (see `status::is_removed`).
     pub was_member: bool,
@@ -448,7 +450,10 @@ impl Driver {
             for entry in committed {
                 last = entry.index;
                 let result = match &entry.payload {
-                    Payload::Command(data) => sm.apply_command(entry.index, entry.term, data),
+                    Payload::Command(data) => {
+                        self.bytes_since_snapshot += data.len() as u64;
+                        sm.apply_command(entry.index, entry.term, data)
+                    }
                     Payload::Noop => {
                         sm.apply_noop(entry.index, entry.term);
                         results::ok()
@@ -508,12 +513,13 @@ impl Driver {
     /// log writes, and the core compacts its log once it hears it is durable.
     fn maybe_snapshot(&mut self) {
         let applied = self.raft.applied_index();
-        if self.snapshot_in_progress
-            || applied < self.raft.first_index() + self.config.snapshot_entries
-        {
+        let due = applied >= self.raft.first_index() + self.config.snapshot_entries
+            || self.bytes_since_snapshot >= self.config.snapshot_bytes;
+        if self.snapshot_in_progress || !due {
             return;
         }
         let Some(meta) = self.raft.snapshot_meta(applied) else { return };
+        self.bytes_since_snapshot = 0;
         let state = self.sm.read().expect("state machine lock is never poisoned").clone();
         self.snapshot_in_progress = true;
         let dir = self.config.data_dir.clone();

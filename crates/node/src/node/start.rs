@@ -163,6 +163,7 @@ fn spawn_driver(
         next_read_ctx: 0,
         durability: DurabilityPolicy::new(config.defer_leader_sync),
         snapshot_in_progress: false,
+        bytes_since_snapshot: 0,
         ticks: 0,
         // A node that starts by joining is not a member until it is added; any other node
         // was one (see `status::is_removed`).

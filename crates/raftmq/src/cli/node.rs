@@ -84,13 +84,19 @@ pub struct NodeArgs {
     /// Snapshot the state machine after this many entries.
     #[arg(long, default_value_t = 100_000)]
     snapshot_entries: u64,
+    /// Snapshot the state machine once this many bytes of entries were applied since the last
+    /// snapshot, whichever comes first: the log since the last snapshot is held in memory, and
+    /// Kafka batches make large entries.
+    #[arg(long, default_value_t = 64 << 20)]
+    snapshot_bytes: u64,
     /// Seconds an idle client session is kept for exactly-once retries.
     #[arg(long, default_value_t = 600)]
     session_ttl_secs: u64,
     /// Largest request body in bytes.
     #[arg(long, default_value_t = 1 << 20)]
     max_body_bytes: usize,
-    /// WAL segment size in bytes; compaction frees disk a whole segment at a time.
+    /// Segment size in bytes of the WAL and of each Kafka partition (at most 1 GiB); compaction
+    /// and a moving log start free disk a whole segment at a time.
     #[arg(long, default_value_t = 64 << 20)]
     segment_bytes: u64,
     /// Do not fsync the log (an acknowledged write can then be lost: experiments only).
@@ -186,11 +192,12 @@ fn build(args: NodeArgs) -> anyhow::Result<NodeConfig> {
     config.trace_rpc = args.trace_rpc;
     config.request_metrics = args.metrics == MetricsLevel::Extensive;
     config.snapshot_entries = args.snapshot_entries.max(1);
+    config.snapshot_bytes = args.snapshot_bytes.max(1);
     config.session_ttl = Duration::from_secs(args.session_ttl_secs);
     config.max_body_bytes = args.max_body_bytes;
     config.fsync = !args.no_fsync;
     config.defer_leader_sync = !args.eager_leader_sync;
-    config.segment_bytes = args.segment_bytes.max(4096);
+    config.segment_bytes = args.segment_bytes.clamp(4096, 1 << 30);
     config.test_unsynced_storage = args.test_unsynced_storage;
     config.broker_session_timeout = Duration::from_millis(args.broker_session_timeout_ms.max(1));
     config.metadata_history = Duration::from_secs(args.metadata_history_secs);
