@@ -112,7 +112,7 @@ impl Scan {
 }
 
 /// Bytes recovery checksums while searching past a bad frame before it gives up
-/// (`SEARCH_BUDGET` in crates/storage); the harness stops looking there too.
+/// (`SEARCH_BUDGET` in crates/storage); the harness stops finding records there too.
 const SEARCH_BUDGET: usize = 1 << 30;
 
 /// Reads `bytes` the way recovery does. Past a bad frame it does not stop: with
@@ -164,7 +164,12 @@ fn frame_at(bytes: &[u8], at: usize) -> Option<Rec> {
 fn found_after_damage(bytes: &[u8], at: usize, budget: &mut usize) -> Option<Rec> {
     let len = u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().expect("4 bytes")) as usize;
     let kind = *bytes.get(at + 8)?;
-    if len == 0 || !(1..=4).contains(&kind) || len > bytes.len() - (at + 8) || len > *budget {
+    if len == 0 || !(1..=4).contains(&kind) || len > bytes.len() - (at + 8) {
+        return None;
+    }
+    if len > *budget {
+        // Recovery gives up here (and refuses to start); so does the search.
+        *budget = 0;
         return None;
     }
     *budget -= len;
