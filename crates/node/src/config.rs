@@ -65,10 +65,6 @@ pub struct NodeConfig {
     pub defer_leader_sync: bool,
     /// WAL segment size; compaction releases whole segments.
     pub segment_bytes: u64,
-    /// Most `Append` messages the leader has in flight to one follower (the
-    /// core's `max_inflight_msgs`): while that many are unanswered, new
-    /// entries wait and go out together in the next message.
-    pub max_inflight_appends: usize,
     /// Test only (the chaos harness's power loss): keep unsynced WAL writes
     /// in the process, flushing some early and out of order with this seed,
     /// so that kill -9 loses them as a power loss would (docs/storage.md).
@@ -110,7 +106,6 @@ impl NodeConfig {
             fsync: true,
             defer_leader_sync: true,
             segment_bytes: 64 << 20,
-            max_inflight_appends: 256,
             test_unsynced_storage: None,
             broker_session_timeout: Duration::from_secs(9),
             metadata_history: Duration::from_secs(600),
@@ -155,7 +150,6 @@ impl NodeConfig {
         config.heartbeat_ticks = self.heartbeat_ticks;
         config.election_ticks = self.election_ticks;
         config.seed = election_seed(self.id);
-        config.max_inflight_msgs = self.max_inflight_appends.max(1);
         config
     }
 }

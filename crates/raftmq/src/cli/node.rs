@@ -103,10 +103,6 @@ pub struct NodeArgs {
     /// disks (the leader counts itself only for what it has synced).
     #[arg(long)]
     eager_leader_sync: bool,
-    /// Most AppendEntries messages the leader keeps unanswered per follower;
-    /// entries proposed meanwhile wait and travel together in the next one.
-    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u64).range(1..=4096))]
-    max_inflight_appends: u64,
     /// Test only: unsynced WAL writes stay in the process (some flushed early,
     /// out of order, from this seed), so kill -9 loses them as a power loss
     /// would. Used by `raftmq chaos --power-loss`.
@@ -195,7 +191,6 @@ fn build(args: NodeArgs) -> anyhow::Result<NodeConfig> {
     config.fsync = !args.no_fsync;
     config.defer_leader_sync = !args.eager_leader_sync;
     config.segment_bytes = args.segment_bytes.max(4096);
-    config.max_inflight_appends = args.max_inflight_appends as usize;
     config.test_unsynced_storage = args.test_unsynced_storage;
     config.broker_session_timeout = Duration::from_millis(args.broker_session_timeout_ms.max(1));
     config.metadata_history = Duration::from_secs(args.metadata_history_secs);
