@@ -215,3 +215,40 @@ fn any_topic_name_makes_one_short_path_component_inside_the_directory() {
         assert!(name.len() <= MAX_TOPIC_PART + "-0@37".len(), "{name}");
     }
 }
+
+#[test]
+fn appends_gathered_in_memory_are_read_cloned_consumed_and_kept_as_if_written() {
+    let root = tempfile::tempdir().unwrap();
+    // 1,000 batches of 67 bytes in one segment: several times the bytes gathered per write.
+    let (config, mut store) = filled(root.path(), 1000, 10_000);
+    let file = store.dir().join(segment_name(0));
+    let on_disk = || fs::metadata(&file).unwrap().len();
+    let size = batch(0, 2, 0).len() as u64;
+    assert!(on_disk() < 1000 * size, "the last appends are not written yet");
+    assert!(on_disk() >= 1000 * size - UNWRITTEN_BYTES as u64, "at most the bound is held");
+    // The oldest batch and its successor's header come from the file; the newest are read
+    // through a write-out.
+    assert_eq!(store.read_oldest(), Some(batch(0, 2, 0)));
+    store.remove_oldest();
+    assert_eq!(store.oldest().map(|m| m.base), Some(2));
+    let clone = store.clone();
+    assert_eq!(on_disk(), 1000 * size, "a clone (a snapshot's view) sees it all written");
+    store.push(2000, 2001, &batch(2000, 2, 2000));
+    assert_eq!(bases(&clone.read(1998, usize::MAX)), [1998], "the clone's view ends before");
+    assert_eq!(bases(&store.read(1998, usize::MAX)), [1998, 2000]);
+    // Consuming up to the newest batch, one at a time, reads every header on the way.
+    store.push(2002, 2003, &batch(2002, 2, 2002));
+    for base in (2..=2002).step_by(2) {
+        assert_eq!(store.read_oldest(), Some(batch(base, 2, base)), "batch {base}");
+        store.remove_oldest();
+    }
+    assert_eq!(store.oldest(), None);
+    // A store dropped writes what it held: all of it is there to reopen.
+    store.push(2004, 2005, &batch(2004, 2, 2004));
+    let dir = store.dir().to_path_buf();
+    drop(store);
+    let reopened =
+        SegmentStore::open(config.clone(), dir, 0, 2006, 1003 * size, OpenMode::ReadOnly).unwrap();
+    assert_eq!(reopened.read(0, usize::MAX).len(), 1003);
+    assert_eq!(config.failure(), None);
+}
