@@ -15,7 +15,7 @@ R=${RAFTMQ:-target/release/raftmq}
 DIR=$(mktemp -d /tmp/raftmq-memory.XXXXXX)
 PEERS=1=127.0.0.1:7551,2=127.0.0.1:7552,3=127.0.0.1:7553
 pids=()
-cleanup() { kill -9 "${pids[@]}" 2>/dev/null || true; rm -rf "$DIR"; }
+cleanup() { kill -9 "${pids[@]}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$DIR"; }
 trap cleanup EXIT
 start() {
     local i=$1
