@@ -587,18 +587,27 @@ impl StateMachine {
                 let batch = log.batch_holding(offset)?;
                 let offsets =
                     partition_log::base_offset(&batch)..=partition_log::last_offset(&batch);
+                let texts = bridge::texts(&batch);
+                if offsets.start() == offsets.end() {
+                    // One record (every REST put): nothing to keep for later consumes.
+                    return texts.into_iter().find(|(o, _)| *o == offset).map(|(_, text)| text);
+                }
                 let decoded = Arc::new(DecodedBatch {
                     topic: topic.to_owned(),
                     partition,
                     created: log.created_index(),
                     offsets,
-                    texts: bridge::texts(&batch),
+                    texts,
                 });
                 self.decoded = Some(decoded.clone());
                 decoded
             }
         };
         let at = decoded.texts.binary_search_by_key(&offset, |(o, _)| *o).ok()?;
+        if at + 1 == decoded.texts.len() {
+            // The batch's last text: the decoded batch (up to 64 MiB) is not kept past it.
+            self.decoded = None;
+        }
         Some(decoded.texts[at].1.clone())
     }
 
