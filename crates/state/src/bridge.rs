@@ -223,29 +223,41 @@ fn snappy(input: &[u8]) -> anyhow::Result<Vec<u8>> {
     Ok(out)
 }
 
+/// A record without producer, headers or flags, as a test builds it for Kafka's encoder.
+#[cfg(test)]
+pub(crate) fn plain_record(
+    offset: i64,
+    sequence: i32,
+    timestamp: i64,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+) -> Record {
+    Record {
+        transactional: false,
+        control: false,
+        delete_horizon: false,
+        partition_leader_epoch: 0,
+        producer_id: -1,
+        producer_epoch: -1,
+        timestamp_type: kafka_protocol::records::TimestampType::Creation,
+        offset,
+        sequence,
+        timestamp,
+        key: key.map(Bytes::copy_from_slice),
+        value: value.map(Bytes::copy_from_slice),
+        headers: Default::default(),
+    }
+}
+
 /// One batch v2 of records with these values (key "k", timestamp 1000), as Kafka's encoder
 /// writes it.
 #[cfg(test)]
 pub(crate) fn batch_of(values: &[Option<&[u8]>], compression: Compression) -> Bytes {
+    // Kafka's encoder puts records in one batch while offset - sequence stays the same.
     let records: Vec<Record> = values
         .iter()
         .enumerate()
-        .map(|(i, value)| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: kafka_protocol::records::TimestampType::Creation,
-            offset: i as i64,
-            // Kafka's encoder puts records in one batch while offset - sequence stays the same.
-            sequence: i as i32,
-            timestamp: 1_000,
-            key: Some(Bytes::from_static(b"k")),
-            value: value.map(Bytes::copy_from_slice),
-            headers: Default::default(),
-        })
+        .map(|(i, value)| plain_record(i as i64, i as i32, 1_000, Some(b"k"), *value))
         .collect();
     let mut out = BytesMut::new();
     let options = kafka_protocol::records::RecordEncodeOptions { version: 2, compression };
@@ -258,26 +270,12 @@ pub(crate) fn batch_of(values: &[Option<&[u8]>], compression: Compression) -> By
 mod tests {
     use super::*;
     use crate::partition_log::check_batches;
-    use kafka_protocol::records::{RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+    use kafka_protocol::records::{RecordBatchEncoder, RecordEncodeOptions};
 
     #[test]
     fn a_message_batch_is_byte_for_byte_what_kafkas_encoder_writes() {
         for message in ["", "héllo", &"x".repeat(63), &"y".repeat(64), &"z".repeat(20_000)] {
-            let record = Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: 0,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: 41,
-                sequence: -1,
-                timestamp: 1_700_000_000_000,
-                key: None,
-                value: Some(Bytes::copy_from_slice(message.as_bytes())),
-                headers: Default::default(),
-            };
+            let record = plain_record(41, -1, 1_700_000_000_000, None, Some(message.as_bytes()));
             let mut expected = BytesMut::new();
             let options = RecordEncodeOptions { version: 2, compression: Compression::None };
             RecordBatchEncoder::encode(&mut expected, [&record], &options).unwrap();

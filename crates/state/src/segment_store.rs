@@ -292,7 +292,7 @@ struct Unwritten {
 /// One partition's batches on disk.
 ///
 /// Appends are gathered in memory, up to [`UNWRITTEN_BYTES`], and written with one `pwrite`:
-/// a REST put is one small batch, and a write call per put on every replica cost about 10% of
+/// a REST put is one small batch, and a write call per put on every replica cost about 14% of
 /// the cluster's CPU per put. Anything that reads the file, or fsyncs it, or clones this
 /// store (a snapshot's view) writes them out first. Losing them in a crash loses nothing: a
 /// restart cuts each partition to its snapshot's end, and the log replay appends the rest.

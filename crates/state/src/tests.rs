@@ -786,3 +786,23 @@ fn idempotent_appends_answer_duplicates_and_refusals_through_commands_and_surviv
     let retention = restored.partition_logs().retention("r").map(|(r, set)| (r.ms, r.bytes, set));
     assert_eq!(retention, Some((-1, 0, true)));
 }
+
+#[test]
+fn a_snapshot_queueing_offsets_its_partition_does_not_hold_is_refused() {
+    let mut h = Harness::new();
+    assert_eq!(h.run(create("t")), ok());
+    assert_eq!(h.run(put("t", "one")), ok());
+    let good = crate::snapshot::to_proto(&h.machine);
+    assert_eq!(good.topics[0].runs.len(), 1);
+    assert!(StateMachine::restore(&good.encode_to_vec(), TTL_MS).is_ok());
+    for (partition, first, count) in [(0, 0, 2), (0, -1, 1), (1, 0, 1), (0, 0, 0)] {
+        let mut bad = good.clone();
+        bad.topics[0].runs[0] =
+            raftmq_proto::client::QueueRun { partition, first_offset: first, count };
+        let refused = StateMachine::restore(&bad.encode_to_vec(), TTL_MS);
+        assert!(
+            matches!(refused, Err(SnapshotError::Inconsistent(_))),
+            "run {partition}/{first}/{count}: {refused:?}"
+        );
+    }
+}
