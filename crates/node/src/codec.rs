@@ -9,15 +9,14 @@
 //! instead of panicking the node or confusing the core.
 //!
 //! Snapshots do not travel in a [`pb::RaftMessage`]: they can be large, so the transport sends
-//! them as a chunked `InstallSnapshot` stream. [`message_to_proto`] therefore returns `None` for
-//! [`Body::InstallSnapshot`]; [`snapshot_to_chunks`] cuts such a message into chunks and
-//! [`SnapshotAssembler`] puts it back together on the receiving side.
+//! them as a chunked `InstallSnapshot` stream (`transport::snapshot_stream`).
+//! [`message_to_proto`] therefore returns `None` for [`Body::InstallSnapshot`].
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use raftmq_proto::raft as pb;
 use raftmq_raft::{
     AppendResponse, Body, ConfChange, ConfChangeKind, Entry, Index, Membership, Message, NodeId,
-    Payload, Snapshot, SnapshotMeta, Term,
+    Payload, Snapshot, SnapshotMeta,
 };
 
 use pb::append_entries_response::Result as PbAppendResult;
@@ -47,7 +46,7 @@ pub enum CodecError {
     /// A snapshot's membership lists a node both as voter and as learner.
     #[error("malformed SnapshotMeta: node {node} is both a voter and a learner")]
     VoterAndLearner { node: NodeId },
-    /// A chunked snapshot stream broke its protocol (see [`SnapshotAssembler`]).
+    /// A chunked snapshot stream broke its protocol (see `transport::snapshot_stream`).
     #[error("malformed InstallSnapshot stream: {0}")]
     SnapshotStream(String),
 }
@@ -55,7 +54,7 @@ pub enum CodecError {
 /// Converts a core message to its wire form.
 ///
 /// Returns `None` for [`Body::InstallSnapshot`]: snapshots are sent with
-/// [`snapshot_to_chunks`] on the `InstallSnapshot` stream, never on the message stream.
+/// `transport::snapshot_stream` on the `InstallSnapshot` stream, never on the message stream.
 pub fn message_to_proto(message: &Message) -> Option<pb::RaftMessage> {
     let body = match &message.body {
         Body::Append { prev_index, prev_term, entries, commit } => {
@@ -247,132 +246,7 @@ pub fn snapshot_meta_from_proto(meta: pb::SnapshotMeta) -> Result<SnapshotMeta, 
     Ok(SnapshotMeta { index: meta.index, term: meta.term, membership })
 }
 
-/// Cuts a snapshot into the chunks of one `InstallSnapshot` call: the first chunk carries
-/// `from`, `to`, `term`, the meta and the total size; each chunk carries at most
-/// `max_chunk_bytes` of data (at least 1 is used); the last has `last = true`. An empty
-/// snapshot is a single chunk. The data is shared, not copied.
-pub fn snapshot_to_chunks(
-    from: NodeId,
-    to: NodeId,
-    term: Term,
-    snapshot: &Snapshot,
-    max_chunk_bytes: usize,
-) -> Vec<pb::SnapshotChunk> {
-    let max_chunk_bytes = max_chunk_bytes.max(1);
-    let data = &snapshot.data;
-    let mut chunks = Vec::with_capacity(data.len().div_ceil(max_chunk_bytes).max(1));
-    let mut offset = 0;
-    loop {
-        let end = (offset + max_chunk_bytes).min(data.len());
-        let mut chunk = pb::SnapshotChunk {
-            offset: offset as u64,
-            data: data.slice(offset..end),
-            last: end == data.len(),
-            ..Default::default()
-        };
-        if offset == 0 {
-            chunk.from = from;
-            chunk.to = to;
-            chunk.term = term;
-            chunk.meta = Some(snapshot_meta_to_proto(&snapshot.meta));
-            chunk.total_size = data.len() as u64;
-        }
-        let last = chunk.last;
-        chunks.push(chunk);
-        if last {
-            return chunks;
-        }
-        offset = end;
-    }
-}
-
-/// Reassembles the chunks of one `InstallSnapshot` call into the core's
-/// [`Body::InstallSnapshot`] message, checking the stream's protocol: the first chunk carries
-/// nonzero `from`/`to` and the meta, chunks follow each other without gaps, the data adds up
-/// to the announced total size, and nothing follows the last chunk.
-#[derive(Debug, Default)]
-pub struct SnapshotAssembler {
-    header: Option<SnapshotHeader>,
-    data: BytesMut,
-    finished: bool,
-}
-
-#[derive(Debug)]
-struct SnapshotHeader {
-    from: NodeId,
-    to: NodeId,
-    term: Term,
-    meta: SnapshotMeta,
-    total_size: u64,
-}
-
-impl SnapshotAssembler {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Adds the next chunk. Returns the whole message once the last chunk arrived, `None`
-    /// before that, and an error (after which the call should be failed) on a protocol breach.
-    pub fn push(&mut self, chunk: pb::SnapshotChunk) -> Result<Option<Message>, CodecError> {
-        let breach = |what: String| Err(CodecError::SnapshotStream(what));
-        if self.finished {
-            return breach("a chunk arrived after the last one".into());
-        }
-        if self.header.is_none() {
-            const NAME: &str = "SnapshotChunk";
-            let meta =
-                chunk.meta.ok_or(CodecError::MissingField { message: NAME, field: "meta" })?;
-            self.header = Some(SnapshotHeader {
-                from: non_zero_node(chunk.from, NAME, "from")?,
-                to: non_zero_node(chunk.to, NAME, "to")?,
-                term: chunk.term,
-                meta: snapshot_meta_from_proto(meta)?,
-                total_size: chunk.total_size,
-            });
-            // Reserve up front, but never trust a peer's size claim for more than a bound.
-            let reserve = usize::try_from(chunk.total_size).unwrap_or(usize::MAX).min(64 << 20);
-            self.data.reserve(reserve);
-        }
-        let received = self.data.len() as u64;
-        if chunk.offset != received {
-            return breach(format!(
-                "chunk at offset {} but {received} bytes were received before it",
-                chunk.offset
-            ));
-        }
-        let header =
-            self.header.as_ref().expect("invariant: the header was set from the first chunk");
-        if received + chunk.data.len() as u64 > header.total_size {
-            return breach(format!(
-                "more data than the announced total of {} bytes",
-                header.total_size
-            ));
-        }
-        self.data.extend_from_slice(&chunk.data);
-        if !chunk.last {
-            return Ok(None);
-        }
-        self.finished = true;
-        if self.data.len() as u64 != header.total_size {
-            return breach(format!(
-                "the last chunk ends at {} bytes, but {} were announced",
-                self.data.len(),
-                header.total_size
-            ));
-        }
-        let header =
-            self.header.take().expect("invariant: the header was set from the first chunk");
-        let data: Bytes = std::mem::take(&mut self.data).freeze();
-        Ok(Some(Message {
-            from: header.from,
-            to: header.to,
-            term: header.term,
-            body: Body::InstallSnapshot { snapshot: Snapshot { meta: header.meta, data } },
-        }))
-    }
-}
-
-fn non_zero_node(
+pub(crate) fn non_zero_node(
     node: NodeId,
     message: &'static str,
     field: &'static str,
@@ -609,69 +483,6 @@ mod tests {
         assert_eq!(snapshot_meta_from_proto(both), Err(CodecError::VoterAndLearner { node: 2 }));
         let zero = pb::SnapshotMeta { index: 1, term: 1, voters: vec![0], learners: vec![] };
         assert!(matches!(snapshot_meta_from_proto(zero), Err(CodecError::ZeroNodeId { .. })));
-    }
-
-    fn reassemble(chunks: Vec<pb::SnapshotChunk>) -> Result<Option<Message>, CodecError> {
-        let mut assembler = SnapshotAssembler::new();
-        let mut done = None;
-        for chunk in chunks {
-            if let Some(message) = assembler.push(chunk)? {
-                done = Some(message);
-            }
-        }
-        Ok(done)
-    }
-
-    #[test]
-    fn snapshots_round_trip_through_chunks_of_any_size() {
-        for len in [0usize, 1, 7, 64, 1000] {
-            let data: Bytes = (0..len).map(|i| i as u8).collect::<Vec<u8>>().into();
-            let snapshot = Snapshot { meta: sample_meta(), data };
-            for chunk_size in [0usize, 1, 3, 64, 4096] {
-                let chunks = snapshot_to_chunks(1, 2, 7, &snapshot, chunk_size);
-                assert!(chunks.last().is_some_and(|chunk| chunk.last));
-                assert_eq!(chunks.iter().filter(|chunk| chunk.last).count(), 1);
-                let expected = Message {
-                    from: 1,
-                    to: 2,
-                    term: 7,
-                    body: Body::InstallSnapshot { snapshot: snapshot.clone() },
-                };
-                assert_eq!(reassemble(chunks), Ok(Some(expected)), "len {len}, chunk {chunk_size}");
-            }
-        }
-    }
-
-    fn chunks_of(data: &'static [u8]) -> Vec<pb::SnapshotChunk> {
-        let snapshot = Snapshot { meta: sample_meta(), data: Bytes::from_static(data) };
-        snapshot_to_chunks(1, 2, 7, &snapshot, 2)
-    }
-
-    #[test]
-    fn snapshot_stream_breaches_are_errors() {
-        let mut without_meta = chunks_of(b"abcd");
-        without_meta[0].meta = None;
-        assert!(matches!(reassemble(without_meta), Err(CodecError::MissingField { .. })));
-
-        let mut gap = chunks_of(b"abcdef");
-        gap.remove(1);
-        assert!(matches!(reassemble(gap), Err(CodecError::SnapshotStream(_))));
-
-        let mut short = chunks_of(b"abcd");
-        short[0].total_size = 10;
-        assert!(matches!(reassemble(short), Err(CodecError::SnapshotStream(_))));
-
-        let mut long = chunks_of(b"abcd");
-        long[0].total_size = 3;
-        assert!(matches!(reassemble(long), Err(CodecError::SnapshotStream(_))));
-
-        let mut after_last = chunks_of(b"ab");
-        after_last.push(pb::SnapshotChunk { offset: 2, last: true, ..Default::default() });
-        assert!(matches!(reassemble(after_last), Err(CodecError::SnapshotStream(_))));
-
-        let mut from_zero = chunks_of(b"ab");
-        from_zero[0].from = 0;
-        assert!(matches!(reassemble(from_zero), Err(CodecError::ZeroNodeId { .. })));
     }
 
     fn arb_entry_payload() -> impl Strategy<Value = Payload> {

@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use proptest::prelude::*;
 use raftmq_proto::client::command::Kind;
 use raftmq_proto::client::{
@@ -12,7 +13,7 @@ use raftmq_proto::client::{
 
 use super::partition_log::test_batch_with;
 use super::segment_store::DiskConfig;
-use super::{PartitionStorage, SnapshotForm, StateMachine};
+use super::{PartitionStorage, SnapshotForm, StateMachine, TransferForm};
 use prost::Message as _;
 
 const TTL: u64 = u64::MAX;
@@ -100,11 +101,11 @@ fn on_disk(dir: &Path) -> PartitionStorage {
 
 /// What the node does: fsync and link the segments, write the snapshot, release what it no
 /// longer needs; then a restart restores from it. Answers the snapshot's bytes.
-fn snapshot_and_restart(machine: &mut StateMachine, root: &Path, n: usize) -> Vec<u8> {
+fn snapshot_and_restart(machine: &mut StateMachine, root: &Path, n: usize) -> Bytes {
     let links = root.join(format!("snap-{n}.segments"));
     let clone = machine.clone();
     clone.partition_logs().sync_and_link(&links).expect("sync and link");
-    let data = clone.snapshot();
+    let data = Bytes::from(clone.snapshot());
     clone.partition_logs().release_below_start(clone.applied_index()).expect("release");
     *machine = StateMachine::restore_with(&data, TTL, on_disk(&root.join("partitions")))
         .expect("the restart finds its data");
@@ -151,10 +152,16 @@ proptest! {
                     let data = snapshot_and_restart(&mut disk, root.path(), n);
                     prop_assert_eq!(disk.snapshot_form(), SnapshotForm::Reference);
                     let links = root.path().join(format!("snap-{n}.segments"));
-                    let full = StateMachine::transfer_form(&data, &links)
+                    let form = TransferForm::open(&data, &links)
                         .map_err(|e| TestCaseError::fail(e.to_string()))?
                         .expect("a reference-form snapshot");
+                    let mut full = Vec::new();
+                    let written =
+                        form.write_to(&mut full).map_err(|e| TestCaseError::fail(e.to_string()))?;
+                    let counted = form.len().map_err(|e| TestCaseError::fail(e.to_string()))?;
+                    prop_assert_eq!((written, counted), (full.len() as u64, full.len() as u64));
                     prop_assert!(full == memory.snapshot(), "the transfer form is the full form");
+                    prop_assert!(TransferForm::open(&full.into(), &links).expect("opens").is_none());
                 }
             }
             prop_assert_eq!(disk.digest(), memory.digest());
@@ -185,11 +192,11 @@ fn a_full_form_snapshot_installs_on_disk_and_a_reference_form_needs_a_directory(
         memory.apply_command(i as u64 + 1, 1, &command(kind(step).expect("a command")));
     }
     let dir = root.path().join("partitions");
-    let installed = StateMachine::restore_with(&memory.snapshot(), TTL, on_disk(&dir))
+    let installed = StateMachine::restore_with(&memory.snapshot().into(), TTL, on_disk(&dir))
         .expect("a full-form snapshot installs");
     assert_eq!(installed.digest(), memory.digest());
     assert_eq!(all_batches(&installed), all_batches(&memory));
-    let reference = installed.snapshot();
+    let reference = Bytes::from(installed.snapshot());
     let refused = StateMachine::restore(&reference, TTL).expect_err("no directory to read");
     assert!(refused.to_string().contains("segment files"), "{refused}");
     // The partition's directory gone: a clear error naming it.

@@ -59,6 +59,7 @@ pub mod retention;
 pub mod segment_store;
 pub mod sessions;
 pub mod snapshot;
+pub mod transfer;
 pub mod validation;
 
 #[cfg(test)]
@@ -69,6 +70,7 @@ mod tests;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use bytes::Bytes;
 use prost::Message as _;
 use raftmq_proto::client::{command, Command, CommandResult, ErrorCode, MemberInfo};
 use raftmq_raft::{ConfChange, Index, NodeId, Term};
@@ -77,6 +79,7 @@ pub use partition_log::PartitionStorage;
 pub use queues::MAX_TOPIC_NAME_BYTES;
 pub use sessions::MAX_CLIENT_ID_BYTES;
 pub use snapshot::{SnapshotError, SnapshotForm, SNAPSHOT_FORMAT_VERSION};
+pub use transfer::TransferForm;
 
 use members::Members;
 use queues::{QueueError, Topics};
@@ -324,44 +327,20 @@ impl StateMachine {
     /// Rebuilds a state machine, its batches in memory, from [`StateMachine::snapshot`]'s
     /// bytes (the full form). The TTL is configuration, not state, so it is given again.
     pub fn restore(data: &[u8], session_ttl_ms: u64) -> Result<Self, SnapshotError> {
-        snapshot::decode(data, session_ttl_ms, PartitionStorage::Memory)
+        snapshot::decode(&Bytes::copy_from_slice(data), session_ttl_ms, PartitionStorage::Memory)
     }
 
     /// [`StateMachine::restore`] into `storage`. A reference-form snapshot needs the segment
     /// files it refers to (a restart: each partition directory is cut to the snapshot's end,
     /// and missing data is an error naming the directory); a full-form one is written into
-    /// fresh directories.
+    /// fresh directories, batch by batch from `data` (which may be a file mapped into memory:
+    /// the batches are never copied all at once).
     pub fn restore_with(
-        data: &[u8],
+        data: &Bytes,
         session_ttl_ms: u64,
         storage: PartitionStorage,
     ) -> Result<Self, SnapshotError> {
         snapshot::decode(data, session_ttl_ms, storage)
-    }
-
-    /// The form to send to another node: a reference-form snapshot's batches read from
-    /// `segments` (the directory its segment files were hard-linked into) and put inline;
-    /// `None` when `data` is already the full form. Built in memory (docs/storage.md).
-    pub fn transfer_form(
-        data: &[u8],
-        segments: &std::path::Path,
-    ) -> Result<Option<Vec<u8>>, SnapshotError> {
-        if !snapshot::batches_in_segments(data)? {
-            return Ok(None);
-        }
-        let config = segment_store::DiskConfig::new(
-            segments.to_path_buf(),
-            segment_store::DEFAULT_SEGMENT_BYTES,
-        );
-        let storage = PartitionStorage::ReadOnly(std::sync::Arc::new(config));
-        let view = snapshot::decode(data, u64::MAX, storage)?;
-        let mut out = Vec::new();
-        view.snapshot_to_form(&mut out, SnapshotForm::Full)
-            .map_err(|e| SnapshotError::Inconsistent(format!("reading the batches: {e}")))?;
-        if let Some(failure) = view.storage_failure() {
-            return Err(SnapshotError::Inconsistent(failure));
-        }
-        Ok(Some(out))
     }
 
     /// The first I/O failure of the partition store on disk, if any: the node stops on it.

@@ -576,9 +576,9 @@ pub struct PartitionLogs {
 }
 
 /// One partition's image in three parts, as a snapshot streams it: its fields before the
-/// batches, its batches (none in the reference form), its fields after them.
-pub(crate) type ImageParts<'a> =
-    (PartitionLogImage, Option<Box<dyn Iterator<Item = Bytes> + 'a>>, PartitionLogImage);
+/// batches, the log whose batches go between them (none in the reference form; read with
+/// [`PartitionLog::held_batches`], as often as needed), its fields after them.
+pub(crate) type ImageParts<'a> = (PartitionLogImage, Option<&'a PartitionLog>, PartitionLogImage);
 
 impl PartitionLogs {
     /// No partitions; new ones keep their batches in `storage`.
@@ -706,9 +706,7 @@ impl PartitionLogs {
                     created_index: log.created,
                     ..PartitionLogImage::default()
                 };
-                let held: Option<Box<dyn Iterator<Item = Bytes> + '_>> =
-                    batches.then(|| Box::new(log.held_batches()) as Box<_>);
-                (head, held, tail)
+                (head, batches.then_some(log), tail)
             })
         })
     }
@@ -726,7 +724,7 @@ impl PartitionLogs {
     pub(crate) fn to_proto(&self) -> Vec<PartitionLogImage> {
         self.snapshot_parts(true)
             .map(|(head, batches, tail)| PartitionLogImage {
-                batches: batches.map(Iterator::collect).unwrap_or_default(),
+                batches: batches.map(|log| log.held_batches().collect()).unwrap_or_default(),
                 producers: tail.producers,
                 stored_bytes: tail.stored_bytes,
                 content_crc: tail.content_crc,
@@ -938,7 +936,7 @@ impl PartitionLogs {
 
 impl<S: RecordStore> PartitionLog<S> {
     /// Every batch held, oldest first, read a piece at a time.
-    fn held_batches(&self) -> impl Iterator<Item = Bytes> + '_ {
+    pub(crate) fn held_batches(&self) -> impl Iterator<Item = Bytes> + '_ {
         let mut next = self.log_start_offset;
         let mut piece = VecDeque::new();
         std::iter::from_fn(move || {

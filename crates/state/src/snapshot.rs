@@ -20,7 +20,7 @@
 
 use std::io::{self, Write};
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use prost::encoding::{
     decode_key, decode_varint, encode_key, encode_varint, encoded_len_varint, key_len, merge_loop,
     skip_field, string, DecodeContext, WireType,
@@ -31,7 +31,7 @@ use raftmq_proto::client::{PartitionLogImage, QueueRun, StateSnapshot};
 use super::group_offsets::GroupOffsets;
 use super::members::Members;
 use super::metadata::Metadata;
-use super::partition_log::{PartitionLogs, PartitionStorage};
+use super::partition_log::{PartitionLog, PartitionLogs, PartitionStorage};
 use super::queues::{RestoredTopic, Run, Runs, TopicView, Topics};
 use super::sessions::Sessions;
 use super::StateMachine;
@@ -121,13 +121,16 @@ fn bytes_field_len(tag: u32, bytes: usize) -> u64 {
 }
 
 /// The encoded length of one `PartitionLogImage` from its parts, without its own key and
-/// length.
+/// length. The batches are read for their lengths and let go, one piece at a time: a
+/// partition can hold far more than memory.
 fn partition_image_len(
     head: &PartitionLogImage,
-    batches: &[Bytes],
+    log: Option<&PartitionLog>,
     tail: &PartitionLogImage,
 ) -> u64 {
-    let batches: u64 = batches.iter().map(|b| bytes_field_len(IMAGE_BATCHES_TAG, b.len())).sum();
+    let batches: u64 = log.map_or(0, |log| {
+        log.held_batches().map(|b| bytes_field_len(IMAGE_BATCHES_TAG, b.len())).sum()
+    });
     head.encoded_len() as u64 + batches + tail.encoded_len() as u64
 }
 
@@ -136,9 +139,8 @@ fn partition_logs_len(machine: &StateMachine, form: SnapshotForm) -> u64 {
     machine
         .partition_logs
         .snapshot_parts(form == SnapshotForm::Full)
-        .map(|(head, batches, tail)| {
-            let batches: Vec<Bytes> = batches.map(Iterator::collect).unwrap_or_default();
-            let len = partition_image_len(&head, &batches, &tail);
+        .map(|(head, log, tail)| {
+            let len = partition_image_len(&head, log, &tail);
             key_len(PARTITION_LOGS_TAG) as u64 + encoded_len_varint(len) as u64 + len
         })
         .sum()
@@ -222,16 +224,16 @@ pub(super) fn encode_to(
     }
     out.make_room(middle.encoded_len())?;
     out.message(&middle);
-    for (head, batches, tail) in machine.partition_logs.snapshot_parts(form == SnapshotForm::Full) {
-        // One partition's batches at a time (on disk, read back for the full form).
-        let batches: Vec<Bytes> = batches.map(Iterator::collect).unwrap_or_default();
-        let len = partition_image_len(&head, &batches, &tail);
+    for (head, log, tail) in machine.partition_logs.snapshot_parts(form == SnapshotForm::Full) {
+        // The full form reads a partition's batches twice, for the length that goes before
+        // them and then for the bytes: never more than a piece of them in memory.
+        let len = partition_image_len(&head, log, &tail);
         out.make_room(2 * 10 + head.encoded_len())?;
         encode_key(PARTITION_LOGS_TAG, WireType::LengthDelimited, &mut out.buf);
         encode_varint(len, &mut out.buf);
         out.message(&head);
-        for batch in &batches {
-            out.bytes_field(IMAGE_BATCHES_TAG, batch)?;
+        for batch in log.into_iter().flat_map(PartitionLog::held_batches) {
+            out.bytes_field(IMAGE_BATCHES_TAG, &batch)?;
         }
         out.make_room(tail.encoded_len())?;
         out.message(&tail);
@@ -299,12 +301,11 @@ impl<'w, W: Write> Staged<'w, W> {
 }
 
 pub(super) fn decode(
-    data: &[u8],
+    data: &Bytes,
     session_ttl_ms: u64,
     storage: PartitionStorage,
 ) -> Result<StateMachine, SnapshotError> {
-    let (queues, others) = take_topics(data)?;
-    let snapshot = StateSnapshot::decode(others.as_slice())?;
+    let (queues, mut snapshot) = decode_fields(data)?;
     if !(OLDEST_READABLE_VERSION..=SNAPSHOT_FORMAT_VERSION).contains(&snapshot.format_version) {
         return Err(SnapshotError::UnsupportedVersion {
             found: snapshot.format_version,
@@ -326,7 +327,7 @@ pub(super) fn decode(
     let topics = Topics::from_queues(topics).map_err(SnapshotError::Inconsistent)?;
     let names: Vec<String> = topics.names().map(str::to_owned).collect();
     let partition_logs = PartitionLogs::from_proto(
-        snapshot.partition_logs.clone(),
+        std::mem::take(&mut snapshot.partition_logs),
         snapshot.topic_configs.clone(),
         &names,
         storage,
@@ -402,16 +403,16 @@ impl TopicBuilder {
     }
 }
 
-/// Reads the top level of an encoded `StateSnapshot`: each `topics` field is parsed straight
-/// into a queue, every other field is copied as it is into the returned buffer, for prost.
-/// Decodes whatever prost would (fields in any order, unknown fields skipped) and fails on
-/// whatever prost would fail on, with prost's errors.
-fn take_topics(data: &[u8]) -> Result<(Vec<TopicBuilder>, Vec<u8>), DecodeError> {
-    let mut buf = data;
+/// Reads an encoded `StateSnapshot` in one pass: each `topics` field is parsed straight into a
+/// queue (never a `String` per message), every other field is merged by prost, exactly as
+/// `StateSnapshot::decode` would (fields in any order, unknown fields skipped, prost's errors).
+/// Read from `Bytes`, the partitions' batches come out as slices of `data`, not copies: a
+/// full-form snapshot mapped from a file is restored without its batches all in memory.
+fn decode_fields(data: &Bytes) -> Result<(Vec<TopicBuilder>, StateSnapshot), DecodeError> {
+    let mut buf = data.clone();
     let mut topics = Vec::new();
-    let mut others = Vec::new();
-    while !buf.is_empty() {
-        let field = buf;
+    let mut snapshot = StateSnapshot::default();
+    while buf.has_remaining() {
         let (tag, wire_type) = decode_key(&mut buf)?;
         if tag == TOPICS_TAG && wire_type == WireType::LengthDelimited {
             let mut topic = TopicBuilder::default();
@@ -419,17 +420,16 @@ fn take_topics(data: &[u8]) -> Result<(Vec<TopicBuilder>, Vec<u8>), DecodeError>
             topics.push(topic);
         } else {
             // Including `topics` with a wrong wire type: prost reports that.
-            skip_field(wire_type, tag, &mut buf, DecodeContext::default())?;
-            others.extend_from_slice(&field[..field.len() - buf.len()]);
+            snapshot.merge_field(tag, wire_type, &mut buf, DecodeContext::default())?;
         }
     }
-    Ok((topics, others))
+    Ok((topics, snapshot))
 }
 
 /// Merges one field of a `TopicQueue` into `topic`, as prost's generated code would.
 fn merge_topic_field(
     topic: &mut TopicBuilder,
-    buf: &mut &[u8],
+    buf: &mut Bytes,
     ctx: DecodeContext,
 ) -> Result<(), DecodeError> {
     let (tag, wire_type) = decode_key(buf)?;
@@ -456,18 +456,18 @@ fn merge_topic_field(
 fn merge_message(
     wire_type: WireType,
     topic: &mut TopicBuilder,
-    buf: &mut &[u8],
+    buf: &mut Bytes,
     ctx: DecodeContext,
 ) -> Result<(), DecodeError> {
     if wire_type == WireType::LengthDelimited {
-        let mut rest = *buf;
+        let mut rest: &[u8] = buf;
         if let Ok(len) = decode_varint(&mut rest) {
             let len = usize::try_from(len).unwrap_or(usize::MAX);
             if len <= rest.len() {
-                let (bytes, after) = rest.split_at(len);
-                if let Ok(message) = std::str::from_utf8(bytes) {
+                if let Ok(message) = std::str::from_utf8(&rest[..len]) {
                     topic.push(message);
-                    *buf = after;
+                    let field = buf.len() - rest.len() + len;
+                    buf.advance(field);
                     return Ok(());
                 }
             }
@@ -550,6 +550,14 @@ mod tests {
     use raftmq_proto::client::TopicQueue;
 
     use super::*;
+
+    fn decode(
+        data: &[u8],
+        session_ttl_ms: u64,
+        storage: PartitionStorage,
+    ) -> Result<StateMachine, SnapshotError> {
+        super::decode(&Bytes::copy_from_slice(data), session_ttl_ms, storage)
+    }
 
     #[test]
     fn fnv1a_matches_the_reference_values() {

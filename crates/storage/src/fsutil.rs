@@ -111,3 +111,26 @@ pub(crate) fn create_dir_durably(dir: &Path, sync: bool) -> Result<(), StorageEr
         _ => Ok(()),
     }
 }
+
+/// The whole of the file at `path`, mapped into memory rather than read into it. A snapshot
+/// can be gigabytes; mapped pages belong to the page cache, which drops them under memory
+/// pressure and once the mapping goes (the last `Bytes` slice of it dropped).
+///
+/// Sound only while nothing changes the file as it is mapped: raftmq writes snapshot files
+/// (and the spooled snapshot a leader sends) under a name of their own and never rewrites one
+/// in place; a file deleted while mapped (a pruned snapshot) stays readable until unmapped.
+pub fn map_file(path: &Path) -> std::io::Result<bytes::Bytes> {
+    map_open_file(&File::open(path)?)
+}
+
+/// [`map_file`] for a file already open (one with no name, say), by the same rule.
+pub fn map_open_file(file: &File) -> std::io::Result<bytes::Bytes> {
+    if file.metadata()?.len() == 0 {
+        // An empty file cannot be mapped.
+        return Ok(bytes::Bytes::new());
+    }
+    // SAFETY: the file is not modified while mapped, by the rule above; the mapping is
+    // read-only, and `Bytes` keeps it alive as long as any slice of it.
+    let map = unsafe { memmap2::Mmap::map(file)? };
+    Ok(bytes::Bytes::from_owner(map))
+}

@@ -43,6 +43,7 @@ mod wire;
 
 pub use error::StorageError;
 pub use file_layer::{FileLayer, SegmentFile, StdFiles};
+pub use fsutil::{map_file, map_open_file};
 pub use identity::Identity;
 pub use snapshot_file::{
     load_newest_snapshot, snapshot_segments_dir, SnapshotFileInfo, SnapshotWriter,

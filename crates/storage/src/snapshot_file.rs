@@ -381,8 +381,10 @@ pub fn load_newest_snapshot(dir: &Path, at_least: Index) -> Result<Option<Snapsh
 /// Reads and validates a snapshot file: `Ok(Err(reason))` if its content is
 /// invalid, `Err` if it cannot be read at all.
 pub(crate) fn load(file: &SnapFile) -> Result<Result<Snapshot, String>, StorageError> {
-    let bytes = fs::read(&file.path).at(&file.path)?;
-    let snapshot = match decode(Bytes::from(bytes)) {
+    // Mapped, not read: the data is handed on as slices of the file (a snapshot received
+    // from a leader carries every partition's batches).
+    let bytes = crate::fsutil::map_file(&file.path).at(&file.path)?;
+    let snapshot = match decode(bytes) {
         Ok(snapshot) => snapshot,
         Err(reason) => return Ok(Err(reason)),
     };

@@ -34,6 +34,10 @@ impl LocalNode for NodeHandle {
         self.inner.inbound.clone()
     }
 
+    fn snapshot_spool_dir(&self) -> Option<std::path::PathBuf> {
+        Some(self.inner.config.data_dir.clone())
+    }
+
     fn isolated(&self) -> bool {
         self.inner.isolation.is_isolated()
     }

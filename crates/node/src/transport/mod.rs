@@ -16,23 +16,28 @@
 
 pub mod isolation;
 pub mod server;
+pub mod snapshot_stream;
 #[cfg(test)]
 pub mod test_peer;
 
 use std::collections::{BTreeMap, HashMap};
+use std::io::Write as _;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use raftmq_proto::raft::raft_client::RaftClient;
+use raftmq_proto::raft as pb;
 use raftmq_proto::raft::RaftMessage;
-use raftmq_raft::{Body, Message, NodeId, Snapshot};
+use raftmq_raft::{Body, Message, NodeId};
+use raftmq_state::TransferForm;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::codec;
 use isolation::Isolation;
+use snapshot_stream::SnapshotChunker;
 
 /// Messages queued for one peer before new ones are dropped.
 const PEER_QUEUE: usize = 8192;
@@ -128,10 +133,8 @@ impl Transport {
             let (from, to, term) = (msg.from, msg.to, msg.term);
             let dir = self.snapshot_dir.clone();
             tokio::spawn(async move {
-                let delivered = match stored_snapshot(dir, snapshot.meta.index).await {
-                    Ok(snapshot) => send_snapshot(channel, from, to, term, snapshot).await,
-                    Err(e) => Err(e),
-                };
+                let delivered =
+                    send_snapshot(dir, channel, (from, to, term), snapshot.meta.index).await;
                 if let Err(e) = &delivered {
                     tracing::warn!(node = from, peer = to, "snapshot transfer failed: {e}");
                 }
@@ -218,52 +221,68 @@ async fn run_peer(
     }
 }
 
-/// The core sends a snapshot's metadata only (it never holds the data): the
-/// file stored for it — or a newer one, which covers only committed entries
-/// too — is read from disk off the async threads. A snapshot that refers to
-/// the partition segments is sent in its transfer form, the batches inline,
-/// read from the segment files hard-linked beside it (built in memory:
-/// docs/storage.md, "Partition data").
-async fn stored_snapshot(dir: PathBuf, index: u64) -> Result<Snapshot, tonic::Status> {
-    let loaded = tokio::task::spawn_blocking(move || {
-        let mut snapshot = match raftmq_storage::load_newest_snapshot(&dir, index) {
-            Ok(Some(snapshot)) => snapshot,
-            other => return other,
-        };
-        let links =
-            raftmq_storage::snapshot_segments_dir(&dir, snapshot.meta.index, snapshot.meta.term);
-        match raftmq_state::StateMachine::transfer_form(&snapshot.data, &links) {
-            Ok(Some(full)) => snapshot.data = full.into(),
-            Ok(None) => {}
-            Err(e) => {
-                return Err(raftmq_storage::StorageError::InvalidSnapshot(format!(
-                    "cannot build the transfer form from {}: {e}",
-                    links.display()
-                )))
-            }
-        }
-        Ok(Some(snapshot))
-    })
-    .await
-    .map_err(|e| tonic::Status::internal(format!("snapshot loader: {e}")))?;
-    match loaded {
-        Ok(Some(snapshot)) => Ok(snapshot),
-        Ok(None) => Err(tonic::Status::unavailable(format!(
-            "no snapshot at or after index {index} on disk yet"
-        ))),
-        Err(e) => Err(tonic::Status::internal(format!("cannot read the snapshot: {e}"))),
-    }
+/// The core sends a snapshot's metadata only (it never holds the data): the file stored for
+/// it — or a newer one, which covers only committed entries too — is streamed from disk on a
+/// blocking thread into the call, a chunk at a time (`snapshot_stream`). A snapshot that
+/// refers to the partition segments goes out in its transfer form, its batches read from the
+/// segment files hard-linked beside it as they are sent (docs/storage.md, "Partition data").
+async fn send_snapshot(
+    dir: PathBuf,
+    channel: Channel,
+    header: (NodeId, NodeId, u64),
+    index: u64,
+) -> Result<(), tonic::Status> {
+    // A few chunks in flight: the encoder waits for the network, not the other way round.
+    let (tx, rx) = mpsc::channel::<pb::SnapshotChunk>(4);
+    let produced = tokio::task::spawn_blocking(move || produce_chunks(&dir, header, index, tx));
+    let mut client = RaftClient::new(channel).max_encoding_message_size(SNAPSHOT_CHUNK * 2);
+    let sent = client.install_snapshot(ReceiverStream::new(rx)).await;
+    let produced = produced
+        .await
+        .map_err(|e| tonic::Status::internal(format!("snapshot sender: {e}")))?;
+    // The producer's failure explains a stream cut short; otherwise the call's result stands.
+    produced?;
+    sent.map(|_| ())
 }
 
-async fn send_snapshot(
-    channel: Channel,
-    from: NodeId,
-    to: NodeId,
-    term: u64,
-    snapshot: Snapshot,
+/// Loads the stored snapshot at or after `index` and writes it, in the form to send, into
+/// chunks on `tx`. A closed `tx` (the call failed) is not an error of its own.
+fn produce_chunks(
+    dir: &std::path::Path,
+    (from, to, term): (NodeId, NodeId, u64),
+    index: u64,
+    tx: mpsc::Sender<pb::SnapshotChunk>,
 ) -> Result<(), tonic::Status> {
-    let chunks = codec::snapshot_to_chunks(from, to, term, &snapshot, SNAPSHOT_CHUNK);
-    let mut client = RaftClient::new(channel).max_encoding_message_size(SNAPSHOT_CHUNK * 2);
-    client.install_snapshot(tokio_stream::iter(chunks)).await?;
-    Ok(())
+    let internal = |what: String| tonic::Status::internal(what);
+    let snapshot = match raftmq_storage::load_newest_snapshot(dir, index) {
+        Ok(Some(snapshot)) => snapshot,
+        Ok(None) => {
+            return Err(tonic::Status::unavailable(format!(
+                "no snapshot at or after index {index} on disk yet"
+            )))
+        }
+        Err(e) => return Err(internal(format!("cannot read the snapshot: {e}"))),
+    };
+    let meta = &snapshot.meta;
+    let links = raftmq_storage::snapshot_segments_dir(dir, meta.index, meta.term);
+    let form = TransferForm::open(&snapshot.data, &links).map_err(|e| {
+        internal(format!("cannot open the transfer form from {}: {e}", links.display()))
+    })?;
+    let total = match &form {
+        Some(form) => form.len().map_err(|e| internal(format!("counting the transfer form: {e}")))?,
+        None => snapshot.data.len() as u64,
+    };
+    let send = |chunk| {
+        tx.blocking_send(chunk).map_err(|_| std::io::Error::from(std::io::ErrorKind::BrokenPipe))
+    };
+    let mut chunker = SnapshotChunker::new(from, to, term, meta, total, SNAPSHOT_CHUNK, send);
+    let written = match &form {
+        Some(form) => form.write_to(&mut chunker).map(|_| ()).map_err(|e| e.to_string()),
+        None => chunker.write_all(&snapshot.data).map_err(|e| e.to_string()),
+    };
+    match written.and_then(|()| chunker.finish().map_err(|e| e.to_string())) {
+        Ok(()) => Ok(()),
+        Err(_) if tx.is_closed() => Ok(()),
+        Err(e) => Err(internal(format!("writing the snapshot into chunks: {e}"))),
+    }
 }

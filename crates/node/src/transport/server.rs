@@ -7,6 +7,7 @@
 //! back, and the node implements the trait (`node::leader_side`), so the transport never
 //! imports the node.
 
+use std::path::PathBuf;
 use std::pin::Pin;
 
 use prost::Message as _;
@@ -23,6 +24,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::codec;
 use crate::transport::rpc_name;
+use crate::transport::snapshot_stream::SnapshotAssembler;
 
 /// The largest snapshot a node accepts (a guard against a confused peer).
 const MAX_SNAPSHOT_BYTES: u64 = 8 << 30;
@@ -36,6 +38,8 @@ pub trait LocalNode: Send + Sync + 'static {
     fn trace_rpc(&self) -> bool;
     /// Where peer messages go (the driver's inbox).
     fn inbound(&self) -> mpsc::Sender<Message>;
+    /// Where a snapshot being received is spooled (`None`: in memory).
+    fn snapshot_spool_dir(&self) -> Option<PathBuf>;
     /// Whether the node is cut off from its peers by a simulated partition
     /// ([`crate::transport::isolation`]): then it takes nothing from them.
     fn isolated(&self) -> bool;
@@ -125,16 +129,28 @@ impl<N: LocalNode> RaftService for RaftServer<N> {
             return Err(Status::unavailable(isolated_reason(self.node.id())));
         }
         let mut stream = request.into_inner();
-        let mut assembler = codec::SnapshotAssembler::new();
+        // Spooled to a file, not gathered in memory: a snapshot carries every partition's
+        // batches. The spool is written on a blocking thread, a chunk at a time.
+        let mut assembler = match self.node.snapshot_spool_dir() {
+            Some(dir) => SnapshotAssembler::spooled_in(&dir)
+                .map_err(|e| Status::internal(format!("cannot make a snapshot spool file: {e}")))?,
+            None => SnapshotAssembler::in_memory(),
+        };
         let mut received_bytes = 0;
         while let Some(chunk) = stream.message().await? {
             if chunk.offset == 0 && chunk.total_size > MAX_SNAPSHOT_BYTES {
                 return Err(Status::invalid_argument("snapshot too large"));
             }
             received_bytes += chunk.data.len() as u64;
-            let done = assembler
-                .push(chunk)
-                .map_err(|e| Status::invalid_argument(format!("bad snapshot stream: {e}")))?;
+            let (back, pushed) = tokio::task::spawn_blocking(move || {
+                let pushed = assembler.push(chunk);
+                (assembler, pushed)
+            })
+            .await
+            .map_err(|e| Status::internal(format!("snapshot spool: {e}")))?;
+            assembler = back;
+            let done =
+                pushed.map_err(|e| Status::invalid_argument(format!("bad snapshot stream: {e}")))?;
             if let Some(msg) = done {
                 self.trace(msg.from, "InstallSnapshot");
                 self.node

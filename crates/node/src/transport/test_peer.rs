@@ -34,6 +34,10 @@ impl LocalNode for TestPeer {
         self.inbound.clone()
     }
 
+    fn snapshot_spool_dir(&self) -> Option<std::path::PathBuf> {
+        None
+    }
+
     fn isolated(&self) -> bool {
         self.isolation.is_isolated()
     }
