@@ -12,11 +12,10 @@
 //! them as a chunked `InstallSnapshot` stream (`transport::snapshot_stream`).
 //! [`message_to_proto`] therefore returns `None` for [`Body::InstallSnapshot`].
 
-use bytes::Bytes;
 use raftmq_proto::raft as pb;
 use raftmq_raft::{
     AppendResponse, Body, ConfChange, ConfChangeKind, Entry, Index, Membership, Message, NodeId,
-    Payload, Snapshot, SnapshotMeta,
+    Payload, SnapshotMeta,
 };
 
 use pb::append_entries_response::Result as PbAppendResult;
@@ -274,8 +273,10 @@ fn check_contiguous(prev_index: Index, entries: &[Entry]) -> Result<(), CodecErr
 
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
     use proptest::prelude::*;
     use prost::Message as _;
+    use raftmq_raft::Snapshot;
 
     use super::*;
 

@@ -436,6 +436,10 @@ impl Driver {
             NodeError::Internal(format!("cannot restore the leader's snapshot: {e}"))
         })?;
         *self.sm.write().expect("state machine lock is never poisoned") = restored;
+        // The snapshot file just written holds every batch a second time, and a restart from
+        // it would write them all again: a snapshot of this node's own (the reference form, at
+        // the same index) replaces it as soon as possible.
+        self.bytes_since_snapshot = self.config.snapshot_bytes;
         self.update_peer_addresses();
         let _ = self.applied_tx.send(snapshot.meta.index);
         Ok(())

@@ -6,7 +6,8 @@
 //! its reconnect attempts (with backoff): messages for it are dropped while
 //! it is unreachable — Raft retries on its own. Snapshots go through
 //! `Raft.InstallSnapshot` as a stream of chunks, one transfer at a time per
-//! peer, and the result is reported to the core.
+//! peer (a repeated ask while one is under way is dropped), and the result is
+//! reported to the core.
 //!
 //! When the node's raft address is a specific IP (e.g. 127.0.0.2), outgoing
 //! connections are bound to it, so a peer sees (and a firewall rule can
@@ -24,10 +25,12 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Write as _;
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use raftmq_proto::raft::raft_client::RaftClient;
 use raftmq_proto::raft as pb;
+use raftmq_proto::raft::raft_client::RaftClient;
 use raftmq_proto::raft::RaftMessage;
 use raftmq_raft::{Body, Message, NodeId};
 use raftmq_state::TransferForm;
@@ -61,6 +64,11 @@ struct Peer {
     queue: mpsc::Sender<RaftMessage>,
     channel: Channel,
     task: tokio::task::JoinHandle<()>,
+    /// Set while a snapshot goes to this peer. The core asks again when a transfer takes
+    /// longer than its timeout (a large one does); a second transfer alongside would only
+    /// read the same data again and share the same connection, so the ask is dropped and
+    /// the transfer under way reports for both.
+    sending_snapshot: Arc<AtomicBool>,
 }
 
 impl Drop for Peer {
@@ -104,7 +112,8 @@ impl Transport {
                     let channel = endpoint.connect_lazy();
                     let (queue, rx) = mpsc::channel(PEER_QUEUE);
                     let task = tokio::spawn(run_peer(self.id, id, channel.clone(), rx));
-                    self.peers.insert(id, Peer { addr, queue, channel, task });
+                    let sending_snapshot = Arc::default();
+                    self.peers.insert(id, Peer { addr, queue, channel, task, sending_snapshot });
                 }
                 Err(e) => tracing::warn!(node = self.id, peer = id, "bad peer address {addr}: {e}"),
             }
@@ -128,6 +137,11 @@ impl Transport {
             tracing::info!("Node {} sends RPC {} to Node {}", self.id, rpc_name(&msg.body), msg.to);
         }
         if let Body::InstallSnapshot { snapshot } = msg.body {
+            if peer.sending_snapshot.swap(true, Ordering::AcqRel) {
+                tracing::debug!(node = self.id, to = msg.to, "a snapshot is already on its way");
+                return;
+            }
+            let sending = peer.sending_snapshot.clone();
             let channel = peer.channel.clone();
             let status = self.snapshot_status.clone();
             let (from, to, term) = (msg.from, msg.to, msg.term);
@@ -138,6 +152,7 @@ impl Transport {
                 if let Err(e) = &delivered {
                     tracing::warn!(node = from, peer = to, "snapshot transfer failed: {e}");
                 }
+                sending.store(false, Ordering::Release);
                 let _ = status.send((to, delivered.is_ok()));
             });
             return;
@@ -237,9 +252,8 @@ async fn send_snapshot(
     let produced = tokio::task::spawn_blocking(move || produce_chunks(&dir, header, index, tx));
     let mut client = RaftClient::new(channel).max_encoding_message_size(SNAPSHOT_CHUNK * 2);
     let sent = client.install_snapshot(ReceiverStream::new(rx)).await;
-    let produced = produced
-        .await
-        .map_err(|e| tonic::Status::internal(format!("snapshot sender: {e}")))?;
+    let produced =
+        produced.await.map_err(|e| tonic::Status::internal(format!("snapshot sender: {e}")))?;
     // The producer's failure explains a stream cut short; otherwise the call's result stands.
     produced?;
     sent.map(|_| ())
@@ -269,7 +283,9 @@ fn produce_chunks(
         internal(format!("cannot open the transfer form from {}: {e}", links.display()))
     })?;
     let total = match &form {
-        Some(form) => form.len().map_err(|e| internal(format!("counting the transfer form: {e}")))?,
+        Some(form) => {
+            form.len().map_err(|e| internal(format!("counting the transfer form: {e}")))?
+        }
         None => snapshot.data.len() as u64,
     };
     let send = |chunk| {

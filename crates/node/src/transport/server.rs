@@ -26,8 +26,10 @@ use crate::codec;
 use crate::transport::rpc_name;
 use crate::transport::snapshot_stream::SnapshotAssembler;
 
-/// The largest snapshot a node accepts (a guard against a confused peer).
-const MAX_SNAPSHOT_BYTES: u64 = 8 << 30;
+/// The largest snapshot a node accepts (a guard against a confused peer). A snapshot is
+/// spooled to disk, not held in memory, so this bounds the disk a transfer may take; it is
+/// far above any partition data one node holds.
+const MAX_SNAPSHOT_BYTES: u64 = 1 << 40;
 
 /// What the service needs of the node it serves. Errors come already in their wire form.
 #[tonic::async_trait]
@@ -149,8 +151,8 @@ impl<N: LocalNode> RaftService for RaftServer<N> {
             .await
             .map_err(|e| Status::internal(format!("snapshot spool: {e}")))?;
             assembler = back;
-            let done =
-                pushed.map_err(|e| Status::invalid_argument(format!("bad snapshot stream: {e}")))?;
+            let done = pushed
+                .map_err(|e| Status::invalid_argument(format!("bad snapshot stream: {e}")))?;
             if let Some(msg) = done {
                 self.trace(msg.from, "InstallSnapshot");
                 self.node

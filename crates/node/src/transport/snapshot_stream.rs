@@ -225,8 +225,9 @@ impl SnapshotAssembler {
         }
         let data = match &mut self.spool {
             Spool::Memory(data) => std::mem::take(data).freeze(),
-            Spool::File(file) => map(file)
-                .map_err(|e| spool_error("cannot map the spooled snapshot", e))?,
+            Spool::File(file) => {
+                map(file).map_err(|e| spool_error("cannot map the spooled snapshot", e))?
+            }
         };
         let header =
             self.header.take().expect("invariant: the header was set from the first chunk");
