@@ -8,7 +8,7 @@
 # showed while it caught up (sampled every 0.1 s; the spooled snapshot is a mapped file, so
 # its pages count in RSS while mapped but are page cache, not the heap).
 #
-#   bench/snapshot-catchup.sh [GIB=2] [EXTRA NODE FLAGS...]
+#   bench/snapshot-catchup.sh [GIB=2] [EXTRA NODE FLAGS...]   (CATCHUP_WAIT=600: seconds)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GIB=${1:-2}
@@ -33,7 +33,7 @@ for _ in $(seq 300); do
     sleep 0.2
 done
 status_kb() { awk -v k="$2:" '$1 == k {print $2}' "/proc/${pids[$1]}/status"; }
-bytes() { { du -sb "$DIR/n$1/partitions" 2>/dev/null || true; } | awk '{n = $1} END {print n + 0}'; }
+bytes() { { du -sb "$DIR/n$1/partitions" 2>/dev/null || true; } | awk '{n = $1} END {printf "%.0f\n", n}'; }
 gib() { awk -v b="$1" 'BEGIN {printf "%.2f GiB", b/2^30}'; }
 goal=$((GIB * 1024 * 1024 * 1024))
 echo "== producing on nodes 1 and 2 until node 1 holds $GIB GiB of partition data"
@@ -56,10 +56,11 @@ echo "== starting node 3 with an empty data dir"
 declare -A peak_rss peak_anon
 t0=$(date +%s.%N)
 start 3 "$@"
-deadline=$((SECONDS + 600))
+wait_s=${CATCHUP_WAIT:-600}
+deadline=$((SECONDS + wait_s))
 while true; do
     if [ "$SECONDS" -ge "$deadline" ]; then
-        echo "node 3 did not catch up in 600 s: $(gib "$(bytes 3)") of $(gib "$held")" >&2
+        echo "node 3 did not catch up in $wait_s s: $(gib "$(bytes 3)") of $(gib "$held")" >&2
         grep -h "snapshot" "$DIR"/n*.log | tail -5 >&2
         exit 1
     fi

@@ -302,3 +302,75 @@ fn produce_chunks(
         Err(e) => Err(internal(format!("writing the snapshot into chunks: {e}"))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+
+    use bytes::Bytes;
+    use raftmq_proto::raft::raft_server::RaftServer as RaftGrpc;
+    use raftmq_raft::{Membership, Snapshot, SnapshotMeta};
+
+    use super::*;
+    use crate::transport::server::RaftServer;
+    use crate::transport::test_peer::TestPeer;
+
+    /// A snapshot of several chunks, stored as a node stores it: a protobuf message whose one
+    /// (unknown) field is 3 MiB, so it is not a reference-form state and goes out as it is.
+    fn stored_snapshot(dir: &std::path::Path) -> (SnapshotMeta, Bytes) {
+        let meta = SnapshotMeta {
+            index: 5,
+            term: 2,
+            membership: Membership { voters: [1, 2].into_iter().collect(), ..Default::default() },
+        };
+        let body: Vec<u8> = (0..3 * SNAPSHOT_CHUNK + 7).map(|i| (i % 251) as u8).collect();
+        let mut data = Vec::new();
+        prost::encoding::bytes::encode(100, &body, &mut data);
+        let mut writer =
+            raftmq_storage::SnapshotWriter::create(dir, &meta, data.len() as u64, false)
+                .expect("a snapshot file");
+        writer.write_all(&data).expect("written");
+        writer.finish().expect("finished");
+        (meta, data.into())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_snapshot_streams_from_its_file_and_a_repeated_ask_sends_it_once() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a port");
+        let addr = listener.local_addr().expect("bound").to_string();
+        let (inbound, mut taken_in) = mpsc::channel(64);
+        let service = RaftServer { node: TestPeer { inbound, isolation: Default::default() } };
+        let incoming = tonic::transport::server::TcpIncoming::from(listener);
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(RaftGrpc::new(service))
+                .serve_with_incoming(incoming),
+        );
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let (meta, data) = stored_snapshot(dir.path());
+        let (status, mut reported) = mpsc::unbounded_channel();
+        let mut transport =
+            Transport::new(2, None, false, status, dir.path().into(), Isolation::default());
+        transport.set_addresses(BTreeMap::from([(1, addr)]));
+        // The core sends the meta only; it asks twice, as it does when a transfer outlasts
+        // its timeout.
+        let ask = Snapshot { meta: meta.clone(), data: Bytes::new() };
+        for _ in 0..2 {
+            let body = Body::InstallSnapshot { snapshot: ask.clone() };
+            transport.send(Message { from: 2, to: 1, term: 2, body });
+        }
+        let wait = Duration::from_secs(10);
+        let got = tokio::time::timeout(wait, taken_in.recv()).await.expect("in time");
+        let Some(Message { from: 2, to: 1, term: 2, body: Body::InstallSnapshot { snapshot } }) =
+            got
+        else {
+            panic!("not the snapshot: {got:?}");
+        };
+        assert_eq!((snapshot.meta, snapshot.data), (meta, data), "the stored file's snapshot");
+        assert_eq!(tokio::time::timeout(wait, reported.recv()).await, Ok(Some((1, true))));
+        // Only one transfer ran, and only one was reported.
+        let quiet = Duration::from_millis(500);
+        assert!(tokio::time::timeout(quiet, taken_in.recv()).await.is_err(), "sent twice");
+        assert!(tokio::time::timeout(quiet, reported.recv()).await.is_err(), "reported twice");
+    }
+}
