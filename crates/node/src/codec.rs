@@ -271,6 +271,19 @@ fn check_contiguous(prev_index: Index, entries: &[Entry]) -> Result<(), CodecErr
     Ok(())
 }
 
+/// A snapshot meta with voters and a learner, for tests of its wire forms.
+#[cfg(test)]
+pub(crate) fn sample_meta() -> SnapshotMeta {
+    SnapshotMeta {
+        index: 40,
+        term: 5,
+        membership: Membership {
+            voters: [1, 2, 3].into_iter().collect(),
+            learners: [9].into_iter().collect(),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use bytes::Bytes;
@@ -459,17 +472,6 @@ mod tests {
             message_from_proto(append_with(vec![noop(4)])),
             Err(CodecError::NonContiguousEntries { position: 0, expected: 5, found: 4 })
         );
-    }
-
-    fn sample_meta() -> SnapshotMeta {
-        SnapshotMeta {
-            index: 40,
-            term: 5,
-            membership: Membership {
-                voters: [1, 2, 3].into_iter().collect(),
-                learners: [9].into_iter().collect(),
-            },
-        }
     }
 
     #[test]

@@ -158,7 +158,7 @@ proptest! {
                     let mut full = Vec::new();
                     let written =
                         form.write_to(&mut full).map_err(|e| TestCaseError::fail(e.to_string()))?;
-                    let counted = form.len().map_err(|e| TestCaseError::fail(e.to_string()))?;
+                    let counted = form.encoded_len().map_err(|e| TestCaseError::fail(e.to_string()))?;
                     prop_assert_eq!((written, counted), (full.len() as u64, full.len() as u64));
                     prop_assert!(full == memory.snapshot(), "the transfer form is the full form");
                     prop_assert!(TransferForm::open(&full.into(), &links).expect("opens").is_none());

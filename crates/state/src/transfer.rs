@@ -38,15 +38,10 @@ impl TransferForm {
 
     /// The exact length of the full form, counted by reading every batch once (and letting
     /// it go).
-    pub fn len(&self) -> Result<u64, SnapshotError> {
+    pub fn encoded_len(&self) -> Result<u64, SnapshotError> {
         let len = snapshot::encoded_len(&self.view, SnapshotForm::Full);
         self.failure()?;
         Ok(len)
-    }
-
-    /// Whether the full form is empty (it never is: it holds at least its format version).
-    pub fn is_empty(&self) -> bool {
-        false
     }
 
     /// Writes the full form to `w`, returning how many bytes were written. A segment that

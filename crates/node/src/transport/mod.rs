@@ -284,7 +284,7 @@ fn produce_chunks(
     })?;
     let total = match &form {
         Some(form) => {
-            form.len().map_err(|e| internal(format!("counting the transfer form: {e}")))?
+            form.encoded_len().map_err(|e| internal(format!("counting the transfer form: {e}")))?
         }
         None => snapshot.data.len() as u64,
     };

@@ -252,20 +252,8 @@ fn map(file: &File) -> io::Result<Bytes> {
 
 #[cfg(test)]
 mod tests {
-    use raftmq_raft::Membership;
-
     use super::*;
-
-    fn sample_meta() -> SnapshotMeta {
-        SnapshotMeta {
-            index: 40,
-            term: 5,
-            membership: Membership {
-                voters: [1, 2, 3].into_iter().collect(),
-                learners: [9].into_iter().collect(),
-            },
-        }
-    }
+    use crate::codec::sample_meta;
 
     fn reassemble_with(
         mut assembler: SnapshotAssembler,
