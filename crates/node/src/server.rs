@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tonic::transport::server::TcpIncoming;
 
+use crate::api::RestService;
 use crate::config::NodeConfig;
 use crate::metadata_fencing::Fencing;
 use crate::node::{self, NodeHandle};
@@ -21,7 +22,7 @@ use crate::transport::server::RaftServer;
 const MAX_GRPC_MESSAGE: usize = 64 << 20;
 
 /// How long a client may take to send a request's headers (docs/http.md). The body has its
-/// own timeout (`api::errors::BODY_READ_TIMEOUT`, 408).
+/// own timeout (`api::edge::BODY_READ_TIMEOUT`, 408).
 pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Client connections a node serves at once; more wait in the listen backlog until one ends,
@@ -106,7 +107,7 @@ pub async fn serve(
     let fencing = Fencing::new(node.config().broker_session_timeout);
     fencing.spawn(node.clone());
     tokio::spawn(crate::metrics::peer_rtt::probe(node.clone()));
-    let rest = serve_rest(client_listener, crate::api::router(node.clone(), fencing));
+    let rest = serve_rest(client_listener, crate::api::rest_service(node.clone(), fencing));
     let id = node.id();
     tokio::select! {
         result = grpc => result.context("the gRPC server failed")?,
@@ -127,9 +128,9 @@ pub async fn serve(
 /// Serves the REST API: HTTP/1.1 with a header read timeout, at most `MAX_CLIENT_CONNECTIONS`
 /// connections at once. (`axum::serve` has neither: a client that sent half its headers held
 /// its connection for as long as it liked.)
-async fn serve_rest(listener: TcpListener, router: axum::Router) -> std::io::Result<()> {
+async fn serve_rest(listener: TcpListener, api: RestService) -> std::io::Result<()> {
     accept_connections(listener, "REST", move |stream| {
-        let service = TowerToHyperService::new(router.clone());
+        let service = TowerToHyperService::new(api.clone());
         async move {
             let mut http = hyper::server::conn::http1::Builder::new();
             http.timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);

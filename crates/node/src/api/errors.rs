@@ -7,14 +7,9 @@
 //! `{"success": false}` because RRMQ clients compare whole bodies (docs/rrmq.md). Every other
 //! route answers `{"error": "<reason>"}`. The framework's own refusals (unknown route, wrong
 //! method, bad path segment or query, 413, 414, 415) are rewritten into that shape in one
-//! place, [`edge`], so no route can forget it.
+//! place, the edge (`super::edge`), so no route can forget it.
 
-use std::time::Duration;
-
-use axum::body::{Body, Bytes};
-use axum::extract::Request;
 use axum::http::{header, HeaderValue, Method, StatusCode, Uri};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use raftmq_raft::ProposeError;
@@ -22,17 +17,10 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use crate::node::{NodeError, NodeHandle};
+use crate::node::NodeError;
 
 /// The header that carries a failure's reason in words.
 pub const ERROR_HEADER: &str = "x-raftmq-error";
-
-/// Longest request target (path and query) served; longer ones get 414. (Targets over 64 KiB
-/// never reach the router: the HTTP parser refuses them with an empty 414, see docs/http.md.)
-pub const MAX_URI_BYTES: usize = 8 << 10;
-
-/// How long a client may take to send a request's body once its headers are in.
-pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// An RRMQ failure. RRMQ's own answers (400 bad body, 404, 409) are exactly
 /// `{"success": false}`; every other failure adds `error`. The reason is always in the
@@ -146,7 +134,7 @@ impl IntoResponse for ApiError {
 }
 
 /// Puts `reason` in the `x-raftmq-error` header (printable, at most 500 characters).
-fn set_reason(response: &mut Response, reason: &str) {
+pub(super) fn set_reason(response: &mut Response, reason: &str) {
     let reason: String = reason.chars().filter(|c| !c.is_control()).take(500).collect();
     let value = HeaderValue::from_str(&reason).or_else(|_| {
         // Header values are visible ASCII: replace anything else.
@@ -161,194 +149,4 @@ fn set_reason(response: &mut Response, reason: &str) {
 pub async fn not_found(method: Method, uri: Uri) -> Response {
     let reason = format!("no route for {method} {}", uri.path());
     ApiError::for_path(uri.path(), StatusCode::NOT_FOUND, reason).into_response()
-}
-
-/// Read-only routes that tell about the node itself; a removed node still answers them (its
-/// `/status` says `"role": "Removed"`).
-fn describes_the_node(method: &Method, path: &str) -> bool {
-    method == Method::GET
-        && (matches!(path, "/" | "/status" | "/v1/status" | "/v1/events" | "/openapi.json")
-            || matches!(path, "/metrics" | "/livez" | "/readyz" | "/ui")
-            || path == "/docs"
-            || path.starts_with("/docs/"))
-}
-
-/// The method the router is asked for to learn which methods a route has: no route has it, so
-/// no handler runs and the router answers 405 with its `Allow` header.
-const PROBE_METHOD: &str = "X-RAFTMQ-ALLOW-PROBE";
-
-/// The edge every request passes before its route, and every answer after:
-///
-/// - a node removed from the cluster answers 410 at once (except the routes describing it);
-/// - a request target over `MAX_URI_BYTES` is a 414;
-/// - `HEAD` and `OPTIONS` never reach a handler (axum would run a GET handler for HEAD, and
-///   `GET /message/{topic}` consumes): 405 with the route's `Allow`, or 404 for no route;
-/// - a JSON body is taken whatever its declared type: a missing, form or text content type
-///   (what `curl -d` sends) is read as JSON;
-/// - the body is read here, within `BODY_READ_TIMEOUT` (else 408) and `limit` bytes (else
-///   413, refused before reading when the declared length is over);
-/// - any 4xx/5xx answer that is not already JSON with a reason gets the JSON error shape and
-///   the `x-raftmq-error` header.
-pub async fn edge(node: NodeHandle, limit: usize, request: Request, next: Next) -> Response {
-    let method = request.method().clone();
-    let path = request.uri().path().to_string();
-    let answer = match admit(&node, limit, request).await {
-        Ok(Admitted::Route(request)) => next.run(request).await,
-        Ok(Admitted::Probe(request)) => allowed_methods(&method, &path, next.run(request).await),
-        Err(refused) => refused,
-    };
-    shape(&method, &path, answer).await
-}
-
-enum Admitted {
-    /// Serve it.
-    Route(Request),
-    /// A HEAD or OPTIONS request, turned into a probe for the route's methods.
-    Probe(Request),
-}
-
-async fn admit(node: &NodeHandle, limit: usize, request: Request) -> Result<Admitted, Response> {
-    let (mut parts, body) = request.into_parts();
-    let path = parts.uri.path().to_string();
-    let fail = |status, reason: String| ApiError::for_path(&path, status, reason).into_response();
-    if node.status().is_removed() && !describes_the_node(&parts.method, &path) {
-        return Err(fail(StatusCode::GONE, node.removed_error().to_string()));
-    }
-    let target = parts.uri.path_and_query().map_or(0, |pq| pq.as_str().len());
-    if target > MAX_URI_BYTES {
-        let reason =
-            format!("the request target is {target} bytes, over the limit of {MAX_URI_BYTES}");
-        return Err(fail(StatusCode::URI_TOO_LONG, reason));
-    }
-    if parts.method == Method::HEAD || parts.method == Method::OPTIONS {
-        parts.method =
-            Method::from_bytes(PROBE_METHOD.as_bytes()).expect("the probe method is a valid token");
-        return Ok(Admitted::Probe(Request::from_parts(parts, Body::empty())));
-    }
-    let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-    let read_as_json = match content_type {
-        None => true,
-        Some(t) => {
-            let t = t.to_ascii_lowercase();
-            t.starts_with("application/x-www-form-urlencoded") || t.starts_with("text/plain")
-        }
-    };
-    if read_as_json {
-        let json = HeaderValue::from_static("application/json");
-        parts.headers.insert(header::CONTENT_TYPE, json);
-    }
-    let declared = parts
-        .headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let too_large =
-        || fail(StatusCode::PAYLOAD_TOO_LARGE, format!("request body over the {limit}-byte limit"));
-    if declared.is_some_and(|len| len > limit as u64) {
-        return Err(too_large());
-    }
-    let bytes = match tokio::time::timeout(BODY_READ_TIMEOUT, read_body(body, limit)).await {
-        Ok(Ok(bytes)) => bytes,
-        Ok(Err(BodyError::TooLarge)) => return Err(too_large()),
-        Ok(Err(BodyError::Broken(why))) => {
-            return Err(fail(StatusCode::BAD_REQUEST, format!("cannot read the body: {why}")))
-        }
-        Err(_) => {
-            let secs = BODY_READ_TIMEOUT.as_secs();
-            let reason = format!("the request body did not arrive within {secs} s");
-            let mut error = fail(StatusCode::REQUEST_TIMEOUT, reason);
-            // The rest of the body may still come: the connection cannot carry another request.
-            error.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
-            return Err(error);
-        }
-    };
-    Ok(Admitted::Route(Request::from_parts(parts, Body::from(bytes))))
-}
-
-enum BodyError {
-    TooLarge,
-    Broken(String),
-}
-
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, BodyError> {
-    use http_body_util::BodyExt;
-    let limited = http_body_util::Limited::new(body, limit);
-    match limited.collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(BodyError::TooLarge),
-        Err(e) => Err(BodyError::Broken(e.to_string())),
-    }
-}
-
-/// The answer to HEAD and OPTIONS: 405 with the route's methods in `Allow` (the router's
-/// answer to the probe), or the router's 404 when there is no such route.
-fn allowed_methods(method: &Method, path: &str, probed: Response) -> Response {
-    if probed.status() == StatusCode::NOT_FOUND {
-        let reason = format!("no route for {method} {path}");
-        return ApiError::for_path(path, StatusCode::NOT_FOUND, reason).into_response();
-    }
-    if probed.status() != StatusCode::METHOD_NOT_ALLOWED {
-        return probed;
-    }
-    let allow: Vec<String> = probed
-        .headers()
-        .get(header::ALLOW)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .split(',')
-        .map(|m| m.trim().to_string())
-        .filter(|m| !m.is_empty() && m != "HEAD")
-        .collect();
-    let allow = allow.join(", ");
-    let reason = format!("{method} is not allowed on {path}; allowed: {allow}");
-    let mut response =
-        ApiError::for_path(path, StatusCode::METHOD_NOT_ALLOWED, reason).into_response();
-    if let Ok(value) = HeaderValue::from_str(&allow) {
-        response.headers_mut().insert(header::ALLOW, value);
-    }
-    response
-}
-
-/// Gives a 4xx/5xx answer the JSON error shape and the reason header if it lacks them.
-async fn shape(method: &Method, path: &str, response: Response) -> Response {
-    let status = response.status();
-    if !(status.is_client_error() || status.is_server_error()) {
-        return response;
-    }
-    let is_json = response
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
-    if is_json && response.headers().contains_key(ERROR_HEADER) {
-        return response;
-    }
-    let (parts, body) = response.into_parts();
-    let bytes = axum::body::to_bytes(body, 64 << 10).await.unwrap_or_default();
-    if is_json {
-        // A JSON failure without the header: the reason is its `error`, or the status.
-        let reason = serde_json::from_slice::<Value>(&bytes)
-            .ok()
-            .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_string))
-            .unwrap_or_else(|| default_reason(status, method, path));
-        let mut response = Response::from_parts(parts, Body::from(bytes));
-        set_reason(&mut response, &reason);
-        return response;
-    }
-    let text = String::from_utf8_lossy(&bytes).trim().to_string();
-    let reason = if text.is_empty() { default_reason(status, method, path) } else { text };
-    let mut shaped = ApiError::for_path(path, status, reason).into_response();
-    for (name, value) in &parts.headers {
-        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
-            shaped.headers_mut().entry(name).or_insert_with(|| value.clone());
-        }
-    }
-    shaped
-}
-
-fn default_reason(status: StatusCode, method: &Method, path: &str) -> String {
-    match status {
-        StatusCode::METHOD_NOT_ALLOWED => format!("{method} is not allowed on {path}"),
-        StatusCode::NOT_FOUND => format!("no route for {method} {path}"),
-        _ => status.canonical_reason().unwrap_or("request failed").to_lowercase(),
-    }
 }

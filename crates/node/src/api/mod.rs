@@ -12,9 +12,10 @@
 //!
 //! Any node answers any request: writes are forwarded to the leader (or, with
 //! `--redirect`, answered with 307 to the leader), reads are linearizable
-//! unless `?stale=true`. Every request passes `errors::edge` first: methods,
+//! unless `?stale=true`. Every request passes the edge (`edge`) first: methods,
 //! limits, body reading and the uniform error shape are decided there.
 
+mod edge;
 pub(crate) mod errors;
 mod events_stream;
 mod health;
@@ -35,18 +36,24 @@ mod yakt;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::middleware;
 use axum::routing::{get, put};
 use axum::Router;
-use tower::util::option_layer;
+use tower::util::{option_layer, Either};
 
 pub use errors::ApiError;
+
+use edge::{Edge, EdgeLayer};
+use metrics::http::HttpMetrics;
 
 use crate::metadata_fencing::Fencing;
 use crate::metrics;
 use crate::node::NodeHandle;
 
-pub fn router(node: NodeHandle, fencing: Arc<Fencing>) -> Router {
+/// The REST API as one service: the request metrics (unless `--metrics basic`) around the
+/// edge around the router.
+pub type RestService = Either<HttpMetrics<Edge<Router>>, Edge<Router>>;
+
+pub fn rest_service(node: NodeHandle, fencing: Arc<Fencing>) -> RestService {
     let limit = node.config().max_body_bytes;
     // `--metrics basic` leaves the per-request series out, and these layers with them.
     let request_metrics = node.config().request_metrics;
@@ -70,14 +77,10 @@ pub fn router(node: NodeHandle, fencing: Arc<Fencing>) -> Router {
         .layer(option_layer(request_metrics.then_some(metrics::http::NoteRouteLayer)))
         .layer(DefaultBodyLimit::max(limit))
         .with_state(node.clone());
-    // The edge wraps the whole router, so it runs before routing: a layer added with
-    // `Router::layer` runs after the method is chosen, when a HEAD is already on its way to
-    // a GET handler (which, for `GET /message/{topic}`, consumes).
+    // The edge wraps the whole router, so it runs before routing (see `edge`).
     let observe = option_layer(
         request_metrics.then(|| metrics::http::HttpMetricsLayer::new(node.metrics().clone())),
     );
-    let edge =
-        middleware::from_fn(move |request, next| errors::edge(node.clone(), limit, request, next));
-    let api = tower::Layer::layer(&observe, tower::Layer::layer(&edge, routes));
-    Router::new().fallback_service(api)
+    let edge = tower::Layer::layer(&EdgeLayer::new(node, limit), routes);
+    tower::Layer::layer(&observe, edge)
 }

@@ -200,7 +200,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
         for operation in operations(item) {
             let too_long = format!(
                 "The request target (path and query) is over {} bytes",
-                super::errors::MAX_URI_BYTES
+                super::edge::MAX_URI_BYTES
             );
             operation
                 .responses

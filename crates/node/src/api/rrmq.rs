@@ -3,7 +3,8 @@
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use raftmq_proto::client::command::Kind;
 use raftmq_proto::client::command_result::Outcome;
@@ -196,15 +197,23 @@ pub async fn put_message(
     headers: HeaderMap,
     uri: Uri,
     body: Result<Bytes, BytesRejection>,
-) -> Answer {
+) -> Result<Response, ApiError> {
     let body: MessageBody = parse(body)?;
     redirect_if_asked(&node, &uri)?;
     let kind = Kind::PutMessage(PutMessage { topic: body.topic, message: body.message });
     let applied = execute(&node, &headers, kind).await?;
     match applied.result.outcome {
-        Some(Outcome::Ok(_)) => Ok((StatusCode::CREATED, Json(RrmqOk::done()))),
+        Some(Outcome::Ok(_)) => Ok(created()),
         _ => Err(result_error(&applied)),
     }
+}
+
+/// `201 Created` with `{"success":true}`, the answer to every REST write: written out once
+/// rather than serialized per request (it is `RrmqOk::done()`; a test holds them equal).
+fn created() -> Response {
+    const DONE: &str = r#"{"success":true}"#;
+    let json = [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))];
+    (StatusCode::CREATED, json, DONE).into_response()
 }
 
 /// Consumes (removes and returns) the oldest message of a topic. A write despite its method:
@@ -261,8 +270,8 @@ pub async fn execute(
     headers: &HeaderMap,
     kind: Kind,
 ) -> Result<Applied, ApiError> {
-    let client_id = header(headers, "x-client-id").unwrap_or_default();
-    let seq = match header(headers, "x-client-seq") {
+    let client_id = header(headers, &CLIENT_ID).map(str::to_string).unwrap_or_default();
+    let seq = match header(headers, &CLIENT_SEQ) {
         Some(s) => s.parse().map_err(|_| {
             ApiError::rrmq_reason(
                 StatusCode::BAD_REQUEST,
@@ -290,8 +299,13 @@ pub async fn execute(
     node.propose(command).await.map_err(|e| ApiError::from_node(&e))
 }
 
-fn header(headers: &HeaderMap, name: &str) -> Option<String> {
-    headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string)
+/// A client session's headers (docs/http.md, "Sessions (exactly once)"), named once: a name
+/// given as text is parsed and hashed again at every lookup.
+static CLIENT_ID: HeaderName = HeaderName::from_static("x-client-id");
+static CLIENT_SEQ: HeaderName = HeaderName::from_static("x-client-seq");
+
+fn header<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<&'h str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
 }
 
 /// The HTTP answer for a command the state machine refused.
@@ -339,5 +353,20 @@ fn redirect_if_asked(node: &NodeHandle, uri: &Uri) -> Result<(), ApiError> {
             Err(error)
         }
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The written-out answer to a write is the one `RrmqOk` serializes to.
+    #[tokio::test]
+    async fn the_created_answer_is_rrmq_ok_done() {
+        let response = created();
+        assert_eq!(response.status(), StatusCode::CREATED);
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+        let body = axum::body::to_bytes(response.into_body(), 1024).await.unwrap();
+        assert_eq!(body, serde_json::to_vec(&RrmqOk::done()).unwrap());
     }
 }

@@ -59,6 +59,12 @@ impl NodeHandle {
         self.inner.status.borrow().clone()
     }
 
+    /// Whether a committed membership change removed this node, read in place: asked twice a
+    /// request, where a copy of the whole status would cost more than the answer.
+    pub fn is_removed(&self) -> bool {
+        self.inner.status.borrow().is_removed()
+    }
+
     /// The local state machine, as applied so far (a stale read; see [`read`](Self::read)).
     pub fn state(&self) -> RwLockReadGuard<'_, StateMachine> {
         self.inner.sm.read().expect("state machine lock is never poisoned")
@@ -118,8 +124,11 @@ impl NodeHandle {
         self.at_leader(false, self.deadline(), |route, deadline| async move {
             match route {
                 Route::Here => self.propose_here(command.clone(), deadline).await,
+                // Boxed: a gRPC call's future is large, and unboxed it would be part of every
+                // proposal's future, moved on every request, forwarded or not.
                 Route::There(leader) => {
-                    self.within(deadline, self.leader_client().propose(&leader, command)).await
+                    let forwarded = self.leader_client().propose(&leader, command);
+                    Box::pin(self.within(deadline, forwarded)).await
                 }
             }
         })
@@ -281,7 +290,7 @@ impl NodeHandle {
         F: Future<Output = Result<T, NodeError>>,
     {
         loop {
-            if self.status().is_removed() {
+            if self.is_removed() {
                 return Err(self.removed_error());
             }
             let leader = self.wait_for_leader(deadline).await?;
