@@ -143,13 +143,13 @@ pub async fn create_topic(
     headers: HeaderMap,
     uri: Uri,
     body: Result<Bytes, BytesRejection>,
-) -> Answer {
+) -> Result<Response, ApiError> {
     let body: TopicBody = parse(body)?;
     redirect_if_asked(&node, &uri)?;
     let kind = Kind::CreateTopic(raftmq_state::rest_topic(body.topic));
     let applied = execute(&node, &headers, kind).await?;
     match applied.result.outcome {
-        Some(Outcome::Ok(_)) => Ok((StatusCode::CREATED, Json(RrmqOk::done()))),
+        Some(Outcome::Ok(_)) => Ok(created()),
         _ => Err(result_error(&applied)),
     }
 }
@@ -208,8 +208,8 @@ pub async fn put_message(
     }
 }
 
-/// `201 Created` with `{"success":true}`, the answer to every REST write: written out once
-/// rather than serialized per request (it is `RrmqOk::done()`; a test holds them equal).
+/// `201 Created` with `{"success":true}`, the answer to `PUT /topic` and `PUT /message`: written
+/// out once rather than serialized per request (it is `RrmqOk::done()`; a test holds them equal).
 fn created() -> Response {
     const DONE: &str = r#"{"success":true}"#;
     let json = [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))];
