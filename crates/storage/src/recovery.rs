@@ -96,7 +96,12 @@ pub(crate) fn recover(
     if !listing.temps.is_empty() {
         for tmp in &listing.temps {
             info!(file = %tmp.display(), "removing the leftover of an interrupted write");
-            remove_file(tmp)?;
+            if tmp.is_dir() {
+                // A snapshot's segments directory renamed for removal (`snapshot_file::remove`).
+                fs::remove_dir_all(tmp).at(tmp)?;
+            } else {
+                remove_file(tmp)?;
+            }
         }
         fsync_dir(dir, opts.sync)?;
     }

@@ -80,13 +80,42 @@ pub(crate) fn parse_segments_name(name: &str) -> Option<(Index, Term)> {
 }
 
 /// Deletes a snapshot file and its segments directory; either already gone is fine.
+///
+/// The node's snapshot thread may be linking segments into that very directory at the same
+/// time (its snapshot, at an index a newly installed one passed, is discarded once it is
+/// handed over), so emptying the directory in place could race with it and fail with
+/// "directory not empty". The directory is first renamed to a temp name, which no new link
+/// can reach (the thread's next link recreates the old name, and the discard removes that);
+/// only a link already under way can still land in it, hence the retries. A crash in between
+/// leaves a `.tmp` directory, which recovery deletes.
 pub(crate) fn remove(path: &Path) -> Result<(), StorageError> {
     remove_file(path)?;
     let links = path.with_extension(&SEGMENTS_SUFFIX[1..]);
-    match fs::remove_dir_all(&links) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(StorageError::io(&links, e)),
-        _ => Ok(()),
+    let doomed = temp_path(&links);
+    match fs::rename(&links, &doomed) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(StorageError::io(&links, e)),
     }
+    let mut attempts = 0;
+    loop {
+        match fs::remove_dir_all(&doomed) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::DirectoryNotEmpty && attempts < 10 => {
+                attempts += 1;
+            }
+            Err(e) => return Err(StorageError::io(&doomed, e)),
+        }
+    }
+}
+
+/// A name beside `path`, unique in this process, ending in `.tmp` (which recovery deletes).
+fn temp_path(path: &Path) -> PathBuf {
+    let number = NEXT_TEMP.fetch_add(1, Ordering::Relaxed);
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".{}-{number}.tmp", std::process::id()));
+    PathBuf::from(name)
 }
 
 /// `(index, term)` from a snapshot file name, or `None` for other files.
@@ -242,9 +271,8 @@ impl SnapshotWriter {
     ) -> Result<Self, StorageError> {
         let header = encode_header(meta, data_len)?;
         let name = file_name(meta.index, meta.term);
-        let number = NEXT_TEMP.fetch_add(1, Ordering::Relaxed);
         // Ends in `.tmp`, which recovery deletes, and is no snapshot file name.
-        let tmp = dir.join(format!("{name}.{}-{number}.tmp", std::process::id()));
+        let tmp = temp_path(&dir.join(name));
         let file =
             OpenOptions::new().write(true).create(true).truncate(true).open(&tmp).at(&tmp)?;
         // Built before the header is written, so a failure deletes the file.

@@ -364,7 +364,52 @@ fn a_snapshots_segment_links_go_with_it_and_orphans_go_at_open() {
     drop(storage);
     // Links of a snapshot never written (a crash in between) go at the next open.
     fs::create_dir_all(links(60).join("t-0@1")).expect("orphan");
+    // So does a links directory renamed for removal when the removal was cut short.
+    let renamed = tmp.path().join("snap-00000000000000000030-1.segments.77-0.tmp");
+    fs::create_dir_all(renamed.join("t-0@1")).expect("renamed links");
+    fs::write(renamed.join("t-0@1").join("00000000000000000000.seg"), b"x").expect("a link");
     let _ = open(tmp.path(), 64);
     assert!(!links(60).exists());
+    assert!(!renamed.exists(), "a renamed links directory goes at open");
     assert!(links(50).exists(), "the kept snapshots' links stay");
+}
+
+/// The node's snapshot thread may still be linking segments under an old snapshot's directory
+/// when the storage removes that snapshot (a newer one from the leader was installed meanwhile;
+/// the thread's snapshot is then discarded when it is adopted). The removal must not fail
+/// because the directory gained entries while it was being emptied: seen as "Directory not
+/// empty" stopping a node in a chaos run.
+#[test]
+fn removing_a_snapshot_while_its_segments_are_being_linked_does_not_fail() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let (mut storage, _) = open(tmp.path(), 1 << 20);
+    let links = |index| raftmq_storage::snapshot_segments_dir(tmp.path(), index, 1);
+    for round in 0..40u64 {
+        let (older, newer) = (10 + 20 * round, 20 + 20 * round);
+        storage.install_snapshot(&snapshot(older, 1)).expect("install the older snapshot");
+        let stop = Arc::new(AtomicBool::new(false));
+        let linker = {
+            let (dir, stop) = (links(older), stop.clone());
+            std::thread::spawn(move || {
+                let mut n = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    // As `link_into` does: the partition's directory, then one link in it.
+                    let partition = dir.join(format!("t-{}@1", n % 4));
+                    let _ = fs::create_dir_all(&partition);
+                    let _ = fs::write(partition.join(format!("{n:020}.seg")), b"x");
+                    n += 1;
+                }
+            })
+        };
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        // Installing a newer snapshot removes every older one, `older` among them, while it is
+        // being linked into.
+        let installed = storage.install_snapshot(&snapshot(newer, 1));
+        stop.store(true, Ordering::Relaxed);
+        linker.join().expect("the linker thread does not panic");
+        installed.unwrap_or_else(|e| panic!("round {round}: removing {older} failed: {e}"));
+    }
 }
