@@ -18,7 +18,7 @@ use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::kafka_wire::{exchange, request, string};
+use common::kafka_wire::{exchange, request, string, Fields};
 use common::{serial, Cluster};
 use serde_json::Value;
 
@@ -248,4 +248,86 @@ fn every_member_names_the_leader_as_coordinator_and_only_the_leader_coordinates(
         let expected = if id == leader { 25 } else { 16 };
         assert_eq!(heartbeat_error(&cluster.kafka_addr(id)), expected, "Heartbeat on node {id}");
     }
+}
+
+/// An OffsetCommit v0 or v1 body outside group management: v0 has neither generation nor
+/// member id nor timestamps; v1 has generation -1, no member id, and a commit timestamp a
+/// partition (-1: now).
+fn old_offset_commit(
+    version: i16,
+    group: &str,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> Vec<u8> {
+    let mut body = string(group);
+    if version == 1 {
+        body.extend_from_slice(&(-1i32).to_be_bytes());
+        body.extend_from_slice(&string(""));
+    }
+    body.extend_from_slice(&1i32.to_be_bytes());
+    body.extend_from_slice(&string(topic));
+    body.extend_from_slice(&1i32.to_be_bytes());
+    body.extend_from_slice(&partition.to_be_bytes());
+    body.extend_from_slice(&offset.to_be_bytes());
+    if version == 1 {
+        body.extend_from_slice(&(-1i64).to_be_bytes());
+    }
+    body.extend_from_slice(&string(&format!("v{version}")));
+    body
+}
+
+/// Commits with OffsetCommit `version` until the coordinator has loaded (it answers
+/// COORDINATOR_LOAD_IN_PROGRESS until the new leader applied an entry of its term); the one
+/// partition's error.
+fn old_commit_error(addr: &str, version: i16, group: &str, partition: i32, offset: i64) -> i16 {
+    let body = old_offset_commit(version, group, "old", partition, offset);
+    for _ in 0..100 {
+        let answer = exchange(addr, &request(8, version, 9, &body));
+        let mut f = Fields(&answer);
+        assert_eq!(f.i32(), 1, "one topic");
+        assert_eq!(f.string(), "old");
+        assert_eq!(f.i32(), 1, "one partition");
+        assert_eq!(f.i32(), partition);
+        let error = f.i16();
+        if error != 14 {
+            return error;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("the coordinator never loaded");
+}
+
+/// OffsetFetch v1 of partition 0 of "old": (offset, metadata, error).
+fn old_fetch(addr: &str, group: &str) -> (i64, String, i16) {
+    let body = [
+        string(group),
+        1i32.to_be_bytes().to_vec(),
+        string("old"),
+        1i32.to_be_bytes().to_vec(),
+        0i32.to_be_bytes().to_vec(),
+    ]
+    .concat();
+    let answer = exchange(addr, &request(9, 1, 10, &body));
+    let mut f = Fields(&answer);
+    assert_eq!((f.i32(), f.string(), f.i32(), f.i32()), (1, "old".to_owned(), 1, 0));
+    (f.i64(), f.string(), f.i16())
+}
+
+/// Clients that predate ApiVersions pick OffsetCommit's version by their configured Kafka
+/// version: Sarama, for one, sends v1 unless a retention time is set (Kafka 3.x serves v0–1;
+/// 4.0 dropped them, KIP-896). They are committed through the log like any other version.
+#[test]
+fn offset_commit_v0_and_v1_are_committed_and_read_back() {
+    let _serial = serial();
+    let cluster = Cluster::start_kafka(1, &[]);
+    let leader = cluster.wait_leader();
+    wait_brokers_known(&cluster, leader);
+    cluster.create_topic("old");
+    let addr = cluster.kafka_addr(leader);
+    assert_eq!(old_commit_error(&addr, 0, "g0", 0, 17), 0, "OffsetCommit v0");
+    assert_eq!(old_commit_error(&addr, 1, "g1", 0, 23), 0, "OffsetCommit v1");
+    assert_eq!(old_commit_error(&addr, 1, "g1", 5, 1), 3, "UNKNOWN_TOPIC_OR_PARTITION");
+    assert_eq!(old_fetch(&addr, "g0"), (17, "v0".to_owned(), 0));
+    assert_eq!(old_fetch(&addr, "g1"), (23, "v1".to_owned(), 0));
 }

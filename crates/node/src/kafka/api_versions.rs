@@ -18,13 +18,15 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteTopics, 1, 5),
     (ApiKey::DescribeQuorum, 0, 2),
     // Consumer groups (docs/kafka.md): OffsetCommit stops before 9 (KIP-848's member epoch),
-    // OffsetFetch before 8 (several groups a request), JoinGroup before 8.
+    // OffsetFetch before 8 (several groups a request), JoinGroup before 8. OffsetCommit 0-1
+    // are served for clients that pick versions by configuration, not ApiVersions (Sarama
+    // sends 1 by default); Kafka 4.0 dropped them (KIP-896), Kafka 3.x serves them.
     (ApiKey::FindCoordinator, 0, 4),
     (ApiKey::JoinGroup, 0, 7),
     (ApiKey::SyncGroup, 0, 5),
     (ApiKey::Heartbeat, 0, 4),
     (ApiKey::LeaveGroup, 0, 4),
-    (ApiKey::OffsetCommit, 2, 8),
+    (ApiKey::OffsetCommit, 0, 8),
     (ApiKey::OffsetFetch, 1, 7),
     (ApiKey::ListGroups, 0, 4),
     (ApiKey::DescribeGroups, 0, 5),

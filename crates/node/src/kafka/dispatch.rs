@@ -114,6 +114,18 @@ pub async fn handle(node: &NodeHandle, groups: &Coordinator, frame: Bytes) -> Ou
             Ok(request) => at.respond(&group::membership::leave(groups, &request, version)),
             Err(close) => close,
         },
+        ApiKey::OffsetCommit if version < 2 => {
+            match group::legacy_offset_commit::decode(&mut buf, version) {
+                Ok(request) => {
+                    let response = group::offsets::commit(node, groups, request).await;
+                    let legacy = group::legacy_offset_commit::RESPONSE_VERSION;
+                    respond(api, legacy, correlation_id, &response)
+                }
+                Err(e) => {
+                    Outcome::Close(format!("a malformed OffsetCommit v{version} request: {e}"))
+                }
+            }
+        }
         ApiKey::OffsetCommit => match decode::<OffsetCommitRequest>(&mut buf, &at) {
             Ok(request) => at.respond(&group::offsets::commit(node, groups, request).await),
             Err(close) => close,

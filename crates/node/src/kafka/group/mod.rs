@@ -6,12 +6,14 @@
 //! - [`find_coordinator`]: the Raft leader coordinates every group;
 //! - [`membership`]: JoinGroup, SyncGroup, Heartbeat, LeaveGroup;
 //! - [`offsets`]: OffsetCommit (through the Raft log) and OffsetFetch (the applied state);
+//! - [`legacy_offset_commit`]: OffsetCommit versions 0 and 1, which the codec does not read;
 //! - [`listing`]: ListGroups and DescribeGroups;
 //! - [`deletion`]: DeleteGroups and OffsetDelete (through the Raft log).
 
 pub mod coordinator;
 pub mod deletion;
 pub mod find_coordinator;
+pub mod legacy_offset_commit;
 pub mod listing;
 pub mod membership;
 pub mod offsets;
