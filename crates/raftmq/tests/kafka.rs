@@ -6,6 +6,10 @@
 //!   with CreateTopics, produces with acks=all across a leadership change (the old leader
 //!   answers NOT_LEADER_OR_FOLLOWER, the client refreshes its metadata and goes on), and a
 //!   consumer using assign() reads every record once, in order per partition;
+//! - Sarama (Go; crates/raftmq/tests/sarama/main.go, built against Debian's Go toolchain and
+//!   `golang-github-shopify-sarama-dev`) creates a topic with ClusterAdmin, produces 1,000
+//!   keyed records idempotently with acks=all, consumes them with a consumer group and commits
+//!   with its default settings (OffsetCommit v1), and reads the committed offsets back;
 //! - raw frames: ApiVersions (and its KIP-511 answer to a version not served), a missing
 //!   topic, a corrupt batch, an oversized frame, an unknown API key, a short frame.
 //!
@@ -53,6 +57,74 @@ fn confluent_kafka_missing() -> Option<String> {
     let mut install = Command::new("python3");
     install.args(["-m", "pip", "install", "-q", "confluent-kafka"]);
     available(&mut probe, &mut install).err().map(|e| format!("confluent-kafka is missing ({e})"))
+}
+
+/// Builds the Sarama program into `out` (installing Go and Sarama's Debian package when
+/// missing); the binary's path, or why it cannot be built.
+fn sarama_program(out: &std::path::Path) -> Result<std::path::PathBuf, String> {
+    const SARAMA: &str = "/usr/share/gocode/src/github.com/Shopify/sarama";
+    let mut probe = Command::new("sh");
+    probe.args(["-c", &format!("command -v go && test -d {SARAMA}")]);
+    let packages = "golang-go golang-github-shopify-sarama-dev";
+    let mut install = Command::new("sh");
+    install.args([
+        "-c",
+        &format!(
+            "apt-get install -y -qq {packages} || (apt-get update -qq && apt-get install -y -qq {packages})"
+        ),
+    ]);
+    available(&mut probe, &mut install).map_err(|e| format!("Go or Sarama is missing ({e})"))?;
+    let source = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sarama/main.go");
+    let binary = out.join("sarama-check");
+    // Debian packages Go libraries for GOPATH builds, without modules.
+    let built = Command::new("go")
+        .arg("build")
+        .arg("-o")
+        .arg(&binary)
+        .arg(source)
+        .env("GO111MODULE", "off")
+        .env("GOPATH", "/usr/share/gocode")
+        .env("GOCACHE", out.join("go-cache"))
+        .output()
+        .map_err(|e| format!("cannot run go build: {e}"))?;
+    if !built.status.success() {
+        return Err(format!("go build failed: {}", String::from_utf8_lossy(&built.stderr)));
+    }
+    Ok(binary)
+}
+
+#[test]
+fn sarama_produces_idempotently_consumes_in_a_group_and_commits_with_its_defaults() {
+    let tmp = tempfile::tempdir().expect("a temp dir");
+    let program = match sarama_program(tmp.path()) {
+        Ok(program) => program,
+        Err(why) => {
+            eprintln!("SKIPPED the Sarama test: {why}");
+            return;
+        }
+    };
+    let _serial = serial();
+    let cluster = Cluster::start_kafka(3, &[]);
+    for id in cluster.running() {
+        wait_brokers_known(&cluster, id);
+    }
+    let out = Command::new(&program)
+        .args([&bootstrap(&cluster), "sarama-topic", "1000"])
+        .output()
+        .expect("run the Sarama program");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the Sarama program failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_str(stdout.lines().last().unwrap_or_default())
+        .unwrap_or_else(|e| panic!("the Sarama program's report: {e}: {stdout}"));
+    assert_eq!(
+        (&report["produced"], &report["consumed"], &report["committed"]),
+        (&Value::from(1000), &Value::from(1000), &Value::from(1000)),
+        "every record consumed once and every offset committed: {report}"
+    );
 }
 
 fn bootstrap(cluster: &Cluster) -> String {
