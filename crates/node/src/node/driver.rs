@@ -596,6 +596,11 @@ impl Driver {
 /// follower whatever retention removes meanwhile). Once the file is durable, segment files
 /// below every partition's log start, and deleted topics' directories, go (docs/storage.md,
 /// "Partition data").
+///
+/// If the snapshot fails before its file is written, the links it made go too: they would
+/// otherwise hold segment files that retention released until the next start. A links
+/// directory that was there before belongs to a kept snapshot of the same index and term (the
+/// one installed from the leader, replaced here by the reference form) and stays.
 fn write_snapshot(
     dir: &std::path::Path,
     meta: &SnapshotMeta,
@@ -604,10 +609,21 @@ fn write_snapshot(
 ) -> Result<SnapshotFileInfo, raftmq_storage::StorageError> {
     let io = |source| raftmq_storage::StorageError::Io { path: dir.to_path_buf(), source };
     let links = raftmq_storage::snapshot_segments_dir(dir, meta.index, meta.term);
-    state.partition_logs().sync_and_link(&links).map_err(io)?;
-    let mut writer = SnapshotWriter::create(dir, meta, state.snapshot_len(), sync)?;
-    state.snapshot_to(&mut writer).map_err(io)?;
-    let file = writer.finish()?;
+    let links_made_here = !links.exists();
+    let written = state.partition_logs().sync_and_link(&links).map_err(io).and_then(|()| {
+        let mut writer = SnapshotWriter::create(dir, meta, state.snapshot_len(), sync)?;
+        state.snapshot_to(&mut writer).map_err(io)?;
+        writer.finish()
+    });
+    let file = match written {
+        Ok(file) => file,
+        Err(e) => {
+            if links_made_here {
+                let _ = std::fs::remove_dir_all(&links);
+            }
+            return Err(e);
+        }
+    };
     state.partition_logs().release_below_start(state.applied_index()).map_err(io)?;
     Ok(file)
 }

@@ -121,3 +121,44 @@ async fn a_follower_acknowledges_entries_only_once_they_are_fsynced() {
     assert_eq!(ack, Some(3), "once fsynced, entry 3 is acknowledged");
     node.shutdown();
 }
+
+/// A snapshot that fails while linking its segments (here: a segment file gone from under the
+/// view) takes the links it made with it; a links directory that was there before it, a kept
+/// snapshot's of the same index and term, stays.
+#[test]
+fn a_snapshot_that_fails_before_its_file_leaves_no_links_of_its_own() {
+    use prost::Message as _;
+    use raftmq_proto::client::command::Kind;
+    use raftmq_proto::client::{Command, CreateTopic, PutMessage};
+    use raftmq_state::segment_store::DiskConfig;
+    use raftmq_state::{PartitionStorage, StateMachine};
+
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let partitions = dir.path().join("partitions");
+    let storage = PartitionStorage::Disk(Arc::new(DiskConfig::new(partitions.clone(), 1 << 20)));
+    let mut state = StateMachine::with_storage(60_000, storage);
+    let commands = [
+        Kind::CreateTopic(CreateTopic { name: "t".into(), partitions: 1, ..Default::default() }),
+        Kind::PutMessage(PutMessage { topic: "t".into(), message: "m".into() }),
+    ];
+    for (i, kind) in commands.into_iter().enumerate() {
+        let command = Command { timestamp_ms: 1_000, kind: Some(kind), ..Default::default() };
+        state.apply_command(i as u64 + 1, 1, &command.encode_to_vec());
+    }
+    let meta = raftmq_raft::SnapshotMeta { index: 2, term: 1, membership: Default::default() };
+    let links = raftmq_storage::snapshot_segments_dir(dir.path(), 2, 1);
+    let segment = std::fs::read_dir(&partitions)
+        .expect("the partitions directory")
+        .flat_map(|p| std::fs::read_dir(p.expect("a partition").path()).expect("its files"))
+        .map(|f| f.expect("a file").path())
+        .find(|f| f.extension().is_some_and(|e| e == "log"))
+        .expect("the partition has a segment file");
+    std::fs::remove_file(&segment).expect("remove the segment file");
+
+    assert!(super::write_snapshot(dir.path(), &meta, &state, false).is_err());
+    assert!(!links.exists(), "the failed snapshot's links are gone");
+
+    std::fs::create_dir_all(links.join("kept")).expect("a kept snapshot's links");
+    assert!(super::write_snapshot(dir.path(), &meta, &state, false).is_err());
+    assert!(links.join("kept").exists(), "links made before the failed snapshot stay");
+}
